@@ -1,0 +1,447 @@
+//! Configuration types: what `pwt.toml`, the user config and `PWT_*` variables deserialize
+//! into. Loading and layering live in the CLI; this module only defines and validates.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The name of the port pwt creates when `[ports.services]` is empty.
+pub const DEFAULT_SERVICE: &str = "app";
+
+/// The whole configuration, after all layers are merged.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Project name used in templates; defaults to the repository directory name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Where worktrees go.
+    pub worktree: WorktreeConfig,
+    /// Port allocation.
+    pub ports: PortsConfig,
+    /// A PostgreSQL database per worktree; absent means off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresConfig>,
+    /// A RabbitMQ vhost per worktree; absent means off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rabbitmq: Option<RabbitmqConfig>,
+    /// Redis isolation per worktree; absent means off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisConfig>,
+    /// Extra environment variables, each value a template.
+    pub env: BTreeMap<String, String>,
+    /// The env files pwt writes into each worktree.
+    pub files: FilesConfig,
+    /// Commands run in the worktree at set-up and teardown.
+    pub hooks: HooksConfig,
+    /// The local reverse proxy.
+    pub proxy: ProxyConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            project: None,
+            worktree: WorktreeConfig::default(),
+            ports: PortsConfig::default(),
+            postgres: None,
+            rabbitmq: None,
+            redis: None,
+            env: BTreeMap::new(),
+            files: FilesConfig::default(),
+            hooks: HooksConfig::default(),
+            proxy: ProxyConfig::default(),
+        }
+    }
+}
+
+/// `[worktree]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorktreeConfig {
+    /// Template of the worktree path, relative to the main worktree.
+    pub path: String,
+}
+
+impl Default for WorktreeConfig {
+    fn default() -> Self {
+        Self {
+            path: "../{{ repo }}.{{ slug }}".into(),
+        }
+    }
+}
+
+/// `[ports]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortsConfig {
+    /// Inclusive range ports are leased from.
+    pub range: [u16; 2],
+    /// One port per named service.
+    pub services: BTreeMap<String, PortService>,
+}
+
+impl Default for PortsConfig {
+    fn default() -> Self {
+        Self {
+            range: [20000, 29999],
+            services: BTreeMap::new(),
+        }
+    }
+}
+
+/// One named port.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortService {
+    /// The environment variable that carries it.
+    pub env: String,
+    /// The port the main worktree uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main: Option<u16>,
+}
+
+/// `[postgres]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// Connection URL of the maintenance database.
+    pub url: String,
+    /// Template of the database name.
+    pub database: String,
+    /// The main worktree's database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub main_database: Option<String>,
+    /// Copy the main database's data into each new database.
+    pub clone_from_main: bool,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@localhost:5432/postgres".into(),
+            database: "{{ project | db_ident }}_{{ slug | db_ident }}".into(),
+            main_database: None,
+            clone_from_main: false,
+        }
+    }
+}
+
+/// `[rabbitmq]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RabbitmqConfig {
+    /// AMQP URL (user, password, host, port).
+    pub url: String,
+    /// Management HTTP API base URL.
+    pub management_url: String,
+    /// Template of the vhost name.
+    pub vhost: String,
+}
+
+impl Default for RabbitmqConfig {
+    fn default() -> Self {
+        Self {
+            url: "amqp://guest:guest@localhost:5672".into(),
+            management_url: "http://localhost:15672".into(),
+            vhost: "/{{ slug }}".into(),
+        }
+    }
+}
+
+/// How a worktree's Redis data is kept apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    /// A key prefix per worktree.
+    Prefix,
+    /// A leased DB index per worktree.
+    Db,
+}
+
+/// `[redis]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Redis URL.
+    pub url: String,
+    /// `prefix` or `db`.
+    pub mode: RedisMode,
+    /// Template of the key prefix (prefix mode).
+    pub prefix: String,
+    /// DB count used when `CONFIG GET databases` is not allowed.
+    pub databases: u16,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://localhost:6379".into(),
+            mode: RedisMode::Prefix,
+            prefix: "{{ slug }}:".into(),
+            databases: 16,
+        }
+    }
+}
+
+/// A file setting: `false` turns the file off, a string names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FileSetting {
+    /// `true` / `false`.
+    Enabled(bool),
+    /// A file name relative to the worktree root.
+    Name(String),
+}
+
+impl FileSetting {
+    /// The file name, or `None` when turned off; `true` means `default`.
+    pub fn name<'a>(&'a self, default: &'a str) -> Option<&'a str> {
+        match self {
+            Self::Enabled(false) => None,
+            Self::Enabled(true) => Some(default),
+            Self::Name(n) => Some(n),
+        }
+    }
+}
+
+/// Default name of the dotenv file.
+pub const DOTENV_FILE: &str = ".env.worktree";
+/// Default name of the mise file.
+pub const MISE_FILE: &str = ".mise.local.toml";
+
+/// `[files]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// The dotenv file.
+    pub dotenv: FileSetting,
+    /// The mise file.
+    pub mise: FileSetting,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            dotenv: FileSetting::Name(DOTENV_FILE.into()),
+            mise: FileSetting::Name(MISE_FILE.into()),
+        }
+    }
+}
+
+impl FilesConfig {
+    /// The env files that are turned on, as (kind, file name).
+    pub fn enabled(&self) -> Vec<(EnvFileKind, &str)> {
+        let mut out = Vec::new();
+        if let Some(n) = self.dotenv.name(DOTENV_FILE) {
+            out.push((EnvFileKind::Dotenv, n));
+        }
+        if let Some(n) = self.mise.name(MISE_FILE) {
+            out.push((EnvFileKind::Mise, n));
+        }
+        out
+    }
+}
+
+/// The formats pwt writes env files in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvFileKind {
+    /// `KEY='value'` lines.
+    Dotenv,
+    /// A `.mise.local.toml` `[env]` table.
+    Mise,
+}
+
+/// `[hooks]`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksConfig {
+    /// Run in the new worktree after it is provisioned.
+    #[serde(rename = "post-create")]
+    pub post_create: Vec<String>,
+    /// Run in the worktree before it is torn down.
+    #[serde(rename = "pre-remove")]
+    pub pre_remove: Vec<String>,
+}
+
+/// `[proxy]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Loopback address and port the proxy listens on.
+    pub listen: String,
+    /// The port name that `<slug>.localhost` reaches; defaults to the first service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// The one OAuth redirect path.
+    pub callback: String,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            route: None,
+            callback: "/auth/callback".into(),
+        }
+    }
+}
+
+/// A configuration value that parses but makes no sense.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value for `{key}`: {message}")]
+pub struct ConfigError {
+    /// Dotted key, e.g. `ports.range`.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+fn bad(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// True for names a shell and every dotenv reader accept as a variable name.
+pub fn is_env_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+impl Config {
+    /// The port services in use: the configured ones, or one `app` port in `PORT`.
+    pub fn services(&self) -> BTreeMap<String, PortService> {
+        if self.ports.services.is_empty() {
+            BTreeMap::from([(
+                DEFAULT_SERVICE.to_owned(),
+                PortService {
+                    env: "PORT".into(),
+                    main: Some(3000),
+                },
+            )])
+        } else {
+            self.ports.services.clone()
+        }
+    }
+
+    /// The service `<slug>.localhost` reaches.
+    pub fn route_service(&self) -> String {
+        self.proxy.route.clone().unwrap_or_else(|| {
+            let services = self.services();
+            // Prefer a service literally called frontend, as in the seed workflow.
+            if services.contains_key("frontend") {
+                "frontend".into()
+            } else {
+                services
+                    .keys()
+                    .next()
+                    .cloned()
+                    .expect("services() is never empty")
+            }
+        })
+    }
+
+    /// Checks what serde cannot: ranges, names, references between keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let [lo, hi] = self.ports.range;
+        if lo == 0 || lo > hi {
+            return Err(bad(
+                "ports.range",
+                format!("[{lo}, {hi}] is empty or starts at 0; write [low, high] with 0 < low <= high"),
+            ));
+        }
+        let services = self.services();
+        let span = usize::from(hi - lo) + 1;
+        if span < services.len() {
+            return Err(bad(
+                "ports.range",
+                format!("[{lo}, {hi}] holds {span} ports, fewer than the {} services", services.len()),
+            ));
+        }
+        let mut seen_env = BTreeMap::new();
+        for (name, svc) in &services {
+            let key = format!("ports.services.{name}");
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                return Err(bad(key, "service names use a-z, 0-9, '_' and '-'"));
+            }
+            if !is_env_name(&svc.env) {
+                return Err(bad(format!("{key}.env"), format!("{:?} is not a valid environment variable name", svc.env)));
+            }
+            if let Some(other) = seen_env.insert(svc.env.clone(), name.clone()) {
+                return Err(bad(format!("{key}.env"), format!("{} is already used by service {other}", svc.env)));
+            }
+            if svc.main == Some(0) {
+                return Err(bad(format!("{key}.main"), "port 0 means \"any port\"; give a real port"));
+            }
+        }
+        if let Some(route) = &self.proxy.route
+            && !services.contains_key(route)
+        {
+            let known: Vec<_> = services.keys().map(String::as_str).collect();
+            return Err(bad("proxy.route", format!("{route:?} is not a service; known: {}", known.join(", "))));
+        }
+        if !self.proxy.callback.starts_with('/') {
+            return Err(bad("proxy.callback", "the callback path must start with '/'"));
+        }
+        for key in self.env.keys() {
+            if !is_env_name(key) {
+                return Err(bad(format!("env.{key}"), "not a valid environment variable name"));
+            }
+        }
+        if let Some(p) = &self.project
+            && p.trim().is_empty()
+        {
+            return Err(bad("project", "the project name is empty"));
+        }
+        if self.worktree.path.trim().is_empty() {
+            return Err(bad("worktree.path", "the path template is empty"));
+        }
+        for (key, hooks) in [("hooks.post-create", &self.hooks.post_create), ("hooks.pre-remove", &self.hooks.pre_remove)] {
+            if hooks.iter().any(|h| h.trim().is_empty()) {
+                return Err(bad(key, "a hook command is empty"));
+            }
+        }
+        if let Some(r) = &self.redis
+            && r.databases < 2
+        {
+            return Err(bad("redis.databases", "needs at least 2 (DB 0 stays the main worktree's)"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_with_one_port() {
+        let c = Config::default();
+        c.validate().expect("defaults are valid");
+        assert_eq!(c.services().len(), 1);
+        assert_eq!(c.route_service(), DEFAULT_SERVICE);
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut c = Config::default();
+        c.ports.range = [30000, 20000];
+        assert_eq!(c.validate().expect_err("bad").key, "ports.range");
+        let mut c = Config::default();
+        c.proxy.route = Some("nope".into());
+        assert_eq!(c.validate().expect_err("bad").key, "proxy.route");
+        let mut c = Config::default();
+        c.ports.services.insert("web".into(), PortService { env: "1X".into(), main: None });
+        assert_eq!(c.validate().expect_err("bad").key, "ports.services.web.env");
+    }
+
+    #[test]
+    fn file_settings() {
+        assert_eq!(FileSetting::Enabled(false).name("x"), None);
+        assert_eq!(FileSetting::Enabled(true).name("x"), Some("x"));
+        assert_eq!(FileSetting::Name("y".into()).name("x"), Some("y"));
+    }
+}

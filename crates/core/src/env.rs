@@ -1,0 +1,353 @@
+//! The environment of a worktree, and the file formats it is written in.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::ser::SerializeMap;
+
+use crate::config::{Config, is_env_name};
+use crate::template::{TemplateContext, TemplateError, Templates};
+
+/// Ordered variables, each name once. Later `set`s replace earlier values in place.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Environment {
+    vars: Vec<(String, String)>,
+}
+
+/// A variable that cannot be part of an environment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    /// Bad name.
+    #[error("environment variable name {0:?} is not valid (letters, digits and '_', not starting with a digit)")]
+    Name(String),
+    /// Newline, carriage return or NUL in a value.
+    #[error("value of {0} contains a newline, carriage return or NUL, which env files cannot carry the same way for every reader")]
+    Value(String),
+    /// A template did not render.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+}
+
+impl Environment {
+    /// Sets `name` to `value`, checking both.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) -> Result<(), EnvError> {
+        let value = value.into();
+        if !is_env_name(name) {
+            return Err(EnvError::Name(name.to_owned()));
+        }
+        if value.contains(['\n', '\r', '\0']) {
+            return Err(EnvError::Value(name.to_owned()));
+        }
+        match self.vars.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.vars.push((name.to_owned(), value)),
+        }
+        Ok(())
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All variables in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Number of variables.
+    pub fn len(&self) -> usize {
+        self.vars.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+}
+
+impl serde::Serialize for Environment {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.vars.len()))?;
+        for (k, v) in &self.vars {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// What the environment of one worktree is built from.
+#[derive(Clone, Debug)]
+pub struct WorktreeFacts {
+    /// Template variables (branch, slug, repo, project, ports).
+    pub ctx: TemplateContext,
+    /// True for the main worktree, which gets the defaults.
+    pub is_main: bool,
+}
+
+/// The port the proxy listens on, from `proxy.listen` (`127.0.0.1:8080`, `[::1]:8080`).
+pub fn proxy_port(listen: &str) -> Option<u16> {
+    listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+}
+
+/// Builds the worktree's environment: pwt's variables, then `extra` (from provisioning), then
+/// the `[env]` table, whose templates may override any of them.
+pub fn build_environment(
+    config: &Config,
+    facts: &WorktreeFacts,
+    extra: &[(String, String)],
+    templates: &Templates,
+) -> Result<Environment, EnvError> {
+    let ctx = &facts.ctx;
+    let mut env = Environment::default();
+    let feature = if facts.is_main { "main" } else { ctx.slug.as_str() };
+    env.set("FEATURE", feature)?;
+    for (name, svc) in config.services() {
+        if let Some(port) = ctx.ports.get(&name) {
+            env.set(&svc.env, port.to_string())?;
+        }
+    }
+    let proxy_port = proxy_port(&config.proxy.listen).unwrap_or(8080);
+    env.set(
+        "COMPOSE_PROJECT_NAME",
+        if facts.is_main {
+            ctx.project.clone()
+        } else {
+            format!("{}-{}", ctx.project, ctx.slug)
+        },
+    )?;
+    env.set(
+        "OAUTH_REDIRECT_URI",
+        format!("http://localhost:{proxy_port}{}", config.proxy.callback),
+    )?;
+    env.set("OAUTH_STATE_PREFIX", format!("{}~", ctx.slug))?;
+    env.set("PWT_SLUG", ctx.slug.clone())?;
+    env.set("PWT_BRANCH", ctx.branch.clone())?;
+    env.set(
+        "PWT_URL",
+        if facts.is_main {
+            format!("http://localhost:{proxy_port}")
+        } else {
+            format!("http://{}.localhost:{proxy_port}", ctx.slug)
+        },
+    )?;
+    for (k, v) in extra {
+        env.set(k, v.clone())?;
+    }
+    for (k, template) in &config.env {
+        let value = templates.render(&format!("env.{k}"), template, ctx)?;
+        env.set(k, value)?;
+    }
+    Ok(env)
+}
+
+/// The header pwt puts at the top of the files it writes.
+fn header(comment: &str, slug: &str) -> String {
+    format!(
+        "{comment} Written by pwt for worktree `{slug}`; `pwt up` rewrites it.\n\
+         {comment} pwt will not overwrite this file once edited: put your own settings elsewhere.\n"
+    )
+}
+
+/// Quotes `value` for a dotenv file so that bash (`set -a; . file`), Docker Compose,
+/// python-dotenv and Node's dotenv all read back exactly `value`.
+///
+/// Single quotes are literal for all four. A value holding `'` goes in double quotes, which
+/// all four read literally as long as the value holds none of `"` `$` `` ` `` `\`. A value
+/// that needs both has no common spelling and gives `None`.
+pub fn dotenv_quote(value: &str) -> Option<String> {
+    if !value.contains('\'') {
+        Some(format!("'{value}'"))
+    } else if !value.contains(['"', '$', '`', '\\']) {
+        Some(format!("\"{value}\""))
+    } else {
+        None
+    }
+}
+
+/// The `.env.worktree` text, and the names of variables left out because no quoting reads
+/// the same in every dotenv reader (see [`dotenv_quote`]).
+pub fn render_dotenv(env: &Environment, slug: &str) -> (String, Vec<String>) {
+    let mut out = header("#", slug);
+    let mut skipped = Vec::new();
+    for (k, v) in env.iter() {
+        match dotenv_quote(v) {
+            Some(q) => {
+                let _ = writeln!(out, "{k}={q}");
+            }
+            None => skipped.push(k.to_owned()),
+        }
+    }
+    (out, skipped)
+}
+
+/// A TOML basic string.
+fn toml_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The `.mise.local.toml` text: one `[env]` table.
+pub fn render_mise(env: &Environment, slug: &str) -> String {
+    let mut out = header("#", slug);
+    out.push_str("[env]\n");
+    for (k, v) in env.iter() {
+        let _ = writeln!(out, "{k} = {}", toml_string(v));
+    }
+    out
+}
+
+/// POSIX-shell `export` lines, each value single-quoted (any byte is safe that way).
+pub fn render_sh(env: &Environment) -> String {
+    let mut out = String::new();
+    for (k, v) in env.iter() {
+        let _ = writeln!(out, "export {k}='{}'", v.replace('\'', "'\\''"));
+    }
+    out
+}
+
+/// fish `set -gx` lines.
+pub fn render_fish(env: &Environment) -> String {
+    let mut out = String::new();
+    for (k, v) in env.iter() {
+        let escaped = v.replace('\\', "\\\\").replace('\'', "\\'");
+        let _ = writeln!(out, "set -gx {k} '{escaped}'");
+    }
+    out
+}
+
+/// Parses `KEY=value` lines the way the cooperative scan needs: enough of dotenv and of a
+/// mise `[env]` table (`KEY = "value"`) to find ports written by pwt, by older scripts or by
+/// hand. Quotes are stripped; `export ` prefixes, comments and section headers are skipped.
+pub fn parse_assignments(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('[') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else { continue };
+        let k = k.trim();
+        if !is_env_name(k) {
+            continue;
+        }
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(v);
+        out.insert(k.to_owned(), v.to_owned());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PortService;
+
+    fn facts(slug: &str, is_main: bool) -> WorktreeFacts {
+        WorktreeFacts {
+            ctx: TemplateContext {
+                branch: "feature/notifications".into(),
+                slug: slug.into(),
+                repo: "demo".into(),
+                project: "demo".into(),
+                ports: BTreeMap::from([("frontend".into(), 21000), ("backend".into(), 21001)]),
+            },
+            is_main,
+        }
+    }
+
+    fn seed_config() -> Config {
+        let mut c = Config::default();
+        c.ports.services.insert("frontend".into(), PortService { env: "FRONTEND_PORT".into(), main: Some(3000) });
+        c.ports.services.insert("backend".into(), PortService { env: "BACKEND_PORT".into(), main: Some(5000) });
+        c.env.insert("API".into(), "http://localhost:{{ ports.backend }}".into());
+        c
+    }
+
+    #[test]
+    fn builds_seed_variables() {
+        let env = build_environment(&seed_config(), &facts("feature-notifications", false), &[], &Templates::new())
+            .expect("builds");
+        assert_eq!(env.get("FEATURE"), Some("feature-notifications"));
+        assert_eq!(env.get("FRONTEND_PORT"), Some("21000"));
+        assert_eq!(env.get("BACKEND_PORT"), Some("21001"));
+        assert_eq!(env.get("API"), Some("http://localhost:21001"));
+        assert_eq!(env.get("PWT_URL"), Some("http://feature-notifications.localhost:8080"));
+        assert_eq!(env.get("OAUTH_REDIRECT_URI"), Some("http://localhost:8080/auth/callback"));
+        assert_eq!(env.get("COMPOSE_PROJECT_NAME"), Some("demo-feature-notifications"));
+    }
+
+    #[test]
+    fn main_gets_defaults() {
+        let env = build_environment(&seed_config(), &facts("main", true), &[], &Templates::new()).expect("builds");
+        assert_eq!(env.get("FEATURE"), Some("main"));
+        assert_eq!(env.get("PWT_URL"), Some("http://localhost:8080"));
+        assert_eq!(env.get("COMPOSE_PROJECT_NAME"), Some("demo"));
+    }
+
+    #[test]
+    fn newlines_are_refused() {
+        let mut env = Environment::default();
+        assert!(matches!(env.set("A", "x\ny"), Err(EnvError::Value(_))));
+        assert!(matches!(env.set("1A", "x"), Err(EnvError::Name(_))));
+        let mut c = seed_config();
+        c.env.insert("BAD".into(), "{{ slug }}\nx".into());
+        assert!(build_environment(&c, &facts("x", false), &[], &Templates::new()).is_err());
+    }
+
+    #[test]
+    fn dotenv_quoting() {
+        assert_eq!(dotenv_quote("a b$c`d\"e\\"), Some("'a b$c`d\"e\\'".into()));
+        assert_eq!(dotenv_quote("feat/x'y"), Some("\"feat/x'y\"".into()));
+        assert_eq!(dotenv_quote("x'y$z"), None);
+        let mut env = Environment::default();
+        env.set("A", "1").expect("valid");
+        env.set("B", "x'$").expect("valid");
+        let (text, skipped) = render_dotenv(&env, "s");
+        assert!(text.contains("A='1'\n"));
+        assert_eq!(skipped, vec!["B".to_owned()]);
+    }
+
+    #[test]
+    fn round_trip_through_parser() {
+        let mut env = Environment::default();
+        env.set("FRONTEND_PORT", "21000").expect("valid");
+        env.set("X", "a=b 'c'").expect("valid");
+        let parsed = parse_assignments(&render_dotenv(&env, "s").0);
+        assert_eq!(parsed["FRONTEND_PORT"], "21000");
+        assert_eq!(parsed["X"], "a=b 'c'");
+        let parsed = parse_assignments(&render_mise(&env, "s"));
+        assert_eq!(parsed["FRONTEND_PORT"], "21000");
+        assert_eq!(parse_assignments("export DJANGO_PORT=8012\n")["DJANGO_PORT"], "8012");
+    }
+
+    #[test]
+    fn mise_and_shell_escaping() {
+        let mut env = Environment::default();
+        env.set("A", "q\"\\'\t").expect("valid");
+        assert!(render_mise(&env, "s").contains("A = \"q\\\"\\\\'\\t\"\n"));
+        assert_eq!(render_sh(&env), "export A='q\"\\'\\''\t'\n");
+        assert_eq!(render_fish(&env), "set -gx A 'q\"\\\\\\'\t'\n");
+    }
+}

@@ -1,0 +1,53 @@
+//! The one stable hash pwt uses for everything derived from names.
+//!
+//! FNV-1a (64 bit) over the raw bytes: tiny, fast, and identical on every platform and Rust
+//! version, unlike `std`'s `DefaultHasher`, whose output may change between releases. The
+//! golden values in the tests pin it: a changed value would move every user's ports.
+
+const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a 64 of `bytes`.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
+}
+
+/// FNV-1a 64 over several parts, each followed by a NUL so that `("ab", "c")` and
+/// `("a", "bc")` hash differently.
+pub fn stable_hash_parts(parts: &[&[u8]]) -> u64 {
+    let mut h = OFFSET;
+    for part in parts {
+        for b in part.iter().chain(std::iter::once(&0u8)) {
+            h = (h ^ u64::from(*b)).wrapping_mul(PRIME);
+        }
+    }
+    h
+}
+
+/// The first `len` lowercase hex digits of the hash (at most 16).
+pub fn hex_prefix(hash: u64, len: usize) -> String {
+    let full = format!("{hash:016x}");
+    full[..len.min(16)].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_values() {
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(stable_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(stable_hash(b"foobar"), 0x8594_4171_f739_67e8);
+        // pwt's own uses.
+        assert_eq!(hex_prefix(stable_hash("🚀".as_bytes()), 6), "ff06d3");
+        assert_eq!(stable_hash_parts(&[b"ab", b"c"]), 0xad22_872f_536e_4705);
+        assert_ne!(
+            stable_hash_parts(&[b"ab", b"c"]),
+            stable_hash_parts(&[b"a", b"bc"])
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! `pwt-core`: the pure model of pwt.
+//!
+//! Everything here is deterministic and free of I/O (no files, network, processes,
+//! environment or clocks), so it can be tested exhaustively and embedded anywhere:
+//!
+//! - [`BranchName`]: a branch name as git accepts it.
+//! - [`Slug`]: the readable, unique name of a worktree, from which every resource name
+//!   derives; [`stable_hash`] is the pinned hash behind its suffixes.
+//! - [`DbName`], [`Vhost`], [`RedisPrefix`], [`Port`]: validated resource names, and the
+//!   template filters [`db_ident`] and [`hash_port`].
+//! - [`Config`]: the configuration types, validated by [`Config::validate`].
+//! - [`Templates`]: minijinja with strict undefined and pwt's filters.
+//! - [`Environment`] and [`build_environment`]: a worktree's variables, and their renderings
+//!   as dotenv, mise TOML, sh and fish.
+
+mod branch;
+pub mod config;
+mod env;
+mod hash;
+mod names;
+mod slug;
+mod template;
+
+pub use branch::{BranchName, BranchNameError};
+pub use config::{Config, ConfigError};
+pub use env::{
+    EnvError, Environment, WorktreeFacts, build_environment, dotenv_quote, parse_assignments,
+    proxy_port, render_dotenv, render_fish, render_mise, render_sh,
+};
+pub use hash::{hex_prefix, stable_hash, stable_hash_parts};
+pub use names::{DbName, NameError, PG_MAX_IDENT, Port, RedisPrefix, Vhost, db_ident, hash_port};
+pub use slug::{MAX_SLUG_LEN, Slug, SlugError};
+pub use template::{TemplateContext, TemplateError, Templates};
