@@ -1,0 +1,408 @@
+//! The machine-wide registry of leases: one JSON file, changed only under the lock, replaced
+//! atomically (temp file, fsync, rename, fsync of the directory).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pwt_core::Slug;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AllocError, io};
+use crate::lock::LockGuard;
+
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u64 = 1;
+/// The registry file name inside the state directory.
+pub const REGISTRY_FILE: &str = "registry.json";
+/// The lock file name inside the state directory. Never renamed or replaced.
+pub const LOCK_FILE: &str = "registry.lock";
+const TEMP_PREFIX: &str = "registry.json.tmp-";
+/// How many released port blocks are remembered so a branch gets its ports back.
+const RECENT_LIMIT: usize = 512;
+
+/// Where a lease is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseState {
+    /// Allocated; the worktree and resources are being made.
+    Creating,
+    /// Everything is in place.
+    Ready,
+    /// Teardown started; `leftover` says what is still there.
+    Removing,
+}
+
+impl LeaseState {
+    /// Lowercase name, as in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Ready => "ready",
+            Self::Removing => "removing",
+        }
+    }
+}
+
+/// One worktree's hold on machine resources.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The repository's git common dir (canonical): the repository's identity.
+    pub repo: PathBuf,
+    /// Branch checked out in the worktree.
+    pub branch: String,
+    /// The worktree's slug, unique within the repository.
+    pub slug: Slug,
+    /// The worktree root.
+    pub path: PathBuf,
+    /// Project name at the time of leasing.
+    pub project: String,
+    /// Leased ports by service name.
+    pub ports: BTreeMap<String, u16>,
+    /// Leased Redis DB index (db mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_db: Option<u16>,
+    /// Life-cycle state.
+    pub state: LeaseState,
+    /// The process that is creating or removing it (for crash detection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Hash of what pwt last wrote to each env file, by file name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
+    /// Provisioned resources by kind (`database`, `vhost`, `redis`), for teardown.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, String>,
+    /// What teardown could not remove yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leftover: Vec<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub updated_at: u64,
+}
+
+/// Ports a branch held last time, so it gets them back when they are free.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecentPorts {
+    /// Repository common dir.
+    pub repo: PathBuf,
+    /// Branch.
+    pub branch: String,
+    /// Ports by service.
+    pub ports: BTreeMap<String, u16>,
+}
+
+/// The registry's content.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// Format version.
+    pub version: u64,
+    /// All leases on this machine.
+    pub leases: Vec<Lease>,
+    /// Recently released port blocks, newest last.
+    #[serde(default)]
+    pub recent: Vec<RecentPorts>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            version: FORMAT_VERSION,
+            leases: Vec::new(),
+            recent: Vec::new(),
+        }
+    }
+}
+
+impl State {
+    /// The lease of `branch` in `repo`.
+    pub fn find(&self, repo: &Path, branch: &str) -> Option<&Lease> {
+        self.leases.iter().find(|l| l.repo == repo && l.branch == branch)
+    }
+
+    /// Mutable [`State::find`].
+    pub fn find_mut(&mut self, repo: &Path, branch: &str) -> Option<&mut Lease> {
+        self.leases.iter_mut().find(|l| l.repo == repo && l.branch == branch)
+    }
+
+    /// Leases of one repository.
+    pub fn of_repo<'a>(&'a self, repo: &'a Path) -> impl Iterator<Item = &'a Lease> + 'a {
+        self.leases.iter().filter(move |l| l.repo == repo)
+    }
+
+    /// Removes the lease of `branch`, remembering its ports. Returns it.
+    pub fn release(&mut self, repo: &Path, branch: &str) -> Option<Lease> {
+        let i = self.leases.iter().position(|l| l.repo == repo && l.branch == branch)?;
+        let lease = self.leases.remove(i);
+        self.recent.retain(|r| !(r.repo == repo && r.branch == branch));
+        self.recent.push(RecentPorts {
+            repo: lease.repo.clone(),
+            branch: lease.branch.clone(),
+            ports: lease.ports.clone(),
+        });
+        if self.recent.len() > RECENT_LIMIT {
+            let excess = self.recent.len() - RECENT_LIMIT;
+            self.recent.drain(..excess);
+        }
+        Some(lease)
+    }
+
+    /// The ports `branch` held last time, if remembered.
+    pub fn recent_ports(&self, repo: &Path, branch: &str) -> Option<&BTreeMap<String, u16>> {
+        self.recent
+            .iter()
+            .rev()
+            .find(|r| r.repo == repo && r.branch == branch)
+            .map(|r| &r.ports)
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Fault injection for crash tests: pauses at the moments a crash matters, so a test can
+/// `kill -9` the process there. Off unless the embedding program turns it on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fault {
+    /// None.
+    #[default]
+    None,
+    /// Sleep this long while holding the lock, before reading the registry.
+    HoldLock(Duration),
+    /// Sleep this long after the temp file is written and before it is renamed into place.
+    BeforeRename(Duration),
+}
+
+/// Options for opening the registry.
+#[derive(Clone, Debug)]
+pub struct RegistryOptions {
+    /// How long to wait for the lock before failing.
+    pub lock_timeout: Duration,
+    /// Crash-test hook.
+    pub fault: Fault,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        Self {
+            lock_timeout: Duration::from_secs(30),
+            fault: Fault::None,
+        }
+    }
+}
+
+/// The registry in a state directory.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    dir: PathBuf,
+    options: RegistryOptions,
+}
+
+/// The registry, locked: read, change, [`Locked::commit`]. Dropping without committing
+/// changes nothing.
+#[derive(Debug)]
+pub struct Locked<'r> {
+    registry: &'r Registry,
+    _guard: LockGuard,
+    /// The content, to be changed in place.
+    pub state: State,
+}
+
+impl Registry {
+    /// The registry in `dir`, created if missing.
+    pub fn open(dir: &Path, options: RegistryOptions) -> Result<Self, AllocError> {
+        fs::create_dir_all(dir).map_err(io("cannot create the state directory", dir))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            options,
+        })
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The registry file.
+    pub fn file(&self) -> PathBuf {
+        self.dir.join(REGISTRY_FILE)
+    }
+
+    /// Reads the registry without the lock. Safe because writers replace the file by an
+    /// atomic rename: a reader sees the old or the new version, never a mix.
+    pub fn read(&self) -> Result<State, AllocError> {
+        let path = self.file();
+        match fs::read(&path) {
+            Ok(bytes) => parse(&path, &bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(io("cannot read the registry", &path)(e)),
+        }
+    }
+
+    /// Takes the lock and reads the registry. Fails, touching nothing, when the file is
+    /// corrupt or from a newer pwt.
+    pub fn lock(&self) -> Result<Locked<'_>, AllocError> {
+        let guard = LockGuard::acquire(&self.dir.join(LOCK_FILE), self.options.lock_timeout)?;
+        if let Fault::HoldLock(d) = self.options.fault {
+            std::thread::sleep(d);
+        }
+        let state = self.read()?;
+        Ok(Locked {
+            registry: self,
+            _guard: guard,
+            state,
+        })
+    }
+}
+
+impl Locked<'_> {
+    /// Writes the state back atomically and releases the lock.
+    pub fn commit(self) -> Result<(), AllocError> {
+        let dir = &self.registry.dir;
+        remove_stale_temps(dir);
+        let mut bytes = serde_json::to_vec_pretty(&self.state).expect("the registry always serializes");
+        bytes.push(b'\n');
+        let tmp = dir.join(format!("{TEMP_PREFIX}{}", std::process::id()));
+        let mut f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
+        f.write_all(&bytes).map_err(io("cannot write", &tmp))?;
+        f.sync_all().map_err(io("cannot flush", &tmp))?;
+        drop(f);
+        if let Fault::BeforeRename(d) = self.registry.options.fault {
+            std::thread::sleep(d);
+        }
+        let path = self.registry.file();
+        fs::rename(&tmp, &path).map_err(io("cannot replace the registry", &path))?;
+        // Make the rename itself durable.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("cannot flush the state directory", dir))?;
+        Ok(())
+    }
+}
+
+/// Temp files of writers that died before their rename. Only called under the lock, when no
+/// other writer can be between write and rename.
+fn remove_stale_temps(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<State, AllocError> {
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: u64,
+    }
+    let corrupt = |detail: String| AllocError::Corrupt {
+        path: path.to_owned(),
+        detail,
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(corrupt("the file is empty".into()));
+    }
+    let v: VersionOnly = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    if v.version > FORMAT_VERSION {
+        return Err(AllocError::FutureVersion {
+            path: path.to_owned(),
+            found: v.version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(branch: &str, port: u16) -> Lease {
+        Lease {
+            repo: "/r/.git".into(),
+            branch: branch.into(),
+            slug: Slug::parse(branch).expect("slug"),
+            path: format!("/r.{branch}").into(),
+            project: "r".into(),
+            ports: BTreeMap::from([("app".into(), port)]),
+            redis_db: None,
+            state: LeaseState::Ready,
+            pid: None,
+            files: BTreeMap::new(),
+            resources: BTreeMap::new(),
+            leftover: vec![],
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_no_temp_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reg = Registry::open(dir.path(), RegistryOptions::default()).expect("open");
+        assert_eq!(reg.read().expect("empty"), State::default());
+        let mut l = reg.lock().expect("lock");
+        l.state.leases.push(lease("a", 20000));
+        l.commit().expect("commit");
+        assert_eq!(reg.read().expect("read").leases, vec![lease("a", 20000)]);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with(TEMP_PREFIX)), "{names:?}");
+    }
+
+    #[test]
+    fn uncommitted_changes_are_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reg = Registry::open(dir.path(), RegistryOptions::default()).expect("open");
+        let mut l = reg.lock().expect("lock");
+        l.state.leases.push(lease("a", 20000));
+        drop(l);
+        assert!(reg.read().expect("read").leases.is_empty());
+    }
+
+    #[test]
+    fn corrupt_truncated_and_future_are_refused_and_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reg = Registry::open(dir.path(), RegistryOptions::default()).expect("open");
+        let mut l = reg.lock().expect("lock");
+        l.state.leases.push(lease("a", 20000));
+        l.commit().expect("commit");
+        let good = fs::read(reg.file()).expect("read");
+        for (bytes, needle) in [
+            (good[..good.len() / 2].to_vec(), "corrupt"),
+            (Vec::new(), "empty"),
+            (b"{\"version\": 99, \"leases\": []}".to_vec(), "newer"),
+            (b"not json".to_vec(), "corrupt"),
+            (b"{\"version\": 1, \"leases\": [{\"x\": 1}]}".to_vec(), "corrupt"),
+        ] {
+            fs::write(reg.file(), &bytes).expect("write");
+            let err = reg.lock().expect_err("refused").to_string();
+            assert!(err.contains(needle), "{err}");
+            assert_eq!(fs::read(reg.file()).expect("read"), bytes);
+        }
+    }
+
+    #[test]
+    fn release_remembers_ports() {
+        let mut s = State::default();
+        s.leases.push(lease("a", 20000));
+        let repo = Path::new("/r/.git");
+        assert!(s.release(repo, "a").is_some());
+        assert!(s.leases.is_empty());
+        assert_eq!(s.recent_ports(repo, "a").expect("remembered")["app"], 20000);
+        assert!(s.release(repo, "a").is_none());
+    }
+}
