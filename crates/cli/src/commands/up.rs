@@ -1,0 +1,85 @@
+//! `pwt up`
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+
+use crate::exit_codes;
+use crate::lease_ops::Mode;
+use crate::output::{Format, Style, print_json};
+use crate::session::{Session, Target, run_hooks};
+
+/// Adopt an existing worktree (default: the current one) and set up its environment: what
+/// `pwt new` does, minus `git worktree add`.
+///
+/// For worktrees made by `git worktree add`, Worktrunk, gtr or an agent tool. Idempotent:
+/// running it again keeps the ports and re-renders the env files. Post-create hooks run the
+/// first time only.
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// Branch, slug or path of the worktree (default: the one you are in).
+    pub target: Option<String>,
+    /// Overwrite env files even if they were edited or not written by pwt.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not run the post-create hooks.
+    #[arg(long)]
+    pub no_hooks: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+pub fn run(cwd: &Path, args: UpArgs) -> Result<i32> {
+    let session = Session::open(cwd)?;
+    let json = args.format == Format::Json;
+    let (root, branch) = match session.resolve(args.target.as_deref())? {
+        Target::Main(_) => bail!(
+            "this is the main worktree: it uses the defaults (`main` ports, main database) and needs no set-up\n  hint: `pwt env` prints them; `pwt new BRANCH` makes a worktree"
+        ),
+        Target::Leased(l) => {
+            if !l.path.exists() {
+                bail!(
+                    "the worktree of {:?} at {} is gone\n  hint: `pwt gc` cleans up after it; `pwt new {}` makes a new one",
+                    l.branch,
+                    l.path.display(),
+                    l.branch
+                );
+            }
+            (l.path, l.branch)
+        }
+        Target::Unmanaged(w) => {
+            let Some(branch) = w.branch else {
+                bail!(
+                    "the worktree at {} has a detached HEAD; pwt keys worktrees by branch\n  hint: `git -C {} switch -c NAME`, then `pwt up`",
+                    w.root.display(),
+                    w.root.display()
+                );
+            };
+            (w.root, branch)
+        }
+    };
+    let (lease, fresh) = session.lease(&branch, Mode::Adopt, |_| Ok(root.clone()))?;
+    let env = session.lease_env(&lease)?;
+    let hashes = match session.write_env_files(&root, lease.slug.as_str(), &env, &lease.files, args.force) {
+        Ok(h) => h,
+        Err(e) => {
+            if fresh {
+                session.release(&lease.repo, &branch)?;
+            }
+            return Err(e);
+        }
+    };
+    let lease = session.mark_ready(&branch, hashes)?;
+    if fresh && !args.no_hooks {
+        run_hooks("post-create", &session.config().hooks.post_create, &root, &env, json)?;
+    }
+    let info = session.lease_info(&lease, false);
+    if json {
+        print_json(&info.to_json());
+    } else {
+        let files: Vec<String> = lease.files.keys().cloned().collect();
+        info.print_summary(Style::stdout(), cwd, &files, if fresh { "adopted" } else { "up to date" });
+    }
+    Ok(exit_codes::OK)
+}

@@ -1,0 +1,26 @@
+//! Every environment variable pwt itself reads, in one place. (The variables pwt *writes*
+//! for worktrees are built in `pwt-core`.)
+
+/// Directory of the machine-wide registry. Default: `$XDG_STATE_HOME/pwt`.
+pub const PWT_STATE_DIR: &str = "PWT_STATE_DIR";
+/// Path of the user configuration file. Default: `$XDG_CONFIG_HOME/pwt/config.toml`.
+pub const PWT_CONFIG: &str = "PWT_CONFIG";
+/// Prefix of configuration overrides: `PWT_PORTS__RANGE='[21000, 21999]'`,
+/// `PWT_PROXY__LISTEN=127.0.0.1:9090` (`__` separates nesting levels).
+pub const PWT_CONFIG_PREFIX: &str = "PWT_";
+/// Crash-test hook for pwt's own tests: `hold-lock:MS` or `before-rename:MS` pauses at that
+/// moment so a test can kill the process there. Not for users.
+pub const PWT_FAULT: &str = "PWT_FAULT";
+/// XDG base directory for state.
+pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
+/// XDG base directory for configuration.
+pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
+/// The user's home directory, the base of the XDG defaults.
+pub const HOME: &str = "HOME";
+/// When set (to anything), no colour. <https://no-color.org>
+pub const NO_COLOR: &str = "NO_COLOR";
+
+/// Reads a variable that must be valid UTF-8 and non-empty to count.
+pub fn get(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}

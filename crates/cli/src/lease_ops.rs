@@ -1,0 +1,194 @@
+//! Lease changes under the registry lock. Each function takes the lock, does file work only
+//! (no network, no hooks, no git writes), commits and releases it: milliseconds.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use pwt_alloc::{
+    Lease, LeaseState, PortRequest, allocate_ports, now, port_is_free, process_alive,
+    scan_env_files,
+};
+use pwt_core::Slug;
+
+use crate::session::Session;
+
+/// How `lease` treats an existing lease of the branch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `pwt new`: an existing lease is an error.
+    New,
+    /// `pwt up`: an existing lease is reused.
+    Adopt,
+}
+
+/// The slug every repository's main worktree holds implicitly.
+pub const MAIN_SLUG: &str = "main";
+
+impl Session {
+    /// Reuses or creates the lease of `branch`. `path_for` gives the worktree path from the
+    /// slug (new worktrees are named after it). Returns the lease and whether it is new.
+    pub fn lease(
+        &self,
+        branch: &str,
+        mode: Mode,
+        path_for: impl FnOnce(&Slug) -> Result<PathBuf>,
+    ) -> Result<(Lease, bool)> {
+        let repo = self.repo.common_dir.clone();
+        let mut locked = self.registry.lock()?;
+        let services = self.services();
+        if let Some(existing) = locked.state.find(&repo, branch) {
+            let busy = existing.pid.filter(|p| *p != std::process::id() && process_alive(*p));
+            match (mode, existing.state, busy) {
+                (_, LeaseState::Creating | LeaseState::Removing, Some(pid)) => bail!(
+                    "branch {branch:?} is being {} by another pwt (pid {pid})\n  hint: wait for it, then `pwt list`",
+                    if existing.state == LeaseState::Creating { "set up" } else { "removed" }
+                ),
+                (Mode::New, LeaseState::Ready, _) => bail!(
+                    "branch {branch:?} already has a worktree at {}\n  hint: `pwt up {branch}` re-renders its env files; `pwt rm {branch}` removes it",
+                    existing.path.display()
+                ),
+                (Mode::New, LeaseState::Removing, None) => bail!(
+                    "branch {branch:?} was being removed when a pwt stopped; finish that first\n  hint: `pwt rm {branch}`"
+                ),
+                _ => {}
+            }
+            let keys: Vec<&String> = existing.ports.keys().collect();
+            if keys == services.iter().collect::<Vec<_>>() || mode == Mode::New {
+                // A stale `creating` lease of a dead process is taken over as it is.
+                let mut lease = existing.clone();
+                lease.pid = Some(std::process::id());
+                lease.updated_at = now();
+                let slot = locked.state.find_mut(&repo, branch).expect("found above");
+                *slot = lease.clone();
+                self.ensure_excluded()?;
+                locked.commit()?;
+                return Ok((lease, false));
+            }
+        }
+        let old = locked.state.find(&repo, branch).cloned();
+        let slug = match &old {
+            Some(l) => l.slug.clone(),
+            None => {
+                let taken: HashSet<&str> = locked
+                    .state
+                    .of_repo(&repo)
+                    .map(|l| l.slug.as_str())
+                    .chain([MAIN_SLUG])
+                    .collect();
+                Slug::derive(branch, |s| taken.contains(s))
+            }
+        };
+        let path = match &old {
+            Some(l) => l.path.clone(),
+            None => path_for(&slug)?,
+        };
+        if let Some(other) = locked
+            .state
+            .of_repo(&repo)
+            .find(|l| l.path == path && l.branch != branch)
+        {
+            bail!(
+                "{} is already leased to branch {:?}\n  hint: `pwt rm {}` first, or choose another path",
+                path.display(),
+                other.branch,
+                other.branch
+            );
+        }
+        let roots: Vec<PathBuf> = self.repo.worktrees()?.into_iter().map(|w| w.root).collect();
+        let files: Vec<String> = self.env_files()?.into_iter().map(|(_, n)| n).collect();
+        let mut scan_names: Vec<&str> = files.iter().map(String::as_str).collect();
+        for default in [pwt_core::config::DOTENV_FILE, pwt_core::config::MISE_FILE] {
+            if !scan_names.contains(&default) {
+                scan_names.push(default);
+            }
+        }
+        let declared = scan_env_files(&roots, &scan_names, Some(&path));
+        let mut taken: HashSet<u16> = declared.ports;
+        for l in &locked.state.leases {
+            if !(l.repo == repo && l.branch == branch) {
+                taken.extend(l.ports.values());
+            }
+        }
+        taken.extend(self.config().services().values().filter_map(|s| s.main));
+        let repo_key = self.repo.key();
+        let [lo, hi] = self.config().ports.range;
+        let remembered = old
+            .as_ref()
+            .map(|l| l.ports.clone())
+            .or_else(|| locked.state.recent_ports(&repo, branch).cloned());
+        let req = PortRequest {
+            repo: &repo_key,
+            slug: slug.as_str(),
+            services: &services,
+            range: (lo, hi),
+            remembered: remembered.as_ref(),
+        };
+        let ports = allocate_ports(&req, &taken, port_is_free)?;
+        let t = now();
+        let lease = Lease {
+            repo: repo.clone(),
+            branch: branch.to_owned(),
+            slug,
+            path,
+            project: self.project(),
+            ports,
+            redis_db: old.as_ref().and_then(|l| l.redis_db),
+            state: old.as_ref().map_or(LeaseState::Creating, |l| l.state),
+            pid: Some(std::process::id()),
+            files: old.as_ref().map(|l| l.files.clone()).unwrap_or_default(),
+            resources: old.as_ref().map(|l| l.resources.clone()).unwrap_or_default(),
+            leftover: Vec::new(),
+            created_at: old.as_ref().map_or(t, |l| l.created_at),
+            updated_at: t,
+        };
+        match locked.state.find_mut(&repo, branch) {
+            Some(slot) => *slot = lease.clone(),
+            None => locked.state.leases.push(lease.clone()),
+        }
+        self.ensure_excluded()?;
+        locked.commit()?;
+        Ok((lease, old.is_none()))
+    }
+
+    /// Marks the lease ready, recording the env file hashes.
+    pub fn mark_ready(&self, branch: &str, files: BTreeMap<String, String>) -> Result<Lease> {
+        self.update(branch, |l| {
+            l.state = LeaseState::Ready;
+            l.pid = None;
+            l.files = files;
+            l.leftover.clear();
+        })
+    }
+
+    /// Marks the lease as being removed by this process.
+    pub fn mark_removing(&self, branch: &str, leftover: Vec<String>) -> Result<Lease> {
+        self.update(branch, |l| {
+            l.state = LeaseState::Removing;
+            l.pid = Some(std::process::id());
+            l.leftover = leftover;
+        })
+    }
+
+    /// Changes one lease under the lock.
+    pub fn update(&self, branch: &str, f: impl FnOnce(&mut Lease)) -> Result<Lease> {
+        let mut locked = self.registry.lock()?;
+        let Some(lease) = locked.state.find_mut(&self.repo.common_dir, branch) else {
+            bail!("the lease of branch {branch:?} vanished from the registry (did `pwt gc` remove it?)");
+        };
+        f(lease);
+        lease.updated_at = now();
+        let lease = lease.clone();
+        locked.commit()?;
+        Ok(lease)
+    }
+
+    /// Deletes the lease of `branch` in `repo`, remembering its ports.
+    pub fn release(&self, repo: &Path, branch: &str) -> Result<()> {
+        let mut locked = self.registry.lock()?;
+        if locked.state.release(repo, branch).is_some() {
+            locked.commit()?;
+        }
+        Ok(())
+    }
+}
