@@ -43,7 +43,7 @@ pub enum AllocError {
     },
     /// Another process kept the lock for too long.
     #[error(
-        "timed out after {seconds} s waiting for the registry lock {path}{holder}\n\
+        "timed out after {seconds} s waiting for the lock {path}{holder}\n\
          hint: another pwt is running; if it is stuck, stop it"
     )]
     LockTimeout {
@@ -87,7 +87,14 @@ pub enum AllocError {
     },
 }
 
-pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> AllocError {
+pub(crate) fn io(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> AllocError {
     let path = path.into();
-    move |source| AllocError::Io { action, path, source }
+    move |source| AllocError::Io {
+        action,
+        path,
+        source,
+    }
 }

@@ -31,7 +31,9 @@ pub use scan::{Declared, scan_env_files};
 
 /// True while a process with this pid exists (it may belong to another user).
 pub fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
     // SAFETY: kill with signal 0 only checks for existence and permission; it sends nothing.
     #[allow(unsafe_code)]
     let rc = unsafe { libc::kill(pid, 0) };

@@ -93,13 +93,20 @@ mod tests {
         let held = LockGuard::acquire(&path, Duration::from_secs(1)).expect("first");
         // A second open in this process must not get the lock...
         let err = LockGuard::acquire(&path, Duration::from_millis(50)).expect_err("held");
-        assert!(err.to_string().contains("waiting for the registry lock"), "{err}");
-        assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(err.to_string().contains("waiting for the lock"), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         // ...and closing it must not have released the first one.
         let other = File::open(&path).expect("open");
         assert!(matches!(other.try_lock(), Err(TryLockError::WouldBlock)));
         drop(other);
-        assert!(matches!(File::open(&path).expect("open").try_lock(), Err(TryLockError::WouldBlock)));
+        assert!(matches!(
+            File::open(&path).expect("open").try_lock(),
+            Err(TryLockError::WouldBlock)
+        ));
         drop(held);
         LockGuard::acquire(&path, Duration::from_millis(50)).expect("free again");
     }

@@ -33,10 +33,12 @@ pub fn port_is_free(port: u16) -> bool {
     let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
     let free = |addr| match TcpListener::bind(addr) {
         Ok(_) => true,
-        Err(e) => matches!(
-            e.kind(),
-            std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::Unsupported
-        ) || e.raw_os_error() == Some(97), // EAFNOSUPPORT: no IPv6 stack
+        Err(e) => {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::Unsupported
+            ) || e.raw_os_error() == Some(97)
+        } // EAFNOSUPPORT: no IPv6 stack
     };
     free(v4) && free(v6)
 }
@@ -52,7 +54,10 @@ pub fn allocate_ports(
     let (lo, hi) = req.range;
     let available = |p: u16| (lo..=hi).contains(&p) && !taken.contains(&p) && is_free(p);
     if let Some(old) = req.remembered
-        && req.services.iter().all(|s| old.get(s).is_some_and(|p| available(*p)))
+        && req
+            .services
+            .iter()
+            .all(|s| old.get(s).is_some_and(|p| available(*p)))
     {
         let distinct: HashSet<_> = req.services.iter().map(|s| old[s]).collect();
         if distinct.len() == req.services.len() {
@@ -95,9 +100,18 @@ mod tests {
     #[test]
     fn same_input_same_block_and_probing_skips_taken() {
         let s = services(2);
-        let req = PortRequest { repo: "/r", slug: "a", services: &s, range: (20000, 20099), remembered: None };
+        let req = PortRequest {
+            repo: "/r",
+            slug: "a",
+            services: &s,
+            range: (20000, 20099),
+            remembered: None,
+        };
         let a = allocate_ports(&req, &HashSet::new(), |_| true).expect("ports");
-        assert_eq!(a, allocate_ports(&req, &HashSet::new(), |_| true).expect("ports"));
+        assert_eq!(
+            a,
+            allocate_ports(&req, &HashSet::new(), |_| true).expect("ports")
+        );
         let taken: HashSet<u16> = a.values().copied().collect();
         let b = allocate_ports(&req, &taken, |_| true).expect("ports");
         assert!(b.values().all(|p| !taken.contains(p)));
@@ -111,8 +125,17 @@ mod tests {
     fn remembered_ports_come_back_when_free() {
         let s = services(2);
         let old = BTreeMap::from([("s0".to_owned(), 20050), ("s1".to_owned(), 20077)]);
-        let req = PortRequest { repo: "/r", slug: "a", services: &s, range: (20000, 20099), remembered: Some(&old) };
-        assert_eq!(allocate_ports(&req, &HashSet::new(), |_| true).expect("ports"), old);
+        let req = PortRequest {
+            repo: "/r",
+            slug: "a",
+            services: &s,
+            range: (20000, 20099),
+            remembered: Some(&old),
+        };
+        assert_eq!(
+            allocate_ports(&req, &HashSet::new(), |_| true).expect("ports"),
+            old
+        );
         let taken = HashSet::from([20077]);
         assert_ne!(allocate_ports(&req, &taken, |_| true).expect("ports"), old);
     }
@@ -120,11 +143,24 @@ mod tests {
     #[test]
     fn exhaustion_is_an_error() {
         let s = services(3);
-        let req = PortRequest { repo: "/r", slug: "a", services: &s, range: (20000, 20005), remembered: None };
+        let req = PortRequest {
+            repo: "/r",
+            slug: "a",
+            services: &s,
+            range: (20000, 20005),
+            remembered: None,
+        };
         let taken = HashSet::from([20001, 20004]);
         let err = allocate_ports(&req, &taken, |_| true).expect_err("full");
-        assert!(err.to_string().contains("no 3 free ports left in the range 20000-20005"), "{err}");
-        let req = PortRequest { range: (20000, 20001), ..req };
+        assert!(
+            err.to_string()
+                .contains("no 3 free ports left in the range 20000-20005"),
+            "{err}"
+        );
+        let req = PortRequest {
+            range: (20000, 20001),
+            ..req
+        };
         assert!(allocate_ports(&req, &HashSet::new(), |_| true).is_err());
     }
 

@@ -121,12 +121,16 @@ impl Default for State {
 impl State {
     /// The lease of `branch` in `repo`.
     pub fn find(&self, repo: &Path, branch: &str) -> Option<&Lease> {
-        self.leases.iter().find(|l| l.repo == repo && l.branch == branch)
+        self.leases
+            .iter()
+            .find(|l| l.repo == repo && l.branch == branch)
     }
 
     /// Mutable [`State::find`].
     pub fn find_mut(&mut self, repo: &Path, branch: &str) -> Option<&mut Lease> {
-        self.leases.iter_mut().find(|l| l.repo == repo && l.branch == branch)
+        self.leases
+            .iter_mut()
+            .find(|l| l.repo == repo && l.branch == branch)
     }
 
     /// Leases of one repository.
@@ -136,9 +140,13 @@ impl State {
 
     /// Removes the lease of `branch`, remembering its ports. Returns it.
     pub fn release(&mut self, repo: &Path, branch: &str) -> Option<Lease> {
-        let i = self.leases.iter().position(|l| l.repo == repo && l.branch == branch)?;
+        let i = self
+            .leases
+            .iter()
+            .position(|l| l.repo == repo && l.branch == branch)?;
         let lease = self.leases.remove(i);
-        self.recent.retain(|r| !(r.repo == repo && r.branch == branch));
+        self.recent
+            .retain(|r| !(r.repo == repo && r.branch == branch));
         self.recent.push(RecentPorts {
             repo: lease.repo.clone(),
             branch: lease.branch.clone(),
@@ -237,6 +245,20 @@ impl Registry {
         self.dir.join(REGISTRY_FILE)
     }
 
+    /// A lock that serializes git's worktree writes (`git worktree add/remove/prune`) in one
+    /// repository across pwt processes. git itself is not safe here: a `worktree add`
+    /// enumerating worktrees can read another's half-written `.git/worktrees/<name>/` and
+    /// fail. Separate from the registry lock, which stays millisecond-short.
+    pub fn repo_lock(&self, repo_key: &str) -> Result<LockGuard, AllocError> {
+        let dir = self.dir.join("repos");
+        fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
+        let name = format!(
+            "{}.lock",
+            pwt_core::hex_prefix(pwt_core::stable_hash(repo_key.as_bytes()), 16)
+        );
+        LockGuard::acquire(&dir.join(name), Duration::from_secs(600))
+    }
+
     /// Reads the registry without the lock. Safe because writers replace the file by an
     /// atomic rename: a reader sees the old or the new version, never a mix.
     pub fn read(&self) -> Result<State, AllocError> {
@@ -269,7 +291,8 @@ impl Locked<'_> {
     pub fn commit(self) -> Result<(), AllocError> {
         let dir = &self.registry.dir;
         remove_stale_temps(dir);
-        let mut bytes = serde_json::to_vec_pretty(&self.state).expect("the registry always serializes");
+        let mut bytes =
+            serde_json::to_vec_pretty(&self.state).expect("the registry always serializes");
         bytes.push(b'\n');
         let tmp = dir.join(format!("{TEMP_PREFIX}{}", std::process::id()));
         let mut f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
@@ -360,7 +383,10 @@ mod tests {
             .expect("ls")
             .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))
             .collect();
-        assert!(names.iter().all(|n| !n.starts_with(TEMP_PREFIX)), "{names:?}");
+        assert!(
+            names.iter().all(|n| !n.starts_with(TEMP_PREFIX)),
+            "{names:?}"
+        );
     }
 
     #[test]
@@ -386,7 +412,10 @@ mod tests {
             (Vec::new(), "empty"),
             (b"{\"version\": 99, \"leases\": []}".to_vec(), "newer"),
             (b"not json".to_vec(), "corrupt"),
-            (b"{\"version\": 1, \"leases\": [{\"x\": 1}]}".to_vec(), "corrupt"),
+            (
+                b"{\"version\": 1, \"leases\": [{\"x\": 1}]}".to_vec(),
+                "corrupt",
+            ),
         ] {
             fs::write(reg.file(), &bytes).expect("write");
             let err = reg.lock().expect_err("refused").to_string();

@@ -21,7 +21,9 @@ pub struct Repo {
 
 impl std::fmt::Debug for Repo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Repo").field("common_dir", &self.common_dir).finish_non_exhaustive()
+        f.debug_struct("Repo")
+            .field("common_dir", &self.common_dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -49,13 +51,18 @@ fn trim_slash(p: &Path) -> PathBuf {
 /// The branch a HEAD file points at.
 fn head_branch(head_file: &Path) -> Option<String> {
     let text = std::fs::read_to_string(head_file).ok()?;
-    text.trim().strip_prefix("ref: refs/heads/").map(str::to_owned)
+    text.trim()
+        .strip_prefix("ref: refs/heads/")
+        .map(str::to_owned)
 }
 
 impl Repo {
     /// Finds the repository containing `dir`.
     pub fn discover(dir: &Path) -> Result<Self, AllocError> {
-        let git_err = |source| AllocError::Git { path: dir.to_owned(), source };
+        let git_err = |source| AllocError::Git {
+            path: dir.to_owned(),
+            source,
+        };
         let here = git2::Repository::discover(dir).map_err(git_err)?;
         let common_dir = canonical(here.commondir());
         let current_root = here.workdir().map(|p| canonical(&trim_slash(p)));
@@ -102,7 +109,9 @@ impl Repo {
             source,
         })?;
         for name in names.iter().flatten() {
-            let Ok(wt) = self.git.find_worktree(name) else { continue };
+            let Ok(wt) = self.git.find_worktree(name) else {
+                continue;
+            };
             let root = trim_slash(wt.path());
             let exists = root.exists();
             out.push(WorktreeEntry {
@@ -117,7 +126,9 @@ impl Repo {
 
     /// True when the local branch exists.
     pub fn branch_exists(&self, branch: &str) -> bool {
-        self.git.find_branch(branch, git2::BranchType::Local).is_ok()
+        self.git
+            .find_branch(branch, git2::BranchType::Local)
+            .is_ok()
     }
 
     /// The branch checked out in the worktree at `root`, from git's own records.

@@ -24,9 +24,13 @@ pub fn scan_env_files(roots: &[PathBuf], files: &[&str], skip: Option<&Path>) ->
             continue;
         }
         for name in files {
-            let Ok(text) = std::fs::read_to_string(root.join(name)) else { continue };
+            let Ok(text) = std::fs::read_to_string(root.join(name)) else {
+                continue;
+            };
             for (k, v) in parse_assignments(&text) {
-                let Ok(n) = v.trim().parse::<u16>() else { continue };
+                let Ok(n) = v.trim().parse::<u16>() else {
+                    continue;
+                };
                 if k.ends_with("PORT") && n != 0 {
                     out.ports.insert(n);
                 } else if k == "REDIS_DB" {
@@ -49,12 +53,28 @@ mod tests {
         let b = dir.path().join("b");
         std::fs::create_dir_all(&a).expect("mkdir");
         std::fs::create_dir_all(&b).expect("mkdir");
-        std::fs::write(a.join(".env.worktree"), "DJANGO_PORT=8012\nREDIS_DB=3\nNAME=x\n").expect("write");
-        std::fs::write(b.join(".mise.local.toml"), "[env]\nFRONTEND_PORT = \"14315\"\nBACKEND_PORT = \"nope\"\n").expect("write");
-        let d = scan_env_files(&[a.clone(), b.clone()], &[".env.worktree", ".mise.local.toml"], None);
+        std::fs::write(
+            a.join(".env.worktree"),
+            "DJANGO_PORT=8012\nREDIS_DB=3\nNAME=x\n",
+        )
+        .expect("write");
+        std::fs::write(
+            b.join(".mise.local.toml"),
+            "[env]\nFRONTEND_PORT = \"14315\"\nBACKEND_PORT = \"nope\"\n",
+        )
+        .expect("write");
+        let d = scan_env_files(
+            &[a.clone(), b.clone()],
+            &[".env.worktree", ".mise.local.toml"],
+            None,
+        );
         assert_eq!(d.ports, HashSet::from([8012, 14315]));
         assert_eq!(d.redis_dbs, HashSet::from([3]));
-        let d = scan_env_files(&[a.clone(), b], &[".env.worktree", ".mise.local.toml"], Some(&a));
+        let d = scan_env_files(
+            &[a.clone(), b],
+            &[".env.worktree", ".mise.local.toml"],
+            Some(&a),
+        );
         assert_eq!(d.ports, HashSet::from([14315]));
     }
 }

@@ -38,11 +38,17 @@ impl Session {
         let mut locked = self.registry.lock()?;
         let services = self.services();
         if let Some(existing) = locked.state.find(&repo, branch) {
-            let busy = existing.pid.filter(|p| *p != std::process::id() && process_alive(*p));
+            let busy = existing
+                .pid
+                .filter(|p| *p != std::process::id() && process_alive(*p));
             match (mode, existing.state, busy) {
                 (_, LeaseState::Creating | LeaseState::Removing, Some(pid)) => bail!(
                     "branch {branch:?} is being {} by another pwt (pid {pid})\n  hint: wait for it, then `pwt list`",
-                    if existing.state == LeaseState::Creating { "set up" } else { "removed" }
+                    if existing.state == LeaseState::Creating {
+                        "set up"
+                    } else {
+                        "removed"
+                    }
                 ),
                 (Mode::New, LeaseState::Ready, _) => bail!(
                     "branch {branch:?} already has a worktree at {}\n  hint: `pwt up {branch}` re-renders its env files; `pwt rm {branch}` removes it",
@@ -137,7 +143,10 @@ impl Session {
             state: old.as_ref().map_or(LeaseState::Creating, |l| l.state),
             pid: Some(std::process::id()),
             files: old.as_ref().map(|l| l.files.clone()).unwrap_or_default(),
-            resources: old.as_ref().map(|l| l.resources.clone()).unwrap_or_default(),
+            resources: old
+                .as_ref()
+                .map(|l| l.resources.clone())
+                .unwrap_or_default(),
             leftover: Vec::new(),
             created_at: old.as_ref().map_or(t, |l| l.created_at),
             updated_at: t,
@@ -174,7 +183,9 @@ impl Session {
     pub fn update(&self, branch: &str, f: impl FnOnce(&mut Lease)) -> Result<Lease> {
         let mut locked = self.registry.lock()?;
         let Some(lease) = locked.state.find_mut(&self.repo.common_dir, branch) else {
-            bail!("the lease of branch {branch:?} vanished from the registry (did `pwt gc` remove it?)");
+            bail!(
+                "the lease of branch {branch:?} vanished from the registry (did `pwt gc` remove it?)"
+            );
         };
         f(lease);
         lease.updated_at = now();

@@ -58,13 +58,20 @@ pub fn lease_info(config: &pwt_core::Config, lease: &Lease, probe: bool) -> Work
         branch: lease.branch.clone(),
         slug: lease.slug.to_string(),
         path: lease.path.clone(),
-        state: if exists { lease.state.as_str().to_owned() } else { "missing".to_owned() },
+        state: if exists {
+            lease.state.as_str().to_owned()
+        } else {
+            "missing".to_owned()
+        },
         ports: lease
             .ports
             .iter()
             .map(|(name, port)| PortInfo {
                 name: name.clone(),
-                env: services.get(name).map(|s| s.env.clone()).unwrap_or_default(),
+                env: services
+                    .get(name)
+                    .map(|s| s.env.clone())
+                    .unwrap_or_default(),
                 port: *port,
                 listening: probe.then(|| listening(*port)),
             })
@@ -115,7 +122,10 @@ impl WorktreeInfo {
         );
         let mut rows: Vec<(String, String)> = vec![("path".into(), display_path(&self.path, cwd))];
         for p in &self.ports {
-            rows.push((p.name.clone(), format!("http://localhost:{}  {}", p.port, style.dim(&p.env))));
+            rows.push((
+                p.name.clone(),
+                format!("http://localhost:{}  {}", p.port, style.dim(&p.env)),
+            ));
         }
         if let Some(url) = &self.url {
             rows.push(("proxy".into(), url.clone()));

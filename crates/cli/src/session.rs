@@ -31,13 +31,16 @@ pub fn state_dir() -> Result<PathBuf> {
     if let Some(d) = env_vars::get(env_vars::XDG_STATE_HOME) {
         return Ok(Path::new(&d).join("pwt"));
     }
-    let home = env_vars::get(env_vars::HOME)
-        .ok_or_else(|| anyhow!("cannot find the state directory: set PWT_STATE_DIR, XDG_STATE_HOME or HOME"))?;
+    let home = env_vars::get(env_vars::HOME).ok_or_else(|| {
+        anyhow!("cannot find the state directory: set PWT_STATE_DIR, XDG_STATE_HOME or HOME")
+    })?;
     Ok(Path::new(&home).join(".local/state/pwt"))
 }
 
 fn fault() -> Fault {
-    let Some(spec) = env_vars::get(env_vars::PWT_FAULT) else { return Fault::None };
+    let Some(spec) = env_vars::get(env_vars::PWT_FAULT) else {
+        return Fault::None;
+    };
     let (what, ms) = spec.split_once(':').unwrap_or((&spec, "0"));
     let d = Duration::from_millis(ms.parse().unwrap_or(0));
     match what {
@@ -116,7 +119,10 @@ impl Session {
 
     /// `project`, defaulting to the repository name.
     pub fn project(&self) -> String {
-        self.config().project.clone().unwrap_or_else(|| self.repo.name.clone())
+        self.config()
+            .project
+            .clone()
+            .unwrap_or_else(|| self.repo.name.clone())
     }
 
     /// Service names in block order.
@@ -163,11 +169,20 @@ impl Session {
         if let Some(l) = state.of_repo(repo).find(|l| l.path == entry.root) {
             return Ok(Target::Leased(l.clone()));
         }
-        Ok(if entry.is_main { Target::Main(entry) } else { Target::Unmanaged(entry) })
+        Ok(if entry.is_main {
+            Target::Main(entry)
+        } else {
+            Target::Unmanaged(entry)
+        })
     }
 
     /// Template variables for a worktree.
-    pub fn context(&self, branch: &str, slug: &str, ports: &BTreeMap<String, u16>) -> TemplateContext {
+    pub fn context(
+        &self,
+        branch: &str,
+        slug: &str,
+        ports: &BTreeMap<String, u16>,
+    ) -> TemplateContext {
         TemplateContext {
             branch: branch.to_owned(),
             slug: slug.to_owned(),
@@ -183,7 +198,12 @@ impl Session {
             ctx: self.context(&lease.branch, lease.slug.as_str(), &lease.ports),
             is_main: false,
         };
-        Ok(build_environment(self.config(), &facts, &[], &self.templates)?)
+        Ok(build_environment(
+            self.config(),
+            &facts,
+            &[],
+            &self.templates,
+        )?)
     }
 
     /// The main worktree's environment: the `main` ports and defaults.
@@ -198,7 +218,12 @@ impl Session {
             ctx: self.context(entry.branch.as_deref().unwrap_or("HEAD"), "main", &ports),
             is_main: true,
         };
-        Ok(build_environment(self.config(), &facts, &[], &self.templates)?)
+        Ok(build_environment(
+            self.config(),
+            &facts,
+            &[],
+            &self.templates,
+        )?)
     }
 
     /// The environment of any target; `None` for an unmanaged worktree.
@@ -316,7 +341,12 @@ impl Session {
 
     /// The worktree path for a new worktree: `--path` relative to where pwt runs, or the
     /// `worktree.path` template relative to the main worktree.
-    pub fn worktree_path(&self, explicit: Option<&Path>, branch: &str, slug: &str) -> Result<PathBuf> {
+    pub fn worktree_path(
+        &self,
+        explicit: Option<&Path>,
+        branch: &str,
+        slug: &str,
+    ) -> Result<PathBuf> {
         let path = match explicit {
             Some(p) => self.cwd.join(p),
             None => {
@@ -336,14 +366,24 @@ impl Session {
         };
         let path = normalize(&path);
         if path.starts_with(&self.repo.common_dir) {
-            bail!("{} is inside the repository's git directory; choose another --path", path.display());
+            bail!(
+                "{} is inside the repository's git directory; choose another --path",
+                path.display()
+            );
         }
         if let Some(main) = &self.repo.main_root
             && &path == main
         {
-            bail!("{} is the main worktree; choose another --path", path.display());
+            bail!(
+                "{} is the main worktree; choose another --path",
+                path.display()
+            );
         }
-        if path.exists() && fs::read_dir(&path).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        if path.exists()
+            && fs::read_dir(&path)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
             bail!(
                 "{} already exists and is not empty\n  hint: choose another --path, or adopt an existing worktree with `pwt up PATH`",
                 path.display()
@@ -369,7 +409,10 @@ pub fn normalize(p: &Path) -> PathBuf {
     let mut existing = out.clone();
     let mut rest = Vec::new();
     while !existing.exists() {
-        match (existing.file_name().map(|n| n.to_owned()), existing.parent()) {
+        match (
+            existing.file_name().map(|n| n.to_owned()),
+            existing.parent(),
+        ) {
             (Some(name), Some(parent)) => {
                 rest.push(name);
                 existing = parent.to_owned();
@@ -393,7 +436,10 @@ pub fn content_hash(bytes: &[u8]) -> String {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.pwt-tmp-{}", std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
@@ -420,6 +466,15 @@ pub fn child_stdout(json: bool) -> Stdio {
     }
 }
 
+impl Session {
+    /// Runs a git command that adds, removes or prunes worktrees, holding the repository's
+    /// worktree lock (see [`pwt_alloc::Registry::repo_lock`]).
+    pub fn git_worktree(&self, dir: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
+        let _guard = self.registry.repo_lock(&self.repo.key())?;
+        git(dir, args)
+    }
+}
+
 /// Runs `git` with `args` in `dir`; git's own messages go to stderr. Fails with git's exit
 /// status named.
 pub fn git(dir: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
@@ -442,7 +497,12 @@ pub fn git(dir: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
 pub fn changes(root: &Path) -> Result<Vec<String>> {
     let out = Command::new("git")
         .current_dir(root)
-        .args(["status", "--porcelain=v1", "--untracked-files=normal", "--ignore-submodules=none"])
+        .args([
+            "status",
+            "--porcelain=v1",
+            "--untracked-files=normal",
+            "--ignore-submodules=none",
+        ])
         .stdin(Stdio::null())
         .output()
         .context("cannot run git status")?;
@@ -453,13 +513,22 @@ pub fn changes(root: &Path) -> Result<Vec<String>> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect())
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
 }
 
 /// Runs the hooks of `stage` in `root` with `env`, output streamed. Hook commands come from
 /// the configuration (trusted, like a Makefile); the branch name only reaches them as the
 /// value of an environment variable, never as shell text.
-pub fn run_hooks(stage: &str, hooks: &[String], root: &Path, env: &Environment, json: bool) -> Result<()> {
+pub fn run_hooks(
+    stage: &str,
+    hooks: &[String],
+    root: &Path,
+    env: &Environment,
+    json: bool,
+) -> Result<()> {
     for cmd in hooks {
         output::note(&format!("running {stage} hook: {cmd}"));
         let status = Command::new("sh")
@@ -476,7 +545,10 @@ pub fn run_hooks(stage: &str, hooks: &[String], root: &Path, env: &Environment, 
                 .code()
                 .map(|c| format!("exit code {c}"))
                 .unwrap_or_else(|| status.to_string());
-            bail!("{stage} hook `{cmd}` failed with {code} (in {})", root.display());
+            bail!(
+                "{stage} hook `{cmd}` failed with {code} (in {})",
+                root.display()
+            );
         }
     }
     Ok(())

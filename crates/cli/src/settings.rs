@@ -44,17 +44,25 @@ pub fn user_config_path() -> Option<PathBuf> {
 }
 
 fn env_provider() -> Env {
-    Env::prefixed(env_vars::PWT_CONFIG_PREFIX).split("__").filter(|k| {
-        let top = k.as_str().split('.').next().unwrap_or_default();
-        SECTIONS.contains(&top)
-    })
+    Env::prefixed(env_vars::PWT_CONFIG_PREFIX)
+        .split("__")
+        .filter(|k| {
+            // Section names hold no `_`, so this finds the section whether or not `__` has been
+            // turned into `.` yet.
+            let key = k.as_str().to_ascii_lowercase();
+            let top = key.split(['.', '_']).next().unwrap_or_default();
+            SECTIONS.contains(&top)
+        })
 }
 
 impl Settings {
     /// Loads the layers. `roots` are searched in order for `pwt.toml`: the first that has
     /// one wins (the current worktree first, then the main one).
     pub fn load(roots: &[&Path]) -> Result<Self> {
-        let project_file = roots.iter().map(|r| r.join(PROJECT_FILE)).find(|p| p.is_file());
+        let project_file = roots
+            .iter()
+            .map(|r| r.join(PROJECT_FILE))
+            .find(|p| p.is_file());
         let user_file = user_config_path().filter(|p| p.is_file());
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(p) = &project_file {
@@ -106,7 +114,11 @@ fn walk(prefix: &str, v: &serde_json::Value, f: &mut impl FnMut(&str, &serde_jso
     match v {
         serde_json::Value::Object(map) if !map.is_empty() => {
             for (k, child) in map {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 walk(&key, child, f);
             }
         }
@@ -141,7 +153,11 @@ fn config_error(e: &figment::Error) -> anyhow::Error {
         let what = match &err.kind {
             figment::error::Kind::UnknownField(field, expected) => {
                 let known = expected.join(", ");
-                let full = if key.is_empty() { field.clone() } else { format!("{key}.{field}") };
+                let full = if key.is_empty() {
+                    field.clone()
+                } else {
+                    key.clone()
+                };
                 format!("unknown key `{full}` in {place} (known keys here: {known})")
             }
             kind => {
@@ -154,7 +170,10 @@ fn config_error(e: &figment::Error) -> anyhow::Error {
         };
         lines.push(what);
     }
-    anyhow!("{}\n  hint: `pwt init` writes a commented example; `pwt config` shows what is in effect", lines.join("\n"))
+    anyhow!(
+        "{}\n  hint: `pwt init` writes a commented example; `pwt config` shows what is in effect",
+        lines.join("\n")
+    )
 }
 
 /// The text `pwt init` writes.

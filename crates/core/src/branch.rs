@@ -116,8 +116,29 @@ mod tests {
     #[test]
     fn refuses_what_git_refuses() {
         for bad in [
-            "", "feat/x\";DROP DATABASE prod;--", "-rf", "../../etc", "/abs", ".git", "a/.hidden", "x.lock", "a b", "a..b", "a~1",
-            "a^", "a:b", "a?", "a*", "a[", "a\\b", "a//b", "a/", "a.", "@", "HEAD", "a@{1}",
+            "",
+            "feat/x\";DROP DATABASE prod;--",
+            "-rf",
+            "../../etc",
+            "/abs",
+            ".git",
+            "a/.hidden",
+            "x.lock",
+            "a b",
+            "a..b",
+            "a~1",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[",
+            "a\\b",
+            "a//b",
+            "a/",
+            "a.",
+            "@",
+            "HEAD",
+            "a@{1}",
             "tab\there",
         ] {
             let err = BranchName::parse(bad).expect_err(bad);
@@ -127,6 +148,9 @@ mod tests {
 
     #[test]
     fn strips_refs_heads() {
-        assert_eq!(BranchName::parse("refs/heads/x").expect("valid").as_str(), "x");
+        assert_eq!(
+            BranchName::parse("refs/heads/x").expect("valid").as_str(),
+            "x"
+        );
     }
 }

@@ -350,7 +350,9 @@ impl Config {
         if lo == 0 || lo > hi {
             return Err(bad(
                 "ports.range",
-                format!("[{lo}, {hi}] is empty or starts at 0; write [low, high] with 0 < low <= high"),
+                format!(
+                    "[{lo}, {hi}] is empty or starts at 0; write [low, high] with 0 < low <= high"
+                ),
             ));
         }
         let services = self.services();
@@ -358,37 +360,62 @@ impl Config {
         if span < services.len() {
             return Err(bad(
                 "ports.range",
-                format!("[{lo}, {hi}] holds {span} ports, fewer than the {} services", services.len()),
+                format!(
+                    "[{lo}, {hi}] holds {span} ports, fewer than the {} services",
+                    services.len()
+                ),
             ));
         }
         let mut seen_env = BTreeMap::new();
         for (name, svc) in &services {
             let key = format!("ports.services.{name}");
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
                 return Err(bad(key, "service names use a-z, 0-9, '_' and '-'"));
             }
             if !is_env_name(&svc.env) {
-                return Err(bad(format!("{key}.env"), format!("{:?} is not a valid environment variable name", svc.env)));
+                return Err(bad(
+                    format!("{key}.env"),
+                    format!("{:?} is not a valid environment variable name", svc.env),
+                ));
             }
             if let Some(other) = seen_env.insert(svc.env.clone(), name.clone()) {
-                return Err(bad(format!("{key}.env"), format!("{} is already used by service {other}", svc.env)));
+                return Err(bad(
+                    format!("{key}.env"),
+                    format!("{} is already used by service {other}", svc.env),
+                ));
             }
             if svc.main == Some(0) {
-                return Err(bad(format!("{key}.main"), "port 0 means \"any port\"; give a real port"));
+                return Err(bad(
+                    format!("{key}.main"),
+                    "port 0 means \"any port\"; give a real port",
+                ));
             }
         }
         if let Some(route) = &self.proxy.route
             && !services.contains_key(route)
         {
             let known: Vec<_> = services.keys().map(String::as_str).collect();
-            return Err(bad("proxy.route", format!("{route:?} is not a service; known: {}", known.join(", "))));
+            return Err(bad(
+                "proxy.route",
+                format!("{route:?} is not a service; known: {}", known.join(", ")),
+            ));
         }
         if !self.proxy.callback.starts_with('/') {
-            return Err(bad("proxy.callback", "the callback path must start with '/'"));
+            return Err(bad(
+                "proxy.callback",
+                "the callback path must start with '/'",
+            ));
         }
         for key in self.env.keys() {
             if !is_env_name(key) {
-                return Err(bad(format!("env.{key}"), "not a valid environment variable name"));
+                return Err(bad(
+                    format!("env.{key}"),
+                    "not a valid environment variable name",
+                ));
             }
         }
         if let Some(p) = &self.project
@@ -399,7 +426,10 @@ impl Config {
         if self.worktree.path.trim().is_empty() {
             return Err(bad("worktree.path", "the path template is empty"));
         }
-        for (key, hooks) in [("hooks.post-create", &self.hooks.post_create), ("hooks.pre-remove", &self.hooks.pre_remove)] {
+        for (key, hooks) in [
+            ("hooks.post-create", &self.hooks.post_create),
+            ("hooks.pre-remove", &self.hooks.pre_remove),
+        ] {
             if hooks.iter().any(|h| h.trim().is_empty()) {
                 return Err(bad(key, "a hook command is empty"));
             }
@@ -407,7 +437,10 @@ impl Config {
         if let Some(r) = &self.redis
             && r.databases < 2
         {
-            return Err(bad("redis.databases", "needs at least 2 (DB 0 stays the main worktree's)"));
+            return Err(bad(
+                "redis.databases",
+                "needs at least 2 (DB 0 stays the main worktree's)",
+            ));
         }
         Ok(())
     }
@@ -434,7 +467,13 @@ mod tests {
         c.proxy.route = Some("nope".into());
         assert_eq!(c.validate().expect_err("bad").key, "proxy.route");
         let mut c = Config::default();
-        c.ports.services.insert("web".into(), PortService { env: "1X".into(), main: None });
+        c.ports.services.insert(
+            "web".into(),
+            PortService {
+                env: "1X".into(),
+                main: None,
+            },
+        );
         assert_eq!(c.validate().expect_err("bad").key, "ports.services.web.env");
     }
 

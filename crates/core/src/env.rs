@@ -18,10 +18,14 @@ pub struct Environment {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvError {
     /// Bad name.
-    #[error("environment variable name {0:?} is not valid (letters, digits and '_', not starting with a digit)")]
+    #[error(
+        "environment variable name {0:?} is not valid (letters, digits and '_', not starting with a digit)"
+    )]
     Name(String),
     /// Newline, carriage return or NUL in a value.
-    #[error("value of {0} contains a newline, carriage return or NUL, which env files cannot carry the same way for every reader")]
+    #[error(
+        "value of {0} contains a newline, carriage return or NUL, which env files cannot carry the same way for every reader"
+    )]
     Value(String),
     /// A template did not render.
     #[error(transparent)]
@@ -103,7 +107,11 @@ pub fn build_environment(
 ) -> Result<Environment, EnvError> {
     let ctx = &facts.ctx;
     let mut env = Environment::default();
-    let feature = if facts.is_main { "main" } else { ctx.slug.as_str() };
+    let feature = if facts.is_main {
+        "main"
+    } else {
+        ctx.slug.as_str()
+    };
     env.set("FEATURE", feature)?;
     for (name, svc) in config.services() {
         if let Some(port) = ctx.ports.get(&name) {
@@ -243,7 +251,9 @@ pub fn parse_assignments(text: &str) -> BTreeMap<String, String> {
             continue;
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         let k = k.trim();
         if !is_env_name(k) {
             continue;
@@ -279,28 +289,56 @@ mod tests {
 
     fn seed_config() -> Config {
         let mut c = Config::default();
-        c.ports.services.insert("frontend".into(), PortService { env: "FRONTEND_PORT".into(), main: Some(3000) });
-        c.ports.services.insert("backend".into(), PortService { env: "BACKEND_PORT".into(), main: Some(5000) });
-        c.env.insert("API".into(), "http://localhost:{{ ports.backend }}".into());
+        c.ports.services.insert(
+            "frontend".into(),
+            PortService {
+                env: "FRONTEND_PORT".into(),
+                main: Some(3000),
+            },
+        );
+        c.ports.services.insert(
+            "backend".into(),
+            PortService {
+                env: "BACKEND_PORT".into(),
+                main: Some(5000),
+            },
+        );
+        c.env
+            .insert("API".into(), "http://localhost:{{ ports.backend }}".into());
         c
     }
 
     #[test]
     fn builds_seed_variables() {
-        let env = build_environment(&seed_config(), &facts("feature-notifications", false), &[], &Templates::new())
-            .expect("builds");
+        let env = build_environment(
+            &seed_config(),
+            &facts("feature-notifications", false),
+            &[],
+            &Templates::new(),
+        )
+        .expect("builds");
         assert_eq!(env.get("FEATURE"), Some("feature-notifications"));
         assert_eq!(env.get("FRONTEND_PORT"), Some("21000"));
         assert_eq!(env.get("BACKEND_PORT"), Some("21001"));
         assert_eq!(env.get("API"), Some("http://localhost:21001"));
-        assert_eq!(env.get("PWT_URL"), Some("http://feature-notifications.localhost:8080"));
-        assert_eq!(env.get("OAUTH_REDIRECT_URI"), Some("http://localhost:8080/auth/callback"));
-        assert_eq!(env.get("COMPOSE_PROJECT_NAME"), Some("demo-feature-notifications"));
+        assert_eq!(
+            env.get("PWT_URL"),
+            Some("http://feature-notifications.localhost:8080")
+        );
+        assert_eq!(
+            env.get("OAUTH_REDIRECT_URI"),
+            Some("http://localhost:8080/auth/callback")
+        );
+        assert_eq!(
+            env.get("COMPOSE_PROJECT_NAME"),
+            Some("demo-feature-notifications")
+        );
     }
 
     #[test]
     fn main_gets_defaults() {
-        let env = build_environment(&seed_config(), &facts("main", true), &[], &Templates::new()).expect("builds");
+        let env = build_environment(&seed_config(), &facts("main", true), &[], &Templates::new())
+            .expect("builds");
         assert_eq!(env.get("FEATURE"), Some("main"));
         assert_eq!(env.get("PWT_URL"), Some("http://localhost:8080"));
         assert_eq!(env.get("COMPOSE_PROJECT_NAME"), Some("demo"));
@@ -339,7 +377,10 @@ mod tests {
         assert_eq!(parsed["X"], "a=b 'c'");
         let parsed = parse_assignments(&render_mise(&env, "s"));
         assert_eq!(parsed["FRONTEND_PORT"], "21000");
-        assert_eq!(parse_assignments("export DJANGO_PORT=8012\n")["DJANGO_PORT"], "8012");
+        assert_eq!(
+            parse_assignments("export DJANGO_PORT=8012\n")["DJANGO_PORT"],
+            "8012"
+        );
     }
 
     #[test]

@@ -30,7 +30,8 @@ impl Slug {
             && !s.starts_with('-')
             && !s.ends_with('-')
             && !s.contains("--")
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
             Ok(Self(s.to_owned()))
         } else {
@@ -136,7 +137,10 @@ mod tests {
             ("FEAT/X", "feat-x"),
             ("feat_x", "feat-x"),
             ("--a__b--", "a-b"),
-            ("feat/x\";DROP_DATABASE_prod;--", "feat-x-drop-database-prod"),
+            (
+                "feat/x\";DROP_DATABASE_prod;--",
+                "feat-x-drop-database-prod",
+            ),
             ("feat/$(touch${IFS}pwned)", "feat-touch-ifs-pwned"),
             ("feat/`id`", "feat-id"),
             ("feat/x'y", "feat-x-y"),
@@ -152,9 +156,15 @@ mod tests {
     fn golden_hash_suffixes() {
         // Pinned: changing these would rename users' worktrees and resources.
         assert_eq!(free("🚀"), "ff06d3");
-        assert_eq!(free(&"a".repeat(300)), "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-ee7717");
+        assert_eq!(
+            free(&"a".repeat(300)),
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-ee7717"
+        );
         let taken: HashSet<&str> = ["feat-x"].into();
-        assert_eq!(Slug::derive("FEAT/X", |s| taken.contains(s)).0, "feat-x-720f1d");
+        assert_eq!(
+            Slug::derive("FEAT/X", |s| taken.contains(s)).0,
+            "feat-x-720f1d"
+        );
     }
 
     #[test]
@@ -199,7 +209,17 @@ mod tests {
 
     #[test]
     fn parse_rejects_bad() {
-        for bad in ["", "-a", "a-", "a--b", "A", "a.b", "a/b", "a:b", &"a".repeat(41)] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a--b",
+            "A",
+            "a.b",
+            "a/b",
+            "a:b",
+            &"a".repeat(41),
+        ] {
             assert!(Slug::parse(bad).is_err(), "{bad:?}");
         }
     }

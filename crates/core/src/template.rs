@@ -108,17 +108,29 @@ mod tests {
     fn renders_with_filters() {
         let t = Templates::new();
         let r = |s| t.render("k", s, &ctx()).expect("renders");
-        assert_eq!(r("{{ project }}_{{ slug | db_ident }}"), "demo_feature_login");
+        assert_eq!(
+            r("{{ project }}_{{ slug | db_ident }}"),
+            "demo_feature_login"
+        );
         assert_eq!(r("../{{ repo }}.{{ slug }}"), "../demo.feature-login");
-        assert_eq!(r("http://localhost:{{ ports.frontend }}"), "http://localhost:20001");
+        assert_eq!(
+            r("http://localhost:{{ ports.frontend }}"),
+            "http://localhost:20001"
+        );
         assert_eq!(r("{{ branch }}"), "feature/Login");
-        assert!(r("{{ ('fe-' ~ branch) | hash_port }}").parse::<u16>().is_ok());
+        assert!(
+            r("{{ ('fe-' ~ branch) | hash_port }}")
+                .parse::<u16>()
+                .is_ok()
+        );
     }
 
     #[test]
     fn typo_is_an_error_naming_key_and_variable() {
         let t = Templates::new();
-        let e = t.render("postgres.database", "{{ slgu }}", &ctx()).expect_err("strict");
+        let e = t
+            .render("postgres.database", "{{ slgu }}", &ctx())
+            .expect_err("strict");
         let msg = e.to_string();
         assert!(msg.contains("postgres.database"), "{msg}");
         assert!(msg.contains("undefined"), "{msg}");

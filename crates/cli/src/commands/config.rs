@@ -30,16 +30,38 @@ pub fn run(cwd: &Path, args: ConfigArgs) -> Result<i32> {
         return Ok(exit_codes::OK);
     }
     let style = Style::stdout();
-    let file = |p: &Option<std::path::PathBuf>| p.as_ref().map_or("(none)".to_owned(), |p| p.display().to_string());
-    println!("{}", style.dim(&format!("# project file: {}", file(&session.settings.project_file))));
-    println!("{}", style.dim(&format!("# user file:    {}", file(&session.settings.user_file))));
-    let width = values.iter().map(|(k, v, _)| k.len() + v.to_string().len() + 3).max().unwrap_or(0);
+    let file = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map_or("(none)".to_owned(), |p| p.display().to_string())
+    };
+    println!(
+        "{}",
+        style.dim(&format!(
+            "# project file: {}",
+            file(&session.settings.project_file)
+        ))
+    );
+    println!(
+        "{}",
+        style.dim(&format!(
+            "# user file:    {}",
+            file(&session.settings.user_file)
+        ))
+    );
+    let width = values
+        .iter()
+        .map(|(k, v, _)| k.len() + v.to_string().len() + 3)
+        .max()
+        .unwrap_or(0);
     for (k, v, source) in values {
         let line = format!("{k} = {v}");
         println!("{line:<width$}  {}", style.dim(&format!("# {source}")));
     }
     if session.config().ports.services.is_empty() {
-        println!("{}", style.dim("# no [ports.services]: one port `app` in PORT (main 3000)"));
+        println!(
+            "{}",
+            style.dim("# no [ports.services]: one port `app` in PORT (main 3000)")
+        );
     }
     Ok(exit_codes::OK)
 }

@@ -38,7 +38,10 @@ pub enum EnvFormat {
 }
 
 /// The environment of `target`, or an error for an unmanaged worktree.
-pub fn env_of(session: &Session, target: Option<&str>) -> Result<(Environment, std::path::PathBuf, String)> {
+pub fn env_of(
+    session: &Session,
+    target: Option<&str>,
+) -> Result<(Environment, std::path::PathBuf, String)> {
     let t = session.resolve(target)?;
     let env = session.target_env(&t)?;
     match (t, env) {
@@ -57,7 +60,9 @@ pub fn run(cwd: &Path, args: EnvArgs) -> Result<i32> {
         EnvFormat::Dotenv => {
             let (text, skipped) = render_dotenv(&env, &slug);
             for var in skipped {
-                warn(&format!("{var} left out: no dotenv quoting reads its value the same everywhere; use --format json or sh"));
+                warn(&format!(
+                    "{var} left out: no dotenv quoting reads its value the same everywhere; use --format json or sh"
+                ));
             }
             print!("{text}");
         }

@@ -82,7 +82,12 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
     }
     if !json {
         for (l, a) in &found {
-            println!("  {}  {}  {}", style.bold(&printable(&l.branch)), a.describe(), style.dim(&l.path.display().to_string()));
+            println!(
+                "  {}  {}  {}",
+                style.bold(&printable(&l.branch)),
+                a.describe(),
+                style.dim(&l.path.display().to_string())
+            );
         }
     }
     let go = if args.dry_run {
@@ -104,25 +109,43 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
     let mut done = Vec::new();
     let mut failed = Vec::new();
     if go {
-        let git_dir = session.repo.main_root.clone().unwrap_or_else(|| session.repo.common_dir.clone());
+        let git_dir = session
+            .repo
+            .main_root
+            .clone()
+            .unwrap_or_else(|| session.repo.common_dir.clone());
         let mut pruned = false;
         for (l, a) in &found {
             let result = match a {
                 Action::Release => {
                     if !pruned {
-                        let _ = git(&git_dir, &[OsStr::new("worktree"), OsStr::new("prune")]);
+                        let _ = session
+                            .git_worktree(&git_dir, &[OsStr::new("worktree"), OsStr::new("prune")]);
                         pruned = true;
                     }
                     session.release(&l.repo, &l.branch)
                 }
                 Action::Finish => session
                     .lease_env(l)
-                    .and_then(|env| session.write_env_files(&l.path, l.slug.as_str(), &env, &l.files, false))
+                    .and_then(|env| {
+                        session.write_env_files(&l.path, l.slug.as_str(), &env, &l.files, false)
+                    })
                     .and_then(|h| session.mark_ready(&l.branch, h).map(|_| ())),
                 Action::Remove => match changes(&l.path) {
-                    Ok(c) if c.is_empty() => git(&git_dir, &[OsStr::new("worktree"), OsStr::new("remove"), l.path.as_os_str()])
+                    Ok(c) if c.is_empty() => session
+                        .git_worktree(
+                            &git_dir,
+                            &[
+                                OsStr::new("worktree"),
+                                OsStr::new("remove"),
+                                l.path.as_os_str(),
+                            ],
+                        )
                         .and_then(|()| session.release(&l.repo, &l.branch)),
-                    Ok(_) => Err(anyhow::anyhow!("it has uncommitted changes; `pwt rm --force {}` if they can go", l.branch)),
+                    Ok(_) => Err(anyhow::anyhow!(
+                        "it has uncommitted changes; `pwt rm --force {}` if they can go",
+                        l.branch
+                    )),
                     Err(e) => Err(e),
                 },
             };
@@ -137,7 +160,10 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
             .iter()
             .map(|(l, a)| json!({ "branch": l.branch, "path": l.path, "action": a.describe() }))
             .collect();
-        let failed: Vec<_> = failed.iter().map(|(b, e)| json!({ "branch": b, "error": e })).collect();
+        let failed: Vec<_> = failed
+            .iter()
+            .map(|(b, e)| json!({ "branch": b, "error": e }))
+            .collect();
         print_json(&json!({ "found": found, "done": done, "failed": failed }));
     } else {
         for b in &done {
@@ -147,5 +173,9 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
             println!("{} {}: {e}", style.red("✗"), printable(b));
         }
     }
-    Ok(if failed.is_empty() { exit_codes::OK } else { exit_codes::FAILURE })
+    Ok(if failed.is_empty() {
+        exit_codes::OK
+    } else {
+        exit_codes::FAILURE
+    })
 }

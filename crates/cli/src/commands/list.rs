@@ -27,9 +27,15 @@ pub struct ListArgs {
 }
 
 pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
-    let rows = if args.all_repos { all_repos()? } else { this_repo(cwd)? };
+    let rows = if args.all_repos {
+        all_repos()?
+    } else {
+        this_repo(cwd)?
+    };
     if args.format == Format::Json {
-        print_json(&Value::Array(rows.iter().map(WorktreeInfo::to_json).collect()));
+        print_json(&Value::Array(
+            rows.iter().map(WorktreeInfo::to_json).collect(),
+        ));
         return Ok(exit_codes::OK);
     }
     let style = Style::stdout();
@@ -120,7 +126,11 @@ fn this_repo(cwd: &Path) -> Result<Vec<WorktreeInfo>> {
             branch: w.branch.clone().unwrap_or_else(|| "(detached)".into()),
             slug: String::new(),
             path: w.root.clone(),
-            state: if w.exists { "unmanaged".into() } else { "prunable".into() },
+            state: if w.exists {
+                "unmanaged".into()
+            } else {
+                "prunable".into()
+            },
             ports: vec![],
             url: None,
             leftover: vec![],
@@ -135,5 +145,8 @@ fn all_repos() -> Result<Vec<WorktreeInfo>> {
     let config = pwt_core::Config::default();
     let mut leases: Vec<_> = state.leases.iter().collect();
     leases.sort_by(|a, b| (&a.repo, &a.branch).cmp(&(&b.repo, &b.branch)));
-    Ok(leases.into_iter().map(|l| lease_info(&config, l, true)).collect())
+    Ok(leases
+        .into_iter()
+        .map(|l| lease_info(&config, l, true))
+        .collect())
 }

@@ -38,7 +38,8 @@ pub enum Command {
 pub fn run(dir: Option<PathBuf>, command: Command) -> Result<i32> {
     let mut cwd = std::env::current_dir().context("cannot read the current directory")?;
     if let Some(d) = dir {
-        cwd = std::fs::canonicalize(cwd.join(&d)).with_context(|| format!("-C {}: no such directory", d.display()))?;
+        cwd = std::fs::canonicalize(cwd.join(&d))
+            .with_context(|| format!("-C {}: no such directory", d.display()))?;
     }
     match command {
         Command::New(a) => new::run(&cwd, a),

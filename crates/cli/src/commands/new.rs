@@ -59,7 +59,12 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
     let session = Session::open(cwd)?;
     let json = args.format == Format::Json;
     // Fail before anything is allocated when git would refuse anyway.
-    if let Some(w) = session.repo.worktrees()?.into_iter().find(|w| w.branch.as_deref() == Some(branch)) {
+    if let Some(w) = session
+        .repo
+        .worktrees()?
+        .into_iter()
+        .find(|w| w.branch.as_deref() == Some(branch))
+    {
         bail!(
             "branch {branch:?} is already checked out at {}\n  hint: `pwt up {}` sets up that worktree",
             w.root.display(),
@@ -68,7 +73,9 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
     }
     let branch_exists = session.repo.branch_exists(branch);
     if branch_exists && args.base.is_some() {
-        bail!("branch {branch:?} already exists, so --base has nothing to do\n  hint: drop --base, or pick a new branch name");
+        bail!(
+            "branch {branch:?} already exists, so --base has nothing to do\n  hint: drop --base, or pick a new branch name"
+        );
     }
 
     let (lease, _) = session.lease(branch, Mode::New, |slug| {
@@ -80,7 +87,11 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
     if !json {
         note(&format!("creating worktree {} ...", path.display()));
     }
-    let mut git_args: Vec<&OsStr> = vec![OsStr::new("worktree"), OsStr::new("add"), OsStr::new("--quiet")];
+    let mut git_args: Vec<&OsStr> = vec![
+        OsStr::new("worktree"),
+        OsStr::new("add"),
+        OsStr::new("--quiet"),
+    ];
     if !branch_exists {
         git_args.extend([OsStr::new("-b"), OsStr::new(branch)]);
     }
@@ -90,14 +101,17 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
         (Some(base), false) => git_args.push(OsStr::new(base)),
         (None, false) => {}
     }
-    if let Err(e) = git(cwd, &git_args) {
+    if let Err(e) = session.git_worktree(cwd, &git_args) {
         session.release(&lease.repo, branch)?;
-        return Err(e.context(format!("cannot create the worktree for {branch:?}; nothing was left behind")));
+        return Err(e.context(format!(
+            "cannot create the worktree for {branch:?}; nothing was left behind"
+        )));
     }
 
     let finish = || -> Result<_> {
         let env = session.lease_env(&lease)?;
-        let hashes = session.write_env_files(&path, lease.slug.as_str(), &env, &lease.files, false)?;
+        let hashes =
+            session.write_env_files(&path, lease.slug.as_str(), &env, &lease.files, false)?;
         let lease = session.mark_ready(branch, hashes)?;
         Ok((env, lease))
     };
@@ -105,12 +119,25 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
         Ok(v) => v,
         Err(e) => {
             // Roll back what this run made: the worktree, the branch if new, the lease.
-            let _ = git(cwd, &[OsStr::new("worktree"), OsStr::new("remove"), OsStr::new("--force"), path.as_os_str()]);
+            let _ = session.git_worktree(
+                cwd,
+                &[
+                    OsStr::new("worktree"),
+                    OsStr::new("remove"),
+                    OsStr::new("--force"),
+                    path.as_os_str(),
+                ],
+            );
             if !branch_exists {
-                let _ = git(cwd, &[OsStr::new("branch"), OsStr::new("-D"), OsStr::new(branch)]);
+                let _ = git(
+                    cwd,
+                    &[OsStr::new("branch"), OsStr::new("-D"), OsStr::new(branch)],
+                );
             }
             session.release(&lease.repo, branch)?;
-            return Err(e.context(format!("cannot set up the worktree for {branch:?}; it was rolled back")));
+            return Err(e.context(format!(
+                "cannot set up the worktree for {branch:?}; it was rolled back"
+            )));
         }
     };
 
@@ -143,7 +170,12 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
 }
 
 /// Replaces pwt with `program` in `dir` with `env` added.
-pub fn exec(program: &str, args: &[String], dir: &Path, env: &pwt_core::Environment) -> Result<i32> {
+pub fn exec(
+    program: &str,
+    args: &[String],
+    dir: &Path,
+    env: &pwt_core::Environment,
+) -> Result<i32> {
     use std::io::Write as _;
     use std::os::unix::process::CommandExt as _;
     let _ = std::io::stdout().flush();

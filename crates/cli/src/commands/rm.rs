@@ -53,6 +53,8 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
         }
         Ok(exit_codes::OK)
     };
+    // A registry that cannot be read is an error, not "nothing to do".
+    session.registry.read()?;
     let target = match session.resolve(Some(&args.target)) {
         Ok(t) => t,
         Err(_) => return nothing(format!("no worktree or lease for {:?}", args.target)),
@@ -69,14 +71,26 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
     let branch = lease.branch.clone();
     let root = lease.path.clone();
     let exists = root.exists();
-    let git_dir = session.repo.main_root.clone().unwrap_or_else(|| session.repo.common_dir.clone());
+    let git_dir = session
+        .repo
+        .main_root
+        .clone()
+        .unwrap_or_else(|| session.repo.common_dir.clone());
 
     // Refuse before touching anything.
     if exists && !args.keep_worktree && !args.force {
         let dirty = changes(&root)?;
         if !dirty.is_empty() {
-            let shown: Vec<String> = dirty.iter().take(10).map(|l| format!("    {}", printable(l))).collect();
-            let more = if dirty.len() > 10 { format!("\n    … and {} more", dirty.len() - 10) } else { String::new() };
+            let shown: Vec<String> = dirty
+                .iter()
+                .take(10)
+                .map(|l| format!("    {}", printable(l)))
+                .collect();
+            let more = if dirty.len() > 10 {
+                format!("\n    … and {} more", dirty.len() - 10)
+            } else {
+                String::new()
+            };
             return Err(refused(format!(
                 "{} has uncommitted or untracked changes; nothing was removed:\n{}{more}\n  hint: commit or stash them, or pass --force to discard them",
                 root.display(),
@@ -93,7 +107,13 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
 
     if exists && !args.no_hooks {
         let env = session.lease_env(&lease)?;
-        if let Err(e) = run_hooks("pre-remove", &session.config().hooks.pre_remove, &root, &env, json) {
+        if let Err(e) = run_hooks(
+            "pre-remove",
+            &session.config().hooks.pre_remove,
+            &root,
+            &env,
+            json,
+        ) {
             if !args.force {
                 session.update(&branch, |l| {
                     l.state = pwt_alloc::LeaseState::Ready;
@@ -110,7 +130,10 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
     if args.keep_worktree {
         let kept = session.remove_env_files(&root, &lease.files);
         for k in kept {
-            warn(&format!("kept {}: it was edited since pwt wrote it", k.display()));
+            warn(&format!(
+                "kept {}: it was edited since pwt wrote it",
+                k.display()
+            ));
         }
     } else if exists {
         let mut git_args = vec![OsStr::new("worktree"), OsStr::new("remove")];
@@ -119,7 +142,7 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
             git_args.extend([OsStr::new("--force"), OsStr::new("--force")]);
         }
         git_args.push(root.as_os_str());
-        if let Err(e) = git(&git_dir, &git_args) {
+        if let Err(e) = session.git_worktree(&git_dir, &git_args) {
             return Err(e.context(format!(
                 "the worktree {} could not be removed; the lease stays `removing`\n  hint: fix the cause and run `pwt rm {}` again",
                 root.display(),
@@ -129,7 +152,7 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
         removed.push("worktree");
     } else {
         // The directory went away outside pwt; drop git's record of it too.
-        let _ = git(&git_dir, &[OsStr::new("worktree"), OsStr::new("prune")]);
+        let _ = session.git_worktree(&git_dir, &[OsStr::new("worktree"), OsStr::new("prune")]);
     }
     session.release(&lease.repo, &branch)?;
     removed.push("lease");
@@ -137,7 +160,10 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
     let mut branch_deleted = false;
     if args.delete_branch {
         let flag = if args.force { "-D" } else { "-d" };
-        match git(&git_dir, &[OsStr::new("branch"), OsStr::new(flag), OsStr::new(&branch)]) {
+        match git(
+            &git_dir,
+            &[OsStr::new("branch"), OsStr::new(flag), OsStr::new(&branch)],
+        ) {
             Ok(()) => branch_deleted = true,
             Err(_) => warn(&format!(
                 "branch {branch:?} was kept: git refused to delete it (not fully merged?)\n  hint: `pwt rm` is done; `git branch -D {branch}` deletes it anyway"

@@ -27,7 +27,11 @@ pub fn run(cwd: &Path, args: RunArgs) -> Result<i32> {
     let session = Session::open(cwd)?;
     let (env, root, _) = env_of(&session, args.target.as_deref())?;
     // Stay in the same subdirectory when already inside that worktree.
-    let dir = if cwd.starts_with(&root) { cwd.to_owned() } else { root };
+    let dir = if cwd.starts_with(&root) {
+        cwd.to_owned()
+    } else {
+        root
+    };
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let status = Command::new(program)
         .args(rest)
@@ -36,5 +40,7 @@ pub fn run(cwd: &Path, args: RunArgs) -> Result<i32> {
         .status()
         .with_context(|| format!("cannot run {program:?}: is it installed and on PATH?"))?;
     use std::os::unix::process::ExitStatusExt as _;
-    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(1)))
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(1)))
 }

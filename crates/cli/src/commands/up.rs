@@ -61,25 +61,37 @@ pub fn run(cwd: &Path, args: UpArgs) -> Result<i32> {
     };
     let (lease, fresh) = session.lease(&branch, Mode::Adopt, |_| Ok(root.clone()))?;
     let env = session.lease_env(&lease)?;
-    let hashes = match session.write_env_files(&root, lease.slug.as_str(), &env, &lease.files, args.force) {
-        Ok(h) => h,
-        Err(e) => {
-            if fresh {
-                session.release(&lease.repo, &branch)?;
+    let hashes =
+        match session.write_env_files(&root, lease.slug.as_str(), &env, &lease.files, args.force) {
+            Ok(h) => h,
+            Err(e) => {
+                if fresh {
+                    session.release(&lease.repo, &branch)?;
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
-    };
+        };
     let lease = session.mark_ready(&branch, hashes)?;
     if fresh && !args.no_hooks {
-        run_hooks("post-create", &session.config().hooks.post_create, &root, &env, json)?;
+        run_hooks(
+            "post-create",
+            &session.config().hooks.post_create,
+            &root,
+            &env,
+            json,
+        )?;
     }
     let info = session.lease_info(&lease, false);
     if json {
         print_json(&info.to_json());
     } else {
         let files: Vec<String> = lease.files.keys().cloned().collect();
-        info.print_summary(Style::stdout(), cwd, &files, if fresh { "adopted" } else { "up to date" });
+        info.print_summary(
+            Style::stdout(),
+            cwd,
+            &files,
+            if fresh { "adopted" } else { "up to date" },
+        );
     }
     Ok(exit_codes::OK)
 }

@@ -29,7 +29,9 @@ pub fn run(cwd: &Path, args: UrlArgs) -> Result<i32> {
     let session = Session::open(cwd)?;
     let services = session.config().services();
     let (target, port_name) = match (args.target, args.port_name) {
-        (Some(t), None) if services.contains_key(&t) && session.resolve(Some(&t)).is_err() => (None, Some(t)),
+        (Some(t), None) if services.contains_key(&t) && session.resolve(Some(&t)).is_err() => {
+            (None, Some(t))
+        }
         (t, p) => (t, p),
     };
     let t = session.resolve(target.as_deref())?;
@@ -51,7 +53,9 @@ pub fn run(cwd: &Path, args: UrlArgs) -> Result<i32> {
         _ => env.get(&svc.env).and_then(|p| p.parse().ok()),
     };
     let Some(port) = port else {
-        bail!("service {name:?} has no port here (the main worktree needs `main = PORT` in [ports.services.{name}])");
+        bail!(
+            "service {name:?} has no port here (the main worktree needs `main = PORT` in [ports.services.{name}])"
+        );
     };
     println!("http://localhost:{port}");
     Ok(exit_codes::OK)

@@ -1,0 +1,340 @@
+//! new / up / list / env / run / url / rm / gc, as a user runs them.
+
+use std::collections::HashSet;
+
+use crate::common::{TestEnv, dotenv, ports, seed_toml};
+
+#[test]
+fn two_worktrees_isolated_then_removed_and_recreated_with_same_ports() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", Some(&seed_toml((21000, 21999))));
+    let a = t
+        .pwt(&repo, &["new", "feature-a", "--format", "json"])
+        .ok()
+        .json();
+    let b = t
+        .pwt(&repo, &["new", "feature-b", "--format", "json"])
+        .ok()
+        .json();
+    let all: HashSet<u16> = ports(&a).into_iter().chain(ports(&b)).collect();
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert!(all.iter().all(|p| (21000..=21999).contains(p)));
+
+    for (v, feature) in [(&a, "feature-a"), (&b, "feature-b")] {
+        let root = std::path::PathBuf::from(v["path"].as_str().expect("path"));
+        assert_eq!(
+            root,
+            repo.parent()
+                .expect("parent")
+                .join(format!("demo.{feature}"))
+        );
+        let env = dotenv(&root.join(".env.worktree"));
+        assert_eq!(env["FEATURE"], feature);
+        assert_eq!(
+            env["FRONTEND_PORT"],
+            v["ports"]["frontend"]["port"].to_string()
+        );
+        assert_eq!(
+            env["BACKEND_PORT"],
+            v["ports"]["backend"]["port"].to_string()
+        );
+        let mise = std::fs::read_to_string(root.join(".mise.local.toml")).expect("mise file");
+        assert!(mise.contains(&format!("FEATURE = \"{feature}\"")), "{mise}");
+        assert_eq!(
+            t.git(&root, &["status", "--porcelain"]),
+            "",
+            "worktree {feature} is dirty"
+        );
+    }
+
+    let list = t.pwt(&repo, &["list"]).ok().stdout;
+    for needle in [
+        "feature-a",
+        "feature-b",
+        "http://feature-a.localhost:8080",
+        "main",
+    ] {
+        assert!(list.contains(needle), "{needle} missing in\n{list}");
+    }
+    let json = t.pwt(&repo, &["list", "--format", "json"]).ok().json();
+    assert_eq!(json.as_array().expect("array").len(), 3);
+
+    let rm = t.pwt(&repo, &["rm", "feature-a"]).ok().stdout;
+    assert!(rm.contains("removed feature-a"), "{rm}");
+    assert!(
+        !repo
+            .parent()
+            .expect("parent")
+            .join("demo.feature-a")
+            .exists()
+    );
+    assert_eq!(t.registry()["leases"].as_array().expect("leases").len(), 1);
+    // The branch stays unless asked.
+    t.git(&repo, &["rev-parse", "--verify", "feature-a"]);
+
+    let again = t
+        .pwt(&repo, &["new", "feature-a", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(ports(&again), ports(&a));
+}
+
+#[test]
+fn no_pwt_toml_gives_one_port() {
+    let t = TestEnv::new();
+    let repo = t.repo("plain", None);
+    let v = t.pwt(&repo, &["new", "x", "--format", "json"]).ok().json();
+    let root = std::path::PathBuf::from(v["path"].as_str().expect("path"));
+    let env = dotenv(&root.join(".env.worktree"));
+    assert_eq!(env["PORT"], v["ports"]["app"]["port"].to_string());
+    assert_eq!(env["PWT_URL"], "http://x.localhost:8080");
+    let url = t.pwt(&root, &["url"]).ok().stdout;
+    assert_eq!(url.trim(), format!("http://localhost:{}", env["PORT"]));
+    // The main worktree gets the defaults.
+    let main = t.pwt(&repo, &["env", "--format", "json"]).ok().json();
+    assert_eq!(main["PORT"], "3000");
+    assert_eq!(main["FEATURE"], "main");
+}
+
+#[test]
+fn up_adopts_a_plain_git_worktree_idempotently_and_runs_hooks_once() {
+    let t = TestEnv::new();
+    let toml = format!(
+        "{}[hooks]\npost-create = [\"echo \\\"$FEATURE $FRONTEND_PORT\\\" >> hook.log\"]\n",
+        seed_toml((22000, 22999))
+    );
+    let repo = t.repo("demo", Some(&toml));
+    t.git(
+        &repo,
+        &["worktree", "add", "-q", "-b", "by-hand", "../by-hand"],
+    );
+    let wt = repo.parent().expect("parent").join("by-hand");
+    let first = t.pwt(&wt, &["up", "--format", "json"]).ok().json();
+    let env_text = std::fs::read_to_string(wt.join(".env.worktree")).expect("env file");
+    let second = t
+        .pwt(&repo, &["up", "by-hand", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(ports(&first), ports(&second));
+    assert_eq!(
+        std::fs::read_to_string(wt.join(".env.worktree")).expect("env"),
+        env_text
+    );
+    let log = std::fs::read_to_string(wt.join("hook.log")).expect("hook ran");
+    assert_eq!(
+        log,
+        format!("by-hand {}\n", first["ports"]["frontend"]["port"])
+    );
+    // hook.log is the user's file, so the worktree has exactly that untracked file.
+    assert_eq!(t.git(&wt, &["status", "--porcelain"]), "?? hook.log\n");
+}
+
+#[test]
+fn edited_env_file_is_never_overwritten_without_force() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let v = t.pwt(&repo, &["new", "x", "--format", "json"]).ok().json();
+    let root = std::path::PathBuf::from(v["path"].as_str().expect("path"));
+    let file = root.join(".env.worktree");
+    std::fs::write(&file, "MINE=1\n").expect("edit");
+    let err = t.pwt(&root, &["up"]).fails(3).stderr;
+    assert!(
+        err.contains(".env.worktree exists and was not written by pwt"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), "MINE=1\n");
+    t.pwt(&root, &["up", "--force"]).ok();
+    assert!(
+        std::fs::read_to_string(&file)
+            .expect("read")
+            .contains("FEATURE='x'")
+    );
+}
+
+#[test]
+fn rm_refuses_dirty_worktrees_and_the_main_one() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let v = t
+        .pwt(&repo, &["new", "dirty", "--format", "json"])
+        .ok()
+        .json();
+    let root = std::path::PathBuf::from(v["path"].as_str().expect("path"));
+    std::fs::write(root.join("notes.txt"), "precious\n").expect("write");
+    let err = t.pwt(&repo, &["rm", "dirty"]).fails(3).stderr;
+    assert!(err.contains("uncommitted or untracked changes"), "{err}");
+    assert!(err.contains("notes.txt"), "{err}");
+    assert!(root.join("notes.txt").exists());
+    assert!(root.join(".env.worktree").exists());
+    assert_eq!(t.registry()["leases"][0]["state"], "ready");
+    // A modified tracked file counts too.
+    std::fs::remove_file(root.join("notes.txt")).expect("rm");
+    std::fs::write(root.join("README"), "changed\n").expect("write");
+    t.pwt(&repo, &["rm", "dirty"]).fails(3);
+    t.pwt(&repo, &["rm", "dirty", "--force"]).ok();
+    assert!(!root.exists());
+
+    let main = t.pwt(&repo, &["rm", "main"]).fails(1).stderr;
+    assert!(
+        main.contains("refusing to remove the main worktree"),
+        "{main}"
+    );
+    assert!(repo.join("README").exists());
+    // Twice is fine.
+    let again = t.pwt(&repo, &["rm", "dirty"]).ok().stdout;
+    assert!(again.contains("nothing to do"), "{again}");
+}
+
+#[test]
+fn rm_deletes_the_branch_only_when_asked_and_merged() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    t.pwt(&repo, &["new", "merged"]).ok();
+    t.pwt(&repo, &["rm", "merged", "--delete-branch"]).ok();
+    assert!(
+        !t.git(&repo, &["branch", "--list", "merged"])
+            .contains("merged")
+    );
+
+    let v = t
+        .pwt(&repo, &["new", "unmerged", "--format", "json"])
+        .ok()
+        .json();
+    let root = std::path::PathBuf::from(v["path"].as_str().expect("path"));
+    std::fs::write(root.join("f"), "x").expect("write");
+    t.git(&root, &["add", "f"]);
+    t.git(&root, &["commit", "-q", "-m", "work"]);
+    let out = t.pwt(&repo, &["rm", "unmerged", "--delete-branch"]).ok();
+    assert!(out.stderr.contains("was kept"), "{}", out.stderr);
+    assert!(
+        t.git(&repo, &["branch", "--list", "unmerged"])
+            .contains("unmerged")
+    );
+}
+
+#[test]
+fn keep_worktree_releases_only_what_pwt_set_up() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let v = t.pwt(&repo, &["new", "kw", "--format", "json"]).ok().json();
+    let root = std::path::PathBuf::from(v["path"].as_str().expect("path"));
+    t.pwt(&repo, &["rm", "kw", "--keep-worktree"]).ok();
+    assert!(root.join("README").exists());
+    assert!(!root.join(".env.worktree").exists());
+    assert!(
+        t.registry()["leases"]
+            .as_array()
+            .expect("leases")
+            .is_empty()
+    );
+}
+
+#[test]
+fn gc_releases_leases_of_deleted_worktrees() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let v = t
+        .pwt(&repo, &["new", "gone", "--format", "json"])
+        .ok()
+        .json();
+    t.pwt(&repo, &["new", "stays"]).ok();
+    std::fs::remove_dir_all(v["path"].as_str().expect("path")).expect("rm -rf");
+    let list = t.pwt(&repo, &["list"]).ok().stdout;
+    assert!(list.contains("missing"), "{list}");
+    let dry = t
+        .pwt(&repo, &["gc", "--dry-run", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(dry["found"].as_array().expect("found").len(), 1);
+    assert_eq!(t.registry()["leases"].as_array().expect("leases").len(), 2);
+    let done = t
+        .pwt(&repo, &["gc", "--yes", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(done["done"], serde_json::json!(["gone"]));
+    let leases = t.registry()["leases"].clone();
+    assert_eq!(leases.as_array().expect("leases").len(), 1);
+    assert_eq!(leases[0]["branch"], "stays");
+    assert!(
+        t.pwt(&repo, &["gc"])
+            .ok()
+            .stdout
+            .contains("nothing to clean up")
+    );
+}
+
+#[test]
+fn run_exec_and_hooks_get_the_environment() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", Some("[hooks]\npost-create = [\"exit 7\"]\n"));
+    let out = t.pwt(&repo, &["new", "hooked"]).fails(1).stderr;
+    assert!(
+        out.contains("post-create hook `exit 7` failed with exit code 7"),
+        "{out}"
+    );
+    let run = t
+        .pwt(
+            &repo,
+            &[
+                "run",
+                "hooked",
+                "--",
+                "sh",
+                "-c",
+                "echo $FEATURE:$PORT; exit 5",
+            ],
+        )
+        .fails(5);
+    let port = t.registry()["leases"][0]["ports"]["app"].to_string();
+    assert_eq!(run.stdout.trim(), format!("hooked:{port}"));
+
+    let exec = t
+        .pwt(
+            &repo,
+            &[
+                "new",
+                "agent",
+                "--no-hooks",
+                "-x",
+                "sh",
+                "--",
+                "-c",
+                "pwd; echo $PWT_BRANCH",
+            ],
+        )
+        .ok()
+        .stdout;
+    assert!(exec.ends_with("demo.agent\nagent\n"), "{exec}");
+}
+
+#[test]
+fn env_formats() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", Some("[env]\nQUOTE = \"it's {{ slug }}\"\n"));
+    t.pwt(&repo, &["new", "fmt"]).ok();
+    let json = t
+        .pwt(&repo, &["env", "fmt", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(json["QUOTE"], "it's fmt");
+    let sh = t.pwt(&repo, &["env", "fmt", "--format", "sh"]).ok().stdout;
+    assert!(sh.contains("export QUOTE='it'\\''s fmt'"), "{sh}");
+    let fish = t
+        .pwt(&repo, &["env", "fmt", "--format", "fish"])
+        .ok()
+        .stdout;
+    assert!(fish.contains("set -gx QUOTE 'it\\'s fmt'"), "{fish}");
+    let dotenv = t.pwt(&repo, &["env", "fmt"]).ok().stdout;
+    assert!(dotenv.contains("QUOTE=\"it's fmt\""), "{dotenv}");
+    // bash reads back exactly the value.
+    let root = repo.parent().expect("parent").join("demo.fmt");
+    let out = std::process::Command::new("bash")
+        .args([
+            "-c",
+            "set -a; . ./.env.worktree; printf %s \"$QUOTE|$PWT_BRANCH\"",
+        ])
+        .current_dir(&root)
+        .output()
+        .expect("bash");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "it's fmt|fmt");
+}

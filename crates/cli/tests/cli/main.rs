@@ -1,0 +1,8 @@
+//! Integration tests of the `pwt` binary on real temporary repositories.
+
+mod common;
+
+mod concurrency;
+mod config;
+mod lifecycle;
+mod names;

@@ -1,0 +1,148 @@
+//! Hostile branch names are valid git: they must give valid, distinct names and run nothing.
+
+use std::collections::HashSet;
+
+use crate::common::{TestEnv, dotenv};
+
+#[test]
+fn hostile_branch_names_give_valid_distinct_slugs_and_run_nothing() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let nfc = "f\u{e9}at/\u{fc}n\u{ef}";
+    let nfd = "fe\u{301}at/u\u{308}ni\u{308}";
+    let long_a = format!("{}/{}", "p".repeat(70), "a".repeat(229));
+    let long_b = format!("{}/{}", "p".repeat(70), "b".repeat(229));
+    let names = [
+        "feat/x\";DROP_DATABASE_prod;--",
+        "feat/$(touch${IFS}pwned)",
+        "feat/`touch${IFS}pwned2`",
+        "feat/x'y",
+        "FEAT/X",
+        "feat/x",
+        "feat-x",
+        "feat_x",
+        nfc,
+        nfd,
+        "🚀",
+        &long_a,
+        &long_b,
+        "postgres",
+        "template1",
+        "Main",
+    ];
+    let mut slugs = HashSet::new();
+    for name in names {
+        let v = t.pwt(&repo, &["new", name, "--format", "json"]).ok().json();
+        let slug = v["slug"].as_str().expect("slug").to_owned();
+        assert!(
+            !slug.is_empty()
+                && slug.len() <= 40
+                && slug
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            "{name:?} -> {slug:?}"
+        );
+        assert!(
+            slugs.insert(slug.clone()),
+            "{name:?} got a taken slug {slug}"
+        );
+        let root = std::path::PathBuf::from(v["path"].as_str().expect("path"));
+        assert_eq!(
+            root.parent(),
+            repo.parent(),
+            "{name:?} put its worktree elsewhere"
+        );
+        if !name.contains('\'') {
+            assert_eq!(dotenv(&root.join(".env.worktree"))["PWT_BRANCH"], name);
+        }
+        assert_eq!(
+            t.git(&root, &["rev-parse", "--abbrev-ref", "HEAD"]).trim(),
+            name
+        );
+    }
+    assert_ne!(slugs.len(), 0);
+    assert!(
+        !slugs.contains("main"),
+        "the main worktree's slug was handed out"
+    );
+    for dir in [
+        repo.clone(),
+        repo.parent().expect("parent").to_owned(),
+        t.home(),
+    ] {
+        assert!(
+            !dir.join("pwned").exists() && !dir.join("pwned2").exists(),
+            "a branch name was executed"
+        );
+    }
+    // A hostile name reaches hooks only as a value.
+    let out = t
+        .pwt(
+            &repo,
+            &[
+                "run",
+                "feat/$(touch${IFS}pwned)",
+                "--",
+                "sh",
+                "-c",
+                "printf %s \"$PWT_BRANCH\"",
+            ],
+        )
+        .ok();
+    assert_eq!(out.stdout, "feat/$(touch${IFS}pwned)");
+}
+
+#[test]
+fn path_like_and_option_like_names_are_refused_clearly() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    for (name, reason) in [
+        ("../../etc", "contains '..'"),
+        ("/abs", "starts or ends with '/'"),
+        (".git", "starts with '.'"),
+        ("a b", "contains a space"),
+    ] {
+        let err = t.pwt(&repo, &["new", name]).fails(1).stderr;
+        assert!(
+            err.contains("invalid branch name") && err.contains(reason),
+            "{name}: {err}"
+        );
+    }
+    let err = t.pwt(&repo, &["new", "-rf"]).fails(2).stderr;
+    assert!(err.contains("unexpected argument"), "{err}");
+    assert!(
+        !t.state_dir().join("registry.json").exists(),
+        "a refused name changed the registry"
+    );
+}
+
+#[test]
+fn corrupt_registry_is_refused_and_left_as_it_was() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    t.pwt(&repo, &["new", "a"]).ok();
+    let file = t.state_dir().join("registry.json");
+    let good = std::fs::read(&file).expect("registry");
+    for bad in [
+        good[..good.len() / 2].to_vec(),
+        Vec::new(),
+        b"{\"version\": 7, \"leases\": []}".to_vec(),
+    ] {
+        std::fs::write(&file, &bad).expect("write");
+        for args in [
+            &["new", "b"][..],
+            &["rm", "a"],
+            &["up", "a"],
+            &["gc", "--yes"],
+        ] {
+            let err = t.pwt(&repo, args).fails(1).stderr;
+            assert!(err.contains("untouched"), "{args:?}: {err}");
+            assert_eq!(
+                std::fs::read(&file).expect("registry"),
+                bad,
+                "{args:?} changed the registry"
+            );
+        }
+        assert!(!repo.parent().expect("parent").join("demo.b").exists());
+    }
+}
