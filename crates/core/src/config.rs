@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_SERVICE: &str = "app";
 
 /// The whole configuration, after all layers are merged.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Project name used in templates; defaults to the repository directory name.
@@ -36,23 +36,6 @@ pub struct Config {
     pub hooks: HooksConfig,
     /// The local reverse proxy.
     pub proxy: ProxyConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            project: None,
-            worktree: WorktreeConfig::default(),
-            ports: PortsConfig::default(),
-            postgres: None,
-            rabbitmq: None,
-            redis: None,
-            env: BTreeMap::new(),
-            files: FilesConfig::default(),
-            hooks: HooksConfig::default(),
-            proxy: ProxyConfig::default(),
-        }
-    }
 }
 
 /// `[worktree]`

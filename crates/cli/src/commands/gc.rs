@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::exit_codes;
 use crate::output::{Format, Style, print_json, printable};
-use crate::session::{Session, changes, git};
+use crate::session::{Session, changes};
 
 /// Find and clean up what was left behind: leases whose worktree was deleted outside pwt,
 /// and set-ups or teardowns a crashed pwt did not finish.
