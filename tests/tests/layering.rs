@@ -11,26 +11,63 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
     (
         "pwt-core",
         &[],
-        &["tokio", "git2", "sqlx", "redis", "lapin", "hyper", "clap", "figment", "libc", "serde_json"],
+        &[
+            "tokio",
+            "git2",
+            "sqlx",
+            "redis",
+            "lapin",
+            "hyper",
+            "clap",
+            "figment",
+            "libc",
+            "serde_json",
+        ],
     ),
-    ("pwt-alloc", &["pwt-core"], &["tokio", "sqlx", "redis", "lapin", "hyper", "clap", "figment"]),
+    (
+        "pwt-alloc",
+        &["pwt-core"],
+        &[
+            "tokio", "sqlx", "redis", "lapin", "hyper", "clap", "figment",
+        ],
+    ),
     ("pwt-provision", &["pwt-core"], &["clap", "figment", "git2"]),
-    ("pwt-proxy", &["pwt-core"], &["clap", "figment", "git2", "sqlx", "redis", "lapin"]),
-    ("pwt", &["pwt-core", "pwt-alloc", "pwt-provision", "pwt-proxy"], &[]),
+    (
+        "pwt-proxy",
+        &["pwt-core"],
+        &["clap", "figment", "git2", "sqlx", "redis", "lapin"],
+    ),
+    (
+        "pwt",
+        &["pwt-core", "pwt-alloc", "pwt-provision", "pwt-proxy"],
+        &[],
+    ),
 ];
 
 fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
 }
 
 /// Normal (non-dev) dependencies of every workspace member.
 fn dependencies() -> BTreeMap<String, Vec<String>> {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(workspace_root())
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
     meta["packages"]
         .as_array()
@@ -60,7 +97,9 @@ fn crates_respect_the_layering_table() {
         };
         for d in list {
             if d.starts_with("pwt-") && !allowed_pwt.contains(&d.as_str()) {
-                problems.push(format!("{package} depends on {d}, which its row does not allow"));
+                problems.push(format!(
+                    "{package} depends on {d}, which its row does not allow"
+                ));
             }
             if forbidden.contains(&d.as_str()) {
                 problems.push(format!("{package} depends on {d}, which its row forbids"));
@@ -70,10 +109,16 @@ fn crates_respect_the_layering_table() {
     // clap and a Tokio runtime belong to the binary alone (xtask is tooling, outside the table).
     for (package, list) in &deps {
         if package != "pwt" && package != "xtask" && list.iter().any(|d| d == "clap") {
-            problems.push(format!("{package} depends on clap; only the binary parses arguments"));
+            problems.push(format!(
+                "{package} depends on clap; only the binary parses arguments"
+            ));
         }
     }
-    assert!(problems.is_empty(), "layering broken:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "layering broken:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -85,12 +130,23 @@ fn core_does_no_io() {
         let text = std::fs::read_to_string(&path).expect("read");
         for (i, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or_default();
-            for banned in ["std::fs", "std::net", "std::process", "std::env", "std::time", "tokio"] {
+            for banned in [
+                "std::fs",
+                "std::net",
+                "std::process",
+                "std::env",
+                "std::time",
+                "tokio",
+            ] {
                 if code.contains(banned) {
                     problems.push(format!("{}:{}: {banned}", path.display(), i + 1));
                 }
             }
         }
     }
-    assert!(problems.is_empty(), "pwt-core must stay free of I/O:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "pwt-core must stay free of I/O:\n{}",
+        problems.join("\n")
+    );
 }

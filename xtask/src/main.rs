@@ -1,1 +1,16 @@
-fn main() {}
+//! `cargo xtask`: project automation for pwt.
+//!
+//! - `cargo xtask bench [new|list]`: benchmarks that print ratios against a baseline
+//!   measured in the same run. Not tests: they assert nothing about time.
+
+mod bench;
+
+use anyhow::{Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("bench") => bench::run(&args[1..]),
+        _ => bail!("usage: cargo xtask bench [new|list]"),
+    }
+}

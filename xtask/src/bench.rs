@@ -1,0 +1,242 @@
+//! `cargo xtask bench`: pwt against the git commands it wraps, in one run, on this machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+
+/// A scratch directory with its own HOME, git config and pwt state.
+struct Sandbox {
+    root: PathBuf,
+    pwt: PathBuf,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+impl Sandbox {
+    fn new(pwt: PathBuf) -> Result<Self> {
+        let root = std::env::temp_dir().join(format!("pwt-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("home"))?;
+        std::fs::write(
+            root.join("home/.gitconfig"),
+            "[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n",
+        )?;
+        Ok(Self { root, pwt })
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        cmd.env("HOME", self.root.join("home"))
+            .env("GIT_CONFIG_GLOBAL", self.root.join("home/.gitconfig"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("PWT_STATE_DIR", self.root.join("state"))
+            .env("NO_COLOR", "1")
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+    }
+
+    fn run(&self, dir: &Path, program: &Path, args: &[&str]) -> Result<Duration> {
+        let mut cmd = Command::new(program);
+        self.env(&mut cmd);
+        cmd.current_dir(dir).args(args);
+        let start = Instant::now();
+        let out = cmd
+            .output()
+            .with_context(|| format!("cannot run {}", program.display()))?;
+        let took = start.elapsed();
+        if !out.status.success() {
+            bail!(
+                "{} {args:?} failed: {}",
+                program.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(took)
+    }
+
+    fn git(&self, dir: &Path, args: &[&str]) -> Result<Duration> {
+        self.run(dir, Path::new("git"), args)
+    }
+
+    fn pwt(&self, dir: &Path, args: &[&str]) -> Result<Duration> {
+        self.run(dir, &self.pwt, args)
+    }
+
+    /// A repository with `files` files of about 1 KiB in 30 directories, committed.
+    fn repo(&self, name: &str, files: usize, toml: &str) -> Result<PathBuf> {
+        let dir = self.root.join(name);
+        std::fs::create_dir_all(&dir)?;
+        self.git(&dir, &["init", "-q"])?;
+        let line = "pwt benchmark payload line, long enough to make files of a realistic size\n";
+        for i in 0..files {
+            let sub = dir.join("src").join(format!("d{}", i % 30));
+            std::fs::create_dir_all(&sub)?;
+            std::fs::write(sub.join(format!("f{i}.txt")), line.repeat(14))?;
+        }
+        std::fs::write(dir.join("pwt.toml"), toml)?;
+        self.git(&dir, &["add", "-A"])?;
+        self.git(&dir, &["commit", "-q", "-m", "init"])?;
+        Ok(dir)
+    }
+}
+
+struct Stats {
+    median: Duration,
+    min: Duration,
+    p90: Duration,
+}
+
+fn stats(mut v: Vec<Duration>) -> Stats {
+    v.sort();
+    Stats {
+        median: v[v.len() / 2],
+        min: v[0],
+        p90: v[(v.len() * 9 / 10).min(v.len() - 1)],
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn row(name: &str, s: &Stats, baseline: Option<&Stats>, goal: &str) {
+    let ratio = baseline
+        .map(|b| format!("{:.2}x", s.median.as_secs_f64() / b.median.as_secs_f64()))
+        .unwrap_or_else(|| "-".into());
+    println!(
+        "{name:<34} {:>10} {:>10} {:>10} {ratio:>8}  {goal}",
+        ms(s.median),
+        ms(s.min),
+        ms(s.p90)
+    );
+}
+
+fn header() {
+    println!(
+        "{:<34} {:>10} {:>10} {:>10} {:>8}  goal",
+        "", "median", "min", "p90", "ratio"
+    );
+}
+
+fn build_pwt() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned();
+    eprintln!("building pwt (release) ...");
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet", "-p", "pwt"])
+        .status()?;
+    if !status.success() {
+        bail!("cargo build --release -p pwt failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release/pwt"))
+}
+
+/// `pwt new` vs `git worktree add -b` on a repository of 3000 files.
+fn bench_new(pwt: &Path, rounds: usize) -> Result<()> {
+    let sb = Sandbox::new(pwt.to_owned())?;
+    let toml = "[ports.services]\nfrontend = { env = \"FRONTEND_PORT\", main = 3000 }\nbackend = { env = \"BACKEND_PORT\", main = 5000 }\n";
+    let repo = sb.repo("demo", 3000, toml)?;
+    // Warm the page cache and git's own caches once for both.
+    sb.git(
+        &repo,
+        &["worktree", "add", "-q", "-b", "warm-git", "../warm-git"],
+    )?;
+    sb.pwt(&repo, &["new", "warm-pwt"])?;
+    let (mut git, mut pwt_t) = (Vec::new(), Vec::new());
+    for i in 0..rounds {
+        // Alternate which goes first, so drift hurts both alike.
+        let g = |sb: &Sandbox| {
+            sb.git(
+                &repo,
+                &[
+                    "worktree",
+                    "add",
+                    "-q",
+                    "-b",
+                    &format!("g{i}"),
+                    &format!("../g{i}"),
+                ],
+            )
+        };
+        let p = |sb: &Sandbox| sb.pwt(&repo, &["new", &format!("p{i}")]);
+        if i % 2 == 0 {
+            git.push(g(&sb)?);
+            pwt_t.push(p(&sb)?);
+        } else {
+            pwt_t.push(p(&sb)?);
+            git.push(g(&sb)?);
+        }
+    }
+    let (g, p) = (stats(git), stats(pwt_t));
+    println!(
+        "\n`pwt new` vs `git worktree add -b`: repository of 3000 files, {rounds} rounds each"
+    );
+    header();
+    row("git worktree add -b (baseline)", &g, None, "");
+    row("pwt new (2 ports, 2 env files)", &p, Some(&g), "<= 1.50x");
+    println!(
+        "overhead of pwt over git: {} (median)",
+        ms(p.median.saturating_sub(g.median))
+    );
+    Ok(())
+}
+
+/// `pwt list` with 100 worktrees vs `git worktree list`.
+fn bench_list(pwt: &Path, worktrees: usize, rounds: usize) -> Result<()> {
+    let sb = Sandbox::new(pwt.to_owned())?;
+    let toml = "[ports.services]\nfrontend = { env = \"FRONTEND_PORT\", main = 3000 }\nbackend = { env = \"BACKEND_PORT\", main = 5000 }\n";
+    let repo = sb.repo("demo", 10, toml)?;
+    eprintln!("creating {worktrees} worktrees ...");
+    for i in 0..worktrees {
+        sb.pwt(&repo, &["new", &format!("wt-{i}")])?;
+    }
+    let time = |f: &dyn Fn() -> Result<Duration>| -> Result<Stats> {
+        f()?;
+        let mut v = Vec::new();
+        for _ in 0..rounds {
+            v.push(f()?);
+        }
+        Ok(stats(v))
+    };
+    let git = time(&|| sb.git(&repo, &["worktree", "list"]))?;
+    let table = time(&|| sb.pwt(&repo, &["list"]))?;
+    let json = time(&|| sb.pwt(&repo, &["list", "--format", "json"]))?;
+    println!(
+        "\n`pwt list` with {worktrees} worktrees (2 ports each, probed for listening), {rounds} runs each"
+    );
+    header();
+    row("git worktree list (baseline)", &git, None, "");
+    row("pwt list", &table, Some(&git), "< 50 ms");
+    row("pwt list --format json", &json, Some(&git), "< 50 ms");
+    Ok(())
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let which = args.first().map(String::as_str).unwrap_or("all");
+    if !matches!(which, "all" | "new" | "list") {
+        bail!("unknown benchmark {which:?}: use new, list, or nothing for all");
+    }
+    let pwt = build_pwt()?;
+    if matches!(which, "all" | "new") {
+        bench_new(&pwt, 15)?;
+    }
+    if matches!(which, "all" | "list") {
+        bench_list(&pwt, 100, 30)?;
+    }
+    Ok(())
+}
