@@ -286,6 +286,33 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Takes the lock for a repair (`pwt doctor --rebuild`). A registry that does not parse
+    /// is not reset in place: it is moved aside to `registry.json.corrupt-<time>` (returned)
+    /// and the state starts empty, for the caller to refill from the worktrees.
+    pub fn lock_for_repair(&self) -> Result<(Locked<'_>, Option<PathBuf>), AllocError> {
+        let guard = LockGuard::acquire(&self.dir.join(LOCK_FILE), self.options.lock_timeout)?;
+        let (state, moved) = match self.read() {
+            Ok(state) => (state, None),
+            Err(AllocError::Corrupt { path, .. } | AllocError::FutureVersion { path, .. }) => {
+                let aside = self.dir.join(format!("{REGISTRY_FILE}.corrupt-{}", now()));
+                fs::rename(&path, &aside)
+                    .map_err(io("cannot move the corrupt registry aside", &path))?;
+                (State::default(), Some(aside))
+            }
+            Err(e) => return Err(e),
+        };
+        Ok((
+            Locked {
+                registry: self,
+                _guard: guard,
+                state,
+            },
+            moved,
+        ))
+    }
+}
+
 impl Locked<'_> {
     /// Writes the state back atomically and releases the lock.
     pub fn commit(self) -> Result<(), AllocError> {
@@ -422,6 +449,19 @@ mod tests {
             assert!(err.contains(needle), "{err}");
             assert_eq!(fs::read(reg.file()).expect("read"), bytes);
         }
+    }
+
+    #[test]
+    fn repair_moves_a_corrupt_file_aside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reg = Registry::open(dir.path(), RegistryOptions::default()).expect("open");
+        fs::write(reg.file(), b"{ truncated").expect("write");
+        let (locked, moved) = reg.lock_for_repair().expect("repair");
+        let moved = moved.expect("moved aside");
+        assert_eq!(fs::read(&moved).expect("kept"), b"{ truncated");
+        assert!(locked.state.leases.is_empty());
+        locked.commit().expect("commit");
+        assert_eq!(reg.read().expect("parses"), State::default());
     }
 
     #[test]

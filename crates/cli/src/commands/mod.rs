@@ -8,6 +8,7 @@ use clap::Subcommand;
 
 mod completions;
 mod config;
+mod doctor;
 mod env;
 mod gc;
 mod init;
@@ -29,6 +30,7 @@ pub enum Command {
     Url(url::UrlArgs),
     Rm(rm::RmArgs),
     Gc(gc::GcArgs),
+    Doctor(doctor::DoctorArgs),
     Config(config::ConfigArgs),
     Init(init::InitArgs),
     Completions(completions::CompletionsArgs),
@@ -50,6 +52,7 @@ pub fn run(dir: Option<PathBuf>, command: Command) -> Result<i32> {
         Command::Url(a) => url::run(&cwd, a),
         Command::Rm(a) => rm::run(&cwd, a),
         Command::Gc(a) => gc::run(&cwd, a),
+        Command::Doctor(a) => doctor::run(&cwd, a),
         Command::Config(a) => config::run(&cwd, a),
         Command::Init(a) => init::run(&cwd, a),
         Command::Completions(a) => completions::run(a),

@@ -109,7 +109,7 @@ fn every_command_teaches_and_reports_in_json() {
         let help = t.pwt(&repo, &[cmd, "--help"]).ok().stdout;
         assert!(help.len() > 200, "{cmd} --help is thin:\n{help}");
     }
-    for cmd in ["new", "up", "list", "rm", "gc", "config"] {
+    for cmd in ["new", "up", "list", "rm", "gc", "doctor", "config"] {
         let help = t.pwt(&repo, &[cmd, "--help"]).ok().stdout;
         assert!(help.contains("--format"), "{cmd} has no --format");
     }

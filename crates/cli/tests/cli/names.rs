@@ -146,3 +146,36 @@ fn corrupt_registry_is_refused_and_left_as_it_was() {
         assert!(!repo.parent().expect("parent").join("demo.b").exists());
     }
 }
+
+#[test]
+fn doctor_finds_a_corrupt_registry_and_rebuild_recovers_the_leases() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let a = t.pwt(&repo, &["new", "a", "--format", "json"]).ok().json();
+    t.pwt(&repo, &["doctor"]).ok();
+    let file = t.state_dir().join("registry.json");
+    std::fs::write(&file, b"{\"version\": 1, \"leases\": [").expect("truncate");
+    let out = t.pwt(&repo, &["doctor"]).fails(1).stdout;
+    assert!(
+        out.contains("corrupt") && out.contains("--rebuild"),
+        "{out}"
+    );
+    let out = t.pwt(&repo, &["doctor", "--rebuild"]).ok().stdout;
+    assert!(out.contains("rebuilt the lease of a"), "{out}");
+    let moved: Vec<_> = std::fs::read_dir(t.state_dir())
+        .expect("ls")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("registry.json.corrupt-")
+        })
+        .collect();
+    assert_eq!(moved.len(), 1, "the corrupt file must be kept");
+    let lease = &t.registry()["leases"][0];
+    assert_eq!(lease["branch"], "a");
+    assert_eq!(lease["ports"]["app"], a["ports"]["app"]["port"]);
+    // The rebuilt lease is pwt's again: up accepts its files, rm removes it.
+    t.pwt(&repo, &["up", "a"]).ok();
+    t.pwt(&repo, &["rm", "a"]).ok();
+}
