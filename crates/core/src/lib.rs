@@ -12,12 +12,16 @@
 //! - [`Templates`]: minijinja with strict undefined and pwt's filters.
 //! - [`Environment`] and [`build_environment`]: a worktree's variables, and their renderings
 //!   as dotenv, mise TOML, sh and fish.
+//! - [`resource_names`], [`owner_marker`], [`service_variables`]: what a worktree's database,
+//!   vhost and Redis slot are called, how pwt recognises them as its own, and the variables
+//!   that point the app at them.
 
 mod branch;
 pub mod config;
 mod env;
 mod hash;
 mod names;
+mod resources;
 mod slug;
 mod template;
 
@@ -29,5 +33,9 @@ pub use env::{
 };
 pub use hash::{hex_prefix, stable_hash, stable_hash_parts};
 pub use names::{DbName, NameError, PG_MAX_IDENT, Port, RedisPrefix, Vhost, db_ident, hash_port};
+pub use resources::{
+    ResourceError, ResourceNames, Worktree, disambiguated_slug, is_marker, owner_marker,
+    percent_encode, resource_names, service_variables, url_path, with_path,
+};
 pub use slug::{MAX_SLUG_LEN, Slug, SlugError};
 pub use template::{TemplateContext, TemplateError, Templates};

@@ -1,0 +1,330 @@
+//! The names of a worktree's provisioned resources, its ownership marker, and the variables
+//! that tell the app where they are.
+
+use crate::config::{Config, RedisMode};
+use crate::env::Environment;
+use crate::hash::{hex_prefix, stable_hash_parts};
+use crate::names::{DbName, NameError, RedisPrefix, Vhost};
+use crate::template::{TemplateContext, TemplateError, Templates};
+
+/// The names a worktree's resources get. `None` where the service is not configured (or,
+/// for the prefix, in `db` mode).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResourceNames {
+    /// PostgreSQL database.
+    pub database: Option<DbName>,
+    /// RabbitMQ vhost.
+    pub vhost: Option<Vhost>,
+    /// Redis key prefix (prefix mode).
+    pub redis_prefix: Option<RedisPrefix>,
+}
+
+/// A name template that does not give a valid name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResourceError {
+    /// The template does not render.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// It renders to something the service would refuse.
+    #[error("`{key}` renders to an unusable name: {source}")]
+    Name {
+        /// The configuration key.
+        key: &'static str,
+        /// Why.
+        #[source]
+        source: NameError,
+    },
+}
+
+/// Renders the resource name templates for one worktree.
+pub fn resource_names(
+    config: &Config,
+    ctx: &TemplateContext,
+    templates: &Templates,
+) -> Result<ResourceNames, ResourceError> {
+    let mut out = ResourceNames::default();
+    if let Some(pg) = &config.postgres {
+        let name = templates.render("postgres.database", &pg.database, ctx)?;
+        out.database = Some(DbName::parse(&name).map_err(|source| ResourceError::Name {
+            key: "postgres.database",
+            source,
+        })?);
+    }
+    if let Some(mq) = &config.rabbitmq {
+        let name = templates.render("rabbitmq.vhost", &mq.vhost, ctx)?;
+        out.vhost = Some(Vhost::parse(&name).map_err(|source| ResourceError::Name {
+            key: "rabbitmq.vhost",
+            source,
+        })?);
+    }
+    if let Some(r) = &config.redis
+        && r.mode == RedisMode::Prefix
+    {
+        let name = templates.render("redis.prefix", &r.prefix, ctx)?;
+        if name.is_empty() {
+            return Err(ResourceError::Name {
+                key: "redis.prefix",
+                source: NameError {
+                    kind: "Redis key prefix",
+                    value: name,
+                    reason: "it is empty, which is the main worktree's key space",
+                },
+            });
+        }
+        out.redis_prefix =
+            Some(
+                RedisPrefix::parse(&name).map_err(|source| ResourceError::Name {
+                    key: "redis.prefix",
+                    source,
+                })?,
+            );
+    }
+    Ok(out)
+}
+
+/// The slug used to re-render names that collide with another worktree's (of any
+/// repository on the machine): the slug plus six hex digits of (repository, branch).
+pub fn disambiguated_slug(slug: &str, repo_key: &str, branch: &str) -> String {
+    let hex = hex_prefix(
+        stable_hash_parts(&[repo_key.as_bytes(), branch.as_bytes()]),
+        6,
+    );
+    format!("{slug}-{hex}")
+}
+
+/// The ownership marker stored with every resource pwt creates (database comment, vhost
+/// description, Redis marker key): `pwt:` and 16 hex digits of (repository, slug). pwt drops
+/// a resource only when the marker is exactly this.
+pub fn owner_marker(repo_key: &str, slug: &str) -> String {
+    format!(
+        "pwt:{}",
+        hex_prefix(
+            stable_hash_parts(&[repo_key.as_bytes(), slug.as_bytes()]),
+            16
+        )
+    )
+}
+
+/// True for markers pwt writes (for finding orphans).
+pub fn is_marker(s: &str) -> bool {
+    s.strip_prefix("pwt:")
+        .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `url` with its path replaced by `/` + `encoded_path` (query kept).
+pub fn with_path(url: &str, encoded_path: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let mut out = format!("{}/{encoded_path}", &base[..path_start]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// The first path segment of a URL, decoded loosely (the maintenance database's name).
+pub fn url_path(url: &str) -> Option<&str> {
+    let base = url.split('?').next().unwrap_or(url);
+    let after = &base[base.find("://").map_or(0, |i| i + 3)..];
+    after
+        .split_once('/')
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty())
+}
+
+/// What the main worktree uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Worktree<'a> {
+    /// The main worktree: main database, vhost `/`, empty prefix or DB 0.
+    Main,
+    /// A leased worktree with its names and Redis DB index.
+    Leased(&'a ResourceNames, Option<u16>),
+}
+
+/// Adds `DATABASE_NAME`, `DATABASE_URL`, `RABBITMQ_VHOST`, `RABBITMQ_URL`,
+/// `REDIS_KEY_PREFIX` or `REDIS_DB`, and `REDIS_URL` for the configured services.
+pub fn service_variables(
+    config: &Config,
+    project: &str,
+    worktree: Worktree<'_>,
+    env: &mut Environment,
+) -> Result<(), crate::env::EnvError> {
+    let names = match worktree {
+        Worktree::Leased(n, _) => Some(n),
+        Worktree::Main => None,
+    };
+    if let Some(pg) = &config.postgres {
+        let db = match names.and_then(|n| n.database.as_ref()) {
+            Some(d) => d.as_str().to_owned(),
+            None => pg
+                .main_database
+                .clone()
+                .unwrap_or_else(|| project.to_owned()),
+        };
+        env.set("DATABASE_NAME", db.clone())?;
+        env.set("DATABASE_URL", with_path(&pg.url, &percent_encode(&db)))?;
+    }
+    if let Some(mq) = &config.rabbitmq {
+        let vhost = names
+            .and_then(|n| n.vhost.as_ref())
+            .map_or("/".to_owned(), |v| v.as_str().to_owned());
+        env.set("RABBITMQ_VHOST", vhost.clone())?;
+        env.set("RABBITMQ_URL", with_path(&mq.url, &percent_encode(&vhost)))?;
+    }
+    if let Some(r) = &config.redis {
+        match (r.mode, worktree) {
+            (RedisMode::Prefix, _) => {
+                let prefix = names
+                    .and_then(|n| n.redis_prefix.as_ref())
+                    .map_or(String::new(), |p| p.as_str().to_owned());
+                env.set("REDIS_KEY_PREFIX", prefix)?;
+                env.set("REDIS_URL", r.url.clone())?;
+            }
+            (RedisMode::Db, w) => {
+                let db = match w {
+                    Worktree::Leased(_, Some(db)) => db,
+                    _ => 0,
+                };
+                env.set("REDIS_DB", db.to_string())?;
+                env.set("REDIS_URL", with_path(&r.url, &db.to_string()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PostgresConfig, RabbitmqConfig, RedisConfig};
+    use std::collections::BTreeMap;
+
+    fn ctx(slug: &str) -> TemplateContext {
+        TemplateContext {
+            branch: slug.into(),
+            slug: slug.into(),
+            repo: "demo".into(),
+            project: "demo".into(),
+            ports: BTreeMap::new(),
+        }
+    }
+
+    fn full() -> Config {
+        Config {
+            postgres: Some(PostgresConfig {
+                url: "postgres://demo:demo@localhost:5432/postgres?sslmode=disable".into(),
+                main_database: Some("demo".into()),
+                ..PostgresConfig::default()
+            }),
+            rabbitmq: Some(RabbitmqConfig {
+                url: "amqp://demo:demo@localhost:5672".into(),
+                ..RabbitmqConfig::default()
+            }),
+            redis: Some(RedisConfig::default()),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn seed_names_and_variables() {
+        let c = full();
+        let names =
+            resource_names(&c, &ctx("feature-notifications"), &Templates::new()).expect("names");
+        assert_eq!(
+            names.database.as_ref().map(DbName::as_str),
+            Some("demo_feature_notifications")
+        );
+        assert_eq!(
+            names.vhost.as_ref().map(Vhost::as_str),
+            Some("/feature-notifications")
+        );
+        assert_eq!(
+            names.redis_prefix.as_ref().map(RedisPrefix::as_str),
+            Some("feature-notifications:")
+        );
+        let mut env = Environment::default();
+        service_variables(&c, "demo", Worktree::Leased(&names, None), &mut env).expect("vars");
+        assert_eq!(
+            env.get("DATABASE_URL"),
+            Some("postgres://demo:demo@localhost:5432/demo_feature_notifications?sslmode=disable")
+        );
+        assert_eq!(
+            env.get("RABBITMQ_URL"),
+            Some("amqp://demo:demo@localhost:5672/%2Ffeature-notifications")
+        );
+        assert_eq!(env.get("REDIS_KEY_PREFIX"), Some("feature-notifications:"));
+        let mut main = Environment::default();
+        service_variables(&c, "demo", Worktree::Main, &mut main).expect("vars");
+        assert_eq!(main.get("DATABASE_NAME"), Some("demo"));
+        assert_eq!(main.get("RABBITMQ_VHOST"), Some("/"));
+        assert_eq!(
+            main.get("RABBITMQ_URL"),
+            Some("amqp://demo:demo@localhost:5672/%2F")
+        );
+        assert_eq!(main.get("REDIS_KEY_PREFIX"), Some(""));
+    }
+
+    #[test]
+    fn db_mode_variables() {
+        let mut c = full();
+        c.redis = Some(RedisConfig {
+            mode: RedisMode::Db,
+            ..RedisConfig::default()
+        });
+        let names = resource_names(&c, &ctx("x"), &Templates::new()).expect("names");
+        assert_eq!(names.redis_prefix, None);
+        let mut env = Environment::default();
+        service_variables(&c, "demo", Worktree::Leased(&names, Some(7)), &mut env).expect("vars");
+        assert_eq!(env.get("REDIS_DB"), Some("7"));
+        assert_eq!(env.get("REDIS_URL"), Some("redis://localhost:6379/7"));
+    }
+
+    #[test]
+    fn bad_names_are_errors_naming_the_key() {
+        let mut c = full();
+        if let Some(pg) = c.postgres.as_mut() {
+            pg.database = "{{ slug }}{{ slug }}".into();
+        }
+        let e = resource_names(&c, &ctx(&"a".repeat(40)), &Templates::new()).expect_err("too long");
+        assert!(e.to_string().contains("postgres.database"), "{e}");
+    }
+
+    #[test]
+    fn urls_and_markers() {
+        assert_eq!(with_path("redis://h:1", "3"), "redis://h:1/3");
+        assert_eq!(with_path("redis://h:1/0", "3"), "redis://h:1/3");
+        assert_eq!(
+            with_path("postgres://u:p@h/db?x=1", "n"),
+            "postgres://u:p@h/n?x=1"
+        );
+        assert_eq!(url_path("postgres://u@h:5432/postgres?x"), Some("postgres"));
+        assert_eq!(url_path("postgres://u@h:5432"), None);
+        assert_eq!(percent_encode("/a b%"), "%2Fa%20b%25");
+        let m = owner_marker("/r/.git", "feat-x");
+        assert!(is_marker(&m), "{m}");
+        assert_eq!(m, "pwt:22631dd2dbbf4558");
+        assert_ne!(m, owner_marker("/other/.git", "feat-x"));
+        assert!(!is_marker("pwt:xyz"));
+        assert_eq!(disambiguated_slug("x", "/r/.git", "X").len(), 8);
+    }
+}

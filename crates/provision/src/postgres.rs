@@ -1,0 +1,282 @@
+//! PostgreSQL: a database per worktree.
+
+use std::time::Duration;
+
+use pwt_core::{DbName, is_marker};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _, Executor as _, Row as _};
+
+use crate::error::{ProvisionError, Service, msg, redact};
+use crate::{Marked, Outcome};
+
+/// `"name"` with embedded quotes doubled: the only form in which a name reaches SQL.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `'text'` with embedded quotes doubled.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The server, reached through its maintenance database.
+#[derive(Clone, Debug)]
+pub struct Postgres {
+    url: String,
+}
+
+/// What `pwt doctor` reports.
+#[derive(Clone, Debug)]
+pub struct PgStatus {
+    /// `SHOW server_version`.
+    pub version: String,
+    /// The role pwt connects as.
+    pub user: String,
+    /// It may create databases.
+    pub createdb: bool,
+    /// It is a superuser.
+    pub superuser: bool,
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Postgres {
+    /// `url` names the maintenance database (usually `postgres`), never a template.
+    pub fn new(url: &str) -> Result<Self, ProvisionError> {
+        let maintenance = pwt_core::url_path(url).unwrap_or("postgres");
+        if maintenance.starts_with("template") {
+            return Err(ProvisionError::Config {
+                service: Service::Postgres,
+                message: format!(
+                    "postgres.url connects to {maintenance:?}; pwt never connects to a template (it would block CREATE DATABASE for everyone). Use the `postgres` database"
+                ),
+            });
+        }
+        Ok(Self {
+            url: url.to_owned(),
+        })
+    }
+
+    /// The URL with the password hidden.
+    pub fn display_url(&self) -> String {
+        redact(&self.url)
+    }
+
+    fn failed(&self, action: impl Into<String>, e: sqlx::Error) -> ProvisionError {
+        ProvisionError::Failed {
+            service: Service::Postgres,
+            url: self.display_url(),
+            action: action.into(),
+            source: Box::new(e),
+        }
+    }
+
+    async fn connect(&self) -> Result<PgConnection, ProvisionError> {
+        let unreachable = |source| ProvisionError::Unreachable {
+            service: Service::Postgres,
+            url: self.display_url(),
+            source,
+        };
+        let opts: PgConnectOptions = self
+            .url
+            .parse()
+            .map_err(|e: sqlx::Error| unreachable(Box::new(e)))?;
+        let opts = opts.application_name("pwt");
+        match tokio::time::timeout(CONNECT_TIMEOUT, opts.connect()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(unreachable(Box::new(e))),
+            Err(_) => Err(unreachable(msg("no answer within 10 s"))),
+        }
+    }
+
+    /// `None` when the database does not exist, else its comment.
+    async fn marker_of(
+        &self,
+        conn: &mut PgConnection,
+        db: &str,
+    ) -> Result<Option<Option<String>>, ProvisionError> {
+        let row = sqlx::query(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+        )
+        .bind(db)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| self.failed("reading pg_database", e))?;
+        Ok(row.map(|r| r.try_get::<Option<String>, _>(0).ok().flatten()))
+    }
+
+    fn not_ours(&self, db: &str, found: Option<String>) -> ProvisionError {
+        ProvisionError::NotOurs {
+            service: Service::Postgres,
+            url: self.display_url(),
+            what: format!("database {db:?}"),
+            found: found.map_or("it has no pwt marker".to_owned(), |m| {
+                format!("its comment is {m:?}")
+            }),
+        }
+    }
+
+    /// Creates `db` (a copy of `template` when given) marked with `marker`. One statement
+    /// per call, outside any transaction, as `CREATE DATABASE` requires.
+    pub async fn create(
+        &self,
+        db: &DbName,
+        template: Option<&DbName>,
+        marker: &str,
+    ) -> Result<Outcome, ProvisionError> {
+        let mut conn = self.connect().await?;
+        match self.marker_of(&mut conn, db.as_str()).await? {
+            Some(Some(m)) if m == marker => return Ok(Outcome::Existed),
+            Some(found) => return Err(self.not_ours(db.as_str(), found)),
+            None => {}
+        }
+        let mut sql = format!("CREATE DATABASE {}", quote_ident(db.as_str()));
+        if let Some(t) = template {
+            sql.push_str(&format!(" TEMPLATE {}", quote_ident(t.as_str())));
+        }
+        if let Err(e) = conn.execute(AssertSqlSafe(sql)).await {
+            let code = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.into_owned());
+            return Err(match (code.as_deref(), template) {
+                // object_in_use: sessions on the template.
+                (Some("55006"), Some(t)) => self.clone_blocked(&mut conn, t).await,
+                // duplicate_database: someone created it since we looked.
+                (Some("42P04"), _) => {
+                    let found = self.marker_of(&mut conn, db.as_str()).await?.flatten();
+                    self.not_ours(db.as_str(), found)
+                }
+                _ => self.failed(format!("CREATE DATABASE {}", quote_ident(db.as_str())), e),
+            });
+        }
+        let comment = format!(
+            "COMMENT ON DATABASE {} IS {}",
+            quote_ident(db.as_str()),
+            quote_literal(marker)
+        );
+        if let Err(e) = conn.execute(AssertSqlSafe(comment)).await {
+            // Unmarked, it would be neither ours nor droppable later: undo now.
+            let _ = conn
+                .execute(AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {}",
+                    quote_ident(db.as_str())
+                )))
+                .await;
+            return Err(self.failed("marking the new database", e));
+        }
+        let _ = conn.close().await;
+        Ok(Outcome::Created)
+    }
+
+    async fn clone_blocked(&self, conn: &mut PgConnection, source: &DbName) -> ProvisionError {
+        let rows = sqlx::query(
+            "SELECT pid, coalesce(application_name, ''), coalesce(usename::text, '') FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(source.as_str())
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_default();
+        let sessions: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let pid: i32 = r.try_get(0).unwrap_or_default();
+                let app: String = r.try_get(1).unwrap_or_default();
+                let user: String = r.try_get(2).unwrap_or_default();
+                let app = if app.is_empty() {
+                    "no application name".to_owned()
+                } else {
+                    app
+                };
+                format!("pid {pid} ({app}, user {user})")
+            })
+            .collect();
+        ProvisionError::CloneBlocked {
+            url: self.display_url(),
+            source_db: source.to_string(),
+            sessions: if sessions.is_empty() {
+                "they closed since".into()
+            } else {
+                sessions.join(", ")
+            },
+        }
+    }
+
+    /// Drops `db` if it carries `marker`, disconnecting its clients (`WITH (FORCE)`).
+    pub async fn drop(&self, db: &DbName, marker: &str) -> Result<Outcome, ProvisionError> {
+        let mut conn = self.connect().await?;
+        match self.marker_of(&mut conn, db.as_str()).await? {
+            None => Ok(Outcome::Absent),
+            Some(Some(m)) if m == marker => {
+                let sql = format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(db.as_str())
+                );
+                conn.execute(AssertSqlSafe(sql)).await.map_err(|e| {
+                    self.failed(format!("DROP DATABASE {}", quote_ident(db.as_str())), e)
+                })?;
+                let _ = conn.close().await;
+                Ok(Outcome::Removed)
+            }
+            Some(found) => Err(self.not_ours(db.as_str(), found)),
+        }
+    }
+
+    /// Databases carrying a pwt marker.
+    pub async fn marked(&self) -> Result<Vec<Marked>, ProvisionError> {
+        let mut conn = self.connect().await?;
+        let rows = sqlx::query(
+            "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database WHERE shobj_description(oid, 'pg_database') LIKE 'pwt:%'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| self.failed("listing databases", e))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let name: String = r.try_get(0).ok()?;
+                let marker: String = r.try_get(1).ok()?;
+                is_marker(&marker).then_some(Marked { name, marker })
+            })
+            .collect())
+    }
+
+    /// Version and privileges of the role pwt uses.
+    pub async fn status(&self) -> Result<PgStatus, ProvisionError> {
+        let mut conn = self.connect().await?;
+        let row = sqlx::query(
+            "SELECT current_setting('server_version'), current_user::text, rolcreatedb, rolsuper FROM pg_roles WHERE rolname = current_user",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| self.failed("reading the role's privileges", e))?;
+        Ok(PgStatus {
+            version: row.try_get(0).unwrap_or_default(),
+            user: row.try_get(1).unwrap_or_default(),
+            createdb: row.try_get(2).unwrap_or(false),
+            superuser: row.try_get(3).unwrap_or(false),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(
+            quote_ident("x\";DROP DATABASE prod;--"),
+            "\"x\"\";DROP DATABASE prod;--\""
+        );
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn refuses_template_maintenance_db() {
+        assert!(Postgres::new("postgres://u@h/template1").is_err());
+        assert!(Postgres::new("postgres://u@h/postgres").is_ok());
+        assert!(Postgres::new("postgres://u@h").is_ok());
+    }
+}

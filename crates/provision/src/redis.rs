@@ -1,0 +1,413 @@
+//! Redis: a key prefix or a DB index per worktree.
+
+use std::time::Duration;
+
+use pwt_core::{RedisPrefix, is_marker, with_path};
+use redis::AsyncCommands as _;
+use redis::aio::MultiplexedConnection;
+
+use crate::error::{ProvisionError, Service, msg, redact};
+use crate::{Marked, Outcome};
+
+/// The key holding pwt's marker: `<prefix>__pwt_owner__` in prefix mode, `__pwt_owner__` in
+/// a leased DB.
+pub const REDIS_MARKER_KEY: &str = "__pwt_owner__";
+
+/// How many keys one `UNLINK` removes during cleanup.
+const BATCH: usize = 500;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `text` with the glob characters of `SCAN MATCH` escaped, so a prefix matches itself only.
+pub fn escape_glob(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The server.
+#[derive(Clone, Debug)]
+pub struct Redis {
+    url: String,
+}
+
+/// What `pwt doctor` reports.
+#[derive(Clone, Debug)]
+pub struct RedisStatus {
+    /// `databases` from `CONFIG GET`, if allowed.
+    pub databases: Option<u16>,
+    /// Redis Cluster (only prefix mode works there).
+    pub cluster: bool,
+    /// Server version.
+    pub version: String,
+}
+
+impl Redis {
+    /// The server at `url` (its DB index, if any, is the main worktree's).
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+        }
+    }
+
+    /// The URL with the password hidden.
+    pub fn display_url(&self) -> String {
+        redact(&self.url)
+    }
+
+    fn failed(&self, action: impl Into<String>, e: redis::RedisError) -> ProvisionError {
+        ProvisionError::Failed {
+            service: Service::Redis,
+            url: self.display_url(),
+            action: action.into(),
+            source: Box::new(e),
+        }
+    }
+
+    async fn connect(&self, db: Option<u16>) -> Result<MultiplexedConnection, ProvisionError> {
+        let url = match db {
+            Some(n) => with_path(&self.url, &n.to_string()),
+            None => self.url.clone(),
+        };
+        let unreachable = |source| ProvisionError::Unreachable {
+            service: Service::Redis,
+            url: redact(&url),
+            source,
+        };
+        let client = redis::Client::open(url.as_str()).map_err(|e| unreachable(Box::new(e)))?;
+        match tokio::time::timeout(TIMEOUT, client.get_multiplexed_async_connection()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(unreachable(Box::new(e))),
+            Err(_) => Err(unreachable(msg("no answer within 10 s"))),
+        }
+    }
+
+    fn not_ours(&self, what: String, found: String) -> ProvisionError {
+        ProvisionError::NotOurs {
+            service: Service::Redis,
+            url: self.display_url(),
+            what,
+            found,
+        }
+    }
+
+    /// True when any key starts with `prefix`, other than the marker.
+    async fn any_key(
+        &self,
+        conn: &mut MultiplexedConnection,
+        prefix: &str,
+    ) -> Result<bool, ProvisionError> {
+        let pattern = format!("{}*", escape_glob(prefix));
+        let marker_key = format!("{prefix}{REDIS_MARKER_KEY}");
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(conn)
+                .await
+                .map_err(|e| self.failed("SCAN", e))?;
+            if keys.iter().any(|k| k != &marker_key) {
+                return Ok(true);
+            }
+            if next == 0 {
+                return Ok(false);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Claims `prefix` by setting its marker key. Refuses when keys with the prefix exist
+    /// without this worktree's marker.
+    pub async fn claim_prefix(
+        &self,
+        prefix: &RedisPrefix,
+        marker: &str,
+    ) -> Result<Outcome, ProvisionError> {
+        let mut conn = self.connect(None).await?;
+        let key = format!("{}{REDIS_MARKER_KEY}", prefix.as_str());
+        let current: Option<String> = conn.get(&key).await.map_err(|e| self.failed("GET", e))?;
+        match current {
+            Some(m) if m == marker => Ok(Outcome::Existed),
+            Some(m) => Err(self.not_ours(
+                format!("key prefix {:?}", prefix.as_str()),
+                format!("its marker is {m:?}"),
+            )),
+            None => {
+                if self.any_key(&mut conn, prefix.as_str()).await? {
+                    return Err(self.not_ours(
+                        format!("key prefix {:?}", prefix.as_str()),
+                        "keys with it exist and carry no pwt marker".into(),
+                    ));
+                }
+                let set: bool = conn
+                    .set_nx(&key, marker)
+                    .await
+                    .map_err(|e| self.failed("SET NX", e))?;
+                if set {
+                    Ok(Outcome::Created)
+                } else {
+                    Err(self.not_ours(
+                        format!("key prefix {:?}", prefix.as_str()),
+                        "another process claimed it just now".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Removes every key with `prefix` (SCAN MATCH + UNLINK in batches; never KEYS or
+    /// FLUSHALL) when its marker is `marker`; the marker key goes last, so an interrupted
+    /// cleanup can be finished.
+    pub async fn clean_prefix(
+        &self,
+        prefix: &RedisPrefix,
+        marker: &str,
+    ) -> Result<Outcome, ProvisionError> {
+        if prefix.as_str().is_empty() {
+            return Err(ProvisionError::Config {
+                service: Service::Redis,
+                message: "refusing to clean the empty prefix (the main worktree's keys)".into(),
+            });
+        }
+        let mut conn = self.connect(None).await?;
+        let key = format!("{}{REDIS_MARKER_KEY}", prefix.as_str());
+        let current: Option<String> = conn.get(&key).await.map_err(|e| self.failed("GET", e))?;
+        match current {
+            None => {
+                if self.any_key(&mut conn, prefix.as_str()).await? {
+                    Err(self.not_ours(
+                        format!("key prefix {:?}", prefix.as_str()),
+                        "keys with it exist and carry no pwt marker".into(),
+                    ))
+                } else {
+                    Ok(Outcome::Absent)
+                }
+            }
+            Some(m) if m != marker => Err(self.not_ours(
+                format!("key prefix {:?}", prefix.as_str()),
+                format!("its marker is {m:?}"),
+            )),
+            Some(_) => {
+                let pattern = format!("{}*", escape_glob(prefix.as_str()));
+                let mut cursor: u64 = 0;
+                let mut batch: Vec<String> = Vec::with_capacity(BATCH);
+                loop {
+                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| self.failed("SCAN", e))?;
+                    batch.extend(keys.into_iter().filter(|k| k != &key));
+                    while batch.len() >= BATCH {
+                        let chunk: Vec<String> = batch.drain(..BATCH).collect();
+                        self.unlink(&mut conn, &chunk).await?;
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+                self.unlink(&mut conn, &batch).await?;
+                self.unlink(&mut conn, &[key]).await?;
+                Ok(Outcome::Removed)
+            }
+        }
+    }
+
+    async fn unlink(
+        &self,
+        conn: &mut MultiplexedConnection,
+        keys: &[String],
+    ) -> Result<(), ProvisionError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        redis::cmd("UNLINK")
+            .arg(keys)
+            .query_async::<i64>(conn)
+            .await
+            .map_err(|e| self.failed("UNLINK", e))?;
+        Ok(())
+    }
+
+    /// Claims DB `index`: it must be empty or already carry this worktree's marker.
+    pub async fn claim_db(&self, index: u16, marker: &str) -> Result<Outcome, ProvisionError> {
+        let mut conn = self.connect(Some(index)).await?;
+        let current: Option<String> = conn
+            .get(REDIS_MARKER_KEY)
+            .await
+            .map_err(|e| self.failed("GET", e))?;
+        match current {
+            Some(m) if m == marker => Ok(Outcome::Existed),
+            Some(m) => Err(self.not_ours(format!("DB {index}"), format!("its marker is {m:?}"))),
+            None => {
+                let size: i64 = redis::cmd("DBSIZE")
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| self.failed("DBSIZE", e))?;
+                if size > 0 {
+                    return Err(self.not_ours(
+                        format!("DB {index}"),
+                        format!("it holds {size} keys and no pwt marker"),
+                    ));
+                }
+                let set: bool = conn
+                    .set_nx(REDIS_MARKER_KEY, marker)
+                    .await
+                    .map_err(|e| self.failed("SET NX", e))?;
+                if set {
+                    Ok(Outcome::Created)
+                } else {
+                    Err(self.not_ours(
+                        format!("DB {index}"),
+                        "another process claimed it just now".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// `FLUSHDB` on DB `index`, only when it carries `marker`.
+    pub async fn flush_db(&self, index: u16, marker: &str) -> Result<Outcome, ProvisionError> {
+        if index == 0 {
+            return Err(ProvisionError::Config {
+                service: Service::Redis,
+                message: "refusing to flush DB 0 (the main worktree's)".into(),
+            });
+        }
+        let mut conn = self.connect(Some(index)).await?;
+        let current: Option<String> = conn
+            .get(REDIS_MARKER_KEY)
+            .await
+            .map_err(|e| self.failed("GET", e))?;
+        match current {
+            Some(m) if m == marker => {
+                redis::cmd("FLUSHDB")
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| self.failed("FLUSHDB", e))?;
+                Ok(Outcome::Removed)
+            }
+            Some(m) => Err(self.not_ours(format!("DB {index}"), format!("its marker is {m:?}"))),
+            None => {
+                let size: i64 = redis::cmd("DBSIZE")
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| self.failed("DBSIZE", e))?;
+                if size == 0 {
+                    Ok(Outcome::Absent)
+                } else {
+                    Err(self.not_ours(
+                        format!("DB {index}"),
+                        format!("it holds {size} keys and no pwt marker"),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Number of DBs, version and cluster mode.
+    pub async fn status(&self) -> Result<RedisStatus, ProvisionError> {
+        let mut conn = self.connect(None).await?;
+        let databases: Option<u16> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("databases")
+            .query_async::<Vec<String>>(&mut conn)
+            .await
+            .ok()
+            .and_then(|v| v.get(1).and_then(|n| n.parse().ok()));
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.failed("INFO", e))?;
+        let cluster_info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        let field = |text: &str, name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+                .unwrap_or_default()
+        };
+        Ok(RedisStatus {
+            databases,
+            cluster: field(&cluster_info, "cluster_enabled:") == "1",
+            version: field(&info, "redis_version:"),
+        })
+    }
+
+    /// Prefixes (prefix mode) and DBs (db mode, indexes `1..databases`) carrying a pwt marker.
+    pub async fn marked(&self, databases: u16) -> Result<Vec<Marked>, ProvisionError> {
+        let mut out = Vec::new();
+        let mut conn = self.connect(None).await?;
+        let pattern = format!("*{REDIS_MARKER_KEY}");
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.failed("SCAN", e))?;
+            for k in keys {
+                let Some(prefix) = k.strip_suffix(REDIS_MARKER_KEY) else {
+                    continue;
+                };
+                if prefix.is_empty() {
+                    continue; // a DB marker of DB 0 would be odd; leave it
+                }
+                let m: Option<String> = conn.get(&k).await.map_err(|e| self.failed("GET", e))?;
+                if let Some(m) = m.filter(|m| is_marker(m)) {
+                    out.push(Marked {
+                        name: prefix.to_owned(),
+                        marker: m,
+                    });
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        for index in 1..databases {
+            let mut c = self.connect(Some(index)).await?;
+            let m: Option<String> = c
+                .get(REDIS_MARKER_KEY)
+                .await
+                .map_err(|e| self.failed("GET", e))?;
+            if let Some(m) = m.filter(|m| is_marker(m)) {
+                out.push(Marked {
+                    name: format!("db {index}"),
+                    marker: m,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn glob_escaping() {
+        assert_eq!(super::escape_glob("a*b?[c]\\:"), "a\\*b\\?\\[c\\]\\\\:");
+        assert_eq!(super::escape_glob("feat-x:"), "feat-x:");
+    }
+}
