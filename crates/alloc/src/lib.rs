@@ -23,8 +23,8 @@ pub use error::AllocError;
 pub use lock::LockGuard;
 pub use ports::{PortRequest, allocate_ports, port_is_free};
 pub use registry::{
-    FORMAT_VERSION, Fault, LOCK_FILE, Lease, LeaseState, Locked, REGISTRY_FILE, RecentPorts,
-    Registry, RegistryOptions, State, now,
+    FORMAT_VERSION, Fault, KeptData, LOCK_FILE, Lease, LeaseState, Locked, REGISTRY_FILE,
+    RecentPorts, Registry, RegistryOptions, State, now,
 };
 pub use repo::{Repo, WorktreeEntry};
 pub use scan::{Declared, scan_env_files};

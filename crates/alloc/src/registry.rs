@@ -93,6 +93,22 @@ pub struct RecentPorts {
     pub branch: String,
     /// Ports by service.
     pub ports: BTreeMap<String, u16>,
+    /// Data kept by `pwt rm --keep-data`: not an orphan for `pwt gc`, and found again by
+    /// `pwt new` of the same branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<KeptData>,
+}
+
+/// Resources left in place on purpose.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeptData {
+    /// The slug their marker derives from.
+    pub slug: Slug,
+    /// Resource names by kind.
+    pub resources: BTreeMap<String, String>,
+    /// The Redis DB index, which stays reserved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_db: Option<u16>,
 }
 
 /// The registry's content.
@@ -140,6 +156,11 @@ impl State {
 
     /// Removes the lease of `branch`, remembering its ports. Returns it.
     pub fn release(&mut self, repo: &Path, branch: &str) -> Option<Lease> {
+        self.release_with(repo, branch, false)
+    }
+
+    /// [`State::release`]; with `keep_data`, its resources are remembered as kept.
+    pub fn release_with(&mut self, repo: &Path, branch: &str, keep_data: bool) -> Option<Lease> {
         let i = self
             .leases
             .iter()
@@ -147,10 +168,17 @@ impl State {
         let lease = self.leases.remove(i);
         self.recent
             .retain(|r| !(r.repo == repo && r.branch == branch));
+        let has_data = !lease.resources.is_empty() || lease.redis_db.is_some();
+        let kept = (keep_data && has_data).then(|| KeptData {
+            slug: lease.slug.clone(),
+            resources: lease.resources.clone(),
+            redis_db: lease.redis_db,
+        });
         self.recent.push(RecentPorts {
             repo: lease.repo.clone(),
             branch: lease.branch.clone(),
             ports: lease.ports.clone(),
+            kept,
         });
         if self.recent.len() > RECENT_LIMIT {
             let excess = self.recent.len() - RECENT_LIMIT;

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use pwt_alloc::{
-    Lease, LeaseState, PortRequest, allocate_ports, now, port_is_free, process_alive,
-    scan_env_files,
+    AllocError, Lease, LeaseState, PortRequest, State, allocate_ports, now, port_is_free,
+    process_alive, scan_env_files,
 };
-use pwt_core::Slug;
+use pwt_core::{ResourceNames, Slug, disambiguated_slug, resource_names};
 
+use crate::services;
 use crate::session::Session;
 
 /// How `lease` treats an existing lease of the branch.
@@ -32,6 +33,7 @@ impl Session {
         &self,
         branch: &str,
         mode: Mode,
+        redis_databases: Option<u16>,
         path_for: impl FnOnce(&Slug) -> Result<PathBuf>,
     ) -> Result<(Lease, bool)> {
         let repo = self.repo.common_dir.clone();
@@ -65,6 +67,7 @@ impl Session {
                 let mut lease = existing.clone();
                 lease.pid = Some(std::process::id());
                 lease.updated_at = now();
+                self.assign_resources(&locked.state, &mut lease, redis_databases, &HashSet::new())?;
                 let slot = locked.state.find_mut(&repo, branch).expect("found above");
                 *slot = lease.clone();
                 self.ensure_excluded()?;
@@ -132,7 +135,7 @@ impl Session {
         };
         let ports = allocate_ports(&req, &taken, port_is_free)?;
         let t = now();
-        let lease = Lease {
+        let mut lease = Lease {
             repo: repo.clone(),
             branch: branch.to_owned(),
             slug,
@@ -151,6 +154,12 @@ impl Session {
             created_at: old.as_ref().map_or(t, |l| l.created_at),
             updated_at: t,
         };
+        self.assign_resources(
+            &locked.state,
+            &mut lease,
+            redis_databases,
+            &declared.redis_dbs,
+        )?;
         match locked.state.find_mut(&repo, branch) {
             Some(slot) => *slot = lease.clone(),
             None => locked.state.leases.push(lease.clone()),
@@ -158,6 +167,109 @@ impl Session {
         self.ensure_excluded()?;
         locked.commit()?;
         Ok((lease, old.is_none()))
+    }
+
+    /// Names the lease's database, vhost and Redis prefix (where configured and not named
+    /// yet) and leases a Redis DB index in `db` mode. Names stay once given. A name another
+    /// worktree (of any repository) already has is re-rendered with a disambiguated slug;
+    /// if even that is taken, it is an error: never the same resource twice.
+    fn assign_resources(
+        &self,
+        state: &State,
+        lease: &mut Lease,
+        redis_databases: Option<u16>,
+        declared_dbs: &HashSet<u16>,
+    ) -> Result<()> {
+        let others = |kind: &str| -> HashSet<String> {
+            state
+                .leases
+                .iter()
+                .filter(|l| !(l.repo == lease.repo && l.branch == lease.branch))
+                .filter_map(|l| l.resources.get(kind).cloned())
+                .collect()
+        };
+        let ctx = self.context(&lease.branch, lease.slug.as_str(), &lease.ports);
+        let names = resource_names(self.config(), &ctx, &self.templates)?;
+        let wanted = [
+            (services::DATABASE, names.database.map(|n| n.to_string())),
+            (services::VHOST, names.vhost.map(|n| n.to_string())),
+            (
+                services::REDIS_PREFIX,
+                names.redis_prefix.map(|n| n.to_string()),
+            ),
+        ];
+        let mut alt: Option<ResourceNames> = None;
+        for (kind, name) in wanted {
+            let Some(name) = name else { continue };
+            if lease.resources.contains_key(kind) {
+                continue;
+            }
+            let taken = others(kind);
+            let chosen = if taken.contains(&name) {
+                let names = match &alt {
+                    Some(a) => a.clone(),
+                    None => {
+                        let mut c = ctx.clone();
+                        c.slug = disambiguated_slug(
+                            lease.slug.as_str(),
+                            &lease.repo.to_string_lossy(),
+                            &lease.branch,
+                        );
+                        let a = resource_names(self.config(), &c, &self.templates)?;
+                        alt = Some(a.clone());
+                        a
+                    }
+                };
+                let second = match kind {
+                    services::DATABASE => names.database.map(|n| n.to_string()),
+                    services::VHOST => names.vhost.map(|n| n.to_string()),
+                    _ => names.redis_prefix.map(|n| n.to_string()),
+                };
+                match second {
+                    Some(n) if !taken.contains(&n) => n,
+                    _ => bail!(
+                        "{kind} {name:?} is already another worktree's, and the name template does not depend on the slug\n  hint: put {{{{ slug }}}} in the template"
+                    ),
+                }
+            } else {
+                name
+            };
+            lease.resources.insert(kind.to_owned(), chosen);
+        }
+        if lease.redis_db.is_none() && redis_databases.is_some() {
+            // A branch whose data was kept finds its DB index again.
+            lease.redis_db = state
+                .recent
+                .iter()
+                .find(|r| r.repo == lease.repo && r.branch == lease.branch)
+                .and_then(|r| r.kept.as_ref())
+                .filter(|k| k.slug == lease.slug)
+                .and_then(|k| k.redis_db);
+        }
+        if let Some(n) = redis_databases
+            && lease.redis_db.is_none()
+        {
+            let used: HashSet<u16> = state
+                .leases
+                .iter()
+                .filter(|l| !(l.repo == lease.repo && l.branch == lease.branch))
+                .filter_map(|l| l.redis_db)
+                .chain(declared_dbs.iter().copied())
+                // DBs kept by `pwt rm --keep-data` of other branches stay reserved.
+                .chain(
+                    state
+                        .recent
+                        .iter()
+                        .filter(|r| !(r.repo == lease.repo && r.branch == lease.branch))
+                        .filter_map(|r| r.kept.as_ref().and_then(|k| k.redis_db)),
+                )
+                .collect();
+            let index = (1..n).find(|i| !used.contains(i));
+            lease.redis_db = Some(index.ok_or(AllocError::RedisDbsExhausted {
+                max: n.saturating_sub(1),
+            })?);
+        }
+        Ok(())
     }
 
     /// Marks the lease ready, recording the env file hashes.
@@ -196,8 +308,13 @@ impl Session {
 
     /// Deletes the lease of `branch` in `repo`, remembering its ports.
     pub fn release(&self, repo: &Path, branch: &str) -> Result<()> {
+        self.release_with(repo, branch, false)
+    }
+
+    /// [`Session::release`]; with `keep_data`, its resources are remembered as kept.
+    pub fn release_with(&self, repo: &Path, branch: &str, keep_data: bool) -> Result<()> {
         let mut locked = self.registry.lock()?;
-        if locked.state.release(repo, branch).is_some() {
+        if locked.state.release_with(repo, branch, keep_data).is_some() {
             locked.commit()?;
         }
         Ok(())

@@ -7,6 +7,7 @@ mod exit_codes;
 mod lease_ops;
 mod output;
 mod report;
+mod services;
 mod session;
 mod settings;
 

@@ -7,6 +7,7 @@ use pwt_alloc::Lease;
 use serde_json::{Value, json};
 
 use crate::output::{Style, printable};
+use crate::services;
 use crate::session::{Session, display_path, listening};
 
 /// One port of a worktree.
@@ -38,6 +39,14 @@ pub struct WorktreeInfo {
     pub url: Option<String>,
     /// Teardown leftovers.
     pub leftover: Vec<String>,
+    /// PostgreSQL database.
+    pub database: Option<String>,
+    /// RabbitMQ vhost.
+    pub vhost: Option<String>,
+    /// Redis key prefix (prefix mode).
+    pub redis_prefix: Option<String>,
+    /// Redis DB index (db mode).
+    pub redis_db: Option<u16>,
     /// Repository common dir.
     pub repo: std::path::PathBuf,
 }
@@ -79,6 +88,10 @@ pub fn lease_info(config: &pwt_core::Config, lease: &Lease, probe: bool) -> Work
         url: Some(format!("http://{}.localhost:{proxy_port}", lease.slug)),
         leftover: lease.leftover.clone(),
         repo: lease.repo.clone(),
+        database: lease.resources.get(services::DATABASE).cloned(),
+        vhost: lease.resources.get(services::VHOST).cloned(),
+        redis_prefix: lease.resources.get(services::REDIS_PREFIX).cloned(),
+        redis_db: lease.redis_db,
     }
 }
 
@@ -109,7 +122,29 @@ impl WorktreeInfo {
             "url": self.url,
             "leftover": self.leftover,
             "repo": self.repo,
+            "database": self.database,
+            "vhost": self.vhost,
+            "redis_prefix": self.redis_prefix,
+            "redis_db": self.redis_db,
         })
+    }
+
+    /// `db demo_x · vhost /x · redis x:` for tables.
+    pub fn data_cell(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(d) = &self.database {
+            parts.push(format!("db {d}"));
+        }
+        if let Some(v) = &self.vhost {
+            parts.push(format!("vhost {v}"));
+        }
+        if let Some(p) = &self.redis_prefix {
+            parts.push(format!("redis {p}"));
+        }
+        if let Some(n) = self.redis_db {
+            parts.push(format!("redis db {n}"));
+        }
+        printable(&parts.join(" · "))
     }
 
     /// The multi-line summary of `new` / `up`.
@@ -129,6 +164,18 @@ impl WorktreeInfo {
         }
         if let Some(url) = &self.url {
             rows.push(("proxy".into(), url.clone()));
+        }
+        if let Some(d) = &self.database {
+            rows.push(("database".into(), printable(d)));
+        }
+        if let Some(v) = &self.vhost {
+            rows.push(("vhost".into(), printable(v)));
+        }
+        if let Some(p) = &self.redis_prefix {
+            rows.push(("redis".into(), format!("key prefix {}", printable(p))));
+        }
+        if let Some(n) = self.redis_db {
+            rows.push(("redis".into(), format!("DB {n}")));
         }
         if !files.is_empty() {
             rows.push(("env".into(), files.join(", ")));

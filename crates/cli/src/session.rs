@@ -13,8 +13,8 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use pwt_alloc::{Fault, Lease, Registry, RegistryOptions, Repo, WorktreeEntry};
 use pwt_core::config::EnvFileKind;
 use pwt_core::{
-    Config, Environment, TemplateContext, Templates, WorktreeFacts, build_environment, hex_prefix,
-    render_dotenv, render_mise, stable_hash,
+    Config, Environment, TemplateContext, Templates, Worktree, WorktreeFacts, build_environment,
+    hex_prefix, render_dotenv, render_mise, service_variables, stable_hash,
 };
 
 use crate::env_vars;
@@ -198,10 +198,12 @@ impl Session {
             ctx: self.context(&lease.branch, lease.slug.as_str(), &lease.ports),
             is_main: false,
         };
+        let names = crate::services::lease_names(lease);
+        let extra = self.service_vars(Worktree::Leased(&names, lease.redis_db))?;
         Ok(build_environment(
             self.config(),
             &facts,
-            &[],
+            &extra,
             &self.templates,
         )?)
     }
@@ -218,12 +220,23 @@ impl Session {
             ctx: self.context(entry.branch.as_deref().unwrap_or("HEAD"), "main", &ports),
             is_main: true,
         };
+        let extra = self.service_vars(Worktree::Main)?;
         Ok(build_environment(
             self.config(),
             &facts,
-            &[],
+            &extra,
             &self.templates,
         )?)
+    }
+
+    /// `DATABASE_URL` and the other service variables.
+    fn service_vars(&self, worktree: Worktree<'_>) -> Result<Vec<(String, String)>> {
+        let mut env = Environment::default();
+        service_variables(self.config(), &self.project(), worktree, &mut env)?;
+        Ok(env
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
     }
 
     /// The environment of any target; `None` for an unmanaged worktree.
@@ -470,9 +483,19 @@ impl Session {
     /// Runs a git command that adds, removes or prunes worktrees, holding the repository's
     /// worktree lock (see [`pwt_alloc::Registry::repo_lock`]).
     pub fn git_worktree(&self, dir: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
-        let _guard = self.registry.repo_lock(&self.repo.key())?;
-        git(dir, args)
+        git_worktree(&self.registry, &self.repo.key(), dir, args)
     }
+}
+
+/// [`Session::git_worktree`] without the session, for a thread of its own.
+pub fn git_worktree(
+    registry: &Registry,
+    repo_key: &str,
+    dir: &Path,
+    args: &[&std::ffi::OsStr],
+) -> Result<()> {
+    let _guard = registry.repo_lock(repo_key)?;
+    git(dir, args)
 }
 
 /// Runs `git` with `args` in `dir`; git's own messages go to stderr. Fails with git's exit

@@ -93,16 +93,18 @@ pub fn disambiguated_slug(slug: &str, repo_key: &str, branch: &str) -> String {
 }
 
 /// The ownership marker stored with every resource pwt creates (database comment, vhost
-/// description, Redis marker key): `pwt:` and 16 hex digits of (repository, slug). pwt drops
-/// a resource only when the marker is exactly this.
+/// description, Redis marker key): `pwt:`, 8 hex digits of the repository, 8 of (repository,
+/// slug). pwt drops a resource only when the marker is exactly this; the repository part
+/// lets `pwt gc` look for orphans of one repository without touching any other's.
 pub fn owner_marker(repo_key: &str, slug: &str) -> String {
-    format!(
-        "pwt:{}",
-        hex_prefix(
-            stable_hash_parts(&[repo_key.as_bytes(), slug.as_bytes()]),
-            16
-        )
-    )
+    let both = stable_hash_parts(&[repo_key.as_bytes(), slug.as_bytes()]);
+    format!("{}{}", repo_marker_prefix(repo_key), hex_prefix(both, 8))
+}
+
+/// The part of [`owner_marker`] shared by all worktrees of a repository.
+pub fn repo_marker_prefix(repo_key: &str) -> String {
+    let repo = stable_hash_parts(&[repo_key.as_bytes()]);
+    format!("pwt:{}", hex_prefix(repo, 8))
 }
 
 /// True for markers pwt writes (for finding orphans).
@@ -322,7 +324,8 @@ mod tests {
         assert_eq!(percent_encode("/a b%"), "%2Fa%20b%25");
         let m = owner_marker("/r/.git", "feat-x");
         assert!(is_marker(&m), "{m}");
-        assert_eq!(m, "pwt:22631dd2dbbf4558");
+        assert_eq!(m, "pwt:bd7f787422631dd2");
+        assert!(m.starts_with(&repo_marker_prefix("/r/.git")));
         assert_ne!(m, owner_marker("/other/.git", "feat-x"));
         assert!(!is_marker("pwt:xyz"));
         assert_eq!(disambiguated_slug("x", "/r/.git", "X").len(), 8);

@@ -39,6 +39,7 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
         return Ok(exit_codes::OK);
     }
     let style = Style::stdout();
+    let with_data = rows.iter().any(|r| !r.data_cell().is_empty());
     let mut table = Vec::new();
     for r in &rows {
         let state = match r.state.as_str() {
@@ -64,14 +65,21 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
             state,
             ports,
             r.url.clone().unwrap_or_default(),
-            display_path(&r.path, cwd),
         ];
+        if with_data {
+            row.push(r.data_cell());
+        }
+        row.push(display_path(&r.path, cwd));
         if args.all_repos {
             row.push(display_path(&r.repo, cwd));
         }
         table.push(row);
     }
-    let mut headers = vec!["BRANCH", "STATE", "PORTS", "URL", "PATH"];
+    let mut headers = vec!["BRANCH", "STATE", "PORTS", "URL"];
+    if with_data {
+        headers.push("DATA");
+    }
+    headers.push("PATH");
     if args.all_repos {
         headers.push("REPO");
     }
@@ -111,6 +119,14 @@ fn this_repo(cwd: &Path) -> Result<Vec<WorktreeInfo>> {
             url: Some(format!("http://localhost:{proxy_port}")),
             leftover: vec![],
             repo: repo.clone(),
+            database: session.config().postgres.as_ref().map(|pg| {
+                pg.main_database
+                    .clone()
+                    .unwrap_or_else(|| session.project())
+            }),
+            vhost: session.config().rabbitmq.as_ref().map(|_| "/".to_owned()),
+            redis_prefix: None,
+            redis_db: None,
         });
     }
     let mut leases: Vec<_> = state.of_repo(repo).collect();
@@ -135,6 +151,10 @@ fn this_repo(cwd: &Path) -> Result<Vec<WorktreeInfo>> {
             url: None,
             leftover: vec![],
             repo: repo.clone(),
+            database: None,
+            vhost: None,
+            redis_prefix: None,
+            redis_db: None,
         });
     }
     Ok(rows)

@@ -1,23 +1,27 @@
 //! `pwt new`
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
+use pwt_alloc::Lease;
 use pwt_core::BranchName;
 
 use crate::exit_codes;
 use crate::lease_ops::Mode;
 use crate::output::{Format, Style, note, print_json, printable};
-use crate::session::{Session, git};
+use crate::services::{Services, Step, provision, rollback, runtime, with_progress};
+use crate::session::{Session, git, git_worktree};
 
 /// Create a worktree with its own environment: branch (if missing), `git worktree add`,
-/// ports, env files, post-create hooks; then print where everything is.
+/// ports, database / vhost / Redis slot (when configured, all at once and alongside the
+/// checkout), env files, post-create hooks; then print where everything is.
 ///
 /// The branch is created from --base (default: the current HEAD) unless it exists. The
-/// worktree goes to `worktree.path` (default `../<repo>.<slug>`) unless --path is given. With
-/// -x, PROGRAM then runs inside the worktree with its environment, replacing pwt:
+/// worktree goes to `worktree.path` (default `../<repo>.<slug>`) unless --path is given. If
+/// any step fails, everything this run made is rolled back. With -x, PROGRAM then runs
+/// inside the worktree with its environment, replacing pwt:
 ///
 ///   pwt new feature-notifications -x claude -- "Add a notification bell"
 #[derive(clap::Args, Debug)]
@@ -43,6 +47,21 @@ pub struct NewArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+/// The `git worktree add` command line.
+fn add_args(branch: &str, path: &Path, base: Option<&str>, branch_exists: bool) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec!["worktree".into(), "add".into(), "--quiet".into()];
+    if !branch_exists {
+        a.extend(["-b".into(), branch.into()]);
+    }
+    a.extend(["--".into(), path.as_os_str().to_owned()]);
+    match (base, branch_exists) {
+        (_, true) => a.push(branch.into()),
+        (Some(base), false) => a.push(base.into()),
+        (None, false) => {}
+    }
+    a
 }
 
 pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
@@ -77,38 +96,50 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
             "branch {branch:?} already exists, so --base has nothing to do\n  hint: drop --base, or pick a new branch name"
         );
     }
+    let services = Services::new(session.config(), &session.project())?;
+    let rt = services.any().then(runtime);
+    // The one network call allowed before the lock: how many Redis DBs there are.
+    let redis_dbs = match &rt {
+        Some(rt) if services.redis_db_mode() => rt.block_on(services.redis_databases())?,
+        _ => None,
+    };
 
-    let (lease, _) = session.lease(branch, Mode::New, |slug| {
+    let (lease, _) = session.lease(branch, Mode::New, redis_dbs, |slug| {
         session.worktree_path(args.path.as_deref(), branch, slug.as_str())
     })?;
     let path = lease.path.clone();
 
-    // git worktree add, outside the lock: like the user would run it, hooks and all.
+    // `git worktree add` on a thread of its own, the services on this one: all at once.
     if !json {
         note(&format!("creating worktree {} ...", path.display()));
     }
-    let mut git_args: Vec<&OsStr> = vec![
-        OsStr::new("worktree"),
-        OsStr::new("add"),
-        OsStr::new("--quiet"),
-    ];
-    if !branch_exists {
-        git_args.extend([OsStr::new("-b"), OsStr::new(branch)]);
-    }
-    git_args.extend([OsStr::new("--"), path.as_os_str()]);
-    match (&args.base, branch_exists) {
-        (_, true) => git_args.push(OsStr::new(branch)),
-        (Some(base), false) => git_args.push(OsStr::new(base)),
-        (None, false) => {}
-    }
-    if let Err(e) = session.git_worktree(cwd, &git_args) {
-        session.release(&lease.repo, branch)?;
-        return Err(e.context(format!(
-            "cannot create the worktree for {branch:?}; nothing was left behind"
-        )));
-    }
+    let git_args = add_args(branch, &path, args.base.as_deref(), branch_exists);
+    let (registry, repo_key) = (session.registry.clone(), session.repo.key());
+    let (git_result, steps) = std::thread::scope(|scope| {
+        let git_thread = scope.spawn(|| {
+            let a: Vec<&OsStr> = git_args.iter().map(OsString::as_os_str).collect();
+            git_worktree(&registry, &repo_key, cwd, &a)
+        });
+        let steps = match &rt {
+            Some(rt) => rt.block_on(with_progress(
+                vec!["setting up the worktree and its services".into()],
+                json,
+                provision(&services, &lease),
+            )),
+            None => Vec::new(),
+        };
+        let git_result = git_thread
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the git thread panicked")));
+        (git_result, steps)
+    });
 
     let finish = || -> Result<_> {
+        if let Some(failed) = steps.iter().find(|s| s.result.is_err()) {
+            let e = failed.result.as_ref().err().expect("found an error");
+            bail!("{e}");
+        }
+        git_result.as_ref().map_err(|e| anyhow!("{e:#}"))?;
         let env = session.lease_env(&lease)?;
         let hashes =
             session.write_env_files(&path, lease.slug.as_str(), &env, &lease.files, false)?;
@@ -118,26 +149,17 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
     let (env, lease) = match finish() {
         Ok(v) => v,
         Err(e) => {
-            // Roll back what this run made: the worktree, the branch if new, the lease.
-            let _ = session.git_worktree(
+            return Err(undo(
+                &session,
+                &services,
+                rt.as_ref(),
+                &lease,
+                &steps,
+                git_result.is_ok(),
+                branch_exists,
                 cwd,
-                &[
-                    OsStr::new("worktree"),
-                    OsStr::new("remove"),
-                    OsStr::new("--force"),
-                    path.as_os_str(),
-                ],
-            );
-            if !branch_exists {
-                let _ = git(
-                    cwd,
-                    &[OsStr::new("branch"), OsStr::new("-D"), OsStr::new(branch)],
-                );
-            }
-            session.release(&lease.repo, branch)?;
-            return Err(e.context(format!(
-                "cannot set up the worktree for {branch:?}; it was rolled back"
-            )));
+                e,
+            ));
         }
     };
 
@@ -167,6 +189,69 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
         return exec(&program, &args.args, &path, &env);
     }
     Ok(exit_codes::OK)
+}
+
+/// Rolls back what this run made (resources it created, the worktree, the branch if new, the
+/// lease) and returns the error, saying what was undone and what could not be.
+#[allow(clippy::too_many_arguments)]
+fn undo(
+    session: &Session,
+    services: &Services,
+    rt: Option<&tokio::runtime::Runtime>,
+    lease: &Lease,
+    steps: &[Step],
+    worktree_made: bool,
+    branch_existed: bool,
+    cwd: &Path,
+    cause: anyhow::Error,
+) -> anyhow::Error {
+    let branch = lease.branch.as_str();
+    let mut stuck = match rt {
+        Some(rt) => rt.block_on(rollback(services, lease, steps)),
+        None => Vec::new(),
+    };
+    if worktree_made {
+        let args = [
+            OsStr::new("worktree"),
+            OsStr::new("remove"),
+            OsStr::new("--force"),
+            lease.path.as_os_str(),
+        ];
+        if session.git_worktree(cwd, &args).is_err() {
+            stuck.push(format!("worktree {}", lease.path.display()));
+        }
+        if !branch_existed {
+            let _ = git(
+                cwd,
+                &[OsStr::new("branch"), OsStr::new("-D"), OsStr::new(branch)],
+            );
+        }
+    }
+    let undone: Vec<String> = steps
+        .iter()
+        .filter(|s| matches!(s.result, Ok(pwt_provision::Outcome::Created)))
+        .map(|s| s.what.clone())
+        .collect();
+    let mut msg = format!("cannot set up the worktree for {branch:?}: {cause:#}");
+    if stuck.is_empty() {
+        let _ = session.release(&lease.repo, branch);
+        if undone.is_empty() && !worktree_made {
+            msg.push_str("\n  nothing was left behind");
+        } else {
+            let mut all = undone;
+            if worktree_made {
+                all.push("the worktree".into());
+            }
+            msg.push_str(&format!("\n  rolled back: {}", all.join(", ")));
+        }
+    } else {
+        let _ = session.mark_removing(branch, vec!["rollback".into()]);
+        msg.push_str(&format!(
+            "\n  could not roll back: {}\n  hint: `pwt rm {branch}` finishes the cleanup once the service is back",
+            stuck.join("; ")
+        ));
+    }
+    anyhow!(msg)
 }
 
 /// Replaces pwt with `program` in `dir` with `env` added.

@@ -3,20 +3,24 @@
 use std::ffi::OsStr;
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
+use pwt_provision::{Outcome, ProvisionError};
 use serde_json::json;
 
 use crate::exit_codes::{self, refused};
 use crate::output::{Format, Style, print_json, printable, warn};
+use crate::services::{Services, leftover_name, runtime, teardown, with_progress};
 use crate::session::{Session, Target, changes, git, run_hooks};
 
-/// Tear a worktree down: pre-remove hooks, its env files, the worktree itself, then the
+/// Tear a worktree down, in this order: pre-remove hooks; its database, vhost and Redis
+/// data (each only if it carries this worktree's marker); the worktree itself; then the
 /// lease. Refuses (exit 3, nothing touched) when the worktree has uncommitted or untracked
 /// changes, unless --force.
 ///
-/// Never removes the main worktree. Deletes the branch only with --delete-branch, and an
-/// unmerged one only with --delete-branch --force. Running it again after an interruption
-/// finishes the job; running it when there is nothing left says so and succeeds.
+/// When a service cannot be reached, what can go goes and the lease stays `removing`,
+/// listing the rest: run `pwt rm` again to finish. Never removes the main worktree. Deletes
+/// the branch only with --delete-branch, and an unmerged one only with --delete-branch
+/// --force. With nothing left to remove, it says so and succeeds.
 #[derive(clap::Args, Debug)]
 pub struct RmArgs {
     /// Branch, slug or path of the worktree.
@@ -24,7 +28,8 @@ pub struct RmArgs {
     /// Remove even with uncommitted or untracked changes (they are lost).
     #[arg(long, short)]
     pub force: bool,
-    /// Keep the worktree's data (database, vhost, Redis keys) when services are configured.
+    /// Keep the database, vhost and Redis data (like `docker compose down` without -v):
+    /// `pwt new` of the same branch finds them again.
     #[arg(long)]
     pub keep_data: bool,
     /// Keep the worktree directory: release only what pwt set up (for hooks of tools that
@@ -76,6 +81,7 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
         .main_root
         .clone()
         .unwrap_or_else(|| session.repo.common_dir.clone());
+    let services = Services::new(session.config(), &session.project())?;
 
     // Refuse before touching anything.
     if exists && !args.keep_worktree && !args.force {
@@ -99,11 +105,14 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
         }
     }
 
-    let mut leftover = Vec::new();
-    if exists && !args.keep_worktree {
-        leftover.push("worktree".to_owned());
+    let mut planned = Vec::new();
+    if services.any() && !args.keep_data {
+        planned.push("data".to_owned());
     }
-    session.mark_removing(&branch, leftover)?;
+    if exists && !args.keep_worktree {
+        planned.push("worktree".to_owned());
+    }
+    session.mark_removing(&branch, planned)?;
 
     if exists && !args.no_hooks {
         let env = session.lease_env(&lease)?;
@@ -126,7 +135,30 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
         }
     }
 
-    let mut removed = Vec::new();
+    // The data, all services at once.
+    let mut removed: Vec<String> = Vec::new();
+    let mut leftover: Vec<String> = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    if services.any() && !args.keep_data {
+        let rt = runtime();
+        let steps = rt.block_on(with_progress(
+            vec!["removing data".into()],
+            json,
+            teardown(&services, &lease, None),
+        ));
+        for s in steps {
+            match s.result {
+                Ok(Outcome::Removed) => removed.push(s.what),
+                Ok(_) => {}
+                Err(e @ ProvisionError::NotOurs { .. }) => warn(&format!("left in place: {e}")),
+                Err(e) => {
+                    leftover.push(leftover_name(s.service).to_owned());
+                    problems.push(format!("{}: {e}", s.what));
+                }
+            }
+        }
+    }
+
     if args.keep_worktree {
         let kept = session.remove_env_files(&root, &lease.files);
         for k in kept {
@@ -142,20 +174,32 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
             git_args.extend([OsStr::new("--force"), OsStr::new("--force")]);
         }
         git_args.push(root.as_os_str());
-        if let Err(e) = session.git_worktree(&git_dir, &git_args) {
-            return Err(e.context(format!(
-                "the worktree {} could not be removed; the lease stays `removing`\n  hint: fix the cause and run `pwt rm {}` again",
-                root.display(),
-                branch
-            )));
+        match session.git_worktree(&git_dir, &git_args) {
+            Ok(()) => removed.push("the worktree".into()),
+            Err(e) => {
+                leftover.push("worktree".into());
+                problems.push(format!("worktree {}: {e:#}", root.display()));
+            }
         }
-        removed.push("worktree");
     } else {
         // The directory went away outside pwt; drop git's record of it too.
         let _ = session.git_worktree(&git_dir, &[OsStr::new("worktree"), OsStr::new("prune")]);
     }
-    session.release(&lease.repo, &branch)?;
-    removed.push("lease");
+
+    if !leftover.is_empty() {
+        session.mark_removing(&branch, leftover.clone())?;
+        let done = if removed.is_empty() {
+            String::new()
+        } else {
+            format!("\n  removed: {}", removed.join(", "))
+        };
+        return Err(anyhow!(
+            "could not remove everything of {branch:?}; the lease stays `removing` ({}):\n  {}{done}\n  hint: fix the cause and run `pwt rm {branch}` again to finish",
+            leftover.join(", "),
+            problems.join("\n  ")
+        ));
+    }
+    session.release_with(&lease.repo, &branch, args.keep_data)?;
 
     let mut branch_deleted = false;
     if args.delete_branch {
@@ -177,16 +221,25 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
             "branch": branch,
             "removed": true,
             "what": removed,
+            "data_kept": args.keep_data && services.any(),
             "branch_deleted": branch_deleted,
         }));
     } else {
         let style = Style::stdout();
+        let what = if removed.is_empty() {
+            "its lease".to_owned()
+        } else {
+            removed.join(", ")
+        };
         println!(
             "{} removed {} {}",
             style.green("✓"),
             style.bold(&printable(&branch)),
-            style.dim(&format!("({})", removed.join(", ")))
+            style.dim(&format!("({what})"))
         );
+        if args.keep_data && services.any() {
+            println!("  {}", style.dim("data kept: `pwt new` of this branch finds it again; `pwt gc --kept --yes` drops it"));
+        }
     }
     Ok(exit_codes::OK)
 }

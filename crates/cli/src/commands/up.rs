@@ -7,13 +7,15 @@ use anyhow::{Result, bail};
 use crate::exit_codes;
 use crate::lease_ops::Mode;
 use crate::output::{Format, Style, print_json};
+use crate::services::{Services, provision, rollback, runtime, with_progress};
 use crate::session::{Session, Target, run_hooks};
 
 /// Adopt an existing worktree (default: the current one) and set up its environment: what
 /// `pwt new` does, minus `git worktree add`.
 ///
 /// For worktrees made by `git worktree add`, Worktrunk, gtr or an agent tool. Idempotent:
-/// running it again keeps the ports and re-renders the env files. Post-create hooks run the
+/// running it again keeps the ports, keeps the database, vhost and Redis slot (creating any
+/// that went missing), and re-renders the env files. Post-create hooks run the
 /// first time only.
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
@@ -59,7 +61,38 @@ pub fn run(cwd: &Path, args: UpArgs) -> Result<i32> {
             (w.root, branch)
         }
     };
-    let (lease, fresh) = session.lease(&branch, Mode::Adopt, |_| Ok(root.clone()))?;
+    let services = Services::new(session.config(), &session.project())?;
+    let rt = services.any().then(runtime);
+    let redis_dbs = match &rt {
+        Some(rt) if services.redis_db_mode() => rt.block_on(services.redis_databases())?,
+        _ => None,
+    };
+    let (lease, fresh) = session.lease(&branch, Mode::Adopt, redis_dbs, |_| Ok(root.clone()))?;
+    if let Some(rt) = &rt {
+        // Idempotent: what exists with this worktree's marker is kept as it is.
+        let steps = rt.block_on(with_progress(
+            vec!["provisioning".into()],
+            json,
+            provision(&services, &lease),
+        ));
+        if let Some(failed) = steps.iter().find(|s| s.result.is_err()) {
+            let e = failed
+                .result
+                .as_ref()
+                .err()
+                .expect("found an error")
+                .to_string();
+            let stuck = rt.block_on(rollback(&services, &lease, &steps));
+            if fresh && stuck.is_empty() {
+                session.release(&lease.repo, &branch)?;
+            }
+            let mut msg = format!("cannot set up {branch:?}: {e}");
+            if !stuck.is_empty() {
+                msg.push_str(&format!("\n  could not roll back: {}", stuck.join("; ")));
+            }
+            bail!(msg);
+        }
+    }
     let env = session.lease_env(&lease)?;
     let hashes =
         match session.write_env_files(&root, lease.slug.as_str(), &env, &lease.files, args.force) {

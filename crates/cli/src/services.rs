@@ -1,0 +1,284 @@
+//! The configured shared services, and what a worktree gets from them: provisioning (all
+//! three at once), rollback of what one run created, and teardown.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use pwt_alloc::Lease;
+use pwt_core::config::RedisMode;
+use pwt_core::{Config, DbName, RedisPrefix, ResourceNames, Vhost, owner_marker};
+use pwt_provision::{Outcome, Postgres, ProvisionError, RabbitMq, Redis, Service};
+
+use crate::output;
+
+/// Keys of `Lease::resources`.
+pub const DATABASE: &str = "database";
+/// Keys of `Lease::resources`.
+pub const VHOST: &str = "vhost";
+/// Keys of `Lease::resources`.
+pub const REDIS_PREFIX: &str = "redis_prefix";
+
+/// Clients of the configured services.
+pub struct Services {
+    /// PostgreSQL and the database new ones are cloned from (`clone_from_main`).
+    pub postgres: Option<(Postgres, Option<DbName>)>,
+    /// RabbitMQ.
+    pub rabbitmq: Option<RabbitMq>,
+    /// Redis and its mode.
+    pub redis: Option<(Redis, RedisMode, u16)>,
+}
+
+/// A runtime for the async libraries: one thread, made only when a command talks to a
+/// service (it costs well under a millisecond).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime always builds")
+}
+
+impl Services {
+    /// The services `config` turns on.
+    pub fn new(config: &Config, project: &str) -> Result<Self> {
+        let postgres = match &config.postgres {
+            Some(pg) => {
+                let template =
+                    if pg.clone_from_main {
+                        let main = pg
+                            .main_database
+                            .clone()
+                            .unwrap_or_else(|| project.to_owned());
+                        Some(DbName::parse(&main).map_err(|e| {
+                            anyhow!("invalid value for `postgres.main_database`: {e}")
+                        })?)
+                    } else {
+                        None
+                    };
+                Some((Postgres::new(&pg.url)?, template))
+            }
+            None => None,
+        };
+        let rabbitmq = match &config.rabbitmq {
+            Some(mq) => Some(RabbitMq::new(&mq.url, &mq.management_url)?),
+            None => None,
+        };
+        let redis = config
+            .redis
+            .as_ref()
+            .map(|r| (Redis::new(&r.url), r.mode, r.databases));
+        Ok(Self {
+            postgres,
+            rabbitmq,
+            redis,
+        })
+    }
+
+    /// True when any service is configured.
+    pub fn any(&self) -> bool {
+        self.postgres.is_some() || self.rabbitmq.is_some() || self.redis.is_some()
+    }
+
+    /// True when Redis runs in DB-index mode.
+    pub fn redis_db_mode(&self) -> bool {
+        matches!(self.redis, Some((_, RedisMode::Db, _)))
+    }
+
+    /// The number of Redis DBs (for leasing indexes): `CONFIG GET databases`, else the
+    /// configured fallback. Refuses Redis Cluster, which has DB 0 only.
+    pub async fn redis_databases(&self) -> Result<Option<u16>> {
+        let Some((redis, RedisMode::Db, fallback)) = &self.redis else {
+            return Ok(None);
+        };
+        let status = redis.status().await?;
+        if status.cluster {
+            return Err(anyhow!(
+                "Redis at {} is a cluster, which has DB 0 only\n  hint: set `redis.mode = \"prefix\"`",
+                redis.display_url()
+            ));
+        }
+        Ok(Some(status.databases.unwrap_or(*fallback)))
+    }
+}
+
+/// A lease's resources, parsed back from the registry.
+pub fn lease_names(lease: &Lease) -> ResourceNames {
+    ResourceNames {
+        database: lease
+            .resources
+            .get(DATABASE)
+            .and_then(|n| DbName::parse(n).ok()),
+        vhost: lease
+            .resources
+            .get(VHOST)
+            .and_then(|n| Vhost::parse(n).ok()),
+        redis_prefix: lease
+            .resources
+            .get(REDIS_PREFIX)
+            .and_then(|n| RedisPrefix::parse(n).ok()),
+    }
+}
+
+/// The marker of a lease's resources.
+pub fn lease_marker(lease: &Lease) -> String {
+    owner_marker(&lease.repo.to_string_lossy(), lease.slug.as_str())
+}
+
+/// One service's result.
+pub struct Step {
+    /// Which service.
+    pub service: Service,
+    /// The resource, for messages (`database "demo_x"`).
+    pub what: String,
+    /// What happened.
+    pub result: Result<Outcome, ProvisionError>,
+}
+
+/// Runs `fut` while printing, after a second, which steps are still running (every second).
+pub async fn with_progress<T>(labels: Vec<String>, quiet: bool, fut: impl Future<Output = T>) -> T {
+    let start = Instant::now();
+    tokio::pin!(fut);
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    loop {
+        tokio::select! {
+            out = &mut fut => return out,
+            _ = tick.tick() => {
+                if !quiet {
+                    output::note(&format!("… {} ({} s)", labels.join(", "), start.elapsed().as_secs()));
+                }
+            }
+        }
+    }
+}
+
+/// Creates the lease's database, vhost and Redis slot at once. Each step's outcome is
+/// returned, failures included, so the caller can roll back exactly what this run created.
+pub async fn provision(services: &Services, lease: &Lease) -> Vec<Step> {
+    let names = lease_names(lease);
+    let marker = lease_marker(lease);
+    let pg = async {
+        match (&services.postgres, &names.database) {
+            (Some((pg, template)), Some(db)) => Some(Step {
+                service: Service::Postgres,
+                what: format!("database {:?}", db.as_str()),
+                result: pg.create(db, template.as_ref(), &marker).await,
+            }),
+            _ => None,
+        }
+    };
+    let mq = async {
+        match (&services.rabbitmq, &names.vhost) {
+            (Some(mq), Some(vhost)) => {
+                let mut result = mq.create(vhost, &marker).await;
+                if result.is_ok()
+                    && let Err(e) = mq.verify(vhost).await
+                {
+                    if result.as_ref().is_ok_and(|o| *o == Outcome::Created) {
+                        let _ = mq.delete(vhost, &marker).await;
+                    }
+                    result = Err(e);
+                }
+                Some(Step {
+                    service: Service::RabbitMq,
+                    what: format!("vhost {:?}", vhost.as_str()),
+                    result,
+                })
+            }
+            _ => None,
+        }
+    };
+    let rd = async {
+        match (&services.redis, &names.redis_prefix, lease.redis_db) {
+            (Some((redis, RedisMode::Prefix, _)), Some(prefix), _) => Some(Step {
+                service: Service::Redis,
+                what: format!("key prefix {:?}", prefix.as_str()),
+                result: redis.claim_prefix(prefix, &marker).await,
+            }),
+            (Some((redis, RedisMode::Db, _)), _, Some(index)) => Some(Step {
+                service: Service::Redis,
+                what: format!("DB {index}"),
+                result: redis.claim_db(index, &marker).await,
+            }),
+            _ => None,
+        }
+    };
+    let (a, b, c) = tokio::join!(pg, mq, rd);
+    [a, b, c].into_iter().flatten().collect()
+}
+
+/// Removes the lease's resources (each only if its marker matches), all at once. With
+/// `only`, just those services.
+pub async fn teardown(services: &Services, lease: &Lease, only: Option<&[Service]>) -> Vec<Step> {
+    let names = lease_names(lease);
+    let marker = lease_marker(lease);
+    let wanted = |s: Service| only.is_none_or(|o| o.contains(&s));
+    let pg = async {
+        match (&services.postgres, &names.database) {
+            (Some((pg, _)), Some(db)) if wanted(Service::Postgres) => Some(Step {
+                service: Service::Postgres,
+                what: format!("database {:?}", db.as_str()),
+                result: pg.drop(db, &marker).await,
+            }),
+            _ => None,
+        }
+    };
+    let mq = async {
+        match (&services.rabbitmq, &names.vhost) {
+            (Some(mq), Some(vhost)) if wanted(Service::RabbitMq) => Some(Step {
+                service: Service::RabbitMq,
+                what: format!("vhost {:?}", vhost.as_str()),
+                result: mq.delete(vhost, &marker).await,
+            }),
+            _ => None,
+        }
+    };
+    let rd = async {
+        if !wanted(Service::Redis) {
+            return None;
+        }
+        match (&services.redis, &names.redis_prefix, lease.redis_db) {
+            (Some((redis, _, _)), Some(prefix), _) => Some(Step {
+                service: Service::Redis,
+                what: format!("key prefix {:?}", prefix.as_str()),
+                result: redis.clean_prefix(prefix, &marker).await,
+            }),
+            (Some((redis, _, _)), None, Some(index)) => Some(Step {
+                service: Service::Redis,
+                what: format!("DB {index}"),
+                result: redis.flush_db(index, &marker).await,
+            }),
+            _ => None,
+        }
+    };
+    let (a, b, c) = tokio::join!(pg, mq, rd);
+    [a, b, c].into_iter().flatten().collect()
+}
+
+/// Undoes what `steps` created; returns a line per resource that could not be removed.
+pub async fn rollback(services: &Services, lease: &Lease, steps: &[Step]) -> Vec<String> {
+    let created: Vec<Service> = steps
+        .iter()
+        .filter(|s| matches!(s.result, Ok(Outcome::Created)))
+        .map(|s| s.service)
+        .collect();
+    if created.is_empty() {
+        return Vec::new();
+    }
+    teardown(services, lease, Some(&created))
+        .await
+        .into_iter()
+        .filter_map(|s| s.result.err().map(|e| format!("{} ({e})", s.what)))
+        .collect()
+}
+
+/// The name of a service for the `leftover` list of a lease.
+pub fn leftover_name(service: Service) -> &'static str {
+    match service {
+        Service::Postgres => DATABASE,
+        Service::RabbitMq => VHOST,
+        Service::Redis => "redis",
+    }
+}
