@@ -12,10 +12,12 @@ use serde_json::json;
 use crate::exit_codes;
 use crate::lease_ops::MAIN_SLUG;
 use crate::output::{Format, Style, print_json, printable};
+use crate::services::{Services, runtime};
 use crate::session::{Session, content_hash};
 
 /// Diagnose: git, configuration, the registry, this repository's leases and worktrees, port
-/// conflicts. Exits 1 when something is broken.
+/// conflicts, and each configured service (reachable, privileges, Redis DB count). Exits 1
+/// when something is broken. `pwt gc` lists orphaned data.
 ///
 /// With --rebuild, rebuilds this repository's leases from the env files pwt wrote in its
 /// worktrees: for a registry that was lost, or that is corrupt (it is moved aside to
@@ -74,6 +76,7 @@ pub fn run(cwd: &Path, args: DoctorArgs) -> Result<i32> {
         findings.extend(rebuild(&session)?);
     }
     findings.extend(diagnose(&session));
+    findings.extend(check_services(&session)?);
     if args.format == Format::Json {
         let items: Vec<_> = findings
             .iter()
@@ -224,6 +227,72 @@ fn diagnose(session: &Session) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// Each configured service: reachable, privileges, capacity.
+fn check_services(session: &Session) -> Result<Vec<Finding>> {
+    let services = Services::new(session.config(), &session.project())?;
+    if !services.any() {
+        return Ok(vec![ok(
+            "no services configured ([postgres], [rabbitmq], [redis] in pwt.toml turn them on)",
+        )]);
+    }
+    let rt = runtime();
+    let mut out = Vec::new();
+    rt.block_on(async {
+        if let Some((pg, template)) = &services.postgres {
+            match pg.status().await {
+                Ok(s) => {
+                    let role = if s.superuser { "superuser" } else if s.createdb { "CREATEDB" } else { "no CREATEDB" };
+                    if s.superuser || s.createdb {
+                        out.push(ok(format!("PostgreSQL {} at {} as {} ({role})", s.version, pg.display_url(), s.user)));
+                    } else {
+                        out.push(fail(
+                            format!("PostgreSQL at {}: role {} may not create databases", pg.display_url(), s.user),
+                            format!("ALTER ROLE \"{}\" CREATEDB;", s.user),
+                        ));
+                    }
+                    if let Some(t) = template {
+                        out.push(ok(format!("new databases are cloned from {:?} (clone_from_main)", t.as_str())));
+                    }
+                }
+                Err(e) => out.push(fail(e.to_string(), "start PostgreSQL (`pwt infra up`, or your system's service), or fix postgres.url")),
+            }
+        }
+        if let Some(mq) = &services.rabbitmq {
+            match mq.status().await {
+                Ok(s) if s.can_manage_vhosts() => {
+                    out.push(ok(format!("RabbitMQ {} at {} as {} (administrator)", s.version, mq.display_url(), s.user)));
+                }
+                Ok(s) => out.push(fail(
+                    format!("RabbitMQ at {}: user {} may not manage vhosts (tags: {})", mq.display_url(), s.user, s.tags.join(", ")),
+                    format!("rabbitmqctl set_user_tags {} administrator", s.user),
+                )),
+                Err(e) => out.push(fail(
+                    e.to_string(),
+                    "start RabbitMQ and its management plugin (`rabbitmq-plugins enable rabbitmq_management`), or fix rabbitmq.url / management_url",
+                )),
+            }
+        }
+        if let Some((redis, mode, fallback)) = &services.redis {
+            match redis.status().await {
+                Ok(s) => {
+                    let dbs = s.databases.unwrap_or(*fallback);
+                    let counted = if s.databases.is_some() { "" } else { " (CONFIG GET not allowed: using redis.databases)" };
+                    if s.cluster && *mode == pwt_core::config::RedisMode::Db {
+                        out.push(fail(format!("Redis at {} is a cluster: DB 0 only", redis.display_url()), "set `redis.mode = \"prefix\"`"));
+                    } else {
+                        out.push(ok(format!("Redis {} at {}: {dbs} DBs{counted}, {} mode", s.version, redis.display_url(), match mode {
+                            pwt_core::config::RedisMode::Db => "db",
+                            pwt_core::config::RedisMode::Prefix => "prefix",
+                        })));
+                    }
+                }
+                Err(e) => out.push(fail(e.to_string(), "start Redis, or fix redis.url")),
+            }
+        }
+    });
+    Ok(out)
 }
 
 /// Rebuilds this repository's leases from env files that carry pwt's header.
