@@ -49,3 +49,17 @@ pub fn unique(tag: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Serializes tests that lease Redis DB indexes on the shared server, across test binaries
+/// (the DB indexes are a server-wide resource). Hold the guard for the whole test.
+pub fn redis_db_lock() -> std::fs::File {
+    let path = std::env::temp_dir().join("pwt-tests-redis-db.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .expect("open the Redis DB test lock");
+    f.lock().expect("lock the Redis DB test lock");
+    f
+}

@@ -283,7 +283,7 @@ async fn redis_prefix_cleanup_removes_only_its_own_keys() {
         Outcome::Absent
     );
     // Keys under a prefix without a marker: never claimed, never cleaned.
-    let foreign = RedisPrefix::parse(&format!("{neighbour}")).expect("prefix");
+    let foreign = RedisPrefix::parse(&neighbour).expect("prefix");
     assert!(matches!(
         r.claim_prefix(&foreign, &m).await,
         Err(ProvisionError::NotOurs { .. })
@@ -300,6 +300,7 @@ async fn redis_db_mode_flushes_only_marked_dbs() {
     if !service_up("Redis", 6379) {
         return;
     }
+    let _serial = pwt_tests::redis_db_lock();
     let r = Redis::new(REDIS_URL);
     let status = r.status().await.expect("status");
     let dbs = status.databases.expect("CONFIG GET databases works here");

@@ -134,6 +134,13 @@ pub struct Step {
     pub result: Result<Outcome, ProvisionError>,
 }
 
+/// The first failed step and its error.
+pub fn first_error(steps: &[Step]) -> Option<(&Step, &ProvisionError)> {
+    steps
+        .iter()
+        .find_map(|s| s.result.as_ref().err().map(|e| (s, e)))
+}
+
 /// Runs `fut` while printing, after a second, which steps are still running (every second).
 pub async fn with_progress<T>(labels: Vec<String>, quiet: bool, fut: impl Future<Output = T>) -> T {
     let start = Instant::now();

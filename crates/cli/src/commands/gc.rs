@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::exit_codes;
 use crate::output::{Format, Style, print_json, printable};
-use crate::services::{Services, lease_marker, provision, runtime, teardown};
+use crate::services::{Services, first_error, lease_marker, provision, runtime, teardown};
 use crate::session::{Session, changes};
 
 /// Find and clean up what was left behind in this repository: leases whose worktree was
@@ -305,13 +305,11 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
                     session.release(&l.repo, &l.branch)
                 }),
                 Action::Finish(l) => (|| {
-                    if let Some(rt) = &rt
-                        && let Some(s) = rt
-                            .block_on(provision(&services, l))
-                            .into_iter()
-                            .find(|s| s.result.is_err())
-                    {
-                        return Err(anyhow!("{}: {}", s.what, s.result.err().expect("an error")));
+                    if let Some(rt) = &rt {
+                        let steps = rt.block_on(provision(&services, l));
+                        if let Some((s, e)) = first_error(&steps) {
+                            return Err(anyhow!("{}: {e}", s.what));
+                        }
                     }
                     let env = session.lease_env(l)?;
                     let hashes =

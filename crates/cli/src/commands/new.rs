@@ -11,7 +11,7 @@ use pwt_core::BranchName;
 use crate::exit_codes;
 use crate::lease_ops::Mode;
 use crate::output::{Format, Style, note, print_json, printable};
-use crate::services::{Services, Step, provision, rollback, runtime, with_progress};
+use crate::services::{Services, Step, first_error, provision, rollback, runtime, with_progress};
 use crate::session::{Session, git, git_worktree};
 
 /// Create a worktree with its own environment: branch (if missing), `git worktree add`,
@@ -135,8 +135,7 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
     });
 
     let finish = || -> Result<_> {
-        if let Some(failed) = steps.iter().find(|s| s.result.is_err()) {
-            let e = failed.result.as_ref().err().expect("found an error");
+        if let Some((_, e)) = first_error(&steps) {
             bail!("{e}");
         }
         git_result.as_ref().map_err(|e| anyhow!("{e:#}"))?;

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use crate::exit_codes;
 use crate::lease_ops::Mode;
 use crate::output::{Format, Style, print_json};
-use crate::services::{Services, provision, rollback, runtime, with_progress};
+use crate::services::{Services, first_error, provision, rollback, runtime, with_progress};
 use crate::session::{Session, Target, run_hooks};
 
 /// Adopt an existing worktree (default: the current one) and set up its environment: what
@@ -75,13 +75,8 @@ pub fn run(cwd: &Path, args: UpArgs) -> Result<i32> {
             json,
             provision(&services, &lease),
         ));
-        if let Some(failed) = steps.iter().find(|s| s.result.is_err()) {
-            let e = failed
-                .result
-                .as_ref()
-                .err()
-                .expect("found an error")
-                .to_string();
+        if let Some((_, e)) = first_error(&steps) {
+            let e = e.to_string();
             let stuck = rt.block_on(rollback(&services, &lease, &steps));
             if fresh && stuck.is_empty() {
                 session.release(&lease.repo, &branch)?;

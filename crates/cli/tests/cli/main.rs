@@ -6,3 +6,4 @@ mod concurrency;
 mod config;
 mod lifecycle;
 mod names;
+mod services;

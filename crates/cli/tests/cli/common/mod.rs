@@ -168,3 +168,33 @@ pub fn dotenv(path: &Path) -> std::collections::BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// A pwt.toml with all three services on this machine's servers, names unique to `project`
+/// so parallel tests never share a database, vhost or prefix.
+pub fn services_toml(project: &str, redis_mode: &str) -> String {
+    format!(
+        r#"project = "{project}"
+[ports]
+range = [27000, 28999]
+[ports.services]
+frontend = {{ env = "FRONTEND_PORT", main = 3000 }}
+backend = {{ env = "BACKEND_PORT", main = 5000 }}
+[postgres]
+url = "{pg}"
+database = "{{{{ project }}}}_{{{{ slug | db_ident }}}}"
+main_database = "{project}_main"
+[rabbitmq]
+url = "{amqp}"
+management_url = "{mgmt}"
+vhost = "/{{{{ project }}}}/{{{{ slug }}}}"
+[redis]
+url = "{redis}"
+mode = "{redis_mode}"
+prefix = "{{{{ project }}}}:{{{{ slug }}}}:"
+"#,
+        pg = pwt_tests::POSTGRES_URL,
+        amqp = pwt_tests::AMQP_URL,
+        mgmt = pwt_tests::MANAGEMENT_URL,
+        redis = pwt_tests::REDIS_URL,
+    )
+}

@@ -1,0 +1,607 @@
+//! new / up / rm / gc with PostgreSQL, RabbitMQ and Redis on this machine: the seed
+//! workflow's isolation check, teardown, ownership, rollback, concurrency.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use redis::AsyncCommands as _;
+use serde_json::Value;
+use sqlx::{Connection as _, Executor as _};
+
+use crate::common::{Run, TestEnv, services_toml};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn up() -> bool {
+    pwt_tests::all_services_up()
+}
+
+fn env_of(t: &TestEnv, repo: &Path, branch: &str) -> Value {
+    t.pwt(repo, &["env", branch, "--format", "json"])
+        .ok()
+        .json()
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v[k].as_str()
+        .unwrap_or_else(|| panic!("{k} missing in {v}"))
+}
+
+async fn db_exists(name: &str) -> bool {
+    let mut c = sqlx::PgConnection::connect(pwt_tests::POSTGRES_URL)
+        .await
+        .expect("connect");
+    let row: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&mut c)
+        .await
+        .expect("q");
+    row.is_some()
+}
+
+async fn vhost_exists(name: &str) -> bool {
+    let url = format!(
+        "{}/api/vhosts/{}",
+        pwt_tests::MANAGEMENT_URL,
+        pwt_core::percent_encode(name)
+    );
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-u",
+            "guest:guest",
+            &url,
+        ])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout) == "200"
+}
+
+async fn redis_keys(pattern: &str) -> Vec<String> {
+    let c = redis::Client::open(pwt_tests::REDIS_URL).expect("client");
+    let mut c = c.get_multiplexed_async_connection().await.expect("conn");
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut c)
+        .await
+        .expect("keys");
+    keys.sort();
+    keys
+}
+
+async fn amqp_publish(url: &str, queue: &str, body: &[u8]) {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .expect("amqp connect");
+    let ch = conn.create_channel().await.expect("channel");
+    ch.queue_declare(
+        queue.into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
+    ch.basic_publish(
+        "".into(),
+        queue.into(),
+        BasicPublishOptions::default(),
+        body,
+        BasicProperties::default(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("confirm");
+    conn.close(200, "done".into()).await.expect("close");
+}
+
+/// Messages waiting in `queue` of the vhost at `url` (0 when the queue does not exist).
+async fn amqp_count(url: &str, queue: &str) -> u32 {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .expect("amqp connect");
+    let ch = conn.create_channel().await.expect("channel");
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let n = match ch
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+    {
+        Ok(q) => q.message_count(),
+        Err(_) => 0,
+    };
+    let _ = conn.close(200, "done".into()).await;
+    n
+}
+
+#[test]
+fn seed_isolation_check_and_teardown() {
+    if !up() {
+        return;
+    }
+    let t = TestEnv::new();
+    let project = pwt_tests::unique("iso");
+    let repo = t.repo("demo", Some(&services_toml(&project, "prefix")));
+    t.pwt(&repo, &["new", "feature-a"]).ok();
+    t.pwt(&repo, &["new", "feature-b"]).ok();
+    let a = env_of(&t, &repo, "feature-a");
+    let b = env_of(&t, &repo, "feature-b");
+    for k in ["DATABASE_NAME", "RABBITMQ_VHOST", "REDIS_KEY_PREFIX"] {
+        assert_ne!(a[k], b[k], "{k} shared");
+    }
+    rt().block_on(async {
+        // PostgreSQL: a table and a row through feature-a's DATABASE_URL are not in feature-b's.
+        let mut ca = sqlx::PgConnection::connect(s(&a, "DATABASE_URL"))
+            .await
+            .expect("a");
+        ca.execute(
+            "CREATE TABLE todos (title text); INSERT INTO todos VALUES ('Implement login flow')",
+        )
+        .await
+        .expect("write a");
+        let mut cb = sqlx::PgConnection::connect(s(&b, "DATABASE_URL"))
+            .await
+            .expect("b");
+        let in_b: Option<(String,)> = sqlx::query_as(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_name = 'todos'",
+        )
+        .fetch_optional(&mut cb)
+        .await
+        .expect("query b");
+        assert!(
+            in_b.is_none(),
+            "feature-a's table is visible in feature-b's database"
+        );
+        ca.close().await.expect("close");
+        cb.close().await.expect("close");
+        // RabbitMQ: a queue and a message in feature-a's vhost are not in feature-b's.
+        amqp_publish(s(&a, "RABBITMQ_URL"), "notifications", b"bell").await;
+        assert_eq!(amqp_count(s(&a, "RABBITMQ_URL"), "notifications").await, 1);
+        assert_eq!(amqp_count(s(&b, "RABBITMQ_URL"), "notifications").await, 0);
+        // Redis: keys under each prefix.
+        let c = redis::Client::open(s(&a, "REDIS_URL")).expect("client");
+        let mut c = c.get_multiplexed_async_connection().await.expect("conn");
+        for v in [&a, &b] {
+            let _: () = c
+                .set(format!("{}counter", s(v, "REDIS_KEY_PREFIX")), 1)
+                .await
+                .expect("set");
+        }
+    });
+
+    // Removing feature-b leaves feature-a's data alone.
+    let out = t.pwt(&repo, &["rm", "feature-b"]).ok().stdout;
+    assert!(out.contains("removed feature-b"), "{out}");
+    rt().block_on(async {
+        assert!(!db_exists(s(&b, "DATABASE_NAME")).await);
+        assert!(!vhost_exists(s(&b, "RABBITMQ_VHOST")).await);
+        assert_eq!(
+            redis_keys(&format!("{}*", s(&b, "REDIS_KEY_PREFIX"))).await,
+            Vec::<String>::new()
+        );
+        assert!(db_exists(s(&a, "DATABASE_NAME")).await);
+        assert!(vhost_exists(s(&a, "RABBITMQ_VHOST")).await);
+        assert_eq!(amqp_count(s(&a, "RABBITMQ_URL"), "notifications").await, 1);
+        let keys = redis_keys(&format!("{}*", s(&a, "REDIS_KEY_PREFIX"))).await;
+        assert!(
+            keys.contains(&format!("{}counter", s(&a, "REDIS_KEY_PREFIX"))),
+            "{keys:?}"
+        );
+    });
+    let again = t.pwt(&repo, &["rm", "feature-b"]).ok().stdout;
+    assert!(again.contains("nothing to do"), "{again}");
+
+    // An open session on the database does not block removal.
+    let session = rt().block_on(async {
+        let mut c = sqlx::PgConnection::connect(s(&a, "DATABASE_URL"))
+            .await
+            .expect("psql-like session");
+        c.execute("SELECT 1").await.expect("q");
+        c
+    });
+    t.pwt(&repo, &["rm", "feature-a"]).ok();
+    drop(session);
+    rt().block_on(async {
+        assert!(!db_exists(s(&a, "DATABASE_NAME")).await);
+        assert!(!vhost_exists(s(&a, "RABBITMQ_VHOST")).await);
+        assert_eq!(
+            redis_keys(&format!("{}*", s(&a, "REDIS_KEY_PREFIX"))).await,
+            Vec::<String>::new()
+        );
+    });
+    assert!(
+        t.registry()["leases"]
+            .as_array()
+            .expect("leases")
+            .is_empty()
+    );
+}
+
+#[test]
+fn unmarked_resources_with_pwts_names_are_neither_adopted_nor_dropped() {
+    if !up() {
+        return;
+    }
+    let t = TestEnv::new();
+    let project = pwt_tests::unique("own");
+    let repo = t.repo("demo", Some(&services_toml(&project, "prefix")));
+    let db = format!("{project}_taken");
+    rt().block_on(async {
+        let mut c = sqlx::PgConnection::connect(pwt_tests::POSTGRES_URL)
+            .await
+            .expect("connect");
+        c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
+            .await
+            .expect("create");
+    });
+    let err = t.pwt(&repo, &["new", "taken"]).fails(1).stderr;
+    assert!(
+        err.contains(&format!("database \"{db}\" already exists")) && err.contains("no pwt marker"),
+        "{err}"
+    );
+    assert!(err.contains("PostgreSQL at postgres://"), "{err}");
+    assert!(
+        t.registry()["leases"]
+            .as_array()
+            .expect("leases")
+            .is_empty()
+    );
+    assert!(!repo.parent().expect("parent").join("demo.taken").exists());
+    // Its vhost and prefix, created by this run, were rolled back.
+    rt().block_on(async {
+        assert!(db_exists(&db).await, "the foreign database was dropped");
+        assert!(!vhost_exists(&format!("/{project}/taken")).await);
+        assert_eq!(
+            redis_keys(&format!("{project}:taken:*")).await,
+            Vec::<String>::new()
+        );
+        let mut c = sqlx::PgConnection::connect(pwt_tests::POSTGRES_URL)
+            .await
+            .expect("connect");
+        c.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{db}\"")))
+            .await
+            .expect("cleanup");
+    });
+}
+
+#[test]
+fn rabbitmq_down_rolls_back_the_database_and_leaves_no_lease() {
+    if !up() {
+        return;
+    }
+    let t = TestEnv::new();
+    let project = pwt_tests::unique("down");
+    let toml =
+        services_toml(&project, "prefix").replace(pwt_tests::MANAGEMENT_URL, "http://127.0.0.1:1");
+    let repo = t.repo("demo", Some(&toml));
+    let err = t.pwt(&repo, &["new", "x"]).fails(1).stderr;
+    assert!(
+        err.contains("RabbitMQ at http://127.0.0.1:1/ is unreachable"),
+        "{err}"
+    );
+    assert!(err.contains("rolled back"), "{err}");
+    assert!(
+        t.registry()["leases"]
+            .as_array()
+            .expect("leases")
+            .is_empty()
+    );
+    assert!(!repo.parent().expect("parent").join("demo.x").exists());
+    assert!(
+        t.git(&repo, &["branch", "--list", "x"]).is_empty(),
+        "the new branch was left"
+    );
+    rt().block_on(async {
+        assert!(
+            !db_exists(&format!("{project}_x")).await,
+            "the database this run created is still there"
+        );
+        assert_eq!(
+            redis_keys(&format!("{project}:x:*")).await,
+            Vec::<String>::new()
+        );
+    });
+}
+
+#[test]
+fn teardown_with_a_service_down_leaves_removing_and_a_second_rm_finishes() {
+    if !up() {
+        return;
+    }
+    let t = TestEnv::new();
+    let project = pwt_tests::unique("half");
+    let toml = services_toml(&project, "prefix");
+    let repo = t.repo("demo", Some(&toml));
+    t.pwt(&repo, &["new", "x"]).ok();
+    let env = env_of(&t, &repo, "x");
+    // The broker "goes down": a user config layer points at a port where nothing answers.
+    let user = t.home().join(".config/pwt");
+    std::fs::create_dir_all(&user).expect("mkdir");
+    std::fs::write(
+        user.join("config.toml"),
+        "[rabbitmq]\nmanagement_url = \"http://127.0.0.1:1\"\n",
+    )
+    .expect("write");
+    let err = t.pwt(&repo, &["rm", "x"]).fails(1).stderr;
+    assert!(
+        err.contains("lease stays `removing`") && err.contains("vhost"),
+        "{err}"
+    );
+    let lease = &t.registry()["leases"][0];
+    assert_eq!(lease["state"], "removing");
+    assert_eq!(lease["leftover"], serde_json::json!(["vhost"]));
+    rt().block_on(async {
+        assert!(
+            !db_exists(s(&env, "DATABASE_NAME")).await,
+            "what could go did not go"
+        );
+        assert!(vhost_exists(s(&env, "RABBITMQ_VHOST")).await);
+    });
+    assert!(!repo.parent().expect("parent").join("demo.x").exists());
+    // The broker is back: the second rm finishes.
+    std::fs::remove_file(user.join("config.toml")).expect("rm");
+    t.pwt(&repo, &["rm", "x"]).ok();
+    rt().block_on(async { assert!(!vhost_exists(s(&env, "RABBITMQ_VHOST")).await) });
+    assert!(
+        t.registry()["leases"]
+            .as_array()
+            .expect("leases")
+            .is_empty()
+    );
+}
+
+fn spawn_new(t: &TestEnv, repo: &Path, branch: &str) -> Child {
+    t.cmd(repo, &["new", branch, "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
+#[test]
+fn twenty_at_once_get_distinct_resources() {
+    if !up() {
+        return;
+    }
+    let t = TestEnv::new();
+    let project = pwt_tests::unique("par");
+    let repo = t.repo("demo", Some(&services_toml(&project, "prefix")));
+    let children: Vec<Child> = (0..20)
+        .map(|i| spawn_new(&t, &repo, &format!("par-{i}")))
+        .collect();
+    let infos: Vec<Value> = children
+        .into_iter()
+        .map(|c| Run::from(c.wait_with_output().expect("wait")).ok().json())
+        .collect();
+    for key in ["database", "vhost", "redis_prefix"] {
+        let set: HashSet<String> = infos
+            .iter()
+            .map(|i| i[key].as_str().expect("name").to_owned())
+            .collect();
+        assert_eq!(set.len(), 20, "{key} not distinct");
+    }
+    rt().block_on(async {
+        for i in &infos {
+            assert!(db_exists(i["database"].as_str().expect("db")).await);
+            assert!(vhost_exists(i["vhost"].as_str().expect("vhost")).await);
+        }
+    });
+    let children: Vec<Child> = (0..20)
+        .map(|i| {
+            t.cmd(&repo, &["rm", &format!("par-{i}")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for c in children {
+        Run::from(c.wait_with_output().expect("wait")).ok();
+    }
+    rt().block_on(async {
+        for i in &infos {
+            assert!(!db_exists(i["database"].as_str().expect("db")).await);
+        }
+    });
+}
+
+#[test]
+fn redis_db_mode_leases_distinct_indexes_until_exhausted() {
+    if !up() {
+        return;
+    }
+    let _serial = pwt_tests::redis_db_lock();
+    let t = TestEnv::new();
+    let project = pwt_tests::unique("dbm");
+    let repo = t.repo("demo", Some(&services_toml(&project, "db")));
+    // Start from empty DBs 1..15 (other tests touching them hold the same lock).
+    rt().block_on(async {
+        for i in 1..16 {
+            let c = redis::Client::open(pwt_core::with_path(pwt_tests::REDIS_URL, &i.to_string()))
+                .expect("client");
+            let mut c = c.get_multiplexed_async_connection().await.expect("conn");
+            let _: () = redis::cmd("FLUSHDB")
+                .query_async(&mut c)
+                .await
+                .expect("flush");
+        }
+    });
+    let children: Vec<Child> = (0..15)
+        .map(|i| spawn_new(&t, &repo, &format!("db-{i}")))
+        .collect();
+    let infos: Vec<Value> = children
+        .into_iter()
+        .map(|c| Run::from(c.wait_with_output().expect("wait")).ok().json())
+        .collect();
+    let dbs: HashSet<u64> = infos
+        .iter()
+        .map(|i| i["redis_db"].as_u64().expect("db index"))
+        .collect();
+    assert_eq!(dbs, (1..16).collect::<HashSet<u64>>());
+    let env = env_of(&t, &repo, "db-3");
+    assert_eq!(
+        s(&env, "REDIS_URL"),
+        format!("{}/{}", pwt_tests::REDIS_URL, s(&env, "REDIS_DB"))
+    );
+    // The sixteenth: a clear error, nothing half-made.
+    let err = t.pwt(&repo, &["new", "db-15"]).fails(1).stderr;
+    assert!(
+        err.contains("all Redis DB indexes 1-15 are leased"),
+        "{err}"
+    );
+    assert_eq!(t.registry()["leases"].as_array().expect("leases").len(), 15);
+    assert!(!repo.parent().expect("parent").join("demo.db-15").exists());
+    rt().block_on(async { assert!(!db_exists(&format!("{project}_db_15")).await) });
+    for i in 0..15 {
+        t.pwt(&repo, &["rm", &format!("db-{i}")]).ok();
+    }
+}
+
+#[test]
+fn hostile_names_make_working_resources_one_database_each() {
+    if !up() {
+        return;
+    }
+    let t = TestEnv::new();
+    let project = pwt_tests::unique("host");
+    let repo = t.repo("demo", Some(&services_toml(&project, "prefix")));
+    let names = [
+        "feat/x\";DROP_DATABASE_prod;--",
+        "feat/$(touch${IFS}pwned)",
+        "feat/`id`",
+        "feat/x'y",
+        "FEAT/X",
+        "feat/x",
+        "🚀",
+        "postgres",
+        "template1",
+    ];
+    for n in names {
+        t.pwt(&repo, &["new", n]).ok();
+    }
+    let state = t.registry();
+    let leases = state["leases"].as_array().expect("leases");
+    rt().block_on(async {
+        let mut admin = sqlx::PgConnection::connect(pwt_tests::POSTGRES_URL).await.expect("connect");
+        let marked: Vec<(String,)> = sqlx::query_as("SELECT datname::text FROM pg_database WHERE datname LIKE $1 AND shobj_description(oid, 'pg_database') LIKE 'pwt:%'")
+            .bind(format!("{project}%"))
+            .fetch_all(&mut admin)
+            .await
+            .expect("q");
+        assert_eq!(marked.len(), names.len(), "{marked:?}");
+        for l in leases {
+            let branch = l["branch"].as_str().expect("branch");
+            let env = env_of(&t, &repo, branch);
+            let mut c = sqlx::PgConnection::connect(s(&env, "DATABASE_URL")).await.unwrap_or_else(|e| panic!("{branch}: {e}"));
+            c.execute("CREATE TABLE t (x int)").await.expect("usable");
+            c.close().await.expect("close");
+            amqp_publish(s(&env, "RABBITMQ_URL"), "q", b"x").await;
+        }
+        // The databases named postgres and template1 were never touched.
+        assert!(db_exists("postgres").await && db_exists("template1").await);
+    });
+    for d in [repo.clone(), repo.parent().expect("parent").to_owned()] {
+        assert!(!d.join("pwned").exists());
+    }
+    for n in names {
+        t.pwt(&repo, &["rm", n, "--force"]).ok();
+    }
+}
+
+#[test]
+fn gc_removes_orphans_of_this_repo_and_spares_kept_data() {
+    if !up() {
+        return;
+    }
+    let t = TestEnv::new();
+    let project = pwt_tests::unique("gc");
+    let repo = t.repo("demo", Some(&services_toml(&project, "prefix")));
+    t.pwt(&repo, &["new", "lost"]).ok();
+    t.pwt(&repo, &["new", "kept"]).ok();
+    let lost = env_of(&t, &repo, "lost");
+    let kept = env_of(&t, &repo, "kept");
+    rt().block_on(async {
+        let mut c = sqlx::PgConnection::connect(s(&kept, "DATABASE_URL"))
+            .await
+            .expect("c");
+        c.execute("CREATE TABLE todos (title text); INSERT INTO todos VALUES ('keep me')")
+            .await
+            .expect("write");
+        c.close().await.expect("close");
+    });
+    t.pwt(&repo, &["rm", "kept", "--keep-data"]).ok();
+    // "lost" loses its lease (a registry restored from an old backup, say).
+    let file = t.state_dir().join("registry.json");
+    let mut reg = t.registry();
+    reg["leases"]
+        .as_array_mut()
+        .expect("leases")
+        .retain(|l| l["branch"] != "lost");
+    std::fs::write(&file, serde_json::to_vec_pretty(&reg).expect("json")).expect("write");
+
+    let dry = t.pwt(&repo, &["gc", "--dry-run"]).ok().stdout;
+    assert!(
+        dry.contains(&format!(
+            "database \"{}\": pwt's, but no worktree owns it",
+            s(&lost, "DATABASE_NAME")
+        )),
+        "{dry}"
+    );
+    assert!(dry.contains("kept by `pwt rm --keep-data`"), "{dry}");
+    t.pwt(&repo, &["gc", "--yes"]).ok();
+    rt().block_on(async {
+        assert!(!db_exists(s(&lost, "DATABASE_NAME")).await);
+        assert!(!vhost_exists(s(&lost, "RABBITMQ_VHOST")).await);
+        assert_eq!(
+            redis_keys(&format!("{}*", s(&lost, "REDIS_KEY_PREFIX"))).await,
+            Vec::<String>::new()
+        );
+        assert!(
+            db_exists(s(&kept, "DATABASE_NAME")).await,
+            "gc dropped kept data"
+        );
+    });
+    // The worktree of "lost" is still on disk, unmanaged; pwt new of "kept" finds its data.
+    let _ = t.git(
+        &repo,
+        &[
+            "worktree",
+            "remove",
+            "--force",
+            &repo
+                .parent()
+                .expect("parent")
+                .join("demo.lost")
+                .display()
+                .to_string(),
+        ],
+    );
+    t.pwt(&repo, &["new", "kept"]).ok();
+    rt().block_on(async {
+        let mut c = sqlx::PgConnection::connect(s(&kept, "DATABASE_URL"))
+            .await
+            .expect("c");
+        let (title,): (String,) = sqlx::query_as("SELECT title FROM todos")
+            .fetch_one(&mut c)
+            .await
+            .expect("kept row");
+        assert_eq!(title, "keep me");
+    });
+    t.pwt(&repo, &["rm", "kept"]).ok();
+    rt().block_on(async { assert!(!db_exists(s(&kept, "DATABASE_NAME")).await) });
+}
