@@ -226,10 +226,179 @@ fn bench_list(pwt: &Path, worktrees: usize, rounds: usize) -> Result<()> {
     Ok(())
 }
 
+/// Runs `program` and returns its stdout, failing with its stderr.
+fn output(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `CREATE DATABASE` as the server sees it: psql's own `\timing`, without psql's start-up.
+fn create_database(name: &str) -> Result<Duration> {
+    let out = output(
+        "psql",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-X",
+            "-q",
+            "-c",
+            "\\timing on",
+            "-c",
+            &format!("CREATE DATABASE \"{name}\""),
+        ],
+    )?;
+    let ms: f64 = out
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Time: ")
+                .and_then(|t| t.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+        })
+        .context("psql printed no timing")?;
+    Ok(Duration::from_secs_f64(ms / 1000.0))
+}
+
+fn drop_database(name: &str) -> Result<()> {
+    output(
+        "psql",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-X",
+            "-q",
+            "-c",
+            &format!("DROP DATABASE IF EXISTS \"{name}\""),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The vhost PUT as curl times the request (`time_total`), without curl's start-up.
+fn put_vhost(name: &str, method: &str) -> Result<Duration> {
+    let url = format!("http://127.0.0.1:15672/api/vhosts/%2F{name}");
+    let out = output(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{time_total}",
+            "-u",
+            "guest:guest",
+            "-X",
+            method,
+            &url,
+        ],
+    )?;
+    let mut parts = out.split_whitespace();
+    let code = parts.next().unwrap_or_default();
+    if !code.starts_with('2') {
+        bail!("{method} {url} answered {code}");
+    }
+    let secs: f64 = parts
+        .next()
+        .and_then(|t| t.parse().ok())
+        .context("curl printed no timing")?;
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `pwt new` with PostgreSQL, RabbitMQ and Redis against the floors of the same run.
+fn bench_services(pwt: &Path, rounds: usize) -> Result<()> {
+    let sb = Sandbox::new(pwt.to_owned())?;
+    let project = format!("pwtbench{}", std::process::id());
+    let toml = format!(
+        r#"project = "{project}"
+[ports.services]
+frontend = {{ env = "FRONTEND_PORT", main = 3000 }}
+backend = {{ env = "BACKEND_PORT", main = 5000 }}
+[postgres]
+url = "postgres://postgres@127.0.0.1:5432/postgres"
+[rabbitmq]
+url = "amqp://guest:guest@127.0.0.1:5672"
+management_url = "http://127.0.0.1:15672"
+vhost = "/{{{{ project }}}}-{{{{ slug }}}}"
+[redis]
+url = "redis://127.0.0.1:6379"
+prefix = "{{{{ project }}}}:{{{{ slug }}}}:"
+"#
+    );
+    let repo = sb.repo("demo", 3000, &toml)?;
+    sb.git(
+        &repo,
+        &["worktree", "add", "-q", "-b", "warm-git", "../warm-git"],
+    )?;
+    sb.pwt(&repo, &["new", "warm-pwt"])?;
+    let (mut git, mut db, mut vh, mut pwt_t) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..rounds {
+        git.push(sb.git(
+            &repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                &format!("g{i}"),
+                &format!("../g{i}"),
+            ],
+        )?);
+        db.push(create_database(&format!("{project}_floor_{i}"))?);
+        vh.push(put_vhost(&format!("{project}-floor-{i}"), "PUT")?);
+        pwt_t.push(sb.pwt(&repo, &["new", &format!("s{i}")])?);
+    }
+    for i in 0..rounds {
+        drop_database(&format!("{project}_floor_{i}"))?;
+        put_vhost(&format!("{project}-floor-{i}"), "DELETE")?;
+        sb.pwt(&repo, &["rm", &format!("s{i}")])?;
+    }
+    sb.pwt(&repo, &["rm", "warm-pwt"])?;
+    let (g, d, v, p) = (stats(git), stats(db), stats(vh), stats(pwt_t));
+    let slowest = g.median.max(d.median).max(v.median);
+    let goal = slowest.mul_f64(1.2) + Duration::from_millis(50);
+    println!(
+        "\n`pwt new` with PostgreSQL + RabbitMQ + Redis vs its floors, repository of 3000 files, {rounds} rounds"
+    );
+    header();
+    row("git worktree add -b", &g, None, "");
+    row("CREATE DATABASE (server time)", &d, None, "");
+    row("PUT /api/vhosts (request time)", &v, None, "");
+    row(
+        "pwt new (all three + verify)",
+        &p,
+        None,
+        &format!("<= {} (1.2 x slowest + 50 ms)", ms(goal)),
+    );
+    println!(
+        "pwt new / slowest floor = {:.2}x; {} against the goal of {}",
+        p.median.as_secs_f64() / slowest.as_secs_f64(),
+        if p.median <= goal { "within" } else { "OVER" },
+        ms(goal)
+    );
+    Ok(())
+}
+
 pub fn run(args: &[String]) -> Result<()> {
     let which = args.first().map(String::as_str).unwrap_or("all");
-    if !matches!(which, "all" | "new" | "list") {
-        bail!("unknown benchmark {which:?}: use new, list, or nothing for all");
+    if !matches!(which, "all" | "new" | "list" | "services") {
+        bail!("unknown benchmark {which:?}: use new, list, services, or nothing for all");
     }
     let pwt = build_pwt()?;
     if matches!(which, "all" | "new") {
@@ -237,6 +406,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if matches!(which, "all" | "list") {
         bench_list(&pwt, 100, 30)?;
+    }
+    if matches!(which, "all" | "services") {
+        bench_services(&pwt, 10)?;
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `cargo xtask`: project automation for pwt.
 //!
-//! - `cargo xtask bench [new|list]`: benchmarks that print ratios against a baseline
+//! - `cargo xtask bench [new|list|services]`: benchmarks that print ratios against a baseline
 //!   measured in the same run. Not tests: they assert nothing about time.
 
 mod bench;
@@ -11,6 +11,6 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench") => bench::run(&args[1..]),
-        _ => bail!("usage: cargo xtask bench [new|list]"),
+        _ => bail!("usage: cargo xtask bench [new|list|services]"),
     }
 }

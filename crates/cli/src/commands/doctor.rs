@@ -292,6 +292,25 @@ fn check_services(session: &Session) -> Result<Vec<Finding>> {
             }
         }
     });
+    if out.iter().all(|f| f.level == Level::Ok) {
+        let mut problems = Vec::new();
+        let found = crate::commands::gc::orphans(session, &services, &rt, &mut problems);
+        let orphans: Vec<_> = found
+            .iter()
+            .filter(|a| !matches!(a, crate::commands::gc::Action::Orphan { kept: true, .. }))
+            .collect();
+        if orphans.is_empty() {
+            out.push(ok(
+                "no orphaned databases, vhosts or Redis data of this repository",
+            ));
+        } else {
+            let list: Vec<String> = orphans.iter().map(|a| a.describe()).collect();
+            out.push(warn(
+                format!("{} orphaned: {}", orphans.len(), list.join("; ")),
+                "`pwt gc` lists them, `pwt gc --yes` removes them",
+            ));
+        }
+    }
     Ok(out)
 }
 

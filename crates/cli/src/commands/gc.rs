@@ -39,7 +39,7 @@ pub struct GcArgs {
     pub format: Format,
 }
 
-enum Action {
+pub(crate) enum Action {
     /// The worktree is gone: remove its data, release the lease.
     Release(Lease),
     /// Set-up was interrupted: finish it (provision, env files, ready).
@@ -56,7 +56,7 @@ enum Action {
 }
 
 impl Action {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Self::Release(l) => format!(
                 "{}: worktree gone ({}): remove its data and lease",
@@ -108,7 +108,7 @@ fn classify(lease: &Lease) -> Option<Action> {
 }
 
 /// Marked resources of this repository that no lease owns.
-fn orphans(
+pub(crate) fn orphans(
     session: &Session,
     services: &Services,
     rt: &tokio::runtime::Runtime,

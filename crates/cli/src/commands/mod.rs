@@ -10,7 +10,7 @@ mod completions;
 mod config;
 mod doctor;
 mod env;
-mod gc;
+pub(crate) mod gc;
 mod init;
 mod list;
 mod new;
