@@ -1,0 +1,120 @@
+//! The proxy's own HTML pages. Everything interpolated is escaped; pages are sent with
+//! `Content-Security-Policy: default-src 'none'` and `Cache-Control: no-store`.
+
+use std::fmt::Write as _;
+
+use crate::route::{RouteTable, Target};
+
+/// HTML-escapes `s` for text and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · pwt</title>\
+         <style>body{{font:15px system-ui,sans-serif;margin:2em;max-width:60em}}td,th{{padding:.2em 1em .2em 0;text-align:left}}\
+         code{{background:#eee;padding:0 .2em}}</style></head>\n<body><h1>{t}</h1>\n{body}</body></html>\n",
+        t = escape(title)
+    )
+}
+
+fn worktree_list(table: &RouteTable, proxy_port: u16, listening: &dyn Fn(u16) -> bool) -> String {
+    let mut rows = String::new();
+    let all = table.main.iter().chain(table.worktrees.values());
+    for t in all {
+        let url = if t.slug == "main" {
+            format!("http://localhost:{proxy_port}/")
+        } else {
+            format!("http://{}.localhost:{proxy_port}/", t.slug)
+        };
+        let state = if listening(t.port) {
+            "● listening"
+        } else {
+            "○ not listening"
+        };
+        let _ = write!(
+            rows,
+            "<tr><td><a href=\"{u}\">{s}</a></td><td>{b}</td><td><a href=\"http://localhost:{p}/\">localhost:{p}</a></td><td>{state}</td></tr>\n",
+            u = escape(&url),
+            s = escape(&t.slug),
+            b = escape(&t.branch),
+            p = t.port,
+        );
+    }
+    if rows.is_empty() {
+        return "<p>No worktrees are registered. <code>pwt new BRANCH</code> makes one.</p>\n"
+            .into();
+    }
+    format!(
+        "<table><tr><th>worktree</th><th>branch</th><th>direct</th><th>state</th></tr>\n{rows}</table>\n"
+    )
+}
+
+/// `/_pwt`: every worktree, its links, listening or not.
+pub fn status(table: &RouteTable, proxy_port: u16, listening: &dyn Fn(u16) -> bool) -> String {
+    let body = format!(
+        "{}<p>OAuth redirect URI: <code>http://localhost:{proxy_port}{}</code>; state <code>&lt;slug&gt;~&lt;random&gt;</code> (<code>pwt state</code>).</p>\n",
+        worktree_list(table, proxy_port, listening),
+        escape(&table.callback)
+    );
+    page("Worktrees", &body)
+}
+
+/// An OAuth callback that cannot be routed.
+pub fn reject(
+    reason: &str,
+    table: &RouteTable,
+    proxy_port: u16,
+    listening: &dyn Fn(u16) -> bool,
+) -> String {
+    let body = format!(
+        "<p>This OAuth callback cannot be sent to a worktree: {}.</p>\n<p>The <code>state</code> must start with a worktree's slug followed by <code>~</code> (<code>pwt state BRANCH</code> prints one). Known worktrees:</p>\n{}",
+        escape(reason),
+        worktree_list(table, proxy_port, listening)
+    );
+    page("Unroutable OAuth callback", &body)
+}
+
+/// The worktree's server is not listening.
+pub fn bad_gateway(target: &Target) -> String {
+    let body = format!(
+        "<p>Worktree <b>{}</b> (branch <code>{}</code>) has nothing listening on port {}.</p>\n<p>Start its server there, e.g. <code>pwt run {} -- npm run dev</code>.</p>\n",
+        escape(&target.slug),
+        escape(&target.branch),
+        target.port,
+        escape(&target.branch)
+    );
+    page("Worktree not running", &body)
+}
+
+/// Nothing matched and the main worktree has no port.
+pub fn no_route(table: &RouteTable, proxy_port: u16, listening: &dyn Fn(u16) -> bool) -> String {
+    let body = format!(
+        "<p>No worktree matches this request, and the main worktree has no port for the proxy route (set <code>main = PORT</code> on that service in pwt.toml).</p>\n{}",
+        worktree_list(table, proxy_port, listening)
+    );
+    page("No route", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escapes_everything_dangerous() {
+        assert_eq!(
+            super::escape("<script>\"'&"),
+            "&lt;script&gt;&quot;&#39;&amp;"
+        );
+    }
+}
