@@ -253,8 +253,7 @@ impl Proxy {
             let _ = stream.set_nodelay(true);
             let proxy = self.clone();
             let header_timeout = self.options.header_read_timeout;
-            // hyper's floor for the read buffer is 8 KiB.
-            let max_buf = self.options.max_header_bytes.max(8192);
+            let max_head = self.options.max_header_bytes;
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let proxy = proxy.clone();
@@ -264,7 +263,7 @@ impl Proxy {
                 builder
                     .timer(TokioTimer::new())
                     .header_read_timeout(header_timeout)
-                    .max_buf_size(max_buf);
+                    .max_header_size(max_head);
                 let _ = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .with_upgrades()

@@ -14,8 +14,10 @@ pub(crate) mod gc;
 mod init;
 mod list;
 mod new;
+mod proxy;
 mod rm;
 mod run;
+mod state;
 mod up;
 mod url;
 
@@ -28,9 +30,11 @@ pub enum Command {
     Env(env::EnvArgs),
     Run(run::RunArgs),
     Url(url::UrlArgs),
+    State(state::StateArgs),
     Rm(rm::RmArgs),
     Gc(gc::GcArgs),
     Doctor(doctor::DoctorArgs),
+    Proxy(proxy::ProxyArgs),
     Config(config::ConfigArgs),
     Init(init::InitArgs),
     Completions(completions::CompletionsArgs),
@@ -50,9 +54,11 @@ pub fn run(dir: Option<PathBuf>, command: Command) -> Result<i32> {
         Command::Env(a) => env::run(&cwd, a),
         Command::Run(a) => run::run(&cwd, a),
         Command::Url(a) => url::run(&cwd, a),
+        Command::State(a) => state::run(&cwd, a),
         Command::Rm(a) => rm::run(&cwd, a),
         Command::Gc(a) => gc::run(&cwd, a),
         Command::Doctor(a) => doctor::run(&cwd, a),
+        Command::Proxy(a) => proxy::run(&cwd, a),
         Command::Config(a) => config::run(&cwd, a),
         Command::Init(a) => init::run(&cwd, a),
         Command::Completions(a) => completions::run(a),

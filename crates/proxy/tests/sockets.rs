@@ -1,0 +1,547 @@
+//! The proxy on real sockets: routing, OAuth callbacks, hop-by-hop hygiene, spoofed
+//! forwarding headers, request framing, slow and oversized clients, upstream down, port
+//! taken, WebSocket upgrades.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use pwt_proxy::{Proxy, ProxyOptions, RouteTable, Target, bind_loopback};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+/// What an upstream saw.
+#[derive(Clone, Debug)]
+struct Seen {
+    path: String,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// A worktree's dev server: answers `<name> <path>`, echoes POST bodies, upgrades
+/// WebSockets to an echo, and records every request.
+struct Upstream {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    count: Arc<AtomicUsize>,
+}
+
+async fn upstream(name: &'static str) -> Upstream {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let (s2, c2) = (seen.clone(), count.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (seen, count) = (s2.clone(), c2.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                    let (seen, count) = (seen.clone(), count.clone());
+                    async move {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let headers = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_owned()))
+                            .collect::<BTreeMap<_, _>>();
+                        let path = req.uri().to_string();
+                        if headers.get("upgrade").map(String::as_str) == Some("websocket") {
+                            let key = headers
+                                .get("sec-websocket-key")
+                                .cloned()
+                                .unwrap_or_default();
+                            let on = hyper::upgrade::on(&mut req);
+                            tokio::spawn(async move {
+                                let Ok(io) = on.await else { return };
+                                let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                                    TokioIo::new(io),
+                                    tokio_tungstenite::tungstenite::protocol::Role::Server,
+                                    None,
+                                )
+                                .await;
+                                while let Some(Ok(m)) = ws.next().await {
+                                    if m.is_close() {
+                                        break;
+                                    }
+                                    if ws.send(m).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                let _ = ws.close(None).await;
+                            });
+                            let accept =
+                                tokio_tungstenite::tungstenite::handshake::derive_accept_key(
+                                    key.as_bytes(),
+                                );
+                            let resp = Response::builder()
+                                .status(101)
+                                .header("connection", "upgrade")
+                                .header("upgrade", "websocket")
+                                .header("sec-websocket-accept", accept)
+                                .body(Full::new(Bytes::new()))
+                                .expect("response");
+                            seen.lock().expect("lock").push(Seen {
+                                path,
+                                headers,
+                                body: vec![],
+                            });
+                            return Ok::<_, hyper::Error>(resp);
+                        }
+                        let body = req.into_body().collect().await?.to_bytes().to_vec();
+                        seen.lock().expect("lock").push(Seen {
+                            path: path.clone(),
+                            headers,
+                            body: body.clone(),
+                        });
+                        let mut text = format!("{name} {path}").into_bytes();
+                        if !body.is_empty() {
+                            text.extend_from_slice(b" body=");
+                            text.extend_from_slice(&body);
+                        }
+                        Ok(Response::builder()
+                            .header("connection", "keep-alive, x-upstream-private")
+                            .header("x-upstream-private", "1")
+                            .header("keep-alive", "timeout=5")
+                            .body(Full::new(Bytes::from(text)))
+                            .expect("response"))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    Upstream { port, seen, count }
+}
+
+fn target(slug: &str, port: u16) -> Target {
+    Target {
+        slug: slug.into(),
+        branch: format!("feature/{slug}"),
+        port,
+    }
+}
+
+/// A proxy on an ephemeral loopback port with `table`.
+async fn start(table: RouteTable, options: ProxyOptions) -> (u16, Arc<Proxy>) {
+    let listeners = bind_loopback(0).expect("bind");
+    let port = listeners[0].local_addr().expect("addr").port();
+    let proxy = Proxy::new(
+        table,
+        ProxyOptions {
+            public_port: port,
+            ..options
+        },
+    );
+    for l in listeners {
+        tokio::spawn(proxy.clone().serve(l));
+    }
+    (port, proxy)
+}
+
+fn table(worktrees: &[(&str, u16)], main: Option<u16>) -> RouteTable {
+    RouteTable {
+        worktrees: worktrees
+            .iter()
+            .map(|(s, p)| (s.to_string(), target(s, *p)))
+            .collect(),
+        main: main.map(|p| target("main", p)),
+        callback: "/auth/callback".into(),
+    }
+}
+
+/// Sends raw bytes, returns everything read until the server closes or `wait` passes.
+async fn raw(port: u16, bytes: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+        .await
+        .expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn get(port: u16, host: &str, path: &str) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    raw(port, req.as_bytes(), Duration::from_secs(5)).await
+}
+
+fn header<'a>(resp: &'a str, name: &str) -> Option<&'a str> {
+    let head = resp.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test]
+async fn routes_each_worktree_and_the_main_one() {
+    let (a, b, m) = (
+        upstream("a").await,
+        upstream("b").await,
+        upstream("main").await,
+    );
+    let (port, proxy) = start(
+        table(&[("feat-a", a.port), ("feat-b", b.port)], Some(m.port)),
+        ProxyOptions::default(),
+    )
+    .await;
+    assert!(
+        get(port, &format!("feat-a.localhost:{port}"), "/x")
+            .await
+            .ends_with("a /x")
+    );
+    assert!(
+        get(port, &format!("feat-b.localhost:{port}"), "/")
+            .await
+            .ends_with("b /")
+    );
+    assert!(
+        get(port, "localhost", "/feat-b/assets/app.js")
+            .await
+            .ends_with("b /feat-b/assets/app.js")
+    );
+    assert!(
+        get(port, "localhost", "/other")
+            .await
+            .ends_with("main /other")
+    );
+    // Live: a new table routes a new worktree at once, a removed one falls back to main.
+    let c = upstream("c").await;
+    proxy.set_table(table(
+        &[("feat-a", a.port), ("feat-c", c.port)],
+        Some(m.port),
+    ));
+    assert!(get(port, "feat-c.localhost", "/").await.ends_with("c /"));
+    assert!(get(port, "feat-b.localhost", "/").await.ends_with("main /"));
+    // Both loopback families listen.
+    let mut s = TcpStream::connect(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port))).await;
+    if let Ok(s) = s.as_mut() {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: feat-a.localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        assert!(out.ends_with("a /"), "{out}");
+    }
+    let status = get(port, "localhost", "/_pwt").await;
+    assert!(
+        status.contains("feat-a") && status.contains(&format!("http://feat-a.localhost:{port}/")),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn oauth_callback_goes_only_to_registered_worktrees() {
+    let a = upstream("a").await;
+    let (port, _p) = start(
+        table(&[("feat-x", a.port), ("down", 1)], None),
+        ProxyOptions::default(),
+    )
+    .await;
+    let q = "code=abc%2B%2F&state=feat-x~R&iss=https%3A%2F%2Fidp.example";
+    let r = get(port, "localhost", &format!("/auth/callback?{q}")).await;
+    assert!(r.starts_with("HTTP/1.1 302"), "{r}");
+    assert_eq!(
+        header(&r, "location"),
+        Some(format!("http://localhost:{}/auth/callback?{q}", a.port).as_str())
+    );
+    // form_post: 307 so the browser re-posts the body.
+    let post = format!(
+        "POST /auth/callback?state=feat-x~R HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8\r\nConnection: close\r\n\r\ncode=abc"
+    );
+    let r = raw(port, post.as_bytes(), Duration::from_secs(5)).await;
+    assert!(r.starts_with("HTTP/1.1 307"), "{r}");
+    for bad in [
+        "",
+        "?code=1",
+        "?state=",
+        "?state=feat-x~a&state=feat-x~b",
+        "?state=feat-x@evil.com~R",
+        "?state=//evil.com~R",
+        "?state=http:%2F%2Fevil.com~R",
+        "?state=feat-x%0d%0aSet-Cookie:a=b~R",
+        "?state=..%2F..~R",
+        "?state=%3Cscript%3Ealert(1)%3C/script%3E",
+    ] {
+        let r = get(port, "evil.com", &format!("/auth/callback{bad}")).await;
+        assert!(r.starts_with("HTTP/1.1 400"), "{bad}: {r}");
+        assert_eq!(header(&r, "location"), None, "{bad}");
+        assert_eq!(
+            header(&r, "content-security-policy").map(|v| v.starts_with("default-src 'none'")),
+            Some(true)
+        );
+        assert_eq!(header(&r, "cache-control"), Some("no-store"));
+        assert!(!r.contains("<script>"), "{bad}: unescaped");
+        assert!(
+            !r.to_ascii_lowercase().contains("set-cookie:a=b\r"),
+            "{bad}"
+        );
+    }
+    // A registered worktree whose server is down: a 502 page, not a redirect.
+    let r = get(port, "localhost", "/auth/callback?code=1&state=down~R").await;
+    assert!(
+        r.starts_with("HTTP/1.1 502") && header(&r, "location").is_none(),
+        "{r}"
+    );
+    assert!(r.contains("port 1"), "{r}");
+}
+
+#[tokio::test]
+async fn logs_never_hold_the_code() {
+    let a = upstream("a").await;
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l2 = lines.clone();
+    let options = ProxyOptions {
+        log: Some(Arc::new(move |l| {
+            l2.lock().expect("lock").push(format!("{l:?}"))
+        })),
+        ..ProxyOptions::default()
+    };
+    let (port, _p) = start(table(&[("feat-x", a.port)], Some(a.port)), options).await;
+    get(
+        port,
+        "localhost",
+        "/auth/callback?code=SECRETCODE&state=feat-x~R",
+    )
+    .await;
+    get(
+        port,
+        "localhost",
+        "/auth/callback?code=SECRETCODE&state=nope~R",
+    )
+    .await;
+    get(port, "localhost", "/page?code=SECRETCODE").await;
+    let lines = lines.lock().expect("lock");
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| !l.contains("SECRETCODE")), "{lines:?}");
+}
+
+#[tokio::test]
+async fn hop_by_hop_and_forwarding_headers() {
+    let a = upstream("a").await;
+    let (port, _p) = start(table(&[("feat-a", a.port)], None), ProxyOptions::default()).await;
+    let req = "GET /h HTTP/1.1\r\nHost: feat-a.localhost\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=9\r\nProxy-Authorization: Basic eA==\r\nTE: trailers\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil.com\r\nX-Forwarded-Proto: https\r\nForwarded: for=6.6.6.6\r\nX-Kept: yes\r\n\r\n";
+    let resp = raw(port, req.as_bytes(), Duration::from_secs(5)).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let seen = a.seen.lock().expect("lock")[0].clone();
+    for gone in [
+        "x-secret",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "forwarded",
+    ] {
+        assert!(
+            !seen.headers.contains_key(gone),
+            "{gone} reached the upstream: {:?}",
+            seen.headers
+        );
+    }
+    assert_eq!(seen.headers["x-kept"], "yes");
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-host"], "feat-a.localhost");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(seen.headers["host"], "feat-a.localhost");
+    // The upstream's own hop-by-hop headers do not reach the client either.
+    assert_eq!(header(&resp, "x-upstream-private"), None, "{resp}");
+    assert_eq!(header(&resp, "keep-alive"), None, "{resp}");
+}
+
+#[tokio::test]
+async fn ambiguous_framing_never_makes_two_upstream_requests() {
+    let a = upstream("a").await;
+    let (port, _p) = start(table(&[], Some(a.port)), ProxyOptions::default()).await;
+    let attacks: [&[u8]; 4] = [
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcdGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    ];
+    for attack in attacks {
+        let before = a.count.load(Ordering::SeqCst);
+        let resp = raw(port, attack, Duration::from_secs(3)).await;
+        let after = a.count.load(Ordering::SeqCst);
+        assert!(
+            after - before <= 1,
+            "one client request became {} upstream requests: {resp}",
+            after - before
+        );
+        assert!(
+            a.seen
+                .lock()
+                .expect("lock")
+                .iter()
+                .all(|s| s.path != "/smuggled"),
+            "smuggled: {resp}"
+        );
+        assert!(!resp.contains("/smuggled"), "{resp}");
+    }
+}
+
+#[tokio::test]
+async fn slow_clients_time_out_without_hurting_others_and_huge_heads_get_431() {
+    let a = upstream("a").await;
+    let options = ProxyOptions {
+        header_read_timeout: Duration::from_millis(500),
+        ..ProxyOptions::default()
+    };
+    let (port, _p) = start(table(&[], Some(a.port)), options).await;
+    // Slowloris: a head that never ends.
+    let mut slow = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+        .await
+        .expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-1: a\r\n")
+        .await
+        .expect("write");
+    // Others are served meanwhile.
+    for _ in 0..5 {
+        assert!(get(port, "localhost", "/ok").await.ends_with("a /ok"));
+    }
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let _ = slow.write_all(b"X-2: b\r\n").await;
+            let mut chunk = [0u8; 512];
+            match tokio::time::timeout(Duration::from_millis(200), slow.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        closed,
+        Ok(true),
+        "the slow client was never cut off: {}",
+        String::from_utf8_lossy(&buf)
+    );
+    // A head over the limit.
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let resp = raw(port, big.as_bytes(), Duration::from_secs(5)).await;
+    assert!(
+        resp.starts_with("HTTP/1.1 431"),
+        "{}",
+        &resp[..resp.len().min(200)]
+    );
+}
+
+#[tokio::test]
+async fn upstream_down_is_a_502_page_naming_the_worktree() {
+    let dead = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let dead_port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let (port, _p) = start(table(&[("gone", dead_port)], None), ProxyOptions::default()).await;
+    let r = get(port, "gone.localhost", "/").await;
+    assert!(r.starts_with("HTTP/1.1 502"), "{r}");
+    assert!(
+        r.contains("gone") && r.contains(&format!("port {dead_port}")),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn refuses_to_start_when_the_port_is_taken_on_either_family() {
+    let v4 = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let p = v4.local_addr().expect("addr").port();
+    let err = bind_loopback(p).expect_err("taken").to_string();
+    assert!(err.contains(&format!("127.0.0.1:{p}")), "{err}");
+    if let Ok(v6) = std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)) {
+        let p = v6.local_addr().expect("addr").port();
+        if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok() {
+            let err = bind_loopback(p).expect_err("taken").to_string();
+            assert!(err.contains(&format!("[::1]:{p}")), "{err}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn streams_large_bodies_both_ways() {
+    let a = upstream("a").await;
+    let (port, _p) = start(table(&[], Some(a.port)), ProxyOptions::default()).await;
+    let body = vec![b'z'; 3 * 1024 * 1024];
+    let mut req = format!(
+        "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    let resp = raw(port, &req, Duration::from_secs(10)).await;
+    assert!(
+        resp.starts_with("HTTP/1.1 200"),
+        "{}",
+        &resp[..200.min(resp.len())]
+    );
+    assert_eq!(a.seen.lock().expect("lock")[0].body.len(), body.len());
+    assert!(
+        resp.len() > body.len(),
+        "the echoed body did not come back whole"
+    );
+}
+
+#[tokio::test]
+async fn websocket_upgrade_passes_a_mebibyte_both_ways_and_closes_cleanly() {
+    let a = upstream("a").await;
+    let (port, _p) = start(table(&[("feat-a", a.port)], None), ProxyOptions::default()).await;
+    let url = format!("ws://127.0.0.1:{port}/__vite_hmr");
+    let request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        url.as_str(),
+    )
+    .expect("request");
+    let mut request = request;
+    request.headers_mut().insert(
+        "host",
+        format!("feat-a.localhost:{port}").parse().expect("host"),
+    );
+    let (mut ws, resp) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("handshake through the proxy");
+    assert_eq!(resp.status(), 101);
+    let big: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    ws.send(Message::binary(big.clone())).await.expect("send");
+    let echoed = ws.next().await.expect("a message").expect("ok");
+    assert_eq!(echoed.into_data().to_vec(), big);
+    ws.send(Message::text("hmr:update"))
+        .await
+        .expect("send text");
+    assert_eq!(
+        ws.next().await.expect("msg").expect("ok"),
+        Message::text("hmr:update")
+    );
+    ws.close(None).await.expect("close");
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(m) = ws.next().await {
+            match m {
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the close never came back through the proxy");
+    assert_eq!(
+        a.seen.lock().expect("lock")[0].headers["upgrade"],
+        "websocket"
+    );
+}
