@@ -28,25 +28,24 @@ pub fn caddyfile(table: &RouteTable, port: u16) -> String {
     let _ = writeln!(out, "\tbind 127.0.0.1 [::1]\n");
     let _ = writeln!(out, "\troute {{");
 
-    // Status page.
-    let mut listing = String::from("Worktrees (pwt):\n");
-    for t in table.main.iter().chain(table.worktrees.values()) {
-        let _ = writeln!(
-            listing,
-            "  {} ({}) -> localhost:{}",
-            t.slug,
-            t.branch.replace(['"', '\\', '\n'], "_"),
-            t.port
-        );
-    }
+    // Status page (Caddy 2.6 has no heredocs: one line).
+    let listing: Vec<String> = table
+        .main
+        .iter()
+        .chain(table.worktrees.values())
+        .map(|t| format!("{} -> localhost:{}", t.slug, t.port))
+        .collect();
     let _ = writeln!(
         out,
-        "\t\thandle /_pwt /_pwt/* {{\n\t\t\trespond <<TEXT\n{listing}\t\t\t\tTEXT 200\n\t\t}}\n"
+        "\t\t@pwt_status path /_pwt /_pwt/*\n\t\thandle @pwt_status {{\n\t\t\trespond \"pwt worktrees: {}\" 200\n\t\t}}\n",
+        listing.join("; ")
     );
 
     // OAuth callback, routed by the state's slug; one state only.
     let cb = &table.callback;
-    let _ = writeln!(out, "\t\thandle {cb} {{");
+    // `route` keeps the order as written (Caddy would otherwise run every redir before
+    // any respond).
+    let _ = writeln!(out, "\t\thandle {cb} {{\n\t\t\troute {{");
     let _ = writeln!(
         out,
         "\t\t\t@dup_state expression `{{http.request.uri.query}}.matches(\"(^|&)state=([^&]*&)+state=\")`"
@@ -81,7 +80,7 @@ pub fn caddyfile(table: &RouteTable, port: u16) -> String {
         out,
         "\t\t\trespond \"unroutable OAuth callback: unknown or missing state\" 400"
     );
-    let _ = writeln!(out, "\t\t}}\n");
+    let _ = writeln!(out, "\t\t\t}}\n\t\t}}\n");
 
     // <slug>.localhost, then /<slug>/…
     for t in table.worktrees.values() {

@@ -6,4 +6,5 @@ mod concurrency;
 mod config;
 mod lifecycle;
 mod names;
+mod proxy;
 mod services;

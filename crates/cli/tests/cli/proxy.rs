@@ -1,0 +1,447 @@
+//! `pwt proxy` as a user runs it: live routes from the registry, the OAuth callback, `pwt
+//! state`, the Caddyfile checked against a real Caddy, and a real browser.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::TestEnv;
+
+/// A dev server on `port` answering `<name> <target>` (the target with its query), or, for
+/// `/`, a page that starts an OAuth login through the proxy's callback.
+fn upstream(
+    name: &'static str,
+    port: u16,
+    proxy_port: std::sync::Arc<std::sync::atomic::AtomicU16>,
+) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("upstream bind");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let proxy_port = proxy_port.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(s.try_clone().expect("clone"));
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    return;
+                }
+                let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                let _ = reader.read_exact(&mut body);
+                let (ctype, text) = if target == "/login" {
+                    let p = proxy_port.load(std::sync::atomic::Ordering::SeqCst);
+                    let state = format!("{name}~0123456789abcdef");
+                    (
+                        "text/html",
+                        format!(
+                            "<html><body>login page of {name}<script>location.href='http://localhost:{p}/auth/callback?code=c0de%2B%2F&state={state}'</script></body></html>"
+                        ),
+                    )
+                } else if target.starts_with("/auth/callback") {
+                    (
+                        "text/html",
+                        format!("<html><body><p id=r>{name} got {target}</p></body></html>"),
+                    )
+                } else {
+                    ("text/plain", format!("{name} {target}"))
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            });
+        }
+    });
+}
+
+struct Response {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+fn request(port: u16, method: &str, host: &str, target: &str) -> Response {
+    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(s, "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let location = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("location")
+            .then(|| v.trim().to_owned())
+    });
+    Response {
+        status,
+        location,
+        body: body.to_owned(),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_proxy(t: &TestEnv, repo: &Path) -> (Running, u16) {
+    let mut child = t
+        .cmd(repo, &["proxy", "--listen", "127.0.0.1:0", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn proxy");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port line");
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("proxy printed {line:?}"));
+    (Running(child), port)
+}
+
+/// Each test its own range: tests have separate registries, so only ranges keep their
+/// servers apart.
+fn toml(main: u16, range: (u16, u16)) -> String {
+    format!(
+        "[ports]\nrange = [{}, {}]\n[ports.services]\nfrontend = {{ env = \"FRONTEND_PORT\", main = {main} }}\nbackend = {{ env = \"BACKEND_PORT\", main = 5000 }}\n",
+        range.0, range.1
+    )
+}
+
+fn frontend(t: &TestEnv, repo: &Path, branch: &str) -> u16 {
+    let v = t
+        .pwt(repo, &["new", branch, "--format", "json"])
+        .ok()
+        .json();
+    v["ports"]["frontend"]["port"].as_u64().expect("port") as u16
+}
+
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} never happened");
+}
+
+#[test]
+fn proxy_routes_worktrees_live_and_callbacks_by_state() {
+    let t = TestEnv::new();
+    let main = free_port();
+    let repo = t.repo("demo", Some(&toml(main, (29000, 29399))));
+    let pp = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
+    upstream("main", main, pp.clone());
+    let a = frontend(&t, &repo, "feature-a");
+    let b = frontend(&t, &repo, "feature/b");
+    upstream("feature-a", a, pp.clone());
+    upstream("feature-b", b, pp.clone());
+    let (_proxy, port) = start_proxy(&t, &repo);
+    pp.store(port, std::sync::atomic::Ordering::SeqCst);
+
+    assert_eq!(
+        request(port, "GET", &format!("feature-a.localhost:{port}"), "/").body,
+        "feature-a /"
+    );
+    assert_eq!(
+        request(
+            port,
+            "GET",
+            &format!("feature-b.localhost:{port}"),
+            "/x?y=1"
+        )
+        .body,
+        "feature-b /x?y=1"
+    );
+    assert_eq!(
+        request(port, "GET", "localhost", "/feature-b/app.js").body,
+        "feature-b /feature-b/app.js"
+    );
+    assert_eq!(request(port, "GET", "localhost", "/").body, "main /");
+
+    let state = t.pwt(&repo, &["state", "feature/b"]).ok().stdout;
+    let state = state.trim();
+    let (slug, random) = state.split_once('~').expect("slug~random");
+    assert_eq!(slug, "feature-b");
+    assert!(
+        random.len() == 32 && random.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{state}"
+    );
+    assert_ne!(
+        t.pwt(&repo, &["state", "feature/b"]).ok().stdout.trim(),
+        state,
+        "state is not fresh"
+    );
+    let q = format!("code=abc%2B%2F&state={state}&iss=x");
+    let r = request(
+        port,
+        "GET",
+        &format!("localhost:{port}"),
+        &format!("/auth/callback?{q}"),
+    );
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.location.as_deref(),
+        Some(format!("http://localhost:{b}/auth/callback?{q}").as_str())
+    );
+    for bad in [
+        "state=feature-a@evil.com~R",
+        "state=//evil.com~R",
+        "state=http:%2F%2Fevil.com~R",
+        "state=nope~R",
+    ] {
+        let r = request(
+            port,
+            "GET",
+            "localhost",
+            &format!("/auth/callback?code=1&{bad}"),
+        );
+        assert_eq!((r.status, r.location), (400, None), "{bad}");
+    }
+
+    // Live: a worktree made while the proxy runs is routable within a second or so.
+    let c = frontend(&t, &repo, "feature-c");
+    upstream("feature-c", c, pp.clone());
+    eventually("routing to feature-c", || {
+        request(port, "GET", "feature-c.localhost", "/").body == "feature-c /"
+    });
+    // ...and a removed one stops being routed.
+    t.pwt(&repo, &["rm", "feature-c"]).ok();
+    eventually("feature-c unrouted", || {
+        request(port, "GET", "feature-c.localhost", "/").body == "main /"
+    });
+    let r = request(port, "GET", "localhost", "/auth/callback?state=feature-c~1");
+    assert_eq!((r.status, r.location), (400, None));
+}
+
+#[test]
+fn proxy_refuses_non_loopback_and_taken_ports() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let err = t
+        .pwt(&repo, &["proxy", "--listen", "0.0.0.0:8080"])
+        .fails(1)
+        .stderr;
+    assert!(err.contains("loopback only"), "{err}");
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let p = taken.local_addr().expect("addr").port();
+    let err = t
+        .pwt(&repo, &["proxy", "--listen", &format!("127.0.0.1:{p}")])
+        .fails(1)
+        .stderr;
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{p}")),
+        "{err}"
+    );
+}
+
+fn caddy_available() -> bool {
+    if Command::new("caddy")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "caddy is missing: CI must install it (.ci/run does)"
+    );
+    eprintln!("skipping: caddy is not installed (apt-get install caddy)");
+    false
+}
+
+#[test]
+fn caddyfile_makes_the_same_decisions_as_pwt_proxy() {
+    if !caddy_available() {
+        return;
+    }
+    let t = TestEnv::new();
+    let main = free_port();
+    let repo = t.repo("demo", Some(&toml(main, (29400, 29799))));
+    let pp = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
+    upstream("main", main, pp.clone());
+    let a = frontend(&t, &repo, "feature-a");
+    let b = frontend(&t, &repo, "feature/b");
+    upstream("feature-a", a, pp.clone());
+    upstream("feature-b", b, pp.clone());
+    let (_proxy, pwt_port) = start_proxy(&t, &repo);
+    let caddy_port = free_port();
+    let file = t.root().join("Caddyfile");
+    let text = t
+        .pwt(
+            &repo,
+            &["proxy", "caddyfile", "--port", &caddy_port.to_string()],
+        )
+        .ok()
+        .stdout;
+    std::fs::write(&file, text).expect("write Caddyfile");
+    let mut cmd = Command::new("caddy");
+    t.sandbox(&mut cmd);
+    let caddy = Running(
+        cmd.args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("caddy"),
+    );
+    eventually("caddy listening", || {
+        TcpStream::connect((Ipv4Addr::LOCALHOST, caddy_port)).is_ok()
+    });
+    let cases: &[(&str, &str, &str)] = &[
+        ("GET", "feature-a.localhost", "/"),
+        ("GET", "FEATURE-A.localhost", "/deep/path?x=1"),
+        ("GET", "feature-b.localhost", "/"),
+        ("GET", "localhost", "/feature-b/assets/app.js"),
+        ("GET", "localhost", "/feature-a"),
+        ("GET", "localhost", "/feature-ab"),
+        ("GET", "unknown.localhost", "/"),
+        ("GET", "localhost", "/"),
+        (
+            "GET",
+            "localhost",
+            "/auth/callback?code=abc%2B%2F&state=feature-a~R&iss=x",
+        ),
+        (
+            "GET",
+            "localhost",
+            "/auth/callback?error=access_denied&state=feature-b.xyz",
+        ),
+        ("POST", "localhost", "/auth/callback?state=feature-b~R"),
+        ("GET", "localhost", "/auth/callback?state=main~R"),
+        ("GET", "localhost", "/auth/callback?code=1"),
+        ("GET", "localhost", "/auth/callback?state="),
+        ("GET", "localhost", "/auth/callback?state=nope~1"),
+        (
+            "GET",
+            "localhost",
+            "/auth/callback?state=feature-a~1&state=feature-b~2",
+        ),
+        (
+            "GET",
+            "localhost",
+            "/auth/callback?state=feature-a@evil.com~R",
+        ),
+        ("GET", "localhost", "/auth/callback?state=%2F%2Fevil.com~R"),
+    ];
+    for (method, host, target) in cases {
+        let ours = request(pwt_port, method, host, target);
+        let theirs = request(caddy_port, method, host, target);
+        assert_eq!(
+            ours.status, theirs.status,
+            "{method} {host} {target}: pwt {} vs caddy {}",
+            ours.status, theirs.status
+        );
+        assert_eq!(ours.location, theirs.location, "{method} {host} {target}");
+        if ours.status == 200 {
+            assert_eq!(
+                ours.body, theirs.body,
+                "{method} {host} {target}: different upstream"
+            );
+        }
+    }
+    drop(caddy);
+}
+
+fn chromium() -> Option<&'static str> {
+    for c in ["chromium", "chromium-browser", "google-chrome"] {
+        if Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return Some(c);
+        }
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "chromium is missing: CI must install it (.ci/run does)"
+    );
+    eprintln!("skipping: chromium is not installed (apt-get install chromium)");
+    None
+}
+
+/// Headless Chromium opens `http://feature-b.localhost:<proxy>/login` through the proxy;
+/// the page starts an OAuth login whose callback comes back to the one registered URI on the
+/// proxy, which sends the browser to feature-b's own server, where the code arrives intact.
+#[test]
+fn a_real_browser_follows_the_callback_to_its_worktree() {
+    let Some(browser) = chromium() else { return };
+    let t = TestEnv::new();
+    let main = free_port();
+    let repo = t.repo("demo", Some(&toml(main, (29800, 29999))));
+    let pp = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
+    upstream("main", main, pp.clone());
+    let a = frontend(&t, &repo, "feature-a");
+    let b = frontend(&t, &repo, "feature/b");
+    upstream("feature-a", a, pp.clone());
+    upstream("feature-b", b, pp.clone());
+    let (_proxy, port) = start_proxy(&t, &repo);
+    pp.store(port, std::sync::atomic::Ordering::SeqCst);
+    let profile = t.root().join("chromium-profile");
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("http://feature-b.localhost:{port}/login"))
+        .env("HOME", t.home())
+        .stdin(Stdio::null())
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains(
+            "feature-b got /auth/callback?code=c0de%2B%2F&amp;state=feature-b~0123456789abcdef"
+        ),
+        "the browser did not land on feature-b with the code:\n{dom}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
