@@ -44,9 +44,9 @@ fn worktree_list(table: &RouteTable, proxy_port: u16, listening: &dyn Fn(u16) ->
         } else {
             "○ not listening"
         };
-        let _ = write!(
+        let _ = writeln!(
             rows,
-            "<tr><td><a href=\"{u}\">{s}</a></td><td>{b}</td><td><a href=\"http://localhost:{p}/\">localhost:{p}</a></td><td>{state}</td></tr>\n",
+            "<tr><td><a href=\"{u}\">{s}</a></td><td>{b}</td><td><a href=\"http://localhost:{p}/\">localhost:{p}</a></td><td>{state}</td></tr>",
             u = escape(&url),
             s = escape(&t.slug),
             b = escape(&t.branch),

@@ -264,9 +264,7 @@ async fn oauth_callback_goes_only_to_registered_worktrees() {
         Some(format!("http://localhost:{}/auth/callback?{q}", a.port).as_str())
     );
     // form_post: 307 so the browser re-posts the body.
-    let post = format!(
-        "POST /auth/callback?state=feat-x~R HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8\r\nConnection: close\r\n\r\ncode=abc"
-    );
+    let post = "POST /auth/callback?state=feat-x~R HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8\r\nConnection: close\r\n\r\ncode=abc".to_string();
     let r = raw(port, post.as_bytes(), Duration::from_secs(5)).await;
     assert!(r.starts_with("HTTP/1.1 307"), "{r}");
     for bad in [
