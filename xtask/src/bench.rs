@@ -397,8 +397,8 @@ prefix = "{{{{ project }}}}:{{{{ slug }}}}:"
 
 pub fn run(args: &[String]) -> Result<()> {
     let which = args.first().map(String::as_str).unwrap_or("all");
-    if !matches!(which, "all" | "new" | "list" | "services") {
-        bail!("unknown benchmark {which:?}: use new, list, services, or nothing for all");
+    if !matches!(which, "all" | "new" | "list" | "services" | "proxy") {
+        bail!("unknown benchmark {which:?}: use new, list, services, proxy, or nothing for all");
     }
     let pwt = build_pwt()?;
     if matches!(which, "all" | "new") {
@@ -409,6 +409,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if matches!(which, "all" | "services") {
         bench_services(&pwt, 10)?;
+    }
+    if matches!(which, "all" | "proxy") {
+        crate::bench_proxy::run(&pwt)?;
     }
     Ok(())
 }

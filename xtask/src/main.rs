@@ -1,9 +1,10 @@
 //! `cargo xtask`: project automation for pwt.
 //!
-//! - `cargo xtask bench [new|list|services]`: benchmarks that print ratios against a baseline
+//! - `cargo xtask bench [new|list|services|proxy]`: benchmarks that print ratios against a baseline
 //!   measured in the same run. Not tests: they assert nothing about time.
 
 mod bench;
+mod bench_proxy;
 
 use anyhow::{Result, bail};
 
@@ -11,6 +12,6 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench") => bench::run(&args[1..]),
-        _ => bail!("usage: cargo xtask bench [new|list|services]"),
+        _ => bail!("usage: cargo xtask bench [new|list|services|proxy]"),
     }
 }
