@@ -1,10 +1,13 @@
 //! `cargo xtask`: project automation for pwt.
 //!
+//! - `cargo xtask e2e [--break-isolation|--prove-detection]`: the end-to-end run (see
+//!   `e2e.rs`).
 //! - `cargo xtask bench [new|list|services|proxy]`: benchmarks that print ratios against a baseline
 //!   measured in the same run. Not tests: they assert nothing about time.
 
 mod bench;
 mod bench_proxy;
+mod e2e;
 
 use anyhow::{Result, bail};
 
@@ -12,6 +15,9 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench") => bench::run(&args[1..]),
-        _ => bail!("usage: cargo xtask bench [new|list|services|proxy]"),
+        Some("e2e") => e2e::run(&args[1..]),
+        _ => bail!(
+            "usage: cargo xtask bench [new|list|services|proxy] | cargo xtask e2e [--break-isolation|--prove-detection]"
+        ),
     }
 }

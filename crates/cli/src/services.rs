@@ -12,6 +12,11 @@ use pwt_provision::{Outcome, Postgres, ProvisionError, RabbitMq, Redis, Service}
 
 use crate::output;
 
+/// A URL with its password hidden.
+pub fn redacted(url: &str) -> String {
+    pwt_provision::redact(url)
+}
+
 /// Keys of `Lease::resources`.
 pub const DATABASE: &str = "database";
 /// Keys of `Lease::resources`.

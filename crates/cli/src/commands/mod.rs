@@ -11,9 +11,10 @@ mod config;
 mod doctor;
 mod env;
 pub(crate) mod gc;
+mod infra;
 mod init;
 mod list;
-mod new;
+pub(crate) mod new;
 mod proxy;
 mod rm;
 mod run;
@@ -35,6 +36,7 @@ pub enum Command {
     Gc(gc::GcArgs),
     Doctor(doctor::DoctorArgs),
     Proxy(proxy::ProxyArgs),
+    Infra(infra::InfraArgs),
     Config(config::ConfigArgs),
     Init(init::InitArgs),
     Completions(completions::CompletionsArgs),
@@ -59,6 +61,7 @@ pub fn run(dir: Option<PathBuf>, command: Command) -> Result<i32> {
         Command::Gc(a) => gc::run(&cwd, a),
         Command::Doctor(a) => doctor::run(&cwd, a),
         Command::Proxy(a) => proxy::run(&cwd, a),
+        Command::Infra(a) => infra::run(&cwd, a),
         Command::Config(a) => config::run(&cwd, a),
         Command::Init(a) => init::run(&cwd, a),
         Command::Completions(a) => completions::run(a),

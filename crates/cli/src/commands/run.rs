@@ -1,18 +1,20 @@
 //! `pwt run`
 
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use crate::commands::env::env_of;
+use crate::commands::new::exec;
 use crate::session::Session;
 
-/// Run a command in a worktree with its environment, and exit with its exit code.
+/// Run a command in a worktree with its environment. pwt replaces itself with the command,
+/// so signals reach it directly and its exit code is pwt's.
 ///
 ///   pwt run -- npm run dev                 # in the current worktree
-///   pwt run feature-a -- curl -s localhost:$BACKEND_PORT   # ($ expands in YOUR shell)
 ///   pwt run feature-a -- sh -c 'curl -s localhost:$BACKEND_PORT'
+///
+/// (A `$VAR` outside quotes expands in YOUR shell, before pwt runs: quote it as above.)
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct RunArgs {
@@ -33,14 +35,5 @@ pub fn run(cwd: &Path, args: RunArgs) -> Result<i32> {
         root
     };
     let (program, rest) = args.command.split_first().expect("clap requires a command");
-    let status = Command::new(program)
-        .args(rest)
-        .current_dir(&dir)
-        .envs(env.iter())
-        .status()
-        .with_context(|| format!("cannot run {program:?}: is it installed and on PATH?"))?;
-    use std::os::unix::process::ExitStatusExt as _;
-    Ok(status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(1)))
+    exec(program, rest, &dir, &env)
 }
