@@ -11,6 +11,7 @@ mod config;
 mod doctor;
 mod env;
 pub(crate) mod gc;
+mod hook;
 mod infra;
 mod init;
 mod list;
@@ -37,6 +38,7 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     Proxy(proxy::ProxyArgs),
     Infra(infra::InfraArgs),
+    Hook(hook::HookArgs),
     Config(config::ConfigArgs),
     Init(init::InitArgs),
     Completions(completions::CompletionsArgs),
@@ -62,6 +64,7 @@ pub fn run(dir: Option<PathBuf>, command: Command) -> Result<i32> {
         Command::Doctor(a) => doctor::run(&cwd, a),
         Command::Proxy(a) => proxy::run(&cwd, a),
         Command::Infra(a) => infra::run(&cwd, a),
+        Command::Hook(a) => hook::run(&cwd, a),
         Command::Config(a) => config::run(&cwd, a),
         Command::Init(a) => init::run(&cwd, a),
         Command::Completions(a) => completions::run(a),

@@ -7,4 +7,5 @@ mod config;
 mod lifecycle;
 mod names;
 mod proxy;
+mod recipes;
 mod services;
