@@ -86,6 +86,35 @@ impl Redis {
         }
     }
 
+    /// Every key matching `pattern`, a batch at a time (`SCAN`, never `KEYS`). `each` returns
+    /// false to stop early.
+    async fn scan(
+        &self,
+        conn: &mut MultiplexedConnection,
+        pattern: &str,
+        mut each: impl AsyncFnMut(
+            &mut MultiplexedConnection,
+            Vec<String>,
+        ) -> Result<bool, ProvisionError>,
+    ) -> Result<(), ProvisionError> {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(conn)
+                .await
+                .map_err(|e| self.failed("SCAN", e))?;
+            if !each(conn, keys).await? || next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
     fn not_ours(&self, what: String, found: String) -> ProvisionError {
         ProvisionError::NotOurs {
             service: Service::Redis,
@@ -103,25 +132,13 @@ impl Redis {
     ) -> Result<bool, ProvisionError> {
         let pattern = format!("{}*", escape_glob(prefix));
         let marker_key = format!("{prefix}{REDIS_MARKER_KEY}");
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(conn)
-                .await
-                .map_err(|e| self.failed("SCAN", e))?;
-            if keys.iter().any(|k| k != &marker_key) {
-                return Ok(true);
-            }
-            if next == 0 {
-                return Ok(false);
-            }
-            cursor = next;
-        }
+        let mut found = false;
+        self.scan(conn, &pattern, async |_, keys| {
+            found = keys.iter().any(|k| k != &marker_key);
+            Ok(!found)
+        })
+        .await?;
+        Ok(found)
     }
 
     /// Claims `prefix` by setting its marker key. Refuses when keys with the prefix exist
@@ -197,28 +214,16 @@ impl Redis {
             )),
             Some(_) => {
                 let pattern = format!("{}*", escape_glob(prefix.as_str()));
-                let mut cursor: u64 = 0;
                 let mut batch: Vec<String> = Vec::with_capacity(BATCH);
-                loop {
-                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(|e| self.failed("SCAN", e))?;
+                self.scan(&mut conn, &pattern, async |conn, keys| {
                     batch.extend(keys.into_iter().filter(|k| k != &key));
                     while batch.len() >= BATCH {
                         let chunk: Vec<String> = batch.drain(..BATCH).collect();
-                        self.unlink(&mut conn, &chunk).await?;
+                        self.unlink(conn, &chunk).await?;
                     }
-                    if next == 0 {
-                        break;
-                    }
-                    cursor = next;
-                }
+                    Ok(true)
+                })
+                .await?;
                 self.unlink(&mut conn, &batch).await?;
                 self.unlink(&mut conn, &[key]).await?;
                 Ok(Outcome::Removed)
@@ -355,24 +360,13 @@ impl Redis {
         let mut out = Vec::new();
         let mut conn = self.connect(None).await?;
         let pattern = format!("*{REDIS_MARKER_KEY}");
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.failed("SCAN", e))?;
+        self.scan(&mut conn, &pattern, async |conn, keys| {
             for k in keys {
-                let Some(prefix) = k.strip_suffix(REDIS_MARKER_KEY) else {
+                // An empty prefix would be a DB marker of DB 0: not pwt's to report.
+                let Some(prefix) = k.strip_suffix(REDIS_MARKER_KEY).filter(|p| !p.is_empty())
+                else {
                     continue;
                 };
-                if prefix.is_empty() {
-                    continue; // a DB marker of DB 0 would be odd; leave it
-                }
                 let m: Option<String> = conn.get(&k).await.map_err(|e| self.failed("GET", e))?;
                 if let Some(m) = m.filter(|m| is_marker(m)) {
                     out.push(Marked {
@@ -381,11 +375,9 @@ impl Redis {
                     });
                 }
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+            Ok(true)
+        })
+        .await?;
         for index in 1..databases {
             let mut c = self.connect(Some(index)).await?;
             let m: Option<String> = c

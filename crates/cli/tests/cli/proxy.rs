@@ -161,19 +161,50 @@ fn eventually(what: &str, f: impl Fn() -> bool) {
     panic!("{what} never happened");
 }
 
-#[test]
-fn proxy_routes_worktrees_live_and_callbacks_by_state() {
+/// A repository with a main frontend and two worktrees (`feature-a`, `feature/b`), each
+/// with its dev server running, and `pwt proxy` in front. `range` keeps tests apart: they
+/// have separate registries, so only ranges keep their servers from colliding.
+struct Fixture {
+    t: TestEnv,
+    repo: std::path::PathBuf,
+    pp: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    b: u16,
+    proxy: Running,
+    port: u16,
+}
+
+fn fixture(range: (u16, u16)) -> Fixture {
     let t = TestEnv::new();
     let main = free_port();
-    let repo = t.repo("demo", Some(&toml(main, (29000, 29399))));
+    let repo = t.repo("demo", Some(&toml(main, range)));
     let pp = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
     upstream("main", main, pp.clone());
     let a = frontend(&t, &repo, "feature-a");
     let b = frontend(&t, &repo, "feature/b");
     upstream("feature-a", a, pp.clone());
     upstream("feature-b", b, pp.clone());
-    let (_proxy, port) = start_proxy(&t, &repo);
+    let (proxy, port) = start_proxy(&t, &repo);
     pp.store(port, std::sync::atomic::Ordering::SeqCst);
+    Fixture {
+        t,
+        repo,
+        pp,
+        b,
+        proxy,
+        port,
+    }
+}
+
+#[test]
+fn proxy_routes_worktrees_live_and_callbacks_by_state() {
+    let Fixture {
+        t,
+        repo,
+        pp,
+        b,
+        proxy: _proxy,
+        port,
+    } = fixture((29000, 29399));
 
     assert_eq!(
         request(port, "GET", &format!("feature-a.localhost:{port}"), "/").body,
@@ -292,16 +323,13 @@ fn caddyfile_makes_the_same_decisions_as_pwt_proxy() {
     if !caddy_available() {
         return;
     }
-    let t = TestEnv::new();
-    let main = free_port();
-    let repo = t.repo("demo", Some(&toml(main, (29400, 29799))));
-    let pp = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
-    upstream("main", main, pp.clone());
-    let a = frontend(&t, &repo, "feature-a");
-    let b = frontend(&t, &repo, "feature/b");
-    upstream("feature-a", a, pp.clone());
-    upstream("feature-b", b, pp.clone());
-    let (_proxy, pwt_port) = start_proxy(&t, &repo);
+    let Fixture {
+        t,
+        repo,
+        port: pwt_port,
+        proxy: _proxy,
+        ..
+    } = fixture((29400, 29799));
     let caddy_port = free_port();
     let file = t.root().join("Caddyfile");
     let text = t
@@ -404,17 +432,12 @@ fn chromium() -> Option<&'static str> {
 #[test]
 fn a_real_browser_follows_the_callback_to_its_worktree() {
     let Some(browser) = chromium() else { return };
-    let t = TestEnv::new();
-    let main = free_port();
-    let repo = t.repo("demo", Some(&toml(main, (29800, 29999))));
-    let pp = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
-    upstream("main", main, pp.clone());
-    let a = frontend(&t, &repo, "feature-a");
-    let b = frontend(&t, &repo, "feature/b");
-    upstream("feature-a", a, pp.clone());
-    upstream("feature-b", b, pp.clone());
-    let (_proxy, port) = start_proxy(&t, &repo);
-    pp.store(port, std::sync::atomic::Ordering::SeqCst);
+    let Fixture {
+        t,
+        port,
+        proxy: _proxy,
+        ..
+    } = fixture((29800, 29999));
     let profile = t.root().join("chromium-profile");
     let out = Command::new(browser)
         .args([

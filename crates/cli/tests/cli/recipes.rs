@@ -5,17 +5,10 @@ use std::process::{Command, Stdio};
 
 use crate::common::{TestEnv, dotenv};
 
-/// Claude Code's WorktreeCreate / WorktreeRemove hooks, fed the JSON Claude Code sends.
-#[test]
-fn claude_code_hooks_create_and_remove_through_pwt() {
-    let t = TestEnv::new();
-    let repo = t.repo("demo", None);
-    let create = format!(
-        r#"{{"session_id":"s1","hook_event_name":"WorktreeCreate","name":"agent-7f3a","cwd":"{}"}}"#,
-        repo.display()
-    );
+/// Runs `pwt args` with `input` on stdin.
+fn piped(t: &TestEnv, dir: &std::path::Path, args: &[&str], input: &str) -> std::process::Output {
     let mut child = t
-        .cmd(&repo, &["hook", "claude-code-create"])
+        .cmd(dir, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -25,9 +18,21 @@ fn claude_code_hooks_create_and_remove_through_pwt() {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(create.as_bytes())
+        .write_all(input.as_bytes())
         .expect("write");
-    let out = child.wait_with_output().expect("wait");
+    child.wait_with_output().expect("wait")
+}
+
+/// Claude Code's WorktreeCreate / WorktreeRemove hooks, fed the JSON Claude Code sends.
+#[test]
+fn claude_code_hooks_create_and_remove_through_pwt() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let create = format!(
+        r#"{{"session_id":"s1","hook_event_name":"WorktreeCreate","name":"agent-7f3a","cwd":"{}"}}"#,
+        repo.display()
+    );
+    let out = piped(&t, &repo, &["hook", "claude-code-create"], &create);
     assert!(
         out.status.success(),
         "{}",
@@ -52,20 +57,7 @@ fn claude_code_hooks_create_and_remove_through_pwt() {
         r#"{{"hook_event_name":"WorktreeRemove","worktree_path":"{path}","cwd":"{}"}}"#,
         repo.display()
     );
-    let mut child = t
-        .cmd(&repo, &["hook", "claude-code-remove"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(remove.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
+    let out = piped(&t, &repo, &["hook", "claude-code-remove"], &remove);
     assert!(
         out.status.success(),
         "{}",
