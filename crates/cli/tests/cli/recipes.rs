@@ -80,7 +80,7 @@ fn claude_code_hooks_create_and_remove_through_pwt() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not JSON"));
 }
 
-/// What Worktrunk's and gtr's hooks do: the tool runs `git worktree add`, its post-create
+/// What Worktrunk's and gtr's hooks do: the tool runs `git worktree add`, its set-up
 /// hook runs `pwt up` in the new worktree; before removal its pre-remove hook runs `pwt rm
 /// --keep-worktree .` there, and the tool's own `git worktree remove` then succeeds.
 #[test]
@@ -120,7 +120,8 @@ fn post_create_up_and_pre_remove_keep_worktree_flow() {
 }
 
 /// The real Worktrunk, when installed (.ci/run installs it): `wt switch --create` runs the
-/// project's post-create hook, `wt remove` its pre-remove hook.
+/// project's pre-start hook (blocking; `post-create` is a background hook in Worktrunk 0.67),
+/// `wt remove` its pre-remove hook.
 #[test]
 fn worktrunk_recipe_for_real() {
     if !Command::new("wt")
@@ -140,7 +141,7 @@ fn worktrunk_recipe_for_real() {
     std::fs::create_dir_all(repo.join(".config")).expect("mkdir");
     std::fs::write(
         repo.join(".config/wt.toml"),
-        "[post-create]\npwt = \"pwt up\"\n\n[pre-remove]\npwt = \"pwt rm --keep-worktree .\"\n",
+        "[pre-start]\npwt = \"pwt up\"\n\n[pre-remove]\npwt = \"pwt rm --keep-worktree .\"\n",
     )
     .expect("write");
     t.git(&repo, &["add", "."]);
@@ -174,7 +175,7 @@ fn worktrunk_recipe_for_real() {
     let lease = t.registry()["leases"][0].clone();
     assert_eq!(
         lease["branch"], "wt-real",
-        "wt's post-create hook did not run `pwt up`"
+        "wt's pre-start hook did not run `pwt up`"
     );
     let root = std::path::PathBuf::from(lease["path"].as_str().expect("path"));
     assert!(root.join(".env.worktree").exists());
