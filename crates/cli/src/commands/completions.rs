@@ -6,7 +6,7 @@ use clap_complete::Shell;
 
 use crate::exit_codes;
 
-/// Print shell completions.
+/// Print shell completions
 ///
 ///   pwt completions bash > ~/.local/share/bash-completion/completions/pwt
 ///   pwt completions zsh  > "${fpath[1]}/_pwt"

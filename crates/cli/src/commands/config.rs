@@ -9,8 +9,9 @@ use crate::exit_codes;
 use crate::output::{Format, Style, print_json};
 use crate::session::Session;
 
-/// Show the configuration in effect, each value with the layer it came from (built-in
-/// default, pwt.toml, the user config, or a PWT_* variable).
+/// Show the configuration in effect, each value with the layer it came from.
+///
+/// Layers: built-in default, pwt.toml, the user config, or a PWT_* variable.
 #[derive(clap::Args, Debug)]
 pub struct ConfigArgs {
     /// Output format.

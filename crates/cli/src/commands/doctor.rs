@@ -15,9 +15,11 @@ use crate::output::{Format, Style, print_json, printable};
 use crate::services::{Services, runtime};
 use crate::session::{Session, content_hash};
 
-/// Diagnose: git, configuration, the registry, this repository's leases and worktrees, port
-/// conflicts, and each configured service (reachable, privileges, Redis DB count). Exits 1
-/// when something is broken. `pwt gc` lists orphaned data.
+/// Diagnose configuration, registry, worktrees and services
+///
+/// Checks git, configuration, the registry, leases and worktrees, port conflicts, each
+/// configured service (reachable, privileges, Redis DB count) and orphaned data. Exits 1
+/// when something is broken.
 ///
 /// With --rebuild, rebuilds this repository's leases from the env files pwt wrote in its
 /// worktrees: for a registry that was lost, or that is corrupt (it is moved aside to

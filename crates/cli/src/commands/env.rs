@@ -9,7 +9,9 @@ use crate::exit_codes;
 use crate::output::warn;
 use crate::session::{Session, Target};
 
-/// Print a worktree's environment (default: the one you are in).
+/// Print a worktree's environment as dotenv, sh, fish or JSON
+///
+/// Default: the worktree you are in.
 ///
 ///   eval "$(pwt env --format sh)"          # bash, zsh
 ///   pwt env --format fish | source         # fish

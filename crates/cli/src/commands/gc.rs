@@ -16,10 +16,12 @@ use crate::output::{Format, Style, print_json, printable};
 use crate::services::{Services, first_error, lease_marker, provision, runtime, teardown};
 use crate::session::{Session, changes};
 
-/// Find and clean up what was left behind in this repository: leases whose worktree was
-/// deleted outside pwt (their data goes too), set-ups and teardowns a crashed pwt did not
-/// finish, and databases, vhosts and Redis data carrying this repository's pwt marker that
-/// no lease owns any more. Every removal is marker-checked.
+/// Clean up what was left behind: leases of deleted worktrees, interrupted runs, orphans.
+///
+/// In this repository: leases whose worktree was deleted outside pwt (their data goes too),
+/// set-ups and teardowns a crashed pwt did not finish, and databases, vhosts and Redis data
+/// carrying this repository's pwt marker that no lease owns any more. Every removal is
+/// marker-checked.
 ///
 /// Lists what it would do; --yes does it (on a terminal it asks instead). Data kept on
 /// purpose by `pwt rm --keep-data` is listed but left alone unless --kept.

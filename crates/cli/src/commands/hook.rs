@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::exit_codes;
 
-/// Glue for tools that create and remove worktrees themselves and call a hook.
+/// Glue for tools that create and remove worktrees themselves (Claude Code)
 ///
 /// Claude Code (`.claude/settings.json`):
 ///

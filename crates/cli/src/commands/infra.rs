@@ -17,8 +17,9 @@ pub const COMPOSE_FILE: &str = include_str!("../infra/compose.yaml");
 /// The fixed Compose project name: one set of shared services per machine.
 pub const PROJECT: &str = "pwt";
 
-/// Start, stop or check the shared services (PostgreSQL, RabbitMQ with its management
-/// plugin, Redis): once per machine, shared by every worktree of every repository.
+/// Start, stop or check the shared PostgreSQL, RabbitMQ and Redis
+///
+/// Once per machine, shared by every worktree of every repository.
 ///
 ///   pwt infra up               # docker compose -p pwt up -d --wait (healthchecks)
 ///   pwt infra status           # each configured service: reachable? Compose or native?

@@ -10,8 +10,7 @@ use crate::output::{Format, Style, print_json, print_table, printable};
 use crate::report::{PortInfo, WorktreeInfo, lease_info};
 use crate::session::{Session, display_path, listening, registry};
 
-/// Show every worktree with its ports, URL and state, and whether something listens on each
-/// port right now (● listening, ○ not).
+/// Show every worktree: ports (● listening, ○ not), URL, data and state.
 ///
 /// The main worktree comes first, with its `main` ports. Worktrees that git knows but pwt
 /// does not manage are listed as `unmanaged` (`pwt up PATH` adopts them); leases whose

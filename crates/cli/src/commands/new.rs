@@ -14,9 +14,11 @@ use crate::output::{Format, Style, note, print_json, printable};
 use crate::services::{Services, Step, first_error, provision, rollback, runtime, with_progress};
 use crate::session::{Session, git, git_worktree};
 
-/// Create a worktree with its own environment: branch (if missing), `git worktree add`,
-/// ports, database / vhost / Redis slot (when configured, all at once and alongside the
-/// checkout), env files, post-create hooks; then print where everything is.
+/// Create a worktree with its own ports, env files and services
+///
+/// In order: the branch (if missing), `git worktree add`, ports, the database / vhost /
+/// Redis slot (when configured, all at once and alongside the checkout), env files,
+/// post-create hooks.
 ///
 /// The branch is created from --base (default: the current HEAD) unless it exists. The
 /// worktree goes to `worktree.path` (default `../<repo>.<slug>`) unless --path is given. If

@@ -14,10 +14,11 @@ use crate::lease_ops::MAIN_SLUG;
 use crate::output::{Style, note, printable};
 use crate::session::Session;
 
-/// Run the local reverse proxy in the foreground: `http://<slug>.localhost:8080` reaches each
-/// worktree's `proxy.route` port, `/<slug>/…` too, anything else the main worktree, and
-/// `/_pwt` lists them. It follows the registry live: a `pwt new` or `pwt rm` takes effect
-/// within a second.
+/// Run the local reverse proxy: `<slug>.localhost`, one OAuth callback for all worktrees
+///
+/// `http://<slug>.localhost:8080` reaches each worktree's `proxy.route` port, `/<slug>/…`
+/// too, anything else the main worktree, and `/_pwt` lists them. It follows the registry
+/// live: a `pwt new` or `pwt rm` takes effect within a second.
 ///
 /// The one OAuth redirect URI to register with your identity provider is
 /// `http://localhost:8080/auth/callback`: the proxy sends each callback to the worktree named

@@ -12,10 +12,11 @@ use crate::output::{Format, Style, print_json, printable, warn};
 use crate::services::{Services, leftover_name, runtime, teardown, with_progress};
 use crate::session::{Session, Target, changes, git, run_hooks};
 
-/// Tear a worktree down, in this order: pre-remove hooks; its database, vhost and Redis
-/// data (each only if it carries this worktree's marker); the worktree itself; then the
-/// lease. Refuses (exit 3, nothing touched) when the worktree has uncommitted or untracked
-/// changes, unless --force.
+/// Tear a worktree down: hooks, data, worktree, lease; never losing uncommitted work.
+///
+/// In this order: pre-remove hooks; its database, vhost and Redis data (each only if it
+/// carries this worktree's marker); the worktree itself; then the lease. Refuses (exit 3,
+/// nothing touched) when the worktree has uncommitted or untracked changes, unless --force.
 ///
 /// When a service cannot be reached, what can go goes and the lease stays `removing`,
 /// listing the rest: run `pwt rm` again to finish. Never removes the main worktree. Deletes

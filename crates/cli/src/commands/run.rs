@@ -8,8 +8,10 @@ use crate::commands::env::env_of;
 use crate::commands::new::exec;
 use crate::session::Session;
 
-/// Run a command in a worktree with its environment. pwt replaces itself with the command,
-/// so signals reach it directly and its exit code is pwt's.
+/// Run a command in a worktree with its environment
+///
+/// pwt replaces itself with the command, so signals reach it directly and its exit code is
+/// pwt's.
 ///
 ///   pwt run -- npm run dev                 # in the current worktree
 ///   pwt run feature-a -- sh -c 'curl -s localhost:$BACKEND_PORT'

@@ -9,7 +9,7 @@ use crate::exit_codes;
 use crate::lease_ops::MAIN_SLUG;
 use crate::session::{Session, Target};
 
-/// Print a fresh OAuth `state` value for a worktree: `<slug>~<128 random bits in hex>`.
+/// Print a fresh OAuth state for a worktree: `<slug>~<128 random bits in hex>`.
 ///
 /// Send it as the `state` parameter when starting a login; the identity provider returns it
 /// to the one registered redirect URI, and `pwt proxy` sends the browser to this worktree.

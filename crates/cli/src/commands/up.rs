@@ -10,8 +10,9 @@ use crate::output::{Format, Style, print_json};
 use crate::services::{Services, first_error, provision, rollback, runtime, with_progress};
 use crate::session::{Session, Target, run_hooks};
 
-/// Adopt an existing worktree (default: the current one) and set up its environment: what
-/// `pwt new` does, minus `git worktree add`.
+/// Adopt an existing worktree and set up its environment (idempotent).
+///
+/// What `pwt new` does, minus `git worktree add`; default: the worktree you are in.
 ///
 /// For worktrees made by `git worktree add`, Worktrunk, gtr or an agent tool. Idempotent:
 /// running it again keeps the ports, keeps the database, vhost and Redis slot (creating any

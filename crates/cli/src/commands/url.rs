@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use crate::exit_codes;
 use crate::session::{Session, Target};
 
-/// Print one URL of a worktree, for scripts and agents.
+/// Print one URL of a worktree, for scripts and agents
 ///
 ///   pwt url                      # the current worktree's route port: http://localhost:20012
 ///   pwt url feature-a backend    # a named port of another worktree

@@ -605,3 +605,39 @@ fn gc_removes_orphans_of_this_repo_and_spares_kept_data() {
     t.pwt(&repo, &["rm", "kept"]).ok();
     rt().block_on(async { assert!(!db_exists(s(&kept, "DATABASE_NAME")).await) });
 }
+
+/// Two clones of one project on one machine: the rendered names coincide, so the second
+/// worktree's are suffixed from the registry; never the same database twice.
+#[test]
+fn coinciding_names_across_repositories_are_disambiguated() {
+    if !up() {
+        return;
+    }
+    let t = TestEnv::new();
+    let project = pwt_tests::unique("twin");
+    let one = t.repo("one", Some(&services_toml(&project, "prefix")));
+    let two = t.repo("two", Some(&services_toml(&project, "prefix")));
+    let a = t
+        .pwt(&one, &["new", "feature-a", "--format", "json"])
+        .ok()
+        .json();
+    let b = t
+        .pwt(&two, &["new", "feature-a", "--format", "json"])
+        .ok()
+        .json();
+    for key in ["database", "vhost", "redis_prefix"] {
+        assert_ne!(a[key], b[key], "{key} shared by two repositories");
+    }
+    let second = b["database"].as_str().expect("db");
+    assert!(
+        second.starts_with(&format!("{project}_feature_a_")),
+        "{second}"
+    );
+    rt().block_on(async {
+        assert!(db_exists(a["database"].as_str().expect("db")).await);
+        assert!(db_exists(second).await);
+    });
+    t.pwt(&one, &["rm", "feature-a"]).ok();
+    t.pwt(&two, &["rm", "feature-a"]).ok();
+    rt().block_on(async { assert!(!db_exists(second).await) });
+}
