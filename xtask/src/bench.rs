@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::util::{output, psql};
+
 /// A scratch directory with its own HOME, git config and pwt state.
 struct Sandbox {
     root: PathBuf,
@@ -226,41 +228,14 @@ fn bench_list(pwt: &Path, worktrees: usize, rounds: usize) -> Result<()> {
     Ok(())
 }
 
-/// Runs `program` and returns its stdout, failing with its stderr.
-fn output(program: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "{program} {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// `CREATE DATABASE` as the server sees it: psql's own `\timing`, without psql's start-up.
 fn create_database(name: &str) -> Result<Duration> {
-    let out = output(
-        "psql",
-        &[
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-X",
-            "-q",
-            "-c",
-            "\\timing on",
-            "-c",
-            &format!("CREATE DATABASE \"{name}\""),
-        ],
-    )?;
+    let out = psql(&[
+        "-c",
+        "\\timing on",
+        "-c",
+        &format!("CREATE DATABASE \"{name}\""),
+    ])?;
     let ms: f64 = out
         .lines()
         .find_map(|l| {
@@ -273,21 +248,7 @@ fn create_database(name: &str) -> Result<Duration> {
 }
 
 fn drop_database(name: &str) -> Result<()> {
-    output(
-        "psql",
-        &[
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-X",
-            "-q",
-            "-c",
-            &format!("DROP DATABASE IF EXISTS \"{name}\""),
-        ],
-    )?;
+    psql(&["-c", &format!("DROP DATABASE IF EXISTS \"{name}\"")])?;
     Ok(())
 }
 

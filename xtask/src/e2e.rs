@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
 
+use crate::util::{output, psql};
+
 const BRANCHES: [&str; 3] = [
     "feature-notifications",
     "feature-dashboard",
@@ -238,20 +240,6 @@ impl Ctx {
 
 fn ok(what: &str) {
     println!("  ✓ {what}");
-}
-
-fn tool(program: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {program}"))?;
-    ensure!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn build(workspace: &Path) -> Result<(PathBuf, PathBuf)> {
@@ -643,25 +631,16 @@ fn exercise(
     for b in BRANCHES {
         ctx.pwt(&["rm", b])?;
     }
-    let dbs = tool(
-        "psql",
-        &[
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-tAc",
-            &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{project}%'"),
-        ],
-    )?;
+    let dbs = psql(&[
+        "-tAc",
+        &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{project}%'"),
+    ])?;
     ensure!(
         dbs.trim() == "0",
         "teardown: {} databases of {project} remain",
         dbs.trim()
     );
-    let vhosts = tool(
+    let vhosts = output(
         "curl",
         &[
             "-s",
@@ -674,7 +653,7 @@ fn exercise(
         !vhosts.contains(&project),
         "teardown: a vhost of {project} remains"
     );
-    let keys = tool(
+    let keys = output(
         "redis-cli",
         &[
             "-h",

@@ -8,6 +8,7 @@
 mod bench;
 mod bench_proxy;
 mod e2e;
+mod util;
 
 use anyhow::{Result, bail};
 
