@@ -7,6 +7,9 @@
 //! on purpose; the run must then fail saying which isolation broke. `--prove-detection` runs
 //! that and succeeds only if it did.
 
+// Worktree `i` is `BRANCHES[i]`, `envs[i]` and its ports: indexes read best here.
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
