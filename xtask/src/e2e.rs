@@ -653,7 +653,7 @@ fn exercise(
         ],
     )?;
     ensure!(
-        !vhosts.contains(&project),
+        !vhosts.contains(project),
         "teardown: a vhost of {project} remains"
     );
     let keys = output(
