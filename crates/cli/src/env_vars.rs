@@ -8,8 +8,9 @@ pub const PWT_CONFIG: &str = "PWT_CONFIG";
 /// Prefix of configuration overrides: `PWT_PORTS__RANGE='[21000, 21999]'`,
 /// `PWT_PROXY__LISTEN=127.0.0.1:9090` (`__` separates nesting levels).
 pub const PWT_CONFIG_PREFIX: &str = "PWT_";
-/// Crash-test hook for pwt's own tests: `hold-lock:MS` or `before-rename:MS` pauses at that
-/// moment so a test can kill the process there. Not for users.
+/// Crash-test hook for pwt's own tests: `hold-lock:MS`, `before-rename:MS`, `after-lease:MS`
+/// or `after-checkout:MS` pauses at that moment so a test can kill the process there. Not for
+/// users.
 pub const PWT_FAULT: &str = "PWT_FAULT";
 /// XDG base directory for state.
 pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";

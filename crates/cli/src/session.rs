@@ -37,6 +37,16 @@ pub fn state_dir() -> Result<PathBuf> {
     Ok(Path::new(&home).join(".local/state/pwt"))
 }
 
+/// Pauses for the crash tests when `PWT_FAULT` is `<point>:<ms>` (see env_vars.rs).
+pub fn pause_at(point: &str) {
+    if let Some(spec) = env_vars::get(env_vars::PWT_FAULT)
+        && let Some((what, ms)) = spec.split_once(':')
+        && what == point
+    {
+        std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+    }
+}
+
 fn fault() -> Fault {
     let Some(spec) = env_vars::get(env_vars::PWT_FAULT) else {
         return Fault::None;

@@ -110,6 +110,7 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
         session.worktree_path(args.path.as_deref(), branch, slug.as_str())
     })?;
     let path = lease.path.clone();
+    crate::session::pause_at("after-lease");
 
     // `git worktree add` on a thread of its own, the services on this one: all at once.
     if !json {
@@ -136,6 +137,7 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
         (git_result, steps)
     });
 
+    crate::session::pause_at("after-checkout");
     let finish = || -> Result<_> {
         if let Some((_, e)) = first_error(&steps) {
             bail!("{e}");

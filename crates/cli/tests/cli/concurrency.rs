@@ -259,3 +259,74 @@ fn ports_held_by_foreign_listeners_are_skipped() {
         assert!(!repo.parent().expect("parent").join("demo.y").exists());
     }
 }
+
+/// `kill -9` in the middle of `pwt new`, before and after the checkout: the lease is left
+/// `creating` by a dead process, and `pwt gc` releases it (no worktree yet) or finishes the
+/// half-made worktree (env files, ready).
+#[test]
+fn kill_9_mid_new_is_finished_or_released_by_gc() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    for (point, branch) in [("after-lease", "early"), ("after-checkout", "late")] {
+        let mut victim = t
+            .cmd(&repo, &["new", branch])
+            .env("PWT_FAULT", format!("{point}:60000"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let root = repo
+            .parent()
+            .expect("parent")
+            .join(format!("demo.{branch}"));
+        loop {
+            let leased = std::fs::read_to_string(t.state_dir().join("registry.json"))
+                .is_ok_and(|s| s.contains(&format!("\"{branch}\"")));
+            let checked_out = root.join("README").exists();
+            if leased && (point == "after-lease" || checked_out) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{point}: never got there");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        victim.kill().expect("SIGKILL");
+        victim.wait().expect("reap");
+        let lease = t.registry()["leases"]
+            .as_array()
+            .expect("leases")
+            .iter()
+            .find(|l| l["branch"] == branch)
+            .cloned()
+            .expect("lease left");
+        assert_eq!(lease["state"], "creating");
+    }
+    // The next pwt is not blocked by them.
+    t.pwt(&repo, &["new", "after"]).ok();
+    let gc = t
+        .pwt(&repo, &["gc", "--yes", "--format", "json"])
+        .ok()
+        .json();
+    let done: Vec<&str> = gc["done"]
+        .as_array()
+        .expect("done")
+        .iter()
+        .filter_map(|d| d.as_str())
+        .collect();
+    assert!(done.contains(&"early") && done.contains(&"late"), "{gc}");
+    let reg = t.registry();
+    let leases = reg["leases"].as_array().expect("leases");
+    assert!(
+        leases.iter().all(|l| l["branch"] != "early"),
+        "the lease without a worktree was kept"
+    );
+    let late = leases
+        .iter()
+        .find(|l| l["branch"] == "late")
+        .expect("late finished");
+    assert_eq!(late["state"], "ready");
+    let root = repo.parent().expect("parent").join("demo.late");
+    assert!(root.join(".env.worktree").exists());
+    assert_eq!(t.git(&root, &["status", "--porcelain"]), "");
+}
