@@ -468,3 +468,147 @@ fn a_real_browser_follows_the_callback_to_its_worktree() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The next text message, within 15 s.
+async fn next_text(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> String {
+    use futures_util::StreamExt as _;
+    let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
+        .await
+        .expect("a message in time");
+    m.expect("the socket is open")
+        .expect("a frame")
+        .into_text()
+        .expect("text")
+        .to_string()
+}
+
+/// Vite 7 from npm, installed by .ci/run (`PWT_TEST_VITE`, or its default place).
+fn vite() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PWT_TEST_VITE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::Path::new(&h).join(".cache/pwt-ci/vite/node_modules/.bin/vite"))
+        })?;
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "vite is missing at {}: .ci/run installs it",
+        path.display()
+    );
+    eprintln!("skipping: vite is not installed (npm install --prefix ~/.cache/pwt-ci/vite vite@7)");
+    None
+}
+
+/// A real Vite dev server in a worktree, started with `pwt run` on its FRONTEND_PORT: the
+/// page and the client come through `pwt proxy`, and so does the HMR WebSocket (the client
+/// connects back to the page's host, which is the proxy), which then carries Vite's update
+/// when a file changes.
+#[test]
+fn vite_hmr_works_through_the_proxy() {
+    let Some(vite) = vite() else { return };
+    let t = TestEnv::new();
+    let main = free_port();
+    let repo = t.repo("demo", Some(&toml(main, (26000, 26199))));
+    let port = frontend(&t, &repo, "feature-hmr");
+    let root = repo.parent().expect("parent").join("demo.feature-hmr");
+    std::fs::write(root.join("index.html"), "<!doctype html><html><body><h1>hmr</h1><script type=\"module\" src=\"/main.js\"></script></body></html>\n").expect("write");
+    std::fs::write(root.join("main.js"), "console.log('v1')\n").expect("write");
+    let _vite = Running(
+        t.cmd(
+            &repo,
+            &[
+                "run",
+                "feature-hmr",
+                "--",
+                "sh",
+                "-c",
+                "exec \"$0\" --port \"$FRONTEND_PORT\" --strictPort --host 127.0.0.1",
+            ],
+        )
+        .arg(&vite)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("vite"),
+    );
+    let (_proxy, proxy_port) = start_proxy(&t, &repo);
+    eventually("vite listening", || {
+        TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
+    });
+    let host = format!("feature-hmr.localhost:{proxy_port}");
+    let page = request(proxy_port, "GET", &host, "/");
+    assert!(
+        page.body.contains("/@vite/client"),
+        "the page did not come from Vite through the proxy: {}",
+        page.body
+    );
+    let client = request(proxy_port, "GET", &host, "/@vite/client");
+    let token = client
+        .body
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("const wsToken = \"")
+                .and_then(|r| r.split('"').next())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no wsToken in the Vite client ({} bytes)",
+                client.body.len()
+            )
+        })
+        .to_owned();
+    assert!(
+        request(proxy_port, "GET", &host, "/main.js")
+            .body
+            .contains("v1")
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut req =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                format!("ws://127.0.0.1:{proxy_port}/?token={token}"),
+            )
+            .expect("request");
+        req.headers_mut()
+            .insert("host", host.parse().expect("host"));
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            "vite-hmr".parse().expect("protocol"),
+        );
+        req.headers_mut()
+            .insert("origin", format!("http://{host}").parse().expect("origin"));
+        let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("the HMR socket through the proxy");
+        assert_eq!(
+            resp.headers()
+                .get("sec-websocket-protocol")
+                .map(|v| v.to_str().unwrap_or_default()),
+            Some("vite-hmr")
+        );
+        let first = next_text(&mut ws).await;
+        assert!(first.contains("\"connected\""), "{first}");
+        std::fs::write(root.join("main.js"), "console.log('v2')\n").expect("edit");
+        let mut seen = Vec::new();
+        loop {
+            let m = next_text(&mut ws).await;
+            if m.contains("\"update\"") || m.contains("\"full-reload\"") {
+                break;
+            }
+            seen.push(m);
+            assert!(seen.len() < 20, "no HMR update after the edit: {seen:?}");
+        }
+    });
+}
