@@ -9,9 +9,9 @@ use pwt_alloc::{
     AllocError, Lease, LeaseState, PortRequest, State, allocate_ports, now, port_is_free,
     process_alive, scan_env_files,
 };
-use pwt_core::{ResourceNames, Slug, disambiguated_slug, resource_names};
+use pwt_core::{ResourceNames, Slug, disambiguated_slug, redis_prefix_name, resource_names};
 
-use crate::services;
+use crate::services::{self, RedisPlan};
 use crate::session::Session;
 
 /// How `lease` treats an existing lease of the branch.
@@ -33,7 +33,7 @@ impl Session {
         &self,
         branch: &str,
         mode: Mode,
-        redis_databases: Option<u16>,
+        redis: RedisPlan,
         path_for: impl FnOnce(&Slug) -> Result<PathBuf>,
     ) -> Result<(Lease, bool)> {
         let repo = self.repo.common_dir.clone();
@@ -67,7 +67,7 @@ impl Session {
                 let mut lease = existing.clone();
                 lease.pid = Some(std::process::id());
                 lease.updated_at = now();
-                self.assign_resources(&locked.state, &mut lease, redis_databases, &HashSet::new())?;
+                self.assign_resources(&locked.state, &mut lease, redis, &HashSet::new())?;
                 let slot = locked.state.find_mut(&repo, branch).expect("found above");
                 *slot = lease.clone();
                 self.ensure_excluded()?;
@@ -154,12 +154,7 @@ impl Session {
             created_at: old.as_ref().map_or(t, |l| l.created_at),
             updated_at: t,
         };
-        self.assign_resources(
-            &locked.state,
-            &mut lease,
-            redis_databases,
-            &declared.redis_dbs,
-        )?;
+        self.assign_resources(&locked.state, &mut lease, redis, &declared.redis_dbs)?;
         match locked.state.find_mut(&repo, branch) {
             Some(slot) => *slot = lease.clone(),
             None => locked.state.leases.push(lease.clone()),
@@ -177,7 +172,7 @@ impl Session {
         &self,
         state: &State,
         lease: &mut Lease,
-        redis_databases: Option<u16>,
+        redis: RedisPlan,
         declared_dbs: &HashSet<u16>,
     ) -> Result<()> {
         let others = |kind: &str| -> HashSet<String> {
@@ -189,7 +184,14 @@ impl Session {
                 .collect()
         };
         let ctx = self.context(&lease.branch, lease.slug.as_str(), &lease.ports);
-        let names = resource_names(self.config(), &ctx, &self.templates)?;
+        let mut names = resource_names(self.config(), &ctx, &self.templates)?;
+        if redis == RedisPlan::ClusterPrefix && lease.redis_db.is_none() {
+            names.redis_prefix = redis_prefix_name(self.config(), &ctx, &self.templates)?;
+        }
+        let redis_databases = match redis {
+            RedisPlan::Db(n) if !lease.resources.contains_key(services::REDIS_PREFIX) => Some(n),
+            _ => None,
+        };
         let wanted = [
             (services::DATABASE, names.database.map(|n| n.to_string())),
             (services::VHOST, names.vhost.map(|n| n.to_string())),
@@ -215,7 +217,10 @@ impl Session {
                             &lease.repo.to_string_lossy(),
                             &lease.branch,
                         );
-                        let a = resource_names(self.config(), &c, &self.templates)?;
+                        let mut a = resource_names(self.config(), &c, &self.templates)?;
+                        if redis == RedisPlan::ClusterPrefix {
+                            a.redis_prefix = redis_prefix_name(self.config(), &c, &self.templates)?;
+                        }
                         alt = Some(a.clone());
                         a
                     }

@@ -89,21 +89,39 @@ impl Services {
         matches!(self.redis, Some((_, RedisMode::Db, _)))
     }
 
-    /// The number of Redis DBs (for leasing indexes): `CONFIG GET databases`, else the
-    /// configured fallback. Refuses Redis Cluster, which has DB 0 only.
-    pub async fn redis_databases(&self) -> Result<Option<u16>> {
+    /// What a new lease gets from Redis in `db` mode: an index among `CONFIG GET databases`
+    /// (or the configured fallback), or, on a Redis Cluster (DB 0 only), a key prefix
+    /// instead. The one network call made before the registry lock.
+    pub async fn redis_plan(&self) -> Result<RedisPlan> {
         let Some((redis, RedisMode::Db, fallback)) = &self.redis else {
-            return Ok(None);
+            return Ok(RedisPlan::AsConfigured);
         };
         let status = redis.status().await?;
         if status.cluster {
-            return Err(anyhow!(
-                "Redis at {} is a cluster, which has DB 0 only\n  hint: set `redis.mode = \"prefix\"`",
+            output::warn(&format!(
+                "Redis at {} is a cluster, which has DB 0 only: using a key prefix instead of a DB index (set `redis.mode = \"prefix\"` to say so)",
                 redis.display_url()
             ));
+            return Ok(RedisPlan::ClusterPrefix);
         }
-        Ok(Some(status.databases.unwrap_or(*fallback)))
+        Ok(RedisPlan::Db(status.databases.unwrap_or(*fallback)))
     }
+
+    /// The plan without asking the server (no Redis, or prefix mode).
+    pub fn redis_plan_offline(&self) -> Option<RedisPlan> {
+        (!self.redis_db_mode()).then_some(RedisPlan::AsConfigured)
+    }
+}
+
+/// How a new lease isolates its Redis data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedisPlan {
+    /// Prefix mode, or no Redis: nothing to decide.
+    AsConfigured,
+    /// `db` mode: lease an index below this DB count.
+    Db(u16),
+    /// `db` mode on a Redis Cluster: a key prefix instead.
+    ClusterPrefix,
 }
 
 /// A lease's resources, parsed back from the registry.
@@ -204,12 +222,12 @@ pub async fn provision(services: &Services, lease: &Lease) -> Vec<Step> {
     };
     let rd = async {
         match (&services.redis, &names.redis_prefix, lease.redis_db) {
-            (Some((redis, RedisMode::Prefix, _)), Some(prefix), _) => Some(Step {
+            (Some((redis, _, _)), Some(prefix), _) => Some(Step {
                 service: Service::Redis,
                 what: format!("key prefix {:?}", prefix.as_str()),
                 result: redis.claim_prefix(prefix, &marker).await,
             }),
-            (Some((redis, RedisMode::Db, _)), _, Some(index)) => Some(Step {
+            (Some((redis, _, _)), None, Some(index)) => Some(Step {
                 service: Service::Redis,
                 what: format!("DB {index}"),
                 result: redis.claim_db(index, &marker).await,

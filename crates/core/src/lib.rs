@@ -35,7 +35,8 @@ pub use hash::{hex_prefix, stable_hash, stable_hash_parts};
 pub use names::{DbName, NameError, PG_MAX_IDENT, Port, RedisPrefix, Vhost, db_ident, hash_port};
 pub use resources::{
     ResourceError, ResourceNames, Worktree, disambiguated_slug, is_marker, owner_marker,
-    percent_encode, repo_marker_prefix, resource_names, service_variables, url_path, with_path,
+    percent_encode, redis_prefix_name, repo_marker_prefix, resource_names, service_variables,
+    url_path, with_path,
 };
 pub use slug::{MAX_SLUG_LEN, Slug, SlugError};
 pub use template::{TemplateContext, TemplateError, Templates};

@@ -57,29 +57,43 @@ pub fn resource_names(
             source,
         })?);
     }
-    if let Some(r) = &config.redis
-        && r.mode == RedisMode::Prefix
+    if config
+        .redis
+        .as_ref()
+        .is_some_and(|r| r.mode == RedisMode::Prefix)
     {
-        let name = templates.render("redis.prefix", &r.prefix, ctx)?;
-        if name.is_empty() {
-            return Err(ResourceError::Name {
-                key: "redis.prefix",
-                source: NameError {
-                    kind: "Redis key prefix",
-                    value: name,
-                    reason: "it is empty, which is the main worktree's key space",
-                },
-            });
-        }
-        out.redis_prefix =
-            Some(
-                RedisPrefix::parse(&name).map_err(|source| ResourceError::Name {
-                    key: "redis.prefix",
-                    source,
-                })?,
-            );
+        out.redis_prefix = redis_prefix_name(config, ctx, templates)?;
     }
     Ok(out)
+}
+
+/// The Redis key prefix of a worktree (prefix mode, or the fallback on a Redis Cluster),
+/// `None` when Redis is not configured.
+pub fn redis_prefix_name(
+    config: &Config,
+    ctx: &TemplateContext,
+    templates: &Templates,
+) -> Result<Option<RedisPrefix>, ResourceError> {
+    let Some(r) = &config.redis else {
+        return Ok(None);
+    };
+    let name = templates.render("redis.prefix", &r.prefix, ctx)?;
+    if name.is_empty() {
+        return Err(ResourceError::Name {
+            key: "redis.prefix",
+            source: NameError {
+                kind: "Redis key prefix",
+                value: name,
+                reason: "it is empty, which is the main worktree's key space",
+            },
+        });
+    }
+    RedisPrefix::parse(&name)
+        .map(Some)
+        .map_err(|source| ResourceError::Name {
+            key: "redis.prefix",
+            source,
+        })
 }
 
 /// The slug used to re-render names that collide with another worktree's (of any
@@ -194,22 +208,23 @@ pub fn service_variables(
         env.set("RABBITMQ_URL", with_path(&mq.url, &percent_encode(&vhost)))?;
     }
     if let Some(r) = &config.redis {
-        match (r.mode, worktree) {
-            (RedisMode::Prefix, _) => {
-                let prefix = names
-                    .and_then(|n| n.redis_prefix.as_ref())
-                    .map_or(String::new(), |p| p.as_str().to_owned());
-                env.set("REDIS_KEY_PREFIX", prefix)?;
-                env.set("REDIS_URL", r.url.clone())?;
-            }
-            (RedisMode::Db, w) => {
-                let db = match w {
-                    Worktree::Leased(_, Some(db)) => db,
-                    _ => 0,
-                };
-                env.set("REDIS_DB", db.to_string())?;
-                env.set("REDIS_URL", with_path(&r.url, &db.to_string()))?;
-            }
+        // A leased worktree says which it got (a prefix also in `db` mode on a Redis
+        // Cluster); the main worktree follows the configured mode.
+        let leased_prefix = names.and_then(|n| n.redis_prefix.as_ref());
+        let leased_db = match worktree {
+            Worktree::Leased(_, db) => db,
+            Worktree::Main => None,
+        };
+        let prefix_mode =
+            leased_prefix.is_some() || (leased_db.is_none() && r.mode == RedisMode::Prefix);
+        if prefix_mode {
+            let prefix = leased_prefix.map_or(String::new(), |p| p.as_str().to_owned());
+            env.set("REDIS_KEY_PREFIX", prefix)?;
+            env.set("REDIS_URL", r.url.clone())?;
+        } else {
+            let db = leased_db.unwrap_or(0);
+            env.set("REDIS_DB", db.to_string())?;
+            env.set("REDIS_URL", with_path(&r.url, &db.to_string()))?;
         }
     }
     Ok(())

@@ -214,21 +214,38 @@ impl Redis {
             )),
             Some(_) => {
                 let pattern = format!("{}*", escape_glob(prefix.as_str()));
-                let mut batch: Vec<String> = Vec::with_capacity(BATCH);
+                // A multi-key UNLINK on a cluster fails with CROSSSLOT: one key at a time there.
+                let size = if self.is_cluster(&mut conn).await {
+                    1
+                } else {
+                    BATCH
+                };
+                let mut batch: Vec<String> = Vec::with_capacity(size);
                 self.scan(&mut conn, &pattern, async |conn, keys| {
                     batch.extend(keys.into_iter().filter(|k| k != &key));
-                    while batch.len() >= BATCH {
-                        let chunk: Vec<String> = batch.drain(..BATCH).collect();
+                    while batch.len() >= size {
+                        let chunk: Vec<String> = batch.drain(..size).collect();
                         self.unlink(conn, &chunk).await?;
                     }
                     Ok(true)
                 })
                 .await?;
-                self.unlink(&mut conn, &batch).await?;
+                for chunk in batch.chunks(size) {
+                    self.unlink(&mut conn, chunk).await?;
+                }
                 self.unlink(&mut conn, &[key]).await?;
                 Ok(Outcome::Removed)
             }
         }
+    }
+
+    async fn is_cluster(&self, conn: &mut MultiplexedConnection) -> bool {
+        let info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(conn)
+            .await
+            .unwrap_or_default();
+        info.lines().any(|l| l.trim() == "cluster_enabled:1")
     }
 
     async fn unlink(

@@ -11,7 +11,9 @@ use pwt_core::BranchName;
 use crate::exit_codes;
 use crate::lease_ops::Mode;
 use crate::output::{Format, Style, note, print_json, printable};
-use crate::services::{Services, Step, first_error, provision, rollback, runtime, with_progress};
+use crate::services::{
+    RedisPlan, Services, Step, first_error, provision, rollback, runtime, with_progress,
+};
 use crate::session::{Session, git, git_worktree};
 
 /// Create a worktree with its own ports, env files and services
@@ -101,12 +103,13 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
     let services = Services::new(session.config(), &session.project())?;
     let rt = services.any().then(runtime);
     // The one network call allowed before the lock: how many Redis DBs there are.
-    let redis_dbs = match &rt {
-        Some(rt) if services.redis_db_mode() => rt.block_on(services.redis_databases())?,
-        _ => None,
+    let redis_plan = match (services.redis_plan_offline(), &rt) {
+        (Some(plan), _) => plan,
+        (None, Some(rt)) => rt.block_on(services.redis_plan())?,
+        (None, None) => RedisPlan::AsConfigured,
     };
 
-    let (lease, _) = session.lease(branch, Mode::New, redis_dbs, |slug| {
+    let (lease, _) = session.lease(branch, Mode::New, redis_plan, |slug| {
         session.worktree_path(args.path.as_deref(), branch, slug.as_str())
     })?;
     let path = lease.path.clone();

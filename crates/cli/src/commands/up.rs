@@ -7,7 +7,9 @@ use anyhow::{Result, bail};
 use crate::exit_codes;
 use crate::lease_ops::Mode;
 use crate::output::{Format, Style, print_json};
-use crate::services::{Services, first_error, provision, rollback, runtime, with_progress};
+use crate::services::{
+    RedisPlan, Services, first_error, provision, rollback, runtime, with_progress,
+};
 use crate::session::{Session, Target, run_hooks};
 
 /// Adopt an existing worktree and set up its environment (idempotent).
@@ -64,11 +66,12 @@ pub fn run(cwd: &Path, args: UpArgs) -> Result<i32> {
     };
     let services = Services::new(session.config(), &session.project())?;
     let rt = services.any().then(runtime);
-    let redis_dbs = match &rt {
-        Some(rt) if services.redis_db_mode() => rt.block_on(services.redis_databases())?,
-        _ => None,
+    let redis_plan = match (services.redis_plan_offline(), &rt) {
+        (Some(plan), _) => plan,
+        (None, Some(rt)) => rt.block_on(services.redis_plan())?,
+        (None, None) => RedisPlan::AsConfigured,
     };
-    let (lease, fresh) = session.lease(&branch, Mode::Adopt, redis_dbs, |_| Ok(root.clone()))?;
+    let (lease, fresh) = session.lease(&branch, Mode::Adopt, redis_plan, |_| Ok(root.clone()))?;
     if let Some(rt) = &rt {
         // Idempotent: what exists with this worktree's marker is kept as it is.
         let steps = rt.block_on(with_progress(

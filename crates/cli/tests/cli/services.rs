@@ -641,3 +641,118 @@ fn coinciding_names_across_repositories_are_disambiguated() {
     t.pwt(&two, &["rm", "feature-a"]).ok();
     rt().block_on(async { assert!(!db_exists(second).await) });
 }
+
+/// `mode = "db"` against a Redis Cluster (DB 0 only): pwt falls back to a key prefix, says
+/// so, and cleans the prefix up (key by key, since a cluster refuses cross-slot UNLINK).
+/// A one-node cluster with every slot, started by the test.
+#[test]
+fn redis_cluster_gets_prefix_mode() {
+    if !up() {
+        return;
+    }
+    let t = TestEnv::new();
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dir = t.root().join("cluster");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let mut server = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--cluster-enabled",
+            "yes",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--cluster-config-file")
+        .arg(dir.join("nodes.conf"))
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let url = format!("redis://127.0.0.1:{port}");
+    rt().block_on(async {
+        let mut conn = None;
+        for _ in 0..100 {
+            if let Ok(c) = redis::Client::open(url.as_str())
+                .expect("client")
+                .get_multiplexed_async_connection()
+                .await
+            {
+                conn = Some(c);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let mut c = conn.expect("the cluster node came up");
+        let _: () = redis::cmd("CLUSTER")
+            .arg("ADDSLOTSRANGE")
+            .arg(0)
+            .arg(16383)
+            .query_async(&mut c)
+            .await
+            .expect("slots");
+        for _ in 0..100 {
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut c)
+                .await
+                .expect("info");
+            if info.contains("cluster_state:ok") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    let project = pwt_tests::unique("clu");
+    let toml = services_toml(&project, "db").replace(pwt_tests::REDIS_URL, &url);
+    let repo = t.repo("demo", Some(&toml));
+    let run = t.pwt(&repo, &["new", "x", "--format", "json"]).ok();
+    assert!(
+        run.stderr.contains("is a cluster") && run.stderr.contains("key prefix"),
+        "{}",
+        run.stderr
+    );
+    let v = run.json();
+    assert_eq!(v["redis_db"], serde_json::Value::Null);
+    let env = env_of(&t, &repo, "x");
+    let prefix = s(&env, "REDIS_KEY_PREFIX").to_owned();
+    assert_eq!(prefix, format!("{project}:x:"));
+    assert!(env.get("REDIS_DB").is_none(), "{env}");
+    rt().block_on(async {
+        let mut c = redis::Client::open(url.as_str())
+            .expect("client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn");
+        for i in 0..50 {
+            let _: () = c.set(format!("{prefix}k{i}"), i).await.expect("set");
+        }
+        let _: () = c.set("someone-else", 1).await.expect("set");
+    });
+    t.pwt(&repo, &["rm", "x"]).ok();
+    rt().block_on(async {
+        let mut c = redis::Client::open(url.as_str())
+            .expect("client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn");
+        let left: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut c)
+            .await
+            .expect("keys");
+        assert_eq!(left, vec!["someone-else".to_owned()]);
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+}
