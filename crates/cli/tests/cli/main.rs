@@ -9,3 +9,4 @@ mod names;
 mod proxy;
 mod recipes;
 mod services;
+mod snapshots;
