@@ -587,7 +587,7 @@ pub fn run_hooks(
     Ok(())
 }
 
-/// Ports in use by leases, for a path shown to people: relative to `cwd` when shorter.
+/// A path shown to people: relative to `cwd` when that is shorter, control characters removed.
 pub fn display_path(p: &Path, cwd: &Path) -> String {
     let abs = p.display().to_string();
     let rel = pathdiff(p, cwd).map(|r| r.display().to_string());

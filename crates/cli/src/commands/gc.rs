@@ -180,7 +180,7 @@ fn drop_orphan(
     name: &str,
     marker: &str,
 ) -> Result<()> {
-    let outcome = rt.block_on(async {
+    rt.block_on(async {
         match service {
             Service::Postgres => match &services.postgres {
                 Some((pg, _)) => pg
@@ -213,7 +213,6 @@ fn drop_orphan(
             },
         }
     })?;
-    let _ = outcome;
     Ok(())
 }
 
