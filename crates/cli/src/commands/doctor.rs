@@ -176,10 +176,23 @@ fn diagnose(session: &Session) -> Vec<Finding> {
     for l in state.of_repo(repo) {
         let name = &l.branch;
         if !l.path.exists() {
-            out.push(warn(
-                format!("{name}: worktree {} is gone", l.path.display()),
-                "`pwt gc --yes` releases its lease",
-            ));
+            let moved = worktrees
+                .iter()
+                .find(|w| w.exists && w.branch.as_deref() == Some(name.as_str()));
+            out.push(match moved {
+                Some(w) => warn(
+                    format!(
+                        "{name}: worktree moved from {} to {}",
+                        l.path.display(),
+                        w.root.display()
+                    ),
+                    format!("`pwt up {name}` follows it"),
+                ),
+                None => warn(
+                    format!("{name}: worktree {} is gone", l.path.display()),
+                    "`pwt gc --yes` removes its data and lease",
+                ),
+            });
             continue;
         }
         if l.state != LeaseState::Ready && !l.pid.is_some_and(process_alive) {

@@ -48,6 +48,8 @@ pub(crate) enum Action {
     Finish(Lease),
     /// Teardown was interrupted: finish it.
     Remove(Lease),
+    /// The worktree was moved: record its new path.
+    Moved(Lease, std::path::PathBuf),
     /// A resource with this repository's marker and no lease.
     Orphan {
         service: Service,
@@ -67,6 +69,11 @@ impl Action {
             ),
             Self::Finish(l) => format!("{}: set-up interrupted: finish it", l.branch),
             Self::Remove(l) => format!("{}: teardown interrupted: finish it", l.branch),
+            Self::Moved(l, to) => format!(
+                "{}: worktree moved to {}: follow it",
+                l.branch,
+                to.display()
+            ),
             Self::Orphan {
                 service,
                 name,
@@ -89,17 +96,26 @@ impl Action {
 
     fn branch(&self) -> Option<&str> {
         match self {
-            Self::Release(l) | Self::Finish(l) | Self::Remove(l) => Some(&l.branch),
+            Self::Release(l) | Self::Finish(l) | Self::Remove(l) | Self::Moved(l, _) => {
+                Some(&l.branch)
+            }
             Self::Orphan { .. } => None,
         }
     }
 }
 
-fn classify(lease: &Lease) -> Option<Action> {
+fn classify(lease: &Lease, worktrees: &[pwt_alloc::WorktreeEntry]) -> Option<Action> {
     if lease.state != LeaseState::Ready && lease.pid.is_some_and(process_alive) {
         return None; // another pwt is working on it right now
     }
     if !lease.path.exists() {
+        // Moved with `git worktree move`, not deleted: follow it, never drop its data.
+        if let Some(w) = worktrees
+            .iter()
+            .find(|w| w.exists && w.branch.as_deref() == Some(lease.branch.as_str()))
+        {
+            return Some(Action::Moved(lease.clone(), w.root.clone()));
+        }
         return Some(Action::Release(lease.clone()));
     }
     match lease.state {
@@ -248,9 +264,10 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
     let services = Services::new(session.config(), &session.project())?;
     let rt = services.any().then(runtime);
     let mut problems = Vec::new();
+    let worktrees = session.repo.worktrees()?;
     let mut found: Vec<Action> = state
         .of_repo(&session.repo.common_dir)
-        .filter_map(classify)
+        .filter_map(|l| classify(l, &worktrees))
         .collect();
     if let Some(rt) = &rt {
         found.extend(orphans(&session, &services, rt, &mut problems));
@@ -335,6 +352,12 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
                         )),
                         Err(e) => Err(e),
                     })
+                }
+                Action::Moved(l, to) => {
+                    let to = to.clone();
+                    session
+                        .update(&l.branch, |lease| lease.path = to)
+                        .map(|_| ())
                 }
                 Action::Orphan {
                     service,

@@ -43,15 +43,33 @@ pub fn run(cwd: &Path, args: UpArgs) -> Result<i32> {
             "this is the main worktree: it uses the defaults (`main` ports, main database) and needs no set-up\n  hint: `pwt env` prints them; `pwt new BRANCH` makes a worktree"
         ),
         Target::Leased(l) => {
-            if !l.path.exists() {
+            // Moved with `git worktree move`: git knows where the branch is now.
+            let moved = (!l.path.exists())
+                .then(|| session.repo.worktrees().ok())
+                .flatten()
+                .and_then(|ws| {
+                    ws.into_iter()
+                        .find(|w| w.exists && w.branch.as_deref() == Some(l.branch.as_str()))
+                });
+            if let Some(w) = moved {
+                crate::output::note(&format!(
+                    "{} moved to {}",
+                    l.path.display(),
+                    w.root.display()
+                ));
+                let root = w.root.clone();
+                session.update(&l.branch, |lease| lease.path = root)?;
+                (w.root, l.branch)
+            } else if !l.path.exists() {
                 bail!(
                     "the worktree of {:?} at {} is gone\n  hint: `pwt gc` cleans up after it; `pwt new {}` makes a new one",
                     l.branch,
                     l.path.display(),
                     l.branch
                 );
+            } else {
+                (l.path, l.branch)
             }
-            (l.path, l.branch)
         }
         Target::Unmanaged(w) => {
             let Some(branch) = w.branch else {

@@ -338,3 +338,59 @@ fn env_formats() {
         .expect("bash");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "it's fmt|fmt");
 }
+
+#[test]
+fn up_follows_a_worktree_moved_with_git() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let v = t.pwt(&repo, &["new", "mv", "--format", "json"]).ok().json();
+    let old = std::path::PathBuf::from(v["path"].as_str().expect("path"));
+    let new = repo.parent().expect("parent").join("moved-here");
+    t.git(
+        &repo,
+        &[
+            "worktree",
+            "move",
+            &old.display().to_string(),
+            &new.display().to_string(),
+        ],
+    );
+    let up = t.pwt(&repo, &["up", "mv", "--format", "json"]).ok().json();
+    assert_eq!(up["path"], new.display().to_string());
+    assert_eq!(ports(&up), ports(&v), "moving must not change the ports");
+    assert_eq!(t.registry()["leases"][0]["path"], new.display().to_string());
+    t.pwt(&repo, &["rm", "mv"]).ok();
+    assert!(!new.exists());
+}
+
+#[test]
+fn gc_follows_moved_worktrees_instead_of_releasing_them() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let v = t
+        .pwt(&repo, &["new", "mv2", "--format", "json"])
+        .ok()
+        .json();
+    let old = v["path"].as_str().expect("path").to_owned();
+    let new = repo.parent().expect("parent").join("elsewhere");
+    t.git(
+        &repo,
+        &["worktree", "move", &old, &new.display().to_string()],
+    );
+    let doctor = t.pwt(&repo, &["doctor"]).ok().stdout;
+    assert!(
+        doctor.contains("moved") && doctor.contains("pwt up mv2"),
+        "{doctor}"
+    );
+    let gc = t
+        .pwt(&repo, &["gc", "--yes", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(gc["done"], serde_json::json!(["mv2"]));
+    let lease = &t.registry()["leases"][0];
+    assert_eq!(
+        lease["path"],
+        new.display().to_string(),
+        "gc must follow, not release"
+    );
+}
