@@ -131,6 +131,23 @@ impl Repo {
             .is_ok()
     }
 
+    /// The remotes that have a branch called `branch` (`origin` for `origin/feature`).
+    pub fn remotes_with_branch(&self, branch: &str) -> Vec<String> {
+        let Ok(remotes) = self.git.remotes() else {
+            return Vec::new();
+        };
+        remotes
+            .iter()
+            .flatten()
+            .filter(|r| {
+                self.git
+                    .find_branch(&format!("{r}/{branch}"), git2::BranchType::Remote)
+                    .is_ok()
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The branch checked out in the worktree at `root`, from git's own records.
     pub fn branch_at(&self, root: &Path) -> Option<String> {
         self.worktrees()

@@ -53,14 +53,20 @@ pub struct NewArgs {
     pub format: Format,
 }
 
-/// The `git worktree add` command line.
-fn add_args(branch: &str, path: &Path, base: Option<&str>, branch_exists: bool) -> Vec<OsString> {
+/// The `git worktree add` command line: `-b BRANCH PATH [BASE]` for a new branch, or `PATH
+/// BRANCH` to check out an existing one (local, or git's tracking checkout of a remote one).
+fn add_args(
+    branch: &str,
+    path: &Path,
+    base: Option<&str>,
+    checkout_existing: bool,
+) -> Vec<OsString> {
     let mut a: Vec<OsString> = vec!["worktree".into(), "add".into(), "--quiet".into()];
-    if !branch_exists {
+    if !checkout_existing {
         a.extend(["-b".into(), branch.into()]);
     }
     a.extend(["--".into(), path.as_os_str().to_owned()]);
-    match (base, branch_exists) {
+    match (base, checkout_existing) {
         (_, true) => a.push(branch.into()),
         (Some(base), false) => a.push(base.into()),
         (None, false) => {}
@@ -95,6 +101,11 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
         );
     }
     let branch_exists = session.repo.branch_exists(branch);
+    // Like `git worktree add PATH BRANCH`: a branch that exists in exactly one remote is
+    // checked out from there, tracking it, instead of a new branch from HEAD.
+    let from_remote = !branch_exists
+        && args.base.is_none()
+        && session.repo.remotes_with_branch(branch).len() == 1;
     if branch_exists && args.base.is_some() {
         bail!(
             "branch {branch:?} already exists, so --base has nothing to do\n  hint: drop --base, or pick a new branch name"
@@ -119,7 +130,12 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
     if !json {
         note(&format!("creating worktree {} ...", path.display()));
     }
-    let git_args = add_args(branch, &path, args.base.as_deref(), branch_exists);
+    let git_args = add_args(
+        branch,
+        &path,
+        args.base.as_deref(),
+        branch_exists || from_remote,
+    );
     let (registry, repo_key) = (session.registry.clone(), session.repo.key());
     let (git_result, steps) = std::thread::scope(|scope| {
         let git_thread = scope.spawn(|| {

@@ -394,3 +394,64 @@ fn gc_follows_moved_worktrees_instead_of_releasing_them() {
         "gc must follow, not release"
     );
 }
+
+/// A branch that exists only on a remote is checked out from there, tracking it, as
+/// `git worktree add PATH BRANCH` does; it is not branched anew from HEAD.
+#[test]
+fn new_checks_out_a_remote_only_branch_like_git() {
+    let t = TestEnv::new();
+    let origin = t.repo("origin", None);
+    t.git(&origin, &["branch", "colleague"]);
+    t.git(&origin, &["checkout", "-q", "colleague"]);
+    t.git(
+        &origin,
+        &["commit", "-q", "--allow-empty", "-m", "colleague work"],
+    );
+    t.git(&origin, &["checkout", "-q", "main"]);
+    t.git(
+        &origin,
+        &["commit", "-q", "--allow-empty", "-m", "main moved on"],
+    );
+    t.git(
+        t.root(),
+        &["clone", "-q", &origin.display().to_string(), "clone"],
+    );
+    let clone = t.root().join("clone");
+    let v = t
+        .pwt(&clone, &["new", "colleague", "--format", "json"])
+        .ok()
+        .json();
+    let root = std::path::PathBuf::from(v["path"].as_str().expect("path"));
+    assert_eq!(
+        t.git(&root, &["log", "-1", "--format=%s"]).trim(),
+        "colleague work"
+    );
+    assert_eq!(
+        t.git(
+            &root,
+            &["rev-parse", "--abbrev-ref", "colleague@{upstream}"]
+        )
+        .trim(),
+        "origin/colleague"
+    );
+    // With --base it is a new branch, as asked.
+    let v = t
+        .pwt(
+            &clone,
+            &[
+                "new",
+                "fresh",
+                "--base",
+                "origin/colleague",
+                "--format",
+                "json",
+            ],
+        )
+        .ok()
+        .json();
+    let fresh = std::path::PathBuf::from(v["path"].as_str().expect("path"));
+    assert_eq!(
+        t.git(&fresh, &["log", "-1", "--format=%s"]).trim(),
+        "colleague work"
+    );
+}
