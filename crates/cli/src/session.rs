@@ -382,8 +382,9 @@ impl Session {
                     .repo
                     .main_root
                     .clone()
-                    .or_else(|| self.repo.common_dir.parent().map(Path::to_owned))
-                    .unwrap_or_else(|| self.cwd.clone());
+                    // A bare repository has no main worktree: its directory plays that part,
+                    // so `../{{ repo }}.{{ slug }}` lands beside it.
+                    .unwrap_or_else(|| self.repo.common_dir.clone());
                 base.join(rendered)
             }
         };

@@ -455,3 +455,42 @@ fn new_checks_out_a_remote_only_branch_like_git() {
         "colleague work"
     );
 }
+
+/// The bare-clone layout (`git clone --bare` + worktrees): worktrees go beside the bare
+/// directory, the bare repository has no main row, and everything else works as usual.
+#[test]
+fn bare_repository_layout() {
+    let t = TestEnv::new();
+    let src = t.repo("src", None);
+    t.git(
+        t.root(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &src.display().to_string(),
+            "proj.git",
+        ],
+    );
+    let bare = t.root().join("proj.git");
+    t.git(&bare, &["worktree", "add", "-q", "../proj.main", "main"]);
+    let wt = t.root().join("proj.main");
+    let v = t
+        .pwt(&wt, &["new", "feat-b", "--format", "json"])
+        .ok()
+        .json();
+    let expected = std::fs::canonicalize(t.root())
+        .expect("root")
+        .join("proj.feat-b");
+    assert_eq!(v["path"], expected.display().to_string());
+    let list = t.pwt(&wt, &["list", "--format", "json"]).ok().json();
+    let states: Vec<&str> = list
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["state"].as_str().expect("state"))
+        .collect();
+    assert_eq!(states, vec!["ready", "unmanaged"], "{list}");
+    t.pwt(&wt, &["rm", "feat-b"]).ok();
+    assert!(!expected.exists());
+}
