@@ -332,7 +332,7 @@ impl Session {
                 && !force
             {
                 return Err(refused(format!(
-                    "{} exists and was not written by pwt, or was edited since; pwt will not overwrite it\n  hint: move your settings elsewhere (e.g. .env.local) and delete the file, or pass --force",
+                    "{} exists and was not written by pwt, or was edited since; pwt will not overwrite it\n  hint: move your settings elsewhere (e.g. .env.local) and delete it, overwrite it with `pwt up --force`, or have pwt write another file (`files.dotenv` / `files.mise` in pwt.toml)",
                     path.display()
                 )));
             }

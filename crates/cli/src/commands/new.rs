@@ -245,7 +245,12 @@ fn undo(
         if !branch_existed {
             let _ = git(
                 cwd,
-                &[OsStr::new("branch"), OsStr::new("-D"), OsStr::new(branch)],
+                &[
+                    OsStr::new("branch"),
+                    OsStr::new("--quiet"),
+                    OsStr::new("-D"),
+                    OsStr::new(branch),
+                ],
             );
         }
     }
@@ -254,6 +259,10 @@ fn undo(
         .filter(|s| matches!(s.result, Ok(pwt_provision::Outcome::Created)))
         .map(|s| s.what.clone())
         .collect();
+    // A refusal (exit 3) stays one after the rollback.
+    let code = cause
+        .downcast_ref::<crate::exit_codes::ExitError>()
+        .map_or(crate::exit_codes::FAILURE, |e| e.code);
     let mut msg = format!("cannot set up the worktree for {branch:?}: {cause:#}");
     if stuck.is_empty() {
         let _ = session.release(&lease.repo, branch);
@@ -273,7 +282,7 @@ fn undo(
             stuck.join("; ")
         ));
     }
-    anyhow!(msg)
+    crate::exit_codes::ExitError { code, message: msg }.into()
 }
 
 /// Replaces pwt with `program` in `dir` with `env` added.

@@ -494,3 +494,50 @@ fn bare_repository_layout() {
     t.pwt(&wt, &["rm", "feat-b"]).ok();
     assert!(!expected.exists());
 }
+
+/// A repository that commits its own `.env.worktree`: pwt will not overwrite it, so `pwt
+/// new` refuses (exit 3) and rolls back the worktree, the new branch and the lease.
+#[test]
+fn a_committed_env_file_is_not_overwritten_and_new_rolls_back() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    std::fs::write(repo.join(".env.worktree"), "MINE=1\n").expect("write");
+    t.git(&repo, &["add", ".env.worktree"]);
+    t.git(&repo, &["commit", "-q", "-m", "our env"]);
+    let out = t.pwt(&repo, &["new", "x"]).fails(3);
+    assert!(
+        out.stderr.contains("will not overwrite it") && out.stderr.contains("rolled back"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("files.dotenv"),
+        "the hint should name the way out: {}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("Deleted branch"),
+        "git's chatter leaked: {}",
+        out.stderr
+    );
+    assert!(!repo.parent().expect("parent").join("demo.x").exists());
+    assert!(t.git(&repo, &["branch", "--list", "x"]).is_empty());
+    assert!(
+        t.registry()["leases"]
+            .as_array()
+            .expect("leases")
+            .is_empty()
+    );
+    // Pointing pwt at another file makes it work.
+    std::fs::write(repo.join("pwt.toml"), "[files]\ndotenv = \".env.pwt\"\n").expect("write");
+    t.git(&repo, &["add", "pwt.toml"]);
+    t.git(&repo, &["commit", "-q", "-m", "pwt"]);
+    let v = t.pwt(&repo, &["new", "x", "--format", "json"]).ok().json();
+    let root = std::path::PathBuf::from(v["path"].as_str().expect("path"));
+    assert_eq!(
+        std::fs::read_to_string(root.join(".env.worktree")).expect("theirs"),
+        "MINE=1\n"
+    );
+    assert!(root.join(".env.pwt").exists());
+    assert_eq!(t.git(&root, &["status", "--porcelain"]), "");
+}
