@@ -199,6 +199,7 @@ impl Session {
             repo: self.repo.name.clone(),
             project: self.project(),
             ports: ports.clone(),
+            vars: Default::default(),
         }
     }
 

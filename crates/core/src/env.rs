@@ -145,9 +145,16 @@ pub fn build_environment(
     for (k, v) in extra {
         env.set(k, v.clone())?;
     }
-    for (k, template) in &config.env {
-        let value = templates.render(&format!("env.{k}"), template, ctx)?;
-        env.set(k, value)?;
+    if !config.env.is_empty() {
+        let mut ctx = ctx.clone();
+        ctx.vars = env
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        for (k, template) in &config.env {
+            let value = templates.render(&format!("env.{k}"), template, &ctx)?;
+            env.set(k, value)?;
+        }
     }
     Ok(env)
 }
@@ -282,6 +289,7 @@ mod tests {
                 repo: "demo".into(),
                 project: "demo".into(),
                 ports: BTreeMap::from([("frontend".into(), 21000), ("backend".into(), 21001)]),
+                vars: Default::default(),
             },
             is_main,
         }
@@ -305,6 +313,8 @@ mod tests {
         );
         c.env
             .insert("API".into(), "http://localhost:{{ ports.backend }}".into());
+        c.env
+            .insert("DJANGO_PORT".into(), "{{ vars.BACKEND_PORT }}".into());
         c
     }
 
@@ -321,6 +331,7 @@ mod tests {
         assert_eq!(env.get("FRONTEND_PORT"), Some("21000"));
         assert_eq!(env.get("BACKEND_PORT"), Some("21001"));
         assert_eq!(env.get("API"), Some("http://localhost:21001"));
+        assert_eq!(env.get("DJANGO_PORT"), Some("21001"));
         assert_eq!(
             env.get("PWT_URL"),
             Some("http://feature-notifications.localhost:8080")

@@ -243,6 +243,7 @@ mod tests {
             repo: "demo".into(),
             project: "demo".into(),
             ports: BTreeMap::new(),
+            vars: Default::default(),
         }
     }
 

@@ -23,6 +23,10 @@ pub struct TemplateContext {
     pub project: String,
     /// Leased ports by service name.
     pub ports: BTreeMap<String, u16>,
+    /// In `[env]` templates: every variable pwt has set before them (`{{ vars.DATABASE_URL }}`),
+    /// so any name an app expects can be made from pwt's values. Empty elsewhere.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
 }
 
 /// A template that does not render.
@@ -79,7 +83,9 @@ impl Templates {
                 message.push_str(detail);
             }
             if e.kind() == minijinja::ErrorKind::UndefinedError {
-                message.push_str(" (known: branch, slug, repo, project, ports.<name>)");
+                message.push_str(
+                    " (known: branch, slug, repo, project, ports.<name>, and in [env] vars.<NAME>)",
+                );
             }
             TemplateError {
                 key: key.to_owned(),
@@ -101,6 +107,7 @@ mod tests {
             repo: "demo".into(),
             project: "demo".into(),
             ports: BTreeMap::from([("frontend".into(), 20001)]),
+            vars: Default::default(),
         }
     }
 

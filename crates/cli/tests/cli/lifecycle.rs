@@ -541,3 +541,29 @@ fn a_committed_env_file_is_not_overwritten_and_new_rolls_back() {
     assert!(root.join(".env.pwt").exists());
     assert_eq!(t.git(&root, &["status", "--porcelain"]), "");
 }
+
+/// The second seed's names (Django: POSTGRES_DB, DJANGO_PORT, REDIS_DB) made from pwt's own
+/// values with `vars`, so any app's variable names can be produced.
+#[test]
+fn env_templates_can_use_pwts_variables() {
+    let t = TestEnv::new();
+    let toml = "[ports.services]\ndjango = { env = \"DJANGO_PORT\", main = 8011 }\n[env]\nVITE_PORT = \"{{ vars.DJANGO_PORT }}\"\nFEATURE_DB = \"{{ slug | db_ident }}\"\nBAD = \"{{ vars.NOPE }}\"\n";
+    let repo = t.repo("demo", Some(toml));
+    let err = t.pwt(&repo, &["new", "x"]).fails(1).stderr;
+    assert!(
+        err.contains("env.BAD") && err.contains("vars.<NAME>"),
+        "{err}"
+    );
+    std::fs::write(
+        repo.join("pwt.toml"),
+        toml.replace("BAD = \"{{ vars.NOPE }}\"\n", ""),
+    )
+    .expect("write");
+    t.pwt(&repo, &["new", "feature/x-y"]).ok();
+    let env = t
+        .pwt(&repo, &["env", "feature/x-y", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(env["VITE_PORT"], env["DJANGO_PORT"]);
+    assert_eq!(env["FEATURE_DB"], "feature_x_y");
+}
