@@ -179,7 +179,8 @@ fn config_error(e: &figment::Error) -> anyhow::Error {
 /// The text `pwt init` writes.
 pub const STARTER: &str = r#"# pwt.toml: how `pwt new` sets up each worktree of this repository.
 # Every string value is a template: {{ branch }}, {{ slug }}, {{ repo }}, {{ project }},
-# {{ ports.<name> }}, with the filters `db_ident` and `hash_port`.
+# {{ ports.<name> }} (and in [env], {{ vars.<NAME> }}), with the filters `db_ident` and
+# `hash_port`.
 # Layers, lowest first: built-in defaults < this file < ~/.config/pwt/config.toml
 # < PWT_* variables (PWT_PORTS__RANGE='[21000, 21999]') < command-line flags.
 
@@ -213,6 +214,7 @@ backend  = { env = "BACKEND_PORT",  main = 5000 }
 
 [env]                                  # extra variables for every worktree
 # VITE_API_URL = "http://localhost:{{ ports.backend }}"
+# POSTGRES_DB = "{{ vars.DATABASE_NAME }}"   # vars.<NAME>: any variable pwt set, under your name
 
 [files]
 dotenv = ".env.worktree"               # false to turn off
