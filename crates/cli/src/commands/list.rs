@@ -161,11 +161,26 @@ fn this_repo(cwd: &Path) -> Result<Vec<WorktreeInfo>> {
 
 fn all_repos() -> Result<Vec<WorktreeInfo>> {
     let state = registry()?.read()?;
-    let config = pwt_core::Config::default();
     let mut leases: Vec<_> = state.leases.iter().collect();
     leases.sort_by(|a, b| (&a.repo, &a.branch).cmp(&(&b.repo, &b.branch)));
+    // Each repository's own configuration (for its port variable names and proxy port); the
+    // defaults for one that is gone or does not load.
+    let mut configs: std::collections::BTreeMap<&Path, pwt_core::Config> =
+        std::collections::BTreeMap::new();
+    for l in &leases {
+        configs.entry(l.repo.as_path()).or_insert_with(|| {
+            pwt_alloc::Repo::discover(&l.repo)
+                .ok()
+                .and_then(|r| {
+                    let roots: Vec<&Path> = r.main_root.iter().map(|p| p.as_path()).collect();
+                    crate::settings::Settings::load(&roots).ok()
+                })
+                .map(|s| s.config)
+                .unwrap_or_default()
+        });
+    }
     Ok(leases
         .into_iter()
-        .map(|l| lease_info(&config, l, true))
+        .map(|l| lease_info(&configs[l.repo.as_path()], l, true))
         .collect())
 }

@@ -92,6 +92,17 @@ fn two_repos_at_once_share_no_port() {
     }
     let ports = all_ports(&t.registry());
     assert_eq!(ports.len(), 60);
+    let all = t
+        .pwt(&r1, &["list", "--all-repos", "--format", "json"])
+        .ok()
+        .json();
+    let rows = all.as_array().expect("rows");
+    assert_eq!(rows.len(), 30);
+    assert!(
+        rows.iter()
+            .all(|r| r["ports"]["frontend"]["env"] == "FRONTEND_PORT"),
+        "each repository's own config names its ports"
+    );
     assert_eq!(
         ports.iter().collect::<HashSet<_>>().len(),
         60,
