@@ -200,7 +200,20 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
     if json {
         print_json(&info.to_json());
     } else {
-        info.print_summary(Style::stdout(), cwd, &files, "created");
+        let style = Style::stdout();
+        info.print_summary(style, cwd, &files, "created");
+        if args.exec.is_none() {
+            println!(
+                "  {}",
+                style.dim(&format!(
+                    "next: cd {} · or `pwt run {b} -- <command>` · `pwt rm {b}` when done",
+                    crate::session::display_path(&path, cwd),
+                    // The slug, never the raw branch: a suggestion people paste into a shell
+                    // must not carry `$(…)` from a branch name.
+                    b = lease.slug
+                ))
+            );
+        }
     }
 
     if let Some(program) = args.exec {
