@@ -11,6 +11,7 @@ use pwt_alloc::{
 };
 use pwt_core::{ResourceNames, Slug, disambiguated_slug, redis_prefix_name, resource_names};
 
+use crate::output::sh;
 use crate::services::{self, RedisPlan};
 use crate::session::Session;
 
@@ -53,11 +54,13 @@ impl Session {
                     }
                 ),
                 (Mode::New, LeaseState::Ready, _) => bail!(
-                    "branch {branch:?} already has a worktree at {}\n  hint: `pwt up {branch}` re-renders its env files; `pwt rm {branch}` removes it",
-                    existing.path.display()
+                    "branch {branch:?} already has a worktree at {}\n  hint: `pwt up {q}` re-renders its env files; `pwt rm {q}` removes it",
+                    existing.path.display(),
+                    q = sh(branch)
                 ),
                 (Mode::New, LeaseState::Removing, None) => bail!(
-                    "branch {branch:?} was being removed when a pwt stopped; finish that first\n  hint: `pwt rm {branch}`"
+                    "branch {branch:?} was being removed when a pwt stopped; finish that first\n  hint: `pwt rm {q}`",
+                    q = sh(branch)
                 ),
                 _ => {}
             }
@@ -101,7 +104,7 @@ impl Session {
                 "{} is already leased to branch {:?}\n  hint: `pwt rm {}` first, or choose another path",
                 path.display(),
                 other.branch,
-                other.branch
+                sh(&other.branch)
             );
         }
         let roots: Vec<PathBuf> = self.repo.worktrees()?.into_iter().map(|w| w.root).collect();

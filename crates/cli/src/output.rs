@@ -130,3 +130,30 @@ pub fn warn(msg: &str) {
 pub fn printable(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).collect()
 }
+
+/// `s` as one shell word, for commands suggested in hints: as it is when it holds only safe
+/// characters, else single-quoted, so pasting it never expands `$(…)` from a branch name.
+pub fn sh(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:@%,".contains(&b));
+    if safe {
+        s.to_owned()
+    } else {
+        format!("'{}'", printable(s).replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shell_words() {
+        assert_eq!(super::sh("feature/x-1"), "feature/x-1");
+        assert_eq!(
+            super::sh("feat/$(touch${IFS}pwned)"),
+            "'feat/$(touch${IFS}pwned)'"
+        );
+        assert_eq!(super::sh("feat/x'y"), "'feat/x'\\''y'");
+        assert_eq!(super::sh("/tmp/a b"), "'/tmp/a b'");
+    }
+}

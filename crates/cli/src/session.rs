@@ -163,7 +163,8 @@ impl Session {
                     match fs::canonicalize(&p) {
                         Ok(p) if p.is_dir() => p,
                         _ => bail!(
-                            "no worktree for {name:?} in this repository (not a branch, slug or path of one)\n  hint: `pwt list` shows them; `pwt new {name}` makes one"
+                            "no worktree for {name:?} in this repository (not a branch, slug or path of one)\n  hint: `pwt list` shows them; `pwt new {q}` makes one",
+                            q = output::sh(name)
                         ),
                     }
                 }

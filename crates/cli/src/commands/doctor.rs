@@ -186,7 +186,7 @@ fn diagnose(session: &Session) -> Vec<Finding> {
                         l.path.display(),
                         w.root.display()
                     ),
-                    format!("`pwt up {name}` follows it"),
+                    format!("`pwt up {}` follows it", crate::output::sh(name)),
                 ),
                 None => warn(
                     format!("{name}: worktree {} is gone", l.path.display()),
@@ -216,7 +216,7 @@ fn diagnose(session: &Session) -> Vec<Finding> {
         {
             out.push(warn(
                 format!("{name}: ports no longer match [ports] in the configuration"),
-                format!("`pwt up {name}` re-leases them"),
+                format!("`pwt up {}` re-leases them", crate::output::sh(name)),
             ));
         }
     }
@@ -227,7 +227,10 @@ fn diagnose(session: &Session) -> Vec<Finding> {
     for w in unmanaged {
         out.push(warn(
             format!("{} is a worktree pwt does not manage", w.root.display()),
-            format!("`pwt up {}` adopts it", w.root.display()),
+            format!(
+                "`pwt up {}` adopts it",
+                crate::output::sh(&w.root.display().to_string())
+            ),
         ));
     }
     if state.of_repo(repo).next().is_some() {

@@ -348,7 +348,7 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
                             .and_then(|()| session.release(&l.repo, &l.branch)),
                         Ok(_) => Err(anyhow!(
                             "it has uncommitted changes; `pwt rm --force {}` if they can go",
-                            l.branch
+                            crate::output::sh(&l.branch)
                         )),
                         Err(e) => Err(e),
                     })

@@ -97,7 +97,7 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
         bail!(
             "branch {branch:?} is already checked out at {}\n  hint: `pwt up {}` sets up that worktree",
             w.root.display(),
-            w.root.display()
+            crate::output::sh(&w.root.display().to_string())
         );
     }
     let branch_exists = session.repo.branch_exists(branch);
@@ -189,8 +189,9 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
         let hooks = &session.config().hooks.post_create;
         if let Err(e) = crate::session::run_hooks("post-create", hooks, &path, &env, json) {
             return Err(e.context(format!(
-                "the worktree for {branch:?} is set up, but a hook failed\n  hint: fix it and run the hook again in {}, or `pwt rm {branch}`",
-                path.display()
+                "the worktree for {branch:?} is set up, but a hook failed\n  hint: fix it and run the hook again in {}, or `pwt rm {q}`",
+                path.display(),
+                q = crate::output::sh(branch)
             )));
         }
     }
@@ -291,8 +292,9 @@ fn undo(
     } else {
         let _ = session.mark_removing(branch, vec!["rollback".into()]);
         msg.push_str(&format!(
-            "\n  could not roll back: {}\n  hint: `pwt rm {branch}` finishes the cleanup once the service is back",
-            stuck.join("; ")
+            "\n  could not roll back: {}\n  hint: `pwt rm {q}` finishes the cleanup once the service is back",
+            stuck.join("; "),
+            q = crate::output::sh(branch)
         ));
     }
     crate::exit_codes::ExitError { code, message: msg }.into()

@@ -8,7 +8,7 @@ use pwt_provision::{Outcome, ProvisionError};
 use serde_json::json;
 
 use crate::exit_codes::{self, refused};
-use crate::output::{Format, Style, print_json, printable, warn};
+use crate::output::{Format, Style, print_json, printable, sh, warn};
 use crate::services::{Services, leftover_name, runtime, teardown, with_progress};
 use crate::session::{Session, Target, changes, git, run_hooks};
 
@@ -195,9 +195,10 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
             format!("\n  removed: {}", removed.join(", "))
         };
         return Err(anyhow!(
-            "could not remove everything of {branch:?}; the lease stays `removing` ({}):\n  {}{done}\n  hint: fix the cause and run `pwt rm {branch}` again to finish",
+            "could not remove everything of {branch:?}; the lease stays `removing` ({}):\n  {}{done}\n  hint: fix the cause and run `pwt rm {q}` again to finish",
             leftover.join(", "),
-            problems.join("\n  ")
+            problems.join("\n  "),
+            q = sh(&branch)
         ));
     }
     session.release_with(&lease.repo, &branch, args.keep_data)?;
@@ -211,7 +212,8 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
         ) {
             Ok(()) => branch_deleted = true,
             Err(_) => warn(&format!(
-                "branch {branch:?} was kept: git refused to delete it (not fully merged?)\n  hint: `pwt rm` is done; `git branch -D {branch}` deletes it anyway"
+                "branch {branch:?} was kept: git refused to delete it (not fully merged?)\n  hint: `pwt rm` is done; `git branch -D {q}` deletes it anyway",
+                q = sh(&branch)
             )),
         }
     }

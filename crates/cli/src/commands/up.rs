@@ -65,7 +65,7 @@ pub fn run(cwd: &Path, args: UpArgs) -> Result<i32> {
                     "the worktree of {:?} at {} is gone\n  hint: `pwt gc` cleans up after it; `pwt new {}` makes a new one",
                     l.branch,
                     l.path.display(),
-                    l.branch
+                    crate::output::sh(&l.branch)
                 );
             } else {
                 (l.path, l.branch)

@@ -179,3 +179,25 @@ fn doctor_finds_a_corrupt_registry_and_rebuild_recovers_the_leases() {
     t.pwt(&repo, &["up", "a"]).ok();
     t.pwt(&repo, &["rm", "a"]).ok();
 }
+
+/// Commands suggested in hints quote a hostile branch name, so pasting them runs nothing.
+#[test]
+fn hints_quote_hostile_branch_names() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let name = "feat/$(touch${IFS}pwned)";
+    let v = t.pwt(&repo, &["new", name, "--format", "json"]).ok().json();
+    let root = std::path::PathBuf::from(v["path"].as_str().expect("path"));
+    std::fs::write(root.join("f"), "x").expect("write");
+    t.git(&root, &["add", "f"]);
+    t.git(&root, &["commit", "-q", "-m", "unmerged work"]);
+    let out = t.pwt(&repo, &["rm", name, "--delete-branch"]).ok();
+    assert!(
+        out.stderr
+            .contains("`git branch -D 'feat/$(touch${IFS}pwned)'`"),
+        "{}",
+        out.stderr
+    );
+    let new = t.pwt(&repo, &["new", "feat/x"]).ok().stdout;
+    assert!(new.contains("`pwt rm feat-x`"), "{new}");
+}
