@@ -2,10 +2,14 @@
 //! argument parsing, environment reads and printing.
 
 mod commands;
+mod env_files;
 mod env_vars;
 mod exit_codes;
+mod git;
+mod hooks;
 mod lease_ops;
 mod output;
+mod paths;
 mod report;
 mod services;
 mod session;

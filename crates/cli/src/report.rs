@@ -2,13 +2,15 @@
 //! human summary printed by `new` and `up`.
 
 use std::path::Path;
+use std::time::Duration;
 
 use pwt_alloc::Lease;
 use serde_json::{Value, json};
 
 use crate::output::{Style, printable};
+use crate::paths::display_path;
 use crate::services;
-use crate::session::{Session, display_path, listening};
+use crate::session::Session;
 
 /// One port of a worktree.
 pub struct PortInfo {
@@ -185,4 +187,12 @@ impl WorktreeInfo {
             println!("  {k:<width$}  {v}");
         }
     }
+}
+
+/// True when something accepts connections on `port` at 127.0.0.1 or ::1.
+pub fn listening(port: u16) -> bool {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+    let t = Duration::from_millis(200);
+    TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), t).is_ok()
+        || TcpStream::connect_timeout(&SocketAddr::from((Ipv6Addr::LOCALHOST, port)), t).is_ok()
 }

@@ -9,11 +9,12 @@ use pwt_alloc::{Lease, LeaseState, now, process_alive};
 use pwt_core::{Slug, parse_assignments};
 use serde_json::json;
 
+use crate::env_files::content_hash;
 use crate::exit_codes;
 use crate::lease_ops::MAIN_SLUG;
 use crate::output::{Format, Style, print_json, printable};
 use crate::services::{Services, runtime};
-use crate::session::{Session, content_hash};
+use crate::session::Session;
 
 /// Diagnose configuration, registry, worktrees and services
 ///

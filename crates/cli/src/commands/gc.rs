@@ -12,9 +12,10 @@ use pwt_provision::{Outcome, ProvisionError, Service};
 use serde_json::json;
 
 use crate::exit_codes;
+use crate::git::changes;
 use crate::output::{Format, Style, print_json, printable};
 use crate::services::{Services, first_error, lease_marker, provision, runtime, teardown};
-use crate::session::{Session, changes};
+use crate::session::Session;
 
 /// Clean up what was left behind: leases of deleted worktrees, interrupted runs, orphans.
 ///

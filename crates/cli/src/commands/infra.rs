@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use serde_json::json;
 
+use crate::env_files::write_atomic;
 use crate::exit_codes;
 use crate::output::{Format, Style, note, print_json, print_table};
-use crate::session::{Session, state_dir, write_atomic};
+use crate::session::{Session, state_dir};
 
 /// The Compose file for the shared services.
 pub const COMPOSE_FILE: &str = include_str!("../infra/compose.yaml");

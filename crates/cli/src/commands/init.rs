@@ -4,8 +4,8 @@ use std::path::Path;
 
 use anyhow::{Result, anyhow, bail};
 
+use crate::env_files::write_atomic;
 use crate::exit_codes;
-use crate::session::write_atomic;
 use crate::settings::{PROJECT_FILE, STARTER};
 
 /// Write a commented starter pwt.toml at the root of the current worktree.

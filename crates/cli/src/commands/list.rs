@@ -7,8 +7,10 @@ use serde_json::Value;
 
 use crate::exit_codes;
 use crate::output::{Format, Style, print_json, print_table, printable};
+use crate::paths::display_path;
+use crate::report::listening;
 use crate::report::{PortInfo, WorktreeInfo, lease_info};
-use crate::session::{Session, display_path, listening, registry};
+use crate::session::{Session, registry};
 
 /// Show every worktree: ports (● listening, ○ not), URL, data and state.
 ///

@@ -9,12 +9,13 @@ use pwt_alloc::Lease;
 use pwt_core::BranchName;
 
 use crate::exit_codes;
+use crate::git::{git, git_worktree};
 use crate::lease_ops::Mode;
 use crate::output::{Format, Style, note, print_json, printable};
 use crate::services::{
     RedisPlan, Services, Step, first_error, provision, rollback, runtime, with_progress,
 };
-use crate::session::{Session, git, git_worktree};
+use crate::session::Session;
 
 /// Create a worktree with its own ports, env files and services
 ///
@@ -187,7 +188,7 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
 
     if !args.no_hooks {
         let hooks = &session.config().hooks.post_create;
-        if let Err(e) = crate::session::run_hooks("post-create", hooks, &path, &env, json) {
+        if let Err(e) = crate::hooks::run_hooks("post-create", hooks, &path, &env, json) {
             return Err(e.context(format!(
                 "the worktree for {branch:?} is set up, but a hook failed\n  hint: fix it and run the hook again in {}, or `pwt rm {q}`",
                 path.display(),
@@ -208,7 +209,7 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
                 "  {}",
                 style.dim(&format!(
                     "next: cd {} · or `pwt run {b} -- <command>` · `pwt rm {b}` when done",
-                    crate::session::display_path(&path, cwd),
+                    crate::paths::display_path(&path, cwd),
                     // The slug, never the raw branch: a suggestion people paste into a shell
                     // must not carry `$(…)` from a branch name.
                     b = lease.slug

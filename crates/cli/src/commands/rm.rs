@@ -8,9 +8,11 @@ use pwt_provision::{Outcome, ProvisionError};
 use serde_json::json;
 
 use crate::exit_codes::{self, refused};
+use crate::git::{changes, git};
+use crate::hooks::run_hooks;
 use crate::output::{Format, Style, print_json, printable, sh, warn};
 use crate::services::{Services, leftover_name, runtime, teardown, with_progress};
-use crate::session::{Session, Target, changes, git, run_hooks};
+use crate::session::{Session, Target};
 
 /// Tear a worktree down: hooks, data, worktree, lease; never losing uncommitted work.
 ///

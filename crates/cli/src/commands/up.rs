@@ -5,12 +5,13 @@ use std::path::Path;
 use anyhow::{Result, bail};
 
 use crate::exit_codes;
+use crate::hooks::run_hooks;
 use crate::lease_ops::Mode;
 use crate::output::{Format, Style, print_json};
 use crate::services::{
     RedisPlan, Services, first_error, provision, rollback, runtime, with_progress,
 };
-use crate::session::{Session, Target, run_hooks};
+use crate::session::{Session, Target};
 
 /// Adopt an existing worktree and set up its environment (idempotent).
 ///

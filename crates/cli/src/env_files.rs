@@ -1,0 +1,147 @@
+//! The env files pwt writes into each worktree: rendered, written atomically, kept out of
+//! `git status`, and never written over when someone else wrote or edited them.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use pwt_core::config::EnvFileKind;
+use pwt_core::{Environment, hex_prefix, render_dotenv, render_mise, stable_hash};
+
+use crate::exit_codes::refused;
+use crate::output;
+use crate::session::Session;
+
+impl Session {
+    /// The env files that are turned on, each checked to stay inside the worktree.
+    pub fn env_files(&self) -> Result<Vec<(EnvFileKind, String)>> {
+        self.config()
+            .files
+            .enabled()
+            .into_iter()
+            .map(|(kind, name)| {
+                let p = Path::new(name);
+                let inside = p.components().all(|c| matches!(c, Component::Normal(_)));
+                if !inside || name.is_empty() {
+                    bail!("invalid value for `files`: {name:?} must be a relative path inside the worktree (no '..', no leading '/')");
+                }
+                Ok((kind, name.to_owned()))
+            })
+            .collect()
+    }
+
+    /// Adds the env files to the repository's `info/exclude` so worktrees stay clean. Shared
+    /// by all worktrees, so the caller holds the registry lock.
+    pub fn ensure_excluded(&self) -> Result<()> {
+        let path = self.repo.common_dir.join("info").join("exclude");
+        let current = fs::read_to_string(&path).unwrap_or_default();
+        let missing: Vec<String> = self
+            .env_files()?
+            .into_iter()
+            .map(|(_, n)| format!("/{n}"))
+            .filter(|line| !current.lines().any(|l| l.trim() == line))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut text = current;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("# env files written by pwt\n");
+        for line in missing {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        write_atomic(&path, text.as_bytes())
+    }
+
+    /// Writes the env files of a worktree. Refuses (touching none) when a file exists with
+    /// content pwt did not write last, unless `force`. Returns the new hashes.
+    pub fn write_env_files(
+        &self,
+        root: &Path,
+        slug: &str,
+        env: &Environment,
+        previous: &BTreeMap<String, String>,
+        force: bool,
+    ) -> Result<BTreeMap<String, String>> {
+        let mut planned = Vec::new();
+        for (kind, name) in self.env_files()? {
+            let text = match kind {
+                EnvFileKind::Dotenv => {
+                    let (text, skipped) = render_dotenv(env, slug);
+                    for var in skipped {
+                        output::warn(&format!(
+                            "{var} left out of {name}: its value holds both ' and one of \" $ ` \\, which dotenv readers do not read alike (`pwt env` and `pwt run` still have it)"
+                        ));
+                    }
+                    text
+                }
+                EnvFileKind::Mise => render_mise(env, slug),
+            };
+            let path = root.join(&name);
+            if let Ok(existing) = fs::read(&path)
+                && existing != text.as_bytes()
+                && previous.get(&name) != Some(&content_hash(&existing))
+                && !force
+            {
+                return Err(refused(format!(
+                    "{} exists and was not written by pwt, or was edited since; pwt will not overwrite it\n  hint: move your settings elsewhere (e.g. .env.local) and delete it, overwrite it with `pwt up --force`, or have pwt write another file (`files.dotenv` / `files.mise` in pwt.toml)",
+                    path.display()
+                )));
+            }
+            planned.push((name, path, text));
+        }
+        let mut hashes = BTreeMap::new();
+        for (name, path, text) in planned {
+            write_atomic(&path, text.as_bytes())?;
+            hashes.insert(name, content_hash(text.as_bytes()));
+        }
+        Ok(hashes)
+    }
+
+    /// Removes the env files pwt wrote, if unchanged since. Returns the ones kept.
+    pub fn remove_env_files(&self, root: &Path, hashes: &BTreeMap<String, String>) -> Vec<PathBuf> {
+        let mut kept = Vec::new();
+        for (name, hash) in hashes {
+            let path = root.join(name);
+            match fs::read(&path) {
+                Ok(bytes) if &content_hash(&bytes) == hash => {
+                    let _ = fs::remove_file(&path);
+                }
+                Ok(_) => kept.push(path),
+                Err(_) => {}
+            }
+        }
+        kept
+    }
+}
+
+/// Hash recorded for env files: stable across versions.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex_prefix(stable_hash(bytes), 16)
+}
+
+/// Temp file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.pwt-tmp-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
+}
