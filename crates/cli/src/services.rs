@@ -107,9 +107,19 @@ impl Services {
         Ok(RedisPlan::Db(status.databases.unwrap_or(*fallback)))
     }
 
-    /// The plan without asking the server (no Redis, or prefix mode).
-    pub fn redis_plan_offline(&self) -> Option<RedisPlan> {
-        (!self.redis_db_mode()).then_some(RedisPlan::AsConfigured)
+    /// The services of a session, a runtime when any is configured, and the Redis plan for
+    /// a new lease: what `new` and `up` need before taking the registry lock.
+    pub fn prepare(
+        session: &crate::session::Session,
+    ) -> Result<(Self, Option<tokio::runtime::Runtime>, RedisPlan)> {
+        let services = Self::new(session.config(), &session.project())?;
+        let rt = services.any().then(runtime);
+        let plan = match &rt {
+            // The one network call allowed before the lock: the Redis DB count, or a cluster.
+            Some(rt) if services.redis_db_mode() => rt.block_on(services.redis_plan())?,
+            _ => RedisPlan::AsConfigured,
+        };
+        Ok((services, rt, plan))
     }
 }
 

@@ -12,9 +12,7 @@ use crate::exit_codes;
 use crate::git::{git, git_worktree};
 use crate::lease_ops::Mode;
 use crate::output::{Format, Style, note, print_json, printable};
-use crate::services::{
-    RedisPlan, Services, Step, first_error, provision, rollback, runtime, with_progress,
-};
+use crate::services::{Services, Step, first_error, provision, rollback, with_progress};
 use crate::session::Session;
 
 /// Create a worktree with its own ports, env files and services
@@ -112,14 +110,7 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
             "branch {branch:?} already exists, so --base has nothing to do\n  hint: drop --base, or pick a new branch name"
         );
     }
-    let services = Services::new(session.config(), &session.project())?;
-    let rt = services.any().then(runtime);
-    // The one network call allowed before the lock: how many Redis DBs there are.
-    let redis_plan = match (services.redis_plan_offline(), &rt) {
-        (Some(plan), _) => plan,
-        (None, Some(rt)) => rt.block_on(services.redis_plan())?,
-        (None, None) => RedisPlan::AsConfigured,
-    };
+    let (services, rt, redis_plan) = Services::prepare(&session)?;
 
     let (lease, _) = session.lease(branch, Mode::New, redis_plan, |slug| {
         session.worktree_path(args.path.as_deref(), branch, slug.as_str())

@@ -8,9 +8,7 @@ use crate::exit_codes;
 use crate::hooks::run_hooks;
 use crate::lease_ops::Mode;
 use crate::output::{Format, Style, print_json};
-use crate::services::{
-    RedisPlan, Services, first_error, provision, rollback, runtime, with_progress,
-};
+use crate::services::{Services, first_error, provision, rollback, with_progress};
 use crate::session::{Session, Target};
 
 /// Adopt an existing worktree and set up its environment (idempotent).
@@ -83,13 +81,7 @@ pub fn run(cwd: &Path, args: UpArgs) -> Result<i32> {
             (w.root, branch)
         }
     };
-    let services = Services::new(session.config(), &session.project())?;
-    let rt = services.any().then(runtime);
-    let redis_plan = match (services.redis_plan_offline(), &rt) {
-        (Some(plan), _) => plan,
-        (None, Some(rt)) => rt.block_on(services.redis_plan())?,
-        (None, None) => RedisPlan::AsConfigured,
-    };
+    let (services, rt, redis_plan) = Services::prepare(&session)?;
     let (lease, fresh) = session.lease(&branch, Mode::Adopt, redis_plan, |_| Ok(root.clone()))?;
     if let Some(rt) = &rt {
         // Idempotent: what exists with this worktree's marker is kept as it is.
