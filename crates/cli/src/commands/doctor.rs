@@ -170,6 +170,13 @@ fn diagnose(session: &Session) -> Vec<Finding> {
         ));
     }
 
+    let gone = state.leases.iter().filter(|l| !l.repo.exists()).count();
+    if gone > 0 {
+        out.push(warn(
+            format!("{gone} lease(s) belong to repositories that no longer exist; their ports stay reserved"),
+            "`pwt gc --all-repos --yes` releases them",
+        ));
+    }
     let repo = &session.repo.common_dir;
     let worktrees = session.repo.worktrees().unwrap_or_default();
     let services: Vec<String> = session.services();

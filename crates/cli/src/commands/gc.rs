@@ -37,6 +37,11 @@ pub struct GcArgs {
     /// Also remove data kept by `pwt rm --keep-data`.
     #[arg(long)]
     pub kept: bool,
+    /// Also release the leases of repositories that no longer exist anywhere on this machine
+    /// (their ports stay reserved otherwise). Their data is removed where this repository's
+    /// services reach it, marker-checked.
+    #[arg(long)]
+    pub all_repos: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -51,6 +56,8 @@ pub(crate) enum Action {
     Remove(Lease),
     /// The worktree was moved: record its new path.
     Moved(Lease, std::path::PathBuf),
+    /// The whole repository is gone: remove the data it can, release the lease.
+    RepoGone(Lease),
     /// A resource with this repository's marker and no lease.
     Orphan {
         service: Service,
@@ -75,6 +82,11 @@ impl Action {
                 l.branch,
                 to.display()
             ),
+            Self::RepoGone(l) => format!(
+                "{}: repository {} is gone: release its lease",
+                l.branch,
+                l.repo.display()
+            ),
             Self::Orphan {
                 service,
                 name,
@@ -97,9 +109,11 @@ impl Action {
 
     fn branch(&self) -> Option<&str> {
         match self {
-            Self::Release(l) | Self::Finish(l) | Self::Remove(l) | Self::Moved(l, _) => {
-                Some(&l.branch)
-            }
+            Self::Release(l)
+            | Self::Finish(l)
+            | Self::Remove(l)
+            | Self::Moved(l, _)
+            | Self::RepoGone(l) => Some(&l.branch),
             Self::Orphan { .. } => None,
         }
     }
@@ -270,6 +284,16 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
         .of_repo(&session.repo.common_dir)
         .filter_map(|l| classify(l, &worktrees))
         .collect();
+    if args.all_repos {
+        found.extend(
+            state
+                .leases
+                .iter()
+                .filter(|l| l.repo != session.repo.common_dir && !l.repo.exists())
+                .filter(|l| !l.pid.is_some_and(process_alive))
+                .map(|l| Action::RepoGone(l.clone())),
+        );
+    }
     if let Some(rt) = &rt {
         found.extend(orphans(&session, &services, rt, &mut problems));
     }
@@ -354,6 +378,13 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
                         Err(e) => Err(e),
                     })
                 }
+                Action::RepoGone(l) => remove_data(&services, rt.as_ref(), l).and_then(|()| {
+                    let mut locked = session.registry.lock()?;
+                    if locked.state.release(&l.repo, &l.branch).is_some() {
+                        locked.commit()?;
+                    }
+                    Ok(())
+                }),
                 Action::Moved(l, to) => {
                     let to = to.clone();
                     session

@@ -567,3 +567,38 @@ fn env_templates_can_use_pwts_variables() {
     assert_eq!(env["VITE_PORT"], env["DJANGO_PORT"]);
     assert_eq!(env["FEATURE_DB"], "feature_x_y");
 }
+
+/// A whole repository deleted: its leases keep their ports until `pwt gc --all-repos`
+/// (run from any other repository) releases them; doctor points there.
+#[test]
+fn gc_all_repos_releases_leases_of_deleted_repositories() {
+    let t = TestEnv::new();
+    let doomed = t.repo("doomed", None);
+    let keeper = t.repo("keeper", None);
+    t.pwt(&doomed, &["new", "a"]).ok();
+    t.pwt(&keeper, &["new", "b"]).ok();
+    std::fs::remove_dir_all(&doomed).expect("rm -rf the repository");
+    std::fs::remove_dir_all(t.root().join("doomed.a")).expect("and its worktree");
+    let doctor = t.pwt(&keeper, &["doctor"]).ok().stdout;
+    assert!(
+        doctor.contains("no longer exist") && doctor.contains("gc --all-repos"),
+        "{doctor}"
+    );
+    let plain = t
+        .pwt(&keeper, &["gc", "--dry-run", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        plain["found"].as_array().expect("found").len(),
+        0,
+        "without --all-repos, other repositories are left alone"
+    );
+    let gc = t
+        .pwt(&keeper, &["gc", "--all-repos", "--yes", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(gc["done"], serde_json::json!(["a"]));
+    let leases = t.registry()["leases"].clone();
+    assert_eq!(leases.as_array().expect("leases").len(), 1);
+    assert_eq!(leases[0]["branch"], "b");
+}
