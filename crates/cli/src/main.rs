@@ -1,6 +1,14 @@
 //! `pwt`: parallel worktrees. The binary composes the pwt crates; it is the only place with
 //! argument parsing, environment reads and printing.
 
+// The doc comments of the argument structs are `--help` text, written for a terminal
+// (`[::1]`, `<time>`, bare URLs), not Markdown for rustdoc.
+#![allow(
+    rustdoc::broken_intra_doc_links,
+    rustdoc::invalid_html_tags,
+    rustdoc::bare_urls
+)]
+
 mod commands;
 mod env_files;
 mod env_vars;

@@ -113,5 +113,15 @@ fn every_command_teaches_and_reports_in_json() {
         let help = t.pwt(&repo, &[cmd, "--help"]).ok().stdout;
         assert!(help.contains("--format"), "{cmd} has no --format");
     }
-    t.pwt(&repo, &["completions", "bash"]).ok();
+    let bash = t.pwt(&repo, &["completions", "bash"]).ok().stdout;
+    let check = std::process::Command::new("bash")
+        .args(["-n", "-c", &bash])
+        .output()
+        .expect("bash");
+    assert!(
+        check.status.success(),
+        "the bash completion does not parse: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(bash.contains("new") && bash.contains("--keep-worktree"));
 }
