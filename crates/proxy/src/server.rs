@@ -36,6 +36,8 @@ pub struct LogLine {
     pub route: String,
     /// Response status.
     pub status: u16,
+    /// Time to the response head (a streamed body may take longer).
+    pub elapsed: Duration,
 }
 
 /// Tunables.
@@ -278,6 +280,7 @@ impl Proxy {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
+        let start = std::time::Instant::now();
         let table = self.table();
         let method = req.method().to_string();
         let host = req
@@ -358,6 +361,7 @@ impl Proxy {
                 path,
                 route,
                 status: resp.status().as_u16(),
+                elapsed: start.elapsed(),
             });
         }
         resp

@@ -141,12 +141,13 @@ pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
     } else {
         Some(Arc::new(move |l: LogLine| {
             eprintln!(
-                "{} {} {} {} {}",
+                "{} {} {} {} {} {}",
                 l.method,
                 printable(&l.host),
                 printable(&l.path),
                 style.dim(&format!("→ {}", l.route)),
-                l.status
+                l.status,
+                style.dim(&format!("{:.1} ms", l.elapsed.as_secs_f64() * 1000.0))
             );
         }))
     };
