@@ -756,3 +756,58 @@ fn redis_cluster_gets_prefix_mode() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// `clone_from_main = true`: a new worktree's database starts as a copy of the main one.
+#[test]
+fn clone_from_main_copies_the_main_database() {
+    if !up() {
+        return;
+    }
+    let t = TestEnv::new();
+    let project = pwt_tests::unique("cln");
+    let main_db = format!("{project}_main");
+    rt().block_on(async {
+        let mut c = sqlx::PgConnection::connect(pwt_tests::POSTGRES_URL)
+            .await
+            .expect("connect");
+        c.execute(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE \"{main_db}\""
+        )))
+        .await
+        .expect("main db");
+        let mut m =
+            sqlx::PgConnection::connect(&pwt_core::with_path(pwt_tests::POSTGRES_URL, &main_db))
+                .await
+                .expect("main");
+        m.execute("CREATE TABLE todos (title text); INSERT INTO todos VALUES ('seeded in main')")
+            .await
+            .expect("seed");
+        m.close().await.expect("close");
+    });
+    let toml = services_toml(&project, "prefix")
+        .replace("[rabbitmq]", "clone_from_main = true\n[rabbitmq]");
+    let repo = t.repo("demo", Some(&toml));
+    t.pwt(&repo, &["new", "copy"]).ok();
+    let env = env_of(&t, &repo, "copy");
+    rt().block_on(async {
+        let mut c = sqlx::PgConnection::connect(s(&env, "DATABASE_URL"))
+            .await
+            .expect("copy");
+        let (title,): (String,) = sqlx::query_as("SELECT title FROM todos")
+            .fetch_one(&mut c)
+            .await
+            .expect("copied row");
+        assert_eq!(title, "seeded in main");
+        c.close().await.expect("close");
+    });
+    t.pwt(&repo, &["rm", "copy"]).ok();
+    rt().block_on(async {
+        assert!(db_exists(&main_db).await, "the main database must survive");
+        let mut c = sqlx::PgConnection::connect(pwt_tests::POSTGRES_URL)
+            .await
+            .expect("connect");
+        c.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{main_db}\"")))
+            .await
+            .expect("cleanup");
+    });
+}
