@@ -602,3 +602,28 @@ fn gc_all_repos_releases_leases_of_deleted_repositories() {
     assert_eq!(leases.as_array().expect("leases").len(), 1);
     assert_eq!(leases[0]["branch"], "b");
 }
+
+/// `pwt new` runs git's own machinery: the repository's post-checkout hook runs in the new
+/// worktree, as with `git worktree add`.
+#[test]
+fn repository_git_hooks_run_as_with_git_worktree_add() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let hook = repo.join(".git/hooks/post-checkout");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\necho \"checked out $3\" > .post-checkout-ran\n",
+    )
+    .expect("hook");
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let v = t
+        .pwt(&repo, &["new", "hooked-git", "--format", "json"])
+        .ok()
+        .json();
+    let root = std::path::PathBuf::from(v["path"].as_str().expect("path"));
+    assert_eq!(
+        std::fs::read_to_string(root.join(".post-checkout-ran")).expect("the hook ran"),
+        "checked out 1\n"
+    );
+}
