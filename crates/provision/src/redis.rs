@@ -115,6 +115,42 @@ impl Redis {
         }
     }
 
+    /// The marker stored at `key`, if any.
+    async fn marker_at(
+        &self,
+        conn: &mut MultiplexedConnection,
+        key: &str,
+    ) -> Result<Option<String>, ProvisionError> {
+        conn.get(key).await.map_err(|e| self.failed("GET", e))
+    }
+
+    /// Number of keys in the connection's DB.
+    async fn dbsize(&self, conn: &mut MultiplexedConnection) -> Result<i64, ProvisionError> {
+        redis::cmd("DBSIZE")
+            .query_async(conn)
+            .await
+            .map_err(|e| self.failed("DBSIZE", e))
+    }
+
+    /// Claims `what` by setting its marker key, unless another process got there first.
+    async fn set_marker(
+        &self,
+        conn: &mut MultiplexedConnection,
+        key: &str,
+        marker: &str,
+        what: String,
+    ) -> Result<Outcome, ProvisionError> {
+        let set: bool = conn
+            .set_nx(key, marker)
+            .await
+            .map_err(|e| self.failed("SET NX", e))?;
+        if set {
+            Ok(Outcome::Created)
+        } else {
+            Err(self.not_ours(what, "another process claimed it just now".into()))
+        }
+    }
+
     fn not_ours(&self, what: String, found: String) -> ProvisionError {
         ProvisionError::NotOurs {
             service: Service::Redis,
@@ -150,7 +186,7 @@ impl Redis {
     ) -> Result<Outcome, ProvisionError> {
         let mut conn = self.connect(None).await?;
         let key = format!("{}{REDIS_MARKER_KEY}", prefix.as_str());
-        let current: Option<String> = conn.get(&key).await.map_err(|e| self.failed("GET", e))?;
+        let current = self.marker_at(&mut conn, &key).await?;
         match current {
             Some(m) if m == marker => Ok(Outcome::Existed),
             Some(m) => Err(self.not_ours(
@@ -164,18 +200,13 @@ impl Redis {
                         "keys with it exist and carry no pwt marker".into(),
                     ));
                 }
-                let set: bool = conn
-                    .set_nx(&key, marker)
-                    .await
-                    .map_err(|e| self.failed("SET NX", e))?;
-                if set {
-                    Ok(Outcome::Created)
-                } else {
-                    Err(self.not_ours(
-                        format!("key prefix {:?}", prefix.as_str()),
-                        "another process claimed it just now".into(),
-                    ))
-                }
+                self.set_marker(
+                    &mut conn,
+                    &key,
+                    marker,
+                    format!("key prefix {:?}", prefix.as_str()),
+                )
+                .await
             }
         }
     }
@@ -196,7 +227,7 @@ impl Redis {
         }
         let mut conn = self.connect(None).await?;
         let key = format!("{}{REDIS_MARKER_KEY}", prefix.as_str());
-        let current: Option<String> = conn.get(&key).await.map_err(|e| self.failed("GET", e))?;
+        let current = self.marker_at(&mut conn, &key).await?;
         match current {
             None => {
                 if self.any_key(&mut conn, prefix.as_str()).await? {
@@ -267,36 +298,20 @@ impl Redis {
     /// Claims DB `index`: it must be empty or already carry this worktree's marker.
     pub async fn claim_db(&self, index: u16, marker: &str) -> Result<Outcome, ProvisionError> {
         let mut conn = self.connect(Some(index)).await?;
-        let current: Option<String> = conn
-            .get(REDIS_MARKER_KEY)
-            .await
-            .map_err(|e| self.failed("GET", e))?;
+        let current = self.marker_at(&mut conn, REDIS_MARKER_KEY).await?;
         match current {
             Some(m) if m == marker => Ok(Outcome::Existed),
             Some(m) => Err(self.not_ours(format!("DB {index}"), format!("its marker is {m:?}"))),
             None => {
-                let size: i64 = redis::cmd("DBSIZE")
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| self.failed("DBSIZE", e))?;
+                let size = self.dbsize(&mut conn).await?;
                 if size > 0 {
                     return Err(self.not_ours(
                         format!("DB {index}"),
                         format!("it holds {size} keys and no pwt marker"),
                     ));
                 }
-                let set: bool = conn
-                    .set_nx(REDIS_MARKER_KEY, marker)
+                self.set_marker(&mut conn, REDIS_MARKER_KEY, marker, format!("DB {index}"))
                     .await
-                    .map_err(|e| self.failed("SET NX", e))?;
-                if set {
-                    Ok(Outcome::Created)
-                } else {
-                    Err(self.not_ours(
-                        format!("DB {index}"),
-                        "another process claimed it just now".into(),
-                    ))
-                }
             }
         }
     }
@@ -310,10 +325,7 @@ impl Redis {
             });
         }
         let mut conn = self.connect(Some(index)).await?;
-        let current: Option<String> = conn
-            .get(REDIS_MARKER_KEY)
-            .await
-            .map_err(|e| self.failed("GET", e))?;
+        let current = self.marker_at(&mut conn, REDIS_MARKER_KEY).await?;
         match current {
             Some(m) if m == marker => {
                 redis::cmd("FLUSHDB")
@@ -324,10 +336,7 @@ impl Redis {
             }
             Some(m) => Err(self.not_ours(format!("DB {index}"), format!("its marker is {m:?}"))),
             None => {
-                let size: i64 = redis::cmd("DBSIZE")
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| self.failed("DBSIZE", e))?;
+                let size = self.dbsize(&mut conn).await?;
                 if size == 0 {
                     Ok(Outcome::Absent)
                 } else {
@@ -384,7 +393,7 @@ impl Redis {
                 else {
                     continue;
                 };
-                let m: Option<String> = conn.get(&k).await.map_err(|e| self.failed("GET", e))?;
+                let m = self.marker_at(conn, &k).await?;
                 if let Some(m) = m.filter(|m| is_marker(m)) {
                     out.push(Marked {
                         name: prefix.to_owned(),
@@ -397,10 +406,7 @@ impl Redis {
         .await?;
         for index in 1..databases {
             let mut c = self.connect(Some(index)).await?;
-            let m: Option<String> = c
-                .get(REDIS_MARKER_KEY)
-                .await
-                .map_err(|e| self.failed("GET", e))?;
+            let m = self.marker_at(&mut c, REDIS_MARKER_KEY).await?;
             if let Some(m) = m.filter(|m| is_marker(m)) {
                 out.push(Marked {
                     name: format!("db {index}"),
