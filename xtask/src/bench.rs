@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::util::{output, psql};
+use crate::util::{output, psql, scratch};
 
 /// A scratch directory with its own HOME, git config and pwt state.
 struct Sandbox {
@@ -22,13 +22,7 @@ impl Drop for Sandbox {
 
 impl Sandbox {
     fn new(pwt: PathBuf) -> Result<Self> {
-        let root = std::env::temp_dir().join(format!("pwt-bench-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(root.join("home"))?;
-        std::fs::write(
-            root.join("home/.gitconfig"),
-            "[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n",
-        )?;
+        let root = scratch("bench")?;
         Ok(Self { root, pwt })
     }
 

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::util::scratch;
 use anyhow::{Context as _, Result, bail};
 
 struct Running(Child);
@@ -107,13 +108,7 @@ fn wrk(port: u16, seconds: u32, connections: u32) -> Result<Load> {
 }
 
 pub fn run(pwt: &Path) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("pwt-bench-proxy-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("home"))?;
-    std::fs::write(
-        dir.join("home/.gitconfig"),
-        "[user]\n\tname = B\n\temail = b@example.com\n",
-    )?;
+    let dir = scratch("bench-proxy")?;
 
     let up = free_port()?;
     let _upstream = caddy(

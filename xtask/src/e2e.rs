@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-use crate::util::{output, psql};
+use crate::util::{output, psql, scratch};
 
 const BRANCHES: [&str; 3] = [
     "feature-notifications",
@@ -292,13 +292,7 @@ fn scenario(break_isolation: bool) -> Result<()> {
         .context("workspace")?
         .to_owned();
     let (pwt, app) = build(&workspace)?;
-    let root = std::env::temp_dir().join(format!("pwt-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(root.join("home"))?;
-    std::fs::write(
-        root.join("home/.gitconfig"),
-        "[user]\n\tname = E2E\n\temail = e2e@example.com\n[init]\n\tdefaultBranch = main\n",
-    )?;
+    let root = scratch("e2e")?;
     let result = scenario_in(&root, pwt, app, break_isolation);
     let _ = std::fs::remove_dir_all(&root);
     result

@@ -1,5 +1,6 @@
 //! Small helpers shared by the benchmarks and the end-to-end run.
 
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
@@ -34,4 +35,17 @@ pub fn psql(extra: &[&str]) -> Result<String> {
     ];
     args.extend_from_slice(extra);
     output("psql", &args)
+}
+
+/// A fresh scratch directory `<tmp>/pwt-<name>-<pid>` with `home/.gitconfig` (an identity
+/// and `main` as the default branch), for a run that must not touch the user's setup.
+pub fn scratch(name: &str) -> Result<PathBuf> {
+    let root = std::env::temp_dir().join(format!("pwt-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("home"))?;
+    std::fs::write(
+        root.join("home/.gitconfig"),
+        "[user]\n\tname = pwt xtask\n\temail = xtask@example.com\n[init]\n\tdefaultBranch = main\n",
+    )?;
+    Ok(root)
 }
