@@ -25,6 +25,18 @@ fn up() -> bool {
     pwt_tests::all_services_up()
 }
 
+/// A sandbox and a repository `demo` configured for all three services under a project name
+/// unique to this test; `None` (the test is skipped) when a service is missing locally.
+fn service_repo(tag: &str, redis_mode: &str) -> Option<(TestEnv, String, std::path::PathBuf)> {
+    if !up() {
+        return None;
+    }
+    let t = TestEnv::new();
+    let project = pwt_tests::unique(tag);
+    let repo = t.repo("demo", Some(&services_toml(&project, redis_mode)));
+    Some((t, project, repo))
+}
+
 fn env_of(t: &TestEnv, repo: &Path, branch: &str) -> Value {
     t.pwt(repo, &["env", branch, "--format", "json"])
         .ok()
@@ -131,12 +143,9 @@ async fn amqp_count(url: &str, queue: &str) -> u32 {
 
 #[test]
 fn seed_isolation_check_and_teardown() {
-    if !up() {
+    let Some((t, _, repo)) = service_repo("iso", "prefix") else {
         return;
-    }
-    let t = TestEnv::new();
-    let project = pwt_tests::unique("iso");
-    let repo = t.repo("demo", Some(&services_toml(&project, "prefix")));
+    };
     t.pwt(&repo, &["new", "feature-a"]).ok();
     t.pwt(&repo, &["new", "feature-b"]).ok();
     let a = env_of(&t, &repo, "feature-a");
@@ -234,12 +243,9 @@ fn seed_isolation_check_and_teardown() {
 
 #[test]
 fn unmarked_resources_with_pwts_names_are_neither_adopted_nor_dropped() {
-    if !up() {
+    let Some((t, project, repo)) = service_repo("own", "prefix") else {
         return;
-    }
-    let t = TestEnv::new();
-    let project = pwt_tests::unique("own");
-    let repo = t.repo("demo", Some(&services_toml(&project, "prefix")));
+    };
     let db = format!("{project}_taken");
     rt().block_on(async {
         let mut c = sqlx::PgConnection::connect(pwt_tests::POSTGRES_URL)
@@ -375,12 +381,9 @@ fn spawn_new(t: &TestEnv, repo: &Path, branch: &str) -> Child {
 
 #[test]
 fn twenty_at_once_get_distinct_resources() {
-    if !up() {
+    let Some((t, _, repo)) = service_repo("par", "prefix") else {
         return;
-    }
-    let t = TestEnv::new();
-    let project = pwt_tests::unique("par");
-    let repo = t.repo("demo", Some(&services_toml(&project, "prefix")));
+    };
     let children: Vec<Child> = (0..20)
         .map(|i| spawn_new(&t, &repo, &format!("par-{i}")))
         .collect();
@@ -474,12 +477,9 @@ fn redis_db_mode_leases_distinct_indexes_until_exhausted() {
 
 #[test]
 fn hostile_names_make_working_resources_one_database_each() {
-    if !up() {
+    let Some((t, project, repo)) = service_repo("host", "prefix") else {
         return;
-    }
-    let t = TestEnv::new();
-    let project = pwt_tests::unique("host");
-    let repo = t.repo("demo", Some(&services_toml(&project, "prefix")));
+    };
     let names = [
         "feat/x\";DROP_DATABASE_prod;--",
         "feat/$(touch${IFS}pwned)",
@@ -525,12 +525,9 @@ fn hostile_names_make_working_resources_one_database_each() {
 
 #[test]
 fn gc_removes_orphans_of_this_repo_and_spares_kept_data() {
-    if !up() {
+    let Some((t, _, repo)) = service_repo("gc", "prefix") else {
         return;
-    }
-    let t = TestEnv::new();
-    let project = pwt_tests::unique("gc");
-    let repo = t.repo("demo", Some(&services_toml(&project, "prefix")));
+    };
     t.pwt(&repo, &["new", "lost"]).ok();
     t.pwt(&repo, &["new", "kept"]).ok();
     let lost = env_of(&t, &repo, "lost");
