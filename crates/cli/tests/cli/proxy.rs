@@ -226,6 +226,24 @@ fn proxy_routes_worktrees_live_and_callbacks_by_state() {
     );
     assert_eq!(request(port, "GET", "localhost", "/").body, "main /");
 
+    // `pwt list` probes each port live: the dev servers listen, the backends do not.
+    let list = t.pwt(&repo, &["list", "--format", "json"]).ok().json();
+    let row = |branch: &str| {
+        list.as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["branch"] == branch)
+            .cloned()
+            .expect("row")
+    };
+    for branch in ["feature-a", "feature/b"] {
+        let r = row(branch);
+        assert_eq!(r["ports"]["frontend"]["listening"], true, "{r}");
+        assert_eq!(r["ports"]["backend"]["listening"], false, "{r}");
+    }
+    let table = t.pwt(&repo, &["list"]).ok().stdout;
+    assert!(table.contains("●") && table.contains("○"), "{table}");
+
     let state = t.pwt(&repo, &["state", "feature/b"]).ok().stdout;
     let state = state.trim();
     let (slug, random) = state.split_once('~').expect("slug~random");
