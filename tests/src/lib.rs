@@ -50,16 +50,84 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
-/// Serializes tests that lease Redis DB indexes on the shared server, across test binaries
-/// (the DB indexes are a server-wide resource). Hold the guard for the whole test.
-pub fn redis_db_lock() -> std::fs::File {
-    let path = std::env::temp_dir().join("pwt-tests-redis-db.lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .expect("open the Redis DB test lock");
-    f.lock().expect("lock the Redis DB test lock");
-    f
+/// A `redis-server` of the test's own, on a free loopback port, stopped when dropped.
+///
+/// Tests that need Redis DB indexes, a password or special settings use one, so they never
+/// touch DBs of the shared server that someone else (a developer's worktrees in db mode) may
+/// hold.
+pub struct RedisServer {
+    child: std::process::Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts one with `extra` arguments (`--requirepass x`, `--databases 4`, …). `None`
+    /// (with the reason printed) when `redis-server` is not installed, except under CI,
+    /// where that fails the test.
+    pub fn start(extra: &[&str]) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("tempdir for redis-server");
+        for _ in 0..20 {
+            let port = free_port();
+            let spawned = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .args(extra)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            let mut child = match spawned {
+                Ok(c) => c,
+                Err(e) => {
+                    let why = format!("redis-server cannot start: {e}");
+                    if std::env::var_os("CI").is_some() {
+                        panic!("{why}: CI must provide it");
+                    }
+                    eprintln!("skipping: {why}");
+                    return None;
+                }
+            };
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // the port was taken after all: try another
+                }
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return Some(Self {
+                        child,
+                        port,
+                        _dir: dir,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server never came up on a free port");
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on right now (the kernel's choice for port 0).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }

@@ -265,11 +265,11 @@ async fn redis_prefix_cleanup_removes_only_its_own_keys() {
     }
     let _: () = c.set(format!("{neighbour}keep"), 1).await.expect("set");
     assert!(matches!(
-        r.clean_prefix(&mine, &marker("other")).await,
+        r.clean_prefix(&mine, &marker("other"), &[]).await,
         Err(ProvisionError::NotOurs { .. })
     ));
     assert_eq!(
-        r.clean_prefix(&mine, &m).await.expect("clean"),
+        r.clean_prefix(&mine, &m, &[]).await.expect("clean"),
         Outcome::Removed
     );
     let left: Vec<String> = redis::cmd("KEYS")
@@ -279,7 +279,7 @@ async fn redis_prefix_cleanup_removes_only_its_own_keys() {
         .expect("keys");
     assert_eq!(left, vec![format!("{neighbour}keep")]);
     assert_eq!(
-        r.clean_prefix(&mine, &m).await.expect("twice"),
+        r.clean_prefix(&mine, &m, &[]).await.expect("twice"),
         Outcome::Absent
     );
     // Keys under a prefix without a marker: never claimed, never cleaned.
@@ -289,7 +289,7 @@ async fn redis_prefix_cleanup_removes_only_its_own_keys() {
         Err(ProvisionError::NotOurs { .. })
     ));
     assert!(matches!(
-        r.clean_prefix(&foreign, &m).await,
+        r.clean_prefix(&foreign, &m, &[]).await,
         Err(ProvisionError::NotOurs { .. })
     ));
     let _: () = c.del(format!("{neighbour}keep")).await.expect("cleanup");
@@ -297,18 +297,16 @@ async fn redis_prefix_cleanup_removes_only_its_own_keys() {
 
 #[tokio::test]
 async fn redis_db_mode_flushes_only_marked_dbs() {
-    if !service_up("Redis", 6379) {
+    // DB indexes are the whole server's: a server of this test's own, never the shared one.
+    let Some(server) = pwt_tests::RedisServer::start(&["--databases", "4"]) else {
         return;
-    }
-    let _serial = pwt_tests::redis_db_lock();
-    let r = Redis::new(REDIS_URL);
+    };
+    let r = Redis::new(&server.url());
     let status = r.status().await.expect("status");
-    let dbs = status.databases.expect("CONFIG GET databases works here");
-    assert!(dbs >= 16);
-    // Use the last index to stay clear of the CLI tests' leases.
-    let index = dbs - 1;
-    let client =
-        redis::Client::open(pwt_core::with_path(REDIS_URL, &index.to_string())).expect("client");
+    assert_eq!(status.databases, Some(4));
+    let index = 3;
+    let client = redis::Client::open(pwt_core::with_path(&server.url(), &index.to_string()))
+        .expect("client");
     let mut c = client
         .get_multiplexed_async_connection()
         .await
@@ -355,4 +353,99 @@ async fn redis_db_mode_flushes_only_marked_dbs() {
         .query_async(&mut c)
         .await
         .expect("cleanup");
+}
+
+/// The whole cause chain of an error, as the CLI prints it.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(" / ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
+/// A refusal keeps the service's own words and says what to do: a role without CREATEDB, a
+/// wrong RabbitMQ password, a Redis that wants a password.
+#[tokio::test]
+async fn refusals_keep_the_services_words_and_name_the_remedy() {
+    if !(service_up("PostgreSQL", 5432)
+        && service_up("RabbitMQ", 5672)
+        && service_up("RabbitMQ management", 15672))
+    {
+        return;
+    }
+    // PostgreSQL: a role that may log in but not create databases.
+    let role = unique("nocreate");
+    let mut admin = psql("postgres").await;
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE ROLE \"{role}\" LOGIN")))
+        .await
+        .expect("role");
+    let pg = Postgres::new(&format!("postgres://{role}@127.0.0.1:5432/postgres")).expect("url");
+    let db = DbName::parse(&unique("denied")).expect("name");
+    let e = pg
+        .create(&db, None, &marker("d"))
+        .await
+        .expect_err("no CREATEDB");
+    assert!(matches!(e, ProvisionError::Denied { .. }), "{e:?}");
+    let text = chain(&e);
+    assert!(
+        text.contains("permission denied to create database"),
+        "{text}"
+    );
+    assert!(
+        e.hint()
+            .is_some_and(|h| h.contains(&format!("ALTER ROLE \"{role}\" CREATEDB"))),
+        "{:?}",
+        e.hint()
+    );
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("DROP ROLE \"{role}\"")))
+        .await
+        .expect("cleanup");
+
+    // RabbitMQ: a wrong password; the 401 and what the broker said come through.
+    let mq = RabbitMq::new("amqp://guest:wrong@127.0.0.1:5672", MANAGEMENT_URL).expect("urls");
+    let vhost = Vhost::parse(&format!("/{}", unique("denied"))).expect("vhost");
+    let e = mq.create(&vhost, &marker("d")).await.expect_err("401");
+    assert!(matches!(e, ProvisionError::Denied { .. }), "{e:?}");
+    let text = chain(&e);
+    assert!(text.contains("401"), "{text}");
+    assert!(
+        text.to_lowercase().contains("not_authorized") || text.contains("Login failed"),
+        "{text}"
+    );
+    assert!(e.hint().is_some_and(|h| h.contains("rabbitmq.url")));
+
+    // Redis with a password: none given, then a wrong one.
+    let Some(server) = pwt_tests::RedisServer::start(&["--requirepass", "s3cret"]) else {
+        return;
+    };
+    let prefix = pwt_core::RedisPrefix::parse("denied:").expect("prefix");
+    for url in [
+        server.url(),
+        format!("redis://:wrong@127.0.0.1:{}", server.port),
+    ] {
+        let e = Redis::new(&url)
+            .claim_prefix(&prefix, &marker("d"))
+            .await
+            .expect_err("refused");
+        assert!(matches!(e, ProvisionError::Denied { .. }), "{url}: {e:?}");
+        let text = chain(&e);
+        assert!(
+            text.contains("NOAUTH") || text.contains("WRONGPASS") || text.contains("uthentication"),
+            "{text}"
+        );
+        assert!(e.hint().is_some_and(|h| h.contains("redis.url")));
+    }
+    let ok = Redis::new(&format!("redis://:s3cret@127.0.0.1:{}", server.port));
+    assert_eq!(
+        ok.claim_prefix(&prefix, &marker("d"))
+            .await
+            .expect("with the password"),
+        Outcome::Created
+    );
 }

@@ -17,11 +17,7 @@ pub enum AllocError {
         source: std::io::Error,
     },
     /// The registry does not parse; it is left as it is.
-    #[error(
-        "the registry {path} is corrupt ({detail}); pwt left it untouched.\n\
-         hint: inspect or move the file away, then run `pwt doctor --rebuild` in each repository \
-         to rebuild it from the worktrees' env files"
-    )]
+    #[error("the registry {path} is corrupt ({detail}); pwt left it untouched")]
     Corrupt {
         /// The registry file.
         path: PathBuf,
@@ -30,8 +26,7 @@ pub enum AllocError {
     },
     /// Written by a newer pwt.
     #[error(
-        "the registry {path} has format version {found}, newer than this pwt understands ({supported}); \
-         pwt left it untouched.\nhint: upgrade pwt"
+        "the registry {path} has format version {found}, newer than this pwt understands ({supported}); pwt left it untouched"
     )]
     FutureVersion {
         /// The registry file.
@@ -42,10 +37,7 @@ pub enum AllocError {
         supported: u64,
     },
     /// Another process kept the lock for too long.
-    #[error(
-        "timed out after {seconds} s waiting for the lock {path}{holder}\n\
-         hint: another pwt is running; if it is stuck, stop it"
-    )]
+    #[error("timed out after {seconds} s waiting for the lock {path}{holder}")]
     LockTimeout {
         /// The lock file.
         path: PathBuf,
@@ -55,10 +47,7 @@ pub enum AllocError {
         holder: String,
     },
     /// No block of free ports left in the range.
-    #[error(
-        "no {needed} free ports left in the range {lo}-{hi}: every block is leased or in use.\n\
-         hint: remove worktrees you no longer need (`pwt list`, `pwt rm`, `pwt gc`) or widen `ports.range`"
-    )]
+    #[error("no {needed} free ports left in the range {lo}-{hi}: every block is leased or in use")]
     PortsExhausted {
         /// Ports per worktree.
         needed: usize,
@@ -68,10 +57,7 @@ pub enum AllocError {
         hi: u16,
     },
     /// No free Redis DB index left.
-    #[error(
-        "all Redis DB indexes 1-{max} are leased.\n\
-         hint: remove worktrees you no longer need, raise `databases` in redis.conf, or use `mode = \"prefix\"`"
-    )]
+    #[error("all Redis DB indexes 1-{max} are leased or held by someone else")]
     RedisDbsExhausted {
         /// Highest index.
         max: u16,
@@ -85,6 +71,26 @@ pub enum AllocError {
         #[source]
         source: git2::Error,
     },
+}
+
+impl AllocError {
+    /// What to do about it.
+    pub fn hint(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::Corrupt { .. } => {
+                "inspect or move the file away, then run `pwt doctor --rebuild` in each repository to rebuild it from the worktrees' env files"
+            }
+            Self::FutureVersion { .. } => "upgrade pwt",
+            Self::LockTimeout { .. } => "another pwt is running; if it is stuck, stop it",
+            Self::PortsExhausted { .. } => {
+                "remove worktrees you no longer need (`pwt list`, `pwt rm`, `pwt gc`) or widen `ports.range`"
+            }
+            Self::RedisDbsExhausted { .. } => {
+                "remove worktrees you no longer need, raise `databases` in redis.conf, or use `redis.mode = \"prefix\"`"
+            }
+            Self::Io { .. } | Self::Git { .. } => return None,
+        })
+    }
 }
 
 pub(crate) fn io(

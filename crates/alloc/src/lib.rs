@@ -2,7 +2,10 @@
 //!
 //! - [`Registry`]: `registry.json` in the state directory, changed only while holding an
 //!   `flock` on `registry.lock` ([`LockGuard`]), replaced atomically; corrupt or newer files
-//!   are refused, never reset. [`Lease`] is one worktree's hold on ports and resources.
+//!   are refused, never reset (version 1 files migrate). [`Lease`] is one worktree's hold on
+//!   ports and resources, typed: [`LeaseState`], [`Journal`] (what a set-up is creating),
+//!   [`Leftover`] (what a teardown left), [`Owner`] (pid and start time, so a reused pid is
+//!   not mistaken for a live pwt), [`Kept`] data and reconcile's [`Claim`]s.
 //! - [`allocate_ports`]: a block per worktree, preferred by hash of (repo, slug), found by
 //!   linear probing, skipping leased ports, ports declared in env files
 //!   ([`scan_env_files`], the cooperative scan) and ports something listens on
@@ -13,29 +16,22 @@
 //! call, so there is nothing to await.
 
 mod error;
+mod lease;
 mod lock;
+mod owner;
 mod ports;
 mod registry;
 mod repo;
 mod scan;
+mod v1;
 
 pub use error::AllocError;
+pub use lease::{Claim, Journal, Kept, Lease, LeaseState, Leftover, RecentPorts};
 pub use lock::LockGuard;
+pub use owner::{Owner, process_alive, start_time};
 pub use ports::{PortRequest, allocate_ports, port_is_free};
 pub use registry::{
-    FORMAT_VERSION, Fault, KeptData, LOCK_FILE, Lease, LeaseState, Locked, REGISTRY_FILE,
-    RecentPorts, Registry, RegistryOptions, State, now,
+    FORMAT_VERSION, Fault, LOCK_FILE, Locked, REGISTRY_FILE, Registry, RegistryOptions, State, now,
 };
 pub use repo::{Repo, WorktreeEntry};
 pub use scan::{Declared, scan_env_files};
-
-/// True while a process with this pid exists (it may belong to another user).
-pub fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: kill with signal 0 only checks for existence and permission; it sends nothing.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}

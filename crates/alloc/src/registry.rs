@@ -7,109 +7,25 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pwt_core::Slug;
+use pwt_core::Resources;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AllocError, io};
+use crate::lease::{Claim, Kept, Lease, RecentPorts};
 use crate::lock::LockGuard;
 
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u64 = 1;
+/// The format version this build writes. Version 1 (typed loosely: resources as a map of
+/// strings, the owner as a bare pid, kept data inside the capped port memory) still loads and
+/// is migrated on the next write.
+pub const FORMAT_VERSION: u64 = 2;
 /// The registry file name inside the state directory.
 pub const REGISTRY_FILE: &str = "registry.json";
 /// The lock file name inside the state directory. Never renamed or replaced.
 pub const LOCK_FILE: &str = "registry.lock";
 const TEMP_PREFIX: &str = "registry.json.tmp-";
-/// How many released port blocks are remembered so a branch gets its ports back.
+/// How many released port blocks are remembered so a branch gets its ports back. Kept data
+/// is not in this list and never dropped to make room.
 const RECENT_LIMIT: usize = 512;
-
-/// Where a lease is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LeaseState {
-    /// Allocated; the worktree and resources are being made.
-    Creating,
-    /// Everything is in place.
-    Ready,
-    /// Teardown started; `leftover` says what is still there.
-    Removing,
-}
-
-impl LeaseState {
-    /// Lowercase name, as in the file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Creating => "creating",
-            Self::Ready => "ready",
-            Self::Removing => "removing",
-        }
-    }
-}
-
-/// One worktree's hold on machine resources.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Lease {
-    /// The repository's git common dir (canonical): the repository's identity.
-    pub repo: PathBuf,
-    /// Branch checked out in the worktree.
-    pub branch: String,
-    /// The worktree's slug, unique within the repository.
-    pub slug: Slug,
-    /// The worktree root.
-    pub path: PathBuf,
-    /// Project name at the time of leasing.
-    pub project: String,
-    /// Leased ports by service name.
-    pub ports: BTreeMap<String, u16>,
-    /// Leased Redis DB index (db mode).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redis_db: Option<u16>,
-    /// Life-cycle state.
-    pub state: LeaseState,
-    /// The process that is creating or removing it (for crash detection).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    /// Hash of what pwt last wrote to each env file, by file name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub files: BTreeMap<String, String>,
-    /// Provisioned resources by kind (`database`, `vhost`, `redis`), for teardown.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub resources: BTreeMap<String, String>,
-    /// What teardown could not remove yet.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub leftover: Vec<String>,
-    /// Unix seconds.
-    pub created_at: u64,
-    /// Unix seconds.
-    pub updated_at: u64,
-}
-
-/// Ports a branch held last time, so it gets them back when they are free.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RecentPorts {
-    /// Repository common dir.
-    pub repo: PathBuf,
-    /// Branch.
-    pub branch: String,
-    /// Ports by service.
-    pub ports: BTreeMap<String, u16>,
-    /// Data kept by `pwt rm --keep-data`: not an orphan for `pwt gc`, and found again by
-    /// `pwt new` of the same branch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kept: Option<KeptData>,
-}
-
-/// Resources left in place on purpose.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct KeptData {
-    /// The slug their marker derives from.
-    pub slug: Slug,
-    /// Resource names by kind.
-    pub resources: BTreeMap<String, String>,
-    /// The Redis DB index, which stays reserved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redis_db: Option<u16>,
-}
 
 /// The registry's content.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -119,9 +35,15 @@ pub struct State {
     pub version: u64,
     /// All leases on this machine.
     pub leases: Vec<Lease>,
+    /// Data kept by `pwt rm --keep-data`, until `pwt new` takes it back or `pwt gc --kept`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<Kept>,
     /// Recently released port blocks, newest last.
     #[serde(default)]
     pub recent: Vec<RecentPorts>,
+    /// Resources a `pwt gc` is dropping right now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<Claim>,
 }
 
 impl Default for State {
@@ -129,7 +51,9 @@ impl Default for State {
         Self {
             version: FORMAT_VERSION,
             leases: Vec::new(),
+            kept: Vec::new(),
             recent: Vec::new(),
+            claims: Vec::new(),
         }
     }
 }
@@ -139,14 +63,14 @@ impl State {
     pub fn find(&self, repo: &Path, branch: &str) -> Option<&Lease> {
         self.leases
             .iter()
-            .find(|l| l.repo == repo && l.branch == branch)
+            .find(|l| l.repo == repo && l.branch.as_str() == branch)
     }
 
     /// Mutable [`State::find`].
     pub fn find_mut(&mut self, repo: &Path, branch: &str) -> Option<&mut Lease> {
         self.leases
             .iter_mut()
-            .find(|l| l.repo == repo && l.branch == branch)
+            .find(|l| l.repo == repo && l.branch.as_str() == branch)
     }
 
     /// Leases of one repository.
@@ -154,35 +78,35 @@ impl State {
         self.leases.iter().filter(move |l| l.repo == repo)
     }
 
-    /// Removes the lease of `branch`, remembering its ports. Returns it.
-    pub fn release(&mut self, repo: &Path, branch: &str) -> Option<Lease> {
-        self.release_with(repo, branch, false)
-    }
-
-    /// [`State::release`]; with `keep_data`, its resources are remembered as kept.
-    pub fn release_with(&mut self, repo: &Path, branch: &str, keep_data: bool) -> Option<Lease> {
+    /// Removes the lease of `branch`, remembering its ports; `keep` (usually a part of its
+    /// resources, or nothing) is remembered as kept data. Returns the lease.
+    pub fn release(&mut self, repo: &Path, branch: &str, keep: &Resources) -> Option<Lease> {
         let i = self
             .leases
             .iter()
-            .position(|l| l.repo == repo && l.branch == branch)?;
+            .position(|l| l.repo == repo && l.branch.as_str() == branch)?;
         let lease = self.leases.remove(i);
         self.recent
-            .retain(|r| !(r.repo == repo && r.branch == branch));
-        let has_data = !lease.resources.is_empty() || lease.redis_db.is_some();
-        let kept = (keep_data && has_data).then(|| KeptData {
-            slug: lease.slug.clone(),
-            resources: lease.resources.clone(),
-            redis_db: lease.redis_db,
-        });
+            .retain(|r| !(r.repo == repo && r.branch.as_str() == branch));
         self.recent.push(RecentPorts {
             repo: lease.repo.clone(),
             branch: lease.branch.clone(),
             ports: lease.ports.clone(),
-            kept,
         });
         if self.recent.len() > RECENT_LIMIT {
             let excess = self.recent.len() - RECENT_LIMIT;
             self.recent.drain(..excess);
+        }
+        if !keep.is_empty() {
+            self.kept
+                .retain(|k| !(k.repo == repo && k.branch.as_str() == branch));
+            self.kept.push(Kept {
+                repo: lease.repo.clone(),
+                branch: lease.branch.clone(),
+                slug: lease.slug.clone(),
+                resources: keep.clone(),
+                kept_at: now(),
+            });
         }
         Some(lease)
     }
@@ -192,8 +116,29 @@ impl State {
         self.recent
             .iter()
             .rev()
-            .find(|r| r.repo == repo && r.branch == branch)
+            .find(|r| r.repo == repo && r.branch.as_str() == branch)
             .map(|r| &r.ports)
+    }
+
+    /// Data kept for `branch`.
+    pub fn kept_of(&self, repo: &Path, branch: &str) -> Option<&Kept> {
+        self.kept
+            .iter()
+            .find(|k| k.repo == repo && k.branch.as_str() == branch)
+    }
+
+    /// Removes and returns the data kept for `branch` (a new lease takes it back).
+    pub fn take_kept(&mut self, repo: &Path, branch: &str) -> Option<Kept> {
+        let i = self
+            .kept
+            .iter()
+            .position(|k| k.repo == repo && k.branch.as_str() == branch)?;
+        Some(self.kept.remove(i))
+    }
+
+    /// Claims whose owner is still at work; the others are forgotten.
+    pub fn prune_claims(&mut self) {
+        self.claims.retain(|c| c.owner.is_alive());
     }
 }
 
@@ -399,26 +344,32 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<State, AllocError> {
             supported: FORMAT_VERSION,
         });
     }
+    if v.version < FORMAT_VERSION {
+        return crate::v1::migrate(bytes).map_err(corrupt);
+    }
     serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lease::{Journal, LeaseState};
+    use pwt_core::{BranchName, DbName, Slug};
 
     fn lease(branch: &str, port: u16) -> Lease {
         Lease {
             repo: "/r/.git".into(),
-            branch: branch.into(),
+            branch: BranchName::parse(branch).expect("branch"),
             slug: Slug::parse(branch).expect("slug"),
             path: format!("/r.{branch}").into(),
             project: "r".into(),
             ports: BTreeMap::from([("app".into(), port)]),
-            redis_db: None,
+            resources: Resources::default(),
             state: LeaseState::Ready,
-            pid: None,
+            owner: None,
+            journal: Journal::default(),
             files: BTreeMap::new(),
-            resources: BTreeMap::new(),
+            pending_hooks: false,
             leftover: vec![],
             created_at: 1,
             updated_at: 1,
@@ -468,6 +419,10 @@ mod tests {
             (b"{\"version\": 99, \"leases\": []}".to_vec(), "newer"),
             (b"not json".to_vec(), "corrupt"),
             (
+                b"{\"version\": 2, \"leases\": [{\"x\": 1}]}".to_vec(),
+                "corrupt",
+            ),
+            (
                 b"{\"version\": 1, \"leases\": [{\"x\": 1}]}".to_vec(),
                 "corrupt",
             ),
@@ -493,13 +448,31 @@ mod tests {
     }
 
     #[test]
-    fn release_remembers_ports() {
+    fn release_remembers_ports_and_kept_data_outlives_the_port_memory() {
         let mut s = State::default();
-        s.leases.push(lease("a", 20000));
+        let mut kept = lease("kept", 20000);
+        kept.resources.database = Some(DbName::parse("r_kept").expect("db"));
+        s.leases.push(kept.clone());
         let repo = Path::new("/r/.git");
-        assert!(s.release(repo, "a").is_some());
+        assert!(s.release(repo, "kept", &kept.resources).is_some());
         assert!(s.leases.is_empty());
-        assert_eq!(s.recent_ports(repo, "a").expect("remembered")["app"], 20000);
-        assert!(s.release(repo, "a").is_none());
+        assert_eq!(
+            s.recent_ports(repo, "kept").expect("remembered")["app"],
+            20000
+        );
+        assert!(s.release(repo, "kept", &Resources::default()).is_none());
+        // A thousand later releases push the ports out of memory, never the kept data.
+        for i in 0..1000 {
+            let b = format!("b{i}");
+            s.leases.push(lease(&b, 21000));
+            s.release(repo, &b, &Resources::default());
+        }
+        assert!(s.recent_ports(repo, "kept").is_none());
+        assert_eq!(
+            s.kept_of(repo, "kept").expect("still kept").resources,
+            kept.resources
+        );
+        assert!(s.take_kept(repo, "kept").is_some());
+        assert!(s.kept.is_empty());
     }
 }

@@ -13,6 +13,14 @@ pub struct Declared {
     pub ports: HashSet<u16>,
     /// Every `REDIS_DB` value.
     pub redis_dbs: HashSet<u16>,
+    /// Every `DATABASE_NAME`.
+    pub databases: HashSet<String>,
+    /// Every `RABBITMQ_VHOST`.
+    pub vhosts: HashSet<String>,
+    /// Every non-empty `REDIS_KEY_PREFIX`.
+    pub prefixes: HashSet<String>,
+    /// Every `PWT_SLUG`.
+    pub slugs: HashSet<String>,
 }
 
 /// Reads `files` (names relative to each root) in every worktree root except `skip`.
@@ -28,6 +36,17 @@ pub fn scan_env_files(roots: &[PathBuf], files: &[&str], skip: Option<&Path>) ->
                 continue;
             };
             for (k, v) in parse_assignments(&text) {
+                let named = match k.as_str() {
+                    "DATABASE_NAME" => Some(&mut out.databases),
+                    "RABBITMQ_VHOST" => Some(&mut out.vhosts),
+                    "REDIS_KEY_PREFIX" if !v.is_empty() => Some(&mut out.prefixes),
+                    "PWT_SLUG" => Some(&mut out.slugs),
+                    _ => None,
+                };
+                if let Some(set) = named {
+                    set.insert(v);
+                    continue;
+                }
                 let Ok(n) = v.trim().parse::<u16>() else {
                     continue;
                 };
@@ -55,7 +74,7 @@ mod tests {
         std::fs::create_dir_all(&b).expect("mkdir");
         std::fs::write(
             a.join(".env.worktree"),
-            "DJANGO_PORT=8012\nREDIS_DB=3\nNAME=x\n",
+            "DJANGO_PORT=8012\nREDIS_DB=3\nNAME=x\nDATABASE_NAME='demo_a'\nREDIS_KEY_PREFIX=''\n",
         )
         .expect("write");
         std::fs::write(
@@ -70,6 +89,11 @@ mod tests {
         );
         assert_eq!(d.ports, HashSet::from([8012, 14315]));
         assert_eq!(d.redis_dbs, HashSet::from([3]));
+        assert_eq!(d.databases, HashSet::from(["demo_a".to_owned()]));
+        assert!(
+            d.prefixes.is_empty(),
+            "the main worktree's empty prefix is nobody's"
+        );
         let d = scan_env_files(
             &[a.clone(), b],
             &[".env.worktree", ".mise.local.toml"],

@@ -6,18 +6,17 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::{Context as _, Result, bail};
 use pwt_core::config::EnvFileKind;
 use pwt_core::{Environment, hex_prefix, render_dotenv, render_mise, stable_hash};
 
-use crate::exit_codes::refused;
-use crate::output;
-use crate::session::Session;
+use crate::error::{Error, ErrorKind, Result, io_error};
+use crate::events::{Event, Reporter};
+use crate::project::Project;
 
-impl Session {
+impl Project {
     /// The env files that are turned on, each checked to stay inside the worktree.
-    pub fn env_files(&self) -> Result<Vec<(EnvFileKind, String)>> {
-        self.config()
+    pub(crate) fn env_files(&self) -> Result<Vec<(EnvFileKind, String)>> {
+        self.config
             .files
             .enabled()
             .into_iter()
@@ -25,7 +24,10 @@ impl Session {
                 let p = Path::new(name);
                 let inside = p.components().all(|c| matches!(c, Component::Normal(_)));
                 if !inside || name.is_empty() {
-                    bail!("invalid value for `files`: {name:?} must be a relative path inside the worktree (no '..', no leading '/')");
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!("invalid value for `files`: {name:?} must be a relative path inside the worktree (no '..', no leading '/')"),
+                    ));
                 }
                 Ok((kind, name.to_owned()))
             })
@@ -34,7 +36,7 @@ impl Session {
 
     /// Adds the env files to the repository's `info/exclude` so worktrees stay clean. Shared
     /// by all worktrees, so the caller holds the registry lock.
-    pub fn ensure_excluded(&self) -> Result<()> {
+    pub(crate) fn ensure_excluded(&self) -> Result<()> {
         let path = self.repo.common_dir.join("info").join("exclude");
         let current = fs::read_to_string(&path).unwrap_or_default();
         let missing: Vec<String> = self
@@ -60,38 +62,36 @@ impl Session {
 
     /// Writes the env files of a worktree. Refuses (touching none) when a file exists with
     /// content pwt did not write last, unless `force`. Returns the new hashes.
-    pub fn write_env_files(
+    pub(crate) fn write_env_files(
         &self,
         root: &Path,
         slug: &str,
         env: &Environment,
         previous: &BTreeMap<String, String>,
         force: bool,
+        reporter: &mut dyn Reporter,
     ) -> Result<BTreeMap<String, String>> {
         let mut planned = Vec::new();
-        for (kind, name) in self.env_files()? {
-            let text = match kind {
-                EnvFileKind::Dotenv => {
-                    let (text, skipped) = render_dotenv(env, slug);
-                    for var in skipped {
-                        output::warn(&format!(
-                            "{var} left out of {name}: its value holds both ' and one of \" $ ` \\, which dotenv readers do not read alike (`pwt env` and `pwt run` still have it)"
-                        ));
-                    }
-                    text
-                }
-                EnvFileKind::Mise => render_mise(env, slug),
-            };
+        for (_, name, text, skipped) in self.render_env_files(slug, env)? {
+            for var in skipped {
+                reporter.report(Event::Warning(format!(
+                    "{var} left out of {name}: its value holds both ' and one of \" $ ` \\, which dotenv readers do not read alike (`pwt env` and `pwt run` still have it)"
+                )));
+            }
             let path = root.join(&name);
             if let Ok(existing) = fs::read(&path)
                 && existing != text.as_bytes()
                 && previous.get(&name) != Some(&content_hash(&existing))
                 && !force
             {
-                return Err(refused(format!(
-                    "{} exists and was not written by pwt, or was edited since; pwt will not overwrite it\n  hint: move your settings elsewhere (e.g. .env.local) and delete it, overwrite it with `pwt up --force`, or have pwt write another file (`files.dotenv` / `files.mise` in pwt.toml)",
-                    path.display()
-                )));
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "{} exists and was not written by pwt, or was edited since; pwt will not overwrite it",
+                        path.display()
+                    ),
+                )
+                .hint("move your settings elsewhere (e.g. .env.local) and delete it, overwrite it with `pwt up --force`, or have pwt write another file (`files.dotenv` / `files.mise` in pwt.toml)"));
             }
             planned.push((name, path, text));
         }
@@ -103,8 +103,31 @@ impl Session {
         Ok(hashes)
     }
 
+    /// Each env file's kind, name, text and the variables it leaves out.
+    pub(crate) fn render_env_files(
+        &self,
+        slug: &str,
+        env: &Environment,
+    ) -> Result<Vec<(EnvFileKind, String, String, Vec<String>)>> {
+        Ok(self
+            .env_files()?
+            .into_iter()
+            .map(|(kind, name)| {
+                let (text, skipped) = match kind {
+                    EnvFileKind::Dotenv => render_dotenv(env, slug),
+                    EnvFileKind::Mise => (render_mise(env, slug), Vec::new()),
+                };
+                (kind, name, text, skipped)
+            })
+            .collect())
+    }
+
     /// Removes the env files pwt wrote, if unchanged since. Returns the ones kept.
-    pub fn remove_env_files(&self, root: &Path, hashes: &BTreeMap<String, String>) -> Vec<PathBuf> {
+    pub(crate) fn remove_env_files(
+        &self,
+        root: &Path,
+        hashes: &BTreeMap<String, String>,
+    ) -> Vec<PathBuf> {
         let mut kept = Vec::new();
         for (name, hash) in hashes {
             let path = root.join(name);
@@ -121,14 +144,14 @@ impl Session {
 }
 
 /// Hash recorded for env files: stable across versions.
-pub fn content_hash(bytes: &[u8]) -> String {
+pub(crate) fn content_hash(bytes: &[u8]) -> String {
     hex_prefix(stable_hash(bytes), 16)
 }
 
-/// Temp file in the same directory, fsync, rename.
+/// Writes `path` atomically: a temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    fs::create_dir_all(dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -143,5 +166,5 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result.with_context(|| format!("cannot write {}", path.display()))
+    result.map_err(io_error(format!("cannot write {}", path.display())))
 }

@@ -1,55 +1,209 @@
-//! Running git for what changes a repository: `git worktree add/remove/prune`, branch
-//! deletion, and `git status` before a removal. (Reading the repository is git2's, in
-//! pwt-alloc.)
+//! Running git for what changes a repository: `git worktree add/remove/prune`, deleting a
+//! branch, and `git status` before a removal. (Reading the repository is git2's, in
+//! pwt-alloc.) git's worktree writes are serialized per repository by a lock of their own,
+//! because git races with itself there.
 
-use std::path::Path;
+use std::ffi::{OsStr, OsString};
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
-use pwt_alloc::Registry;
-
+use crate::error::{Error, ErrorKind, Result};
 use crate::hooks::child_stdout;
-use crate::session::Session;
+use crate::project::{Cancel, ChildOutput, Project};
 
-impl Session {
+impl Project {
     /// Runs a git command that adds, removes or prunes worktrees, holding the repository's
     /// worktree lock (see [`pwt_alloc::Registry::repo_lock`]).
-    pub fn git_worktree(&self, dir: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
-        git_worktree(&self.registry, &self.repo.key(), dir, args)
+    pub(crate) fn git_worktree(&self, args: &[&OsStr]) -> Result<()> {
+        let _guard = self.registry.repo_lock(&self.repo.key())?;
+        git(
+            &self.git_dir(),
+            args,
+            self.options.child_output,
+            &Cancel::default(),
+        )
+    }
+
+    /// What `git worktree add` needs, to run on a thread of its own.
+    pub(crate) fn worktree_adder(&self) -> WorktreeAdder {
+        WorktreeAdder {
+            registry: self.registry.clone(),
+            repo_key: self.repo.key(),
+            dir: self.git_dir(),
+            output: self.options.child_output,
+            cancel: self.options.cancel.clone(),
+        }
+    }
+
+    /// Removes the worktree at `path` that a set-up of pwt was adding when it stopped:
+    /// through git when git knows it (also when it is still locked as "initializing"), and
+    /// git's record of it when its directory never came to be. Then the directory itself, if
+    /// anything is left: the set-up found it absent or empty, so all in it is its own.
+    pub(crate) fn remove_made_worktree(&self, path: &Path) -> Result<()> {
+        let _guard = self.registry.repo_lock(&self.repo.key())?;
+        let dir = self.git_dir();
+        let quiet = ChildOutput::Null;
+        let none = Cancel::default();
+        if path.exists() {
+            let _ = git(
+                &dir,
+                &[
+                    OsStr::new("worktree"),
+                    OsStr::new("remove"),
+                    OsStr::new("--force"),
+                    OsStr::new("--force"),
+                    path.as_os_str(),
+                ],
+                quiet,
+                &none,
+            );
+        }
+        for record in self.worktree_records_for(path) {
+            std::fs::remove_dir_all(&record).map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("cannot remove git's record {}", record.display()),
+                )
+                .caused_by(e)
+            })?;
+        }
+        if path.exists() {
+            std::fs::remove_dir_all(path).map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("cannot remove the half-made worktree {}", path.display()),
+                )
+                .caused_by(e)
+            })?;
+        }
+        let _ = git(
+            &dir,
+            &[OsStr::new("worktree"), OsStr::new("prune")],
+            quiet,
+            &none,
+        );
+        Ok(())
+    }
+
+    /// git's records (`.git/worktrees/<id>`) that point at `path`, or that a killed
+    /// `git worktree add` left before writing where they point (named after `path`).
+    fn worktree_records_for(&self, path: &Path) -> Vec<PathBuf> {
+        let base = self.repo.common_dir.join("worktrees");
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            return Vec::new();
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dot_git = path.join(".git");
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(
+                |record| match std::fs::read_to_string(record.join("gitdir")) {
+                    Ok(gitdir) => Path::new(gitdir.trim()) == dot_git,
+                    Err(_) => record
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&name)),
+                },
+            )
+            .collect()
+    }
+
+    /// Deletes `branch` (`git branch -d`, or `-D` with `force`).
+    pub(crate) fn delete_branch(&self, branch: &str, force: bool) -> Result<()> {
+        git(
+            &self.git_dir(),
+            &[
+                OsStr::new("branch"),
+                OsStr::new("--quiet"),
+                OsStr::new(if force { "-D" } else { "-d" }),
+                OsStr::new("--"),
+                OsStr::new(branch),
+            ],
+            ChildOutput::Null,
+            &Cancel::default(),
+        )
     }
 }
 
-/// [`Session::git_worktree`] without the session, for a thread of its own.
-pub fn git_worktree(
-    registry: &Registry,
-    repo_key: &str,
-    dir: &Path,
-    args: &[&std::ffi::OsStr],
-) -> Result<()> {
-    let _guard = registry.repo_lock(repo_key)?;
-    git(dir, args)
+/// `git worktree add`, stoppable by the project's cancel flag, under the repository's
+/// worktree lock.
+pub(crate) struct WorktreeAdder {
+    registry: pwt_alloc::Registry,
+    repo_key: String,
+    dir: PathBuf,
+    output: ChildOutput,
+    cancel: Cancel,
 }
 
-/// Runs `git` with `args` in `dir`; git's own messages go to stderr. Fails with git's exit
-/// status named.
-pub fn git(dir: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
-    let status = Command::new("git")
-        .current_dir(dir)
+impl WorktreeAdder {
+    pub(crate) fn add(&self, args: &[OsString]) -> Result<()> {
+        let _guard = self.registry.repo_lock(&self.repo_key)?;
+        let a: Vec<&OsStr> = args.iter().map(OsString::as_os_str).collect();
+        git(&self.dir, &a, self.output, &self.cancel)
+    }
+}
+
+/// Runs `git` with `args` in `dir`. Its stdout goes to `output`; its stderr is kept for the
+/// error, which names the command. When `cancel` is set while it runs, git gets SIGTERM
+/// (it removes a half-made worktree itself then) and the result is a cancellation. git also
+/// gets SIGTERM if pwt dies, so it never goes on writing a worktree nobody owns.
+pub(crate) fn git(dir: &Path, args: &[&OsStr], output: ChildOutput, cancel: &Cancel) -> Result<()> {
+    let shown = || {
+        let a: Vec<_> = args.iter().map(|a| a.to_string_lossy()).collect();
+        format!("`git {}`", a.join(" "))
+    };
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(child_stdout(true))
-        .status()
-        .context("cannot run git: is it installed and on PATH?")?;
-    if !status.success() {
-        let shown: Vec<_> = args.iter().map(|a| a.to_string_lossy()).collect();
-        bail!("`git {}` failed ({status})", shown.join(" "));
+        .stdout(child_stdout(output))
+        .stderr(Stdio::piped());
+    crate::hooks::die_with_parent(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| {
+        Error::new(ErrorKind::Git, "cannot run git")
+            .caused_by(e)
+            .hint("is it installed and on PATH?")
+    })?;
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if cancel.is_cancelled() => {
+                crate::hooks::terminate(&mut child);
+                let _ = reader.join();
+                return cancel.check();
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => {
+                return Err(Error::new(ErrorKind::Git, format!("{} failed", shown())).caused_by(e));
+            }
+        }
+    };
+    let text = reader.join().unwrap_or_default();
+    if status.success() {
+        return Ok(());
     }
-    Ok(())
+    let said = text.trim();
+    let mut e = Error::new(ErrorKind::Git, format!("{} failed ({status})", shown()));
+    if !said.is_empty() {
+        e = e.caused_by(Error::new(ErrorKind::Git, said.to_owned()));
+    }
+    Err(e)
 }
 
 /// Uncommitted or untracked changes of a worktree (`git status --porcelain`), ignoring
 /// ignored files (pwt's env files among them).
-pub fn changes(root: &Path) -> Result<Vec<String>> {
+pub(crate) fn changes(root: &Path) -> Result<Vec<String>> {
     let out = Command::new("git")
         .current_dir(root)
         .args([
@@ -60,16 +214,40 @@ pub fn changes(root: &Path) -> Result<Vec<String>> {
         ])
         .stdin(Stdio::null())
         .output()
-        .context("cannot run git status")?;
+        .map_err(|e| Error::new(ErrorKind::Git, "cannot run git status").caused_by(e))?;
     if !out.status.success() {
-        bail!(
-            "`git status` failed in {}: {}",
-            root.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        return Err(Error::new(
+            ErrorKind::Git,
+            format!(
+                "`git status` failed in {}: {}",
+                root.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_owned)
         .collect())
+}
+
+/// The `git worktree add` command line: `-b BRANCH PATH [BASE]` for a new branch, or `PATH
+/// BRANCH` to check out an existing one (local, or git's tracking checkout of a remote one).
+pub(crate) fn add_args(
+    branch: &str,
+    path: &Path,
+    base: Option<&str>,
+    checkout_existing: bool,
+) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec!["worktree".into(), "add".into(), "--quiet".into()];
+    if !checkout_existing {
+        a.extend(["-b".into(), branch.into()]);
+    }
+    a.extend(["--".into(), path.as_os_str().to_owned()]);
+    match (base, checkout_existing) {
+        (_, true) => a.push(branch.into()),
+        (Some(base), false) => a.push(base.into()),
+        (None, false) => {}
+    }
+    a
 }

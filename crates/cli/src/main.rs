@@ -1,5 +1,5 @@
-//! `pwt`: parallel worktrees. The binary composes the pwt crates; it is the only place with
-//! argument parsing, environment reads and printing.
+//! `pwt`: parallel worktrees. The binary is a thin shell over the `pwt` library: argument
+//! parsing, configuration layers and environment reads, rendering, exit codes.
 
 // The doc comments of the argument structs are `--help` text, written for a terminal
 // (`[::1]`, `<time>`, bare URLs), not Markdown for rustdoc.
@@ -9,19 +9,7 @@
     rustdoc::bare_urls
 )]
 
-mod commands;
-mod env_files;
-mod env_vars;
-mod exit_codes;
-mod git;
-mod hooks;
-mod lease_ops;
-mod output;
-mod paths;
-mod report;
-mod services;
-mod session;
-mod settings;
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,7 +31,8 @@ use clap::Parser;
 /// Configuration: `pwt init` writes a commented pwt.toml; `pwt config` shows what is in
 /// effect and where each value comes from.
 ///
-/// Exit codes: 0 ok, 1 failure, 2 usage, 3 refused to avoid losing data (nothing touched).
+/// Exit codes: 0 ok, 1 failure, 2 usage, 3 refused to avoid losing data (nothing touched),
+/// 130 interrupted (what the run made was rolled back).
 #[derive(Parser, Debug)]
 #[command(name = "pwt", version, max_term_width = 100, verbatim_doc_comment)]
 pub struct Cli {
@@ -52,25 +41,14 @@ pub struct Cli {
     dir: Option<PathBuf>,
 
     #[command(subcommand)]
-    command: commands::Command,
+    command: cli::Command,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let code = match commands::run(cli.dir, cli.command) {
+    let args = Cli::parse();
+    let code = match cli::run(args.dir, args.command) {
         Ok(code) => code,
-        Err(e) => report_error(&e),
+        Err(e) => cli::report_error(&e),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
-}
-
-/// Prints the error and its causes to stderr; returns the exit code it carries.
-fn report_error(e: &anyhow::Error) -> i32 {
-    let style = output::Style::stderr();
-    eprintln!("{} {e}", style.red("error:"));
-    for cause in e.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
-    }
-    e.downcast_ref::<exit_codes::ExitError>()
-        .map_or(exit_codes::FAILURE, |x| x.code)
 }

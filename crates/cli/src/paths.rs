@@ -1,9 +1,7 @@
-//! Paths as pwt compares and shows them.
+//! Paths as pwt compares them, and text as a shell reads it.
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
-
-use crate::output;
 
 /// `a/b/../c` → `a/c`, without touching the file system (the path may not exist yet).
 pub fn normalize(p: &Path) -> PathBuf {
@@ -39,32 +37,31 @@ pub fn normalize(p: &Path) -> PathBuf {
     real
 }
 
-/// A path shown to people: relative to `cwd` when that is shorter, control characters removed.
-pub fn display_path(p: &Path, cwd: &Path) -> String {
-    let abs = p.display().to_string();
-    let rel = pathdiff(p, cwd).map(|r| r.display().to_string());
-    match rel {
-        Some(r) if r.len() < abs.len() => output::printable(&r),
-        _ => output::printable(&abs),
+/// `s` as one shell word, for commands suggested in hints: as it is when it holds only safe
+/// characters, else single-quoted (control characters removed), so pasting it never expands
+/// `$(…)` from a branch name.
+pub fn shell_word(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:@%,".contains(&b));
+    if safe {
+        s.to_owned()
+    } else {
+        let printable: String = s.chars().filter(|c| !c.is_control()).collect();
+        format!("'{}'", printable.replace('\'', "'\\''"))
     }
 }
 
-fn pathdiff(path: &Path, base: &Path) -> Option<PathBuf> {
-    let p: Vec<_> = path.components().collect();
-    let b: Vec<_> = base.components().collect();
-    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    if common == 0 {
-        return None;
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shell_words() {
+        assert_eq!(super::shell_word("feature/x-1"), "feature/x-1");
+        assert_eq!(
+            super::shell_word("feat/$(touch${IFS}pwned)"),
+            "'feat/$(touch${IFS}pwned)'"
+        );
+        assert_eq!(super::shell_word("feat/x'y"), "'feat/x'\\''y'");
+        assert_eq!(super::shell_word("/tmp/a b"), "'/tmp/a b'");
     }
-    let mut out = PathBuf::new();
-    for _ in common..b.len() {
-        out.push("..");
-    }
-    for c in &p[common..] {
-        out.push(c);
-    }
-    if out.as_os_str().is_empty() {
-        out.push(".");
-    }
-    Some(out)
 }

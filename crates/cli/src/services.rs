@@ -1,66 +1,74 @@
-//! The configured shared services, and what a worktree gets from them: provisioning (all
-//! three at once), rollback of what one run created, and teardown.
+//! The configured shared services and what a worktree gets from them: what is at its names
+//! now ([`Services::probe`]), provisioning all three at once, and dropping them again, each
+//! only with the worktree's marker.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow};
-use pwt_alloc::Lease;
 use pwt_core::config::RedisMode;
-use pwt_core::{Config, DbName, RedisPrefix, ResourceNames, Vhost, owner_marker};
-use pwt_provision::{Outcome, Postgres, ProvisionError, RabbitMq, Redis, Service};
+use pwt_core::{DbName, RedisPrefix, RedisSlot, ResourceKind, Resources};
+use pwt_provision::{Marked, Outcome, Postgres, Presence, ProvisionError, RabbitMq, Redis};
 
-use crate::output;
-
-/// A URL with its password hidden.
-pub fn redacted(url: &str) -> String {
-    pwt_provision::redact(url)
-}
-
-/// Keys of `Lease::resources`.
-pub const DATABASE: &str = "database";
-/// Keys of `Lease::resources`.
-pub const VHOST: &str = "vhost";
-/// Keys of `Lease::resources`.
-pub const REDIS_PREFIX: &str = "redis_prefix";
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Reporter};
+use crate::project::Project;
 
 /// Clients of the configured services.
-pub struct Services {
+pub(crate) struct Services {
     /// PostgreSQL and the database new ones are cloned from (`clone_from_main`).
     pub postgres: Option<(Postgres, Option<DbName>)>,
     /// RabbitMQ.
     pub rabbitmq: Option<RabbitMq>,
-    /// Redis and its mode.
+    /// Redis, its mode and the DB count to assume when `CONFIG GET` is not allowed.
     pub redis: Option<(Redis, RedisMode, u16)>,
+    rt: Option<tokio::runtime::Runtime>,
 }
 
-/// A runtime for the async libraries: one thread, made only when a command talks to a
-/// service (it costs well under a millisecond).
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread runtime always builds")
+/// How a new lease isolates its Redis data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RedisPlan {
+    /// Prefix mode, or no Redis: nothing to decide.
+    AsConfigured,
+    /// `db` mode: lease an index below this DB count.
+    Db(u16),
+    /// `db` mode on a Redis Cluster: a key prefix instead.
+    ClusterPrefix,
+}
+
+/// One service's result.
+pub(crate) struct Step {
+    /// Which resource.
+    pub kind: ResourceKind,
+    /// The resource, for messages (`database "demo_x"`).
+    pub what: String,
+    /// What happened.
+    pub result: Result<Outcome, ProvisionError>,
 }
 
 impl Services {
-    /// The services `config` turns on.
-    pub fn new(config: &Config, project: &str) -> Result<Self> {
+    /// The services the project's configuration turns on, with a one-thread runtime when
+    /// any is (it costs well under a millisecond).
+    pub fn new(project: &Project) -> Result<Self> {
+        let config = project.config();
+        let pause = project.options.faults.provision_pause();
         let postgres = match &config.postgres {
             Some(pg) => {
-                let template =
-                    if pg.clone_from_main {
-                        let main = pg
-                            .main_database
-                            .clone()
-                            .unwrap_or_else(|| project.to_owned());
-                        Some(DbName::parse(&main).map_err(|e| {
-                            anyhow!("invalid value for `postgres.main_database`: {e}")
-                        })?)
-                    } else {
-                        None
-                    };
-                Some((Postgres::new(&pg.url)?, template))
+                let template = if pg.clone_from_main {
+                    let main = pg
+                        .main_database
+                        .clone()
+                        .unwrap_or_else(|| project.project_name());
+                    Some(DbName::parse(&main).map_err(|e| {
+                        Error::new(
+                            ErrorKind::Config,
+                            "invalid value for `postgres.main_database`",
+                        )
+                        .caused_by(e)
+                    })?)
+                } else {
+                    None
+                };
+                Some((Postgres::new(&pg.url)?.with_pause(pause), template))
             }
             None => None,
         };
@@ -72,110 +80,242 @@ impl Services {
             .redis
             .as_ref()
             .map(|r| (Redis::new(&r.url), r.mode, r.databases));
+        let any = postgres.is_some() || rabbitmq.is_some() || redis.is_some();
         Ok(Self {
             postgres,
             rabbitmq,
             redis,
+            rt: any.then(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime always builds")
+            }),
         })
+    }
+
+    /// Where the service of `kind` is (password hidden), for messages.
+    pub fn url_of(&self, kind: ResourceKind) -> String {
+        let url = match kind {
+            ResourceKind::Database => self.postgres.as_ref().map(|(p, _)| p.display_url()),
+            ResourceKind::Vhost => self.rabbitmq.as_ref().map(RabbitMq::display_url),
+            ResourceKind::Redis => self.redis.as_ref().map(|(r, _, _)| r.display_url()),
+        };
+        url.unwrap_or_default()
     }
 
     /// True when any service is configured.
     pub fn any(&self) -> bool {
-        self.postgres.is_some() || self.rabbitmq.is_some() || self.redis.is_some()
+        self.rt.is_some()
     }
 
-    /// True when Redis runs in DB-index mode.
-    pub fn redis_db_mode(&self) -> bool {
-        matches!(self.redis, Some((_, RedisMode::Db, _)))
+    /// Runs `fut` on the services' runtime.
+    pub fn block_on<T>(&self, fut: impl Future<Output = T>) -> Option<T> {
+        self.rt.as_ref().map(|rt| rt.block_on(fut))
     }
 
     /// What a new lease gets from Redis in `db` mode: an index among `CONFIG GET databases`
-    /// (or the configured fallback), or, on a Redis Cluster (DB 0 only), a key prefix
-    /// instead. The one network call made before the registry lock.
-    pub async fn redis_plan(&self) -> Result<RedisPlan> {
+    /// (or the configured fallback), or, on a Redis Cluster (DB 0 only), a key prefix. The one
+    /// network call made before the registry lock.
+    pub fn redis_plan(&self, reporter: &mut dyn Reporter) -> Result<RedisPlan> {
         let Some((redis, RedisMode::Db, fallback)) = &self.redis else {
             return Ok(RedisPlan::AsConfigured);
         };
-        let status = redis.status().await?;
+        let status = self
+            .block_on(redis.status())
+            .expect("Redis is configured, so there is a runtime")?;
         if status.cluster {
-            output::warn(&format!(
+            reporter.report(Event::Warning(format!(
                 "Redis at {} is a cluster, which has DB 0 only: using a key prefix instead of a DB index (set `redis.mode = \"prefix\"` to say so)",
                 redis.display_url()
-            ));
+            )));
             return Ok(RedisPlan::ClusterPrefix);
         }
         Ok(RedisPlan::Db(status.databases.unwrap_or(*fallback)))
     }
 
-    /// The services of a session, a runtime when any is configured, and the Redis plan for
-    /// a new lease: what `new` and `up` need before taking the registry lock.
-    pub fn prepare(
-        session: &crate::session::Session,
-    ) -> Result<(Self, Option<tokio::runtime::Runtime>, RedisPlan)> {
-        let services = Self::new(session.config(), &session.project())?;
-        let rt = services.any().then(runtime);
-        let plan = match &rt {
-            // The one network call allowed before the lock: the Redis DB count, or a cluster.
-            Some(rt) if services.redis_db_mode() => rt.block_on(services.redis_plan())?,
-            _ => RedisPlan::AsConfigured,
+    /// What is at each of `resources` right now, by kind.
+    pub async fn probe(
+        &self,
+        resources: &Resources,
+    ) -> Vec<(ResourceKind, Result<Presence, ProvisionError>)> {
+        let pg = async {
+            match (&self.postgres, &resources.database) {
+                (Some((pg, _)), Some(db)) => Some((ResourceKind::Database, pg.presence(db).await)),
+                _ => None,
+            }
         };
-        Ok((services, rt, plan))
+        let mq = async {
+            match (&self.rabbitmq, &resources.vhost) {
+                (Some(mq), Some(v)) => Some((ResourceKind::Vhost, mq.presence(v).await)),
+                _ => None,
+            }
+        };
+        let rd = async {
+            match (&self.redis, &resources.redis) {
+                (Some((r, _, _)), Some(RedisSlot::Prefix(p))) => {
+                    Some((ResourceKind::Redis, r.prefix_presence(p).await))
+                }
+                (Some((r, _, _)), Some(RedisSlot::Db(n))) => {
+                    Some((ResourceKind::Redis, r.db_presence(*n).await))
+                }
+                _ => None,
+            }
+        };
+        let (a, b, c) = tokio::join!(pg, mq, rd);
+        [a, b, c].into_iter().flatten().collect()
+    }
+
+    /// Creates (or finds, with this marker) each of `resources` at once. Every outcome is
+    /// returned, failures included, so the caller can undo exactly what this run created.
+    pub async fn provision(&self, resources: &Resources, marker: &str) -> Vec<Step> {
+        let pg = async {
+            let ((pg, template), db) = self.postgres.as_ref().zip(resources.database.as_ref())?;
+            Some(step(
+                ResourceKind::Database,
+                resources,
+                pg.create(db, template.as_ref(), marker).await,
+            ))
+        };
+        let mq = async {
+            let (mq, vhost) = self.rabbitmq.as_ref().zip(resources.vhost.as_ref())?;
+            let mut result = mq.create(vhost, marker).await;
+            if result.is_ok()
+                && let Err(e) = mq.verify(vhost).await
+            {
+                if result.as_ref().is_ok_and(|o| *o == Outcome::Created) {
+                    let _ = mq.delete(vhost, marker).await;
+                }
+                result = Err(e);
+            }
+            Some(step(ResourceKind::Vhost, resources, result))
+        };
+        let rd = async {
+            let ((redis, _, _), slot) = self.redis.as_ref().zip(resources.redis.as_ref())?;
+            let result = match slot {
+                RedisSlot::Prefix(p) => redis.claim_prefix(p, marker).await,
+                RedisSlot::Db(n) => redis.claim_db(*n, marker).await,
+            };
+            Some(step(ResourceKind::Redis, resources, result))
+        };
+        let (a, b, c) = tokio::join!(pg, mq, rd);
+        [a, b, c].into_iter().flatten().collect()
+    }
+
+    /// Drops each of `resources` at once, only where it carries `marker`. With
+    /// `created_database`, an unmarked database of the name goes too: a set-up recorded it
+    /// was creating it (after seeing the name free) and was stopped before marking it. Redis
+    /// keys under `spare` (other worktrees' longer prefixes) stay.
+    pub async fn drop(
+        &self,
+        resources: &Resources,
+        marker: &str,
+        created_database: bool,
+        spare: &[RedisPrefix],
+    ) -> Vec<Step> {
+        let pg = async {
+            let ((pg, _), db) = self.postgres.as_ref().zip(resources.database.as_ref())?;
+            let result = if created_database {
+                pg.drop_created(db, marker).await
+            } else {
+                pg.drop(db, marker).await
+            };
+            Some(step(ResourceKind::Database, resources, result))
+        };
+        let mq = async {
+            let (mq, vhost) = self.rabbitmq.as_ref().zip(resources.vhost.as_ref())?;
+            Some(step(
+                ResourceKind::Vhost,
+                resources,
+                mq.delete(vhost, marker).await,
+            ))
+        };
+        let rd = async {
+            let ((redis, _, _), slot) = self.redis.as_ref().zip(resources.redis.as_ref())?;
+            let result = match slot {
+                RedisSlot::Prefix(p) => redis.clean_prefix(p, marker, spare).await,
+                RedisSlot::Db(n) => redis.flush_db(*n, marker).await,
+            };
+            Some(step(ResourceKind::Redis, resources, result))
+        };
+        let (a, b, c) = tokio::join!(pg, mq, rd);
+        [a, b, c].into_iter().flatten().collect()
+    }
+
+    /// Every resource carrying a pwt marker, by kind; a service that cannot be asked is a
+    /// problem line instead.
+    pub async fn marked(&self) -> (Vec<(ResourceKind, Marked)>, Vec<String>) {
+        let mut found = Vec::new();
+        let mut problems = Vec::new();
+        let mut take = |kind, list: Result<Vec<Marked>, ProvisionError>| match list {
+            Ok(list) => found.extend(list.into_iter().map(|m| (kind, m))),
+            Err(e) => problems.push(format!("cannot look for orphans: {}", chain(&e))),
+        };
+        if let Some((pg, _)) = &self.postgres {
+            take(ResourceKind::Database, pg.marked().await);
+        }
+        if let Some(mq) = &self.rabbitmq {
+            take(ResourceKind::Vhost, mq.marked().await);
+        }
+        if let Some((redis, _, fallback)) = &self.redis {
+            let list = match redis.status().await {
+                Ok(s) => redis.marked(s.databases.unwrap_or(*fallback)).await,
+                Err(e) => Err(e),
+            };
+            take(ResourceKind::Redis, list);
+        }
+        (found, problems)
     }
 }
 
-/// How a new lease isolates its Redis data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RedisPlan {
-    /// Prefix mode, or no Redis: nothing to decide.
-    AsConfigured,
-    /// `db` mode: lease an index below this DB count.
-    Db(u16),
-    /// `db` mode on a Redis Cluster: a key prefix instead.
-    ClusterPrefix,
-}
-
-/// A lease's resources, parsed back from the registry.
-pub fn lease_names(lease: &Lease) -> ResourceNames {
-    ResourceNames {
-        database: lease
-            .resources
-            .get(DATABASE)
-            .and_then(|n| DbName::parse(n).ok()),
-        vhost: lease
-            .resources
-            .get(VHOST)
-            .and_then(|n| Vhost::parse(n).ok()),
-        redis_prefix: lease
-            .resources
-            .get(REDIS_PREFIX)
-            .and_then(|n| RedisPrefix::parse(n).ok()),
+fn step(
+    kind: ResourceKind,
+    resources: &Resources,
+    result: Result<Outcome, ProvisionError>,
+) -> Step {
+    Step {
+        kind,
+        what: resources.describe(kind).unwrap_or_default(),
+        result,
     }
 }
 
-/// The marker of a lease's resources.
-pub fn lease_marker(lease: &Lease) -> String {
-    owner_marker(&lease.repo.to_string_lossy(), lease.slug.as_str())
+/// A marked resource as the one resource it names (`db 3` is a Redis DB index).
+pub(crate) fn resource_of(kind: ResourceKind, name: &str) -> Option<Resources> {
+    let mut r = Resources::default();
+    match kind {
+        ResourceKind::Database => r.database = Some(DbName::parse(name).ok()?),
+        ResourceKind::Vhost => r.vhost = Some(pwt_core::Vhost::parse(name).ok()?),
+        ResourceKind::Redis => {
+            r.redis = Some(match name.strip_prefix("db ").map(str::parse::<u16>) {
+                Some(Ok(n)) => RedisSlot::Db(n),
+                _ => RedisSlot::Prefix(RedisPrefix::parse(name).ok()?),
+            });
+        }
+    }
+    Some(r)
 }
 
-/// One service's result.
-pub struct Step {
-    /// Which service.
-    pub service: Service,
-    /// The resource, for messages (`database "demo_x"`).
-    pub what: String,
-    /// What happened.
-    pub result: Result<Outcome, ProvisionError>,
+/// An error and its causes on one line.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
-/// The first failed step and its error.
-pub fn first_error(steps: &[Step]) -> Option<(&Step, &ProvisionError)> {
-    steps
-        .iter()
-        .find_map(|s| s.result.as_ref().err().map(|e| (s, e)))
-}
-
-/// Runs `fut` while printing, after a second, which steps are still running (every second).
-pub async fn with_progress<T>(labels: Vec<String>, quiet: bool, fut: impl Future<Output = T>) -> T {
+/// Runs `fut`, telling `reporter` once a second after the first which steps still run.
+/// Service steps are never abandoned half-way (a `CREATE DATABASE` sent is done by the server
+/// whether or not pwt waits), so a cancel takes effect after them.
+pub(crate) async fn with_progress<T>(
+    what: Vec<String>,
+    reporter: &mut dyn Reporter,
+    fut: impl Future<Output = T>,
+) -> T {
     let start = Instant::now();
     tokio::pin!(fut);
     let mut tick = tokio::time::interval_at(
@@ -185,140 +325,10 @@ pub async fn with_progress<T>(labels: Vec<String>, quiet: bool, fut: impl Future
     loop {
         tokio::select! {
             out = &mut fut => return out,
-            _ = tick.tick() => {
-                if !quiet {
-                    output::note(&format!("… {} ({} s)", labels.join(", "), start.elapsed().as_secs()));
-                }
-            }
-        }
-    }
-}
-
-/// Creates the lease's database, vhost and Redis slot at once. Each step's outcome is
-/// returned, failures included, so the caller can roll back exactly what this run created.
-pub async fn provision(services: &Services, lease: &Lease) -> Vec<Step> {
-    let names = lease_names(lease);
-    let marker = lease_marker(lease);
-    let pg = async {
-        match (&services.postgres, &names.database) {
-            (Some((pg, template)), Some(db)) => Some(Step {
-                service: Service::Postgres,
-                what: format!("database {:?}", db.as_str()),
-                result: pg.create(db, template.as_ref(), &marker).await,
+            _ = tick.tick() => reporter.report(Event::Waiting {
+                what: what.clone(),
+                seconds: start.elapsed().as_secs(),
             }),
-            _ => None,
         }
-    };
-    let mq = async {
-        match (&services.rabbitmq, &names.vhost) {
-            (Some(mq), Some(vhost)) => {
-                let mut result = mq.create(vhost, &marker).await;
-                if result.is_ok()
-                    && let Err(e) = mq.verify(vhost).await
-                {
-                    if result.as_ref().is_ok_and(|o| *o == Outcome::Created) {
-                        let _ = mq.delete(vhost, &marker).await;
-                    }
-                    result = Err(e);
-                }
-                Some(Step {
-                    service: Service::RabbitMq,
-                    what: format!("vhost {:?}", vhost.as_str()),
-                    result,
-                })
-            }
-            _ => None,
-        }
-    };
-    let rd = async {
-        match (&services.redis, &names.redis_prefix, lease.redis_db) {
-            (Some((redis, _, _)), Some(prefix), _) => Some(Step {
-                service: Service::Redis,
-                what: format!("key prefix {:?}", prefix.as_str()),
-                result: redis.claim_prefix(prefix, &marker).await,
-            }),
-            (Some((redis, _, _)), None, Some(index)) => Some(Step {
-                service: Service::Redis,
-                what: format!("DB {index}"),
-                result: redis.claim_db(index, &marker).await,
-            }),
-            _ => None,
-        }
-    };
-    let (a, b, c) = tokio::join!(pg, mq, rd);
-    [a, b, c].into_iter().flatten().collect()
-}
-
-/// Removes the lease's resources (each only if its marker matches), all at once. With
-/// `only`, just those services.
-pub async fn teardown(services: &Services, lease: &Lease, only: Option<&[Service]>) -> Vec<Step> {
-    let names = lease_names(lease);
-    let marker = lease_marker(lease);
-    let wanted = |s: Service| only.is_none_or(|o| o.contains(&s));
-    let pg = async {
-        match (&services.postgres, &names.database) {
-            (Some((pg, _)), Some(db)) if wanted(Service::Postgres) => Some(Step {
-                service: Service::Postgres,
-                what: format!("database {:?}", db.as_str()),
-                result: pg.drop(db, &marker).await,
-            }),
-            _ => None,
-        }
-    };
-    let mq = async {
-        match (&services.rabbitmq, &names.vhost) {
-            (Some(mq), Some(vhost)) if wanted(Service::RabbitMq) => Some(Step {
-                service: Service::RabbitMq,
-                what: format!("vhost {:?}", vhost.as_str()),
-                result: mq.delete(vhost, &marker).await,
-            }),
-            _ => None,
-        }
-    };
-    let rd = async {
-        if !wanted(Service::Redis) {
-            return None;
-        }
-        match (&services.redis, &names.redis_prefix, lease.redis_db) {
-            (Some((redis, _, _)), Some(prefix), _) => Some(Step {
-                service: Service::Redis,
-                what: format!("key prefix {:?}", prefix.as_str()),
-                result: redis.clean_prefix(prefix, &marker).await,
-            }),
-            (Some((redis, _, _)), None, Some(index)) => Some(Step {
-                service: Service::Redis,
-                what: format!("DB {index}"),
-                result: redis.flush_db(index, &marker).await,
-            }),
-            _ => None,
-        }
-    };
-    let (a, b, c) = tokio::join!(pg, mq, rd);
-    [a, b, c].into_iter().flatten().collect()
-}
-
-/// Undoes what `steps` created; returns a line per resource that could not be removed.
-pub async fn rollback(services: &Services, lease: &Lease, steps: &[Step]) -> Vec<String> {
-    let created: Vec<Service> = steps
-        .iter()
-        .filter(|s| matches!(s.result, Ok(Outcome::Created)))
-        .map(|s| s.service)
-        .collect();
-    if created.is_empty() {
-        return Vec::new();
-    }
-    teardown(services, lease, Some(&created))
-        .await
-        .into_iter()
-        .filter_map(|s| s.result.err().map(|e| format!("{} ({e})", s.what)))
-        .collect()
-}
-
-/// The name of a service for the `leftover` list of a lease.
-pub fn leftover_name(service: Service) -> &'static str {
-    match service {
-        Service::Postgres => DATABASE,
-        Service::RabbitMq => VHOST,
-        Service::Redis => "redis",
     }
 }

@@ -7,7 +7,8 @@ use std::fmt;
 /// pwt checks the name itself, before anything is allocated or any process is started, so
 /// a bad name is refused with a message that says which rule it broke. Names that would
 /// read as options (`-rf`) or paths (`/abs`, `../../etc`, `.git`) are all refused here.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
 pub struct BranchName(String);
 
 /// Why a branch name was refused.
@@ -80,6 +81,19 @@ impl BranchName {
     /// The name as git shows it (without `refs/heads/`).
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BranchName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        BranchName::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl PartialEq<str> for BranchName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
     }
 }
 

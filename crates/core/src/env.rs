@@ -159,10 +159,14 @@ pub fn build_environment(
     Ok(env)
 }
 
+/// The words that open every file pwt writes (after the comment sign): how `pwt doctor
+/// --rebuild` recognises them.
+pub const FILE_MARK: &str = "Written by pwt";
+
 /// The header pwt puts at the top of the files it writes.
 fn header(comment: &str, slug: &str) -> String {
     format!(
-        "{comment} Written by pwt for worktree `{slug}`; `pwt up` rewrites it.\n\
+        "{comment} {FILE_MARK} for worktree `{slug}`; `pwt up` rewrites it.\n\
          {comment} pwt will not overwrite this file once edited: put your own settings elsewhere.\n"
     )
 }

@@ -28,15 +28,15 @@ mod template;
 pub use branch::{BranchName, BranchNameError};
 pub use config::{Config, ConfigError};
 pub use env::{
-    EnvError, Environment, WorktreeFacts, build_environment, dotenv_quote, parse_assignments,
-    proxy_port, render_dotenv, render_fish, render_mise, render_sh,
+    EnvError, Environment, FILE_MARK, WorktreeFacts, build_environment, dotenv_quote,
+    parse_assignments, proxy_port, render_dotenv, render_fish, render_mise, render_sh,
 };
 pub use hash::{hex_prefix, stable_hash, stable_hash_parts};
 pub use names::{DbName, NameError, PG_MAX_IDENT, Port, RedisPrefix, Vhost, db_ident, hash_port};
 pub use resources::{
-    ResourceError, ResourceNames, Worktree, disambiguated_slug, is_marker, owner_marker,
-    percent_encode, redis_prefix_name, repo_marker_prefix, resource_names, service_variables,
-    url_path, with_path,
+    RedisSlot, ResourceError, ResourceKind, Resources, Worktree, disambiguated_slug, is_marker,
+    owner_marker, percent_encode, redis_prefix_name, repo_marker_prefix, resource_names,
+    service_variables, url_path, with_path,
 };
-pub use slug::{MAX_SLUG_LEN, Slug, SlugError};
+pub use slug::{MAIN_SLUG, MAX_SLUG_LEN, Slug, SlugError};
 pub use template::{TemplateContext, TemplateError, Templates};

@@ -7,16 +7,153 @@ use crate::hash::{hex_prefix, stable_hash_parts};
 use crate::names::{DbName, NameError, RedisPrefix, Vhost};
 use crate::template::{TemplateContext, TemplateError, Templates};
 
-/// The names a worktree's resources get. `None` where the service is not configured (or,
-/// for the prefix, in `db` mode).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ResourceNames {
+/// Which of the shared services a resource lives on.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceKind {
+    /// A PostgreSQL database.
+    Database,
+    /// A RabbitMQ vhost.
+    Vhost,
+    /// A Redis key prefix or DB index.
+    Redis,
+}
+
+impl ResourceKind {
+    /// All kinds, in the order pwt names them.
+    pub const ALL: [ResourceKind; 3] = [Self::Database, Self::Vhost, Self::Redis];
+
+    /// Lowercase name, as in the registry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Database => "database",
+            Self::Vhost => "vhost",
+            Self::Redis => "redis",
+        }
+    }
+}
+
+/// Where a worktree's Redis data lives: under a key prefix, or in a DB index of its own.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisSlot {
+    /// Every key starts with this prefix (prefix mode, and db mode on a Redis Cluster).
+    Prefix(RedisPrefix),
+    /// A leased DB index, 1..N-1 (db mode).
+    Db(u16),
+}
+
+impl RedisSlot {
+    /// The prefix, in prefix mode.
+    pub fn prefix(&self) -> Option<&RedisPrefix> {
+        match self {
+            Self::Prefix(p) => Some(p),
+            Self::Db(_) => None,
+        }
+    }
+
+    /// The DB index, in db mode.
+    pub fn db(&self) -> Option<u16> {
+        match self {
+            Self::Prefix(_) => None,
+            Self::Db(n) => Some(*n),
+        }
+    }
+}
+
+impl std::fmt::Display for RedisSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Prefix(p) => write!(f, "key prefix {:?}", p.as_str()),
+            Self::Db(n) => write!(f, "DB {n}"),
+        }
+    }
+}
+
+/// A worktree's resources on the shared services. `None` where the service is not
+/// configured (or, for Redis in db mode, before an index is leased).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Resources {
     /// PostgreSQL database.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<DbName>,
     /// RabbitMQ vhost.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub vhost: Option<Vhost>,
-    /// Redis key prefix (prefix mode).
-    pub redis_prefix: Option<RedisPrefix>,
+    /// Redis key prefix or DB index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisSlot>,
+}
+
+impl Resources {
+    /// True when there is nothing.
+    pub fn is_empty(&self) -> bool {
+        self.database.is_none() && self.vhost.is_none() && self.redis.is_none()
+    }
+
+    /// The kinds present.
+    pub fn kinds(&self) -> Vec<ResourceKind> {
+        ResourceKind::ALL
+            .into_iter()
+            .filter(|k| self.has(*k))
+            .collect()
+    }
+
+    /// True when the resource of `kind` is named.
+    pub fn has(&self, kind: ResourceKind) -> bool {
+        match kind {
+            ResourceKind::Database => self.database.is_some(),
+            ResourceKind::Vhost => self.vhost.is_some(),
+            ResourceKind::Redis => self.redis.is_some(),
+        }
+    }
+
+    /// Only the resources of `kinds`.
+    pub fn only(&self, kinds: &[ResourceKind]) -> Resources {
+        Resources {
+            database: self
+                .database
+                .clone()
+                .filter(|_| kinds.contains(&ResourceKind::Database)),
+            vhost: self
+                .vhost
+                .clone()
+                .filter(|_| kinds.contains(&ResourceKind::Vhost)),
+            redis: self
+                .redis
+                .clone()
+                .filter(|_| kinds.contains(&ResourceKind::Redis)),
+        }
+    }
+
+    /// The resource of `kind` for messages: `database "demo_x"`, `vhost "/x"`,
+    /// `key prefix "x:"`, `DB 3`.
+    pub fn describe(&self, kind: ResourceKind) -> Option<String> {
+        match kind {
+            ResourceKind::Database => self
+                .database
+                .as_ref()
+                .map(|d| format!("database {:?}", d.as_str())),
+            ResourceKind::Vhost => self
+                .vhost
+                .as_ref()
+                .map(|v| format!("vhost {:?}", v.as_str())),
+            ResourceKind::Redis => self.redis.as_ref().map(ToString::to_string),
+        }
+    }
+
+    /// The Redis key prefix, in prefix mode.
+    pub fn redis_prefix(&self) -> Option<&RedisPrefix> {
+        self.redis.as_ref().and_then(RedisSlot::prefix)
+    }
+
+    /// The Redis DB index, in db mode.
+    pub fn redis_db(&self) -> Option<u16> {
+        self.redis.as_ref().and_then(RedisSlot::db)
+    }
 }
 
 /// A name template that does not give a valid name.
@@ -36,13 +173,14 @@ pub enum ResourceError {
     },
 }
 
-/// Renders the resource name templates for one worktree.
+/// Renders the resource name templates for one worktree. In db mode the Redis slot stays
+/// `None`: an index is leased, not named.
 pub fn resource_names(
     config: &Config,
     ctx: &TemplateContext,
     templates: &Templates,
-) -> Result<ResourceNames, ResourceError> {
-    let mut out = ResourceNames::default();
+) -> Result<Resources, ResourceError> {
+    let mut out = Resources::default();
     if let Some(pg) = &config.postgres {
         let name = templates.render("postgres.database", &pg.database, ctx)?;
         out.database = Some(DbName::parse(&name).map_err(|source| ResourceError::Name {
@@ -62,7 +200,7 @@ pub fn resource_names(
         .as_ref()
         .is_some_and(|r| r.mode == RedisMode::Prefix)
     {
-        out.redis_prefix = redis_prefix_name(config, ctx, templates)?;
+        out.redis = redis_prefix_name(config, ctx, templates)?.map(RedisSlot::Prefix);
     }
     Ok(out)
 }
@@ -173,8 +311,8 @@ pub fn url_path(url: &str) -> Option<&str> {
 pub enum Worktree<'a> {
     /// The main worktree: main database, vhost `/`, empty prefix or DB 0.
     Main,
-    /// A leased worktree with its names and Redis DB index.
-    Leased(&'a ResourceNames, Option<u16>),
+    /// A leased worktree with its resources.
+    Leased(&'a Resources),
 }
 
 /// Adds `DATABASE_NAME`, `DATABASE_URL`, `RABBITMQ_VHOST`, `RABBITMQ_URL`,
@@ -186,7 +324,7 @@ pub fn service_variables(
     env: &mut Environment,
 ) -> Result<(), crate::env::EnvError> {
     let names = match worktree {
-        Worktree::Leased(n, _) => Some(n),
+        Worktree::Leased(n) => Some(n),
         Worktree::Main => None,
     };
     if let Some(pg) = &config.postgres {
@@ -210,11 +348,8 @@ pub fn service_variables(
     if let Some(r) = &config.redis {
         // A leased worktree says which it got (a prefix also in `db` mode on a Redis
         // Cluster); the main worktree follows the configured mode.
-        let leased_prefix = names.and_then(|n| n.redis_prefix.as_ref());
-        let leased_db = match worktree {
-            Worktree::Leased(_, db) => db,
-            Worktree::Main => None,
-        };
+        let leased_prefix = names.and_then(|n| n.redis_prefix());
+        let leased_db = names.and_then(|n| n.redis_db());
         let prefix_mode =
             leased_prefix.is_some() || (leased_db.is_none() && r.mode == RedisMode::Prefix);
         if prefix_mode {
@@ -277,11 +412,11 @@ mod tests {
             Some("/feature-notifications")
         );
         assert_eq!(
-            names.redis_prefix.as_ref().map(RedisPrefix::as_str),
+            names.redis_prefix().map(RedisPrefix::as_str),
             Some("feature-notifications:")
         );
         let mut env = Environment::default();
-        service_variables(&c, "demo", Worktree::Leased(&names, None), &mut env).expect("vars");
+        service_variables(&c, "demo", Worktree::Leased(&names), &mut env).expect("vars");
         assert_eq!(
             env.get("DATABASE_URL"),
             Some("postgres://demo:demo@localhost:5432/demo_feature_notifications?sslmode=disable")
@@ -309,10 +444,11 @@ mod tests {
             mode: RedisMode::Db,
             ..RedisConfig::default()
         });
-        let names = resource_names(&c, &ctx("x"), &Templates::new()).expect("names");
-        assert_eq!(names.redis_prefix, None);
+        let mut names = resource_names(&c, &ctx("x"), &Templates::new()).expect("names");
+        assert_eq!(names.redis, None);
+        names.redis = Some(RedisSlot::Db(7));
         let mut env = Environment::default();
-        service_variables(&c, "demo", Worktree::Leased(&names, Some(7)), &mut env).expect("vars");
+        service_variables(&c, "demo", Worktree::Leased(&names), &mut env).expect("vars");
         assert_eq!(env.get("REDIS_DB"), Some("7"));
         assert_eq!(env.get("REDIS_URL"), Some("redis://localhost:6379/7"));
     }

@@ -9,6 +9,9 @@ use crate::hash::{hex_prefix, stable_hash, stable_hash_parts};
 /// 63-byte identifiers and `<slug>.localhost` stays readable.
 pub const MAX_SLUG_LEN: usize = 40;
 
+/// The slug every repository's main worktree holds implicitly; no branch gets it.
+pub const MAIN_SLUG: &str = "main";
+
 /// A worktree's slug: `[a-z0-9]` runs joined by single `-`, 1 to 40 bytes.
 ///
 /// Valid as a DNS label, a directory name and (with `-` → `_`) a Postgres identifier; never

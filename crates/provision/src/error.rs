@@ -26,13 +26,13 @@ impl fmt::Display for Service {
     }
 }
 
-/// Everything that can go wrong talking to a service.
+/// Everything that can go wrong talking to a service. The message names the service, its
+/// URL (password hidden) and what pwt was doing; the service's own words are the
+/// [`source`](std::error::Error::source); [`ProvisionError::hint`] says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     /// Cannot connect.
-    #[error(
-        "{service} at {url} is unreachable\n  hint: is it running? `pwt doctor` checks every service"
-    )]
+    #[error("{service} at {url} is unreachable")]
     Unreachable {
         /// Which service.
         service: Service,
@@ -42,9 +42,25 @@ pub enum ProvisionError {
         #[source]
         source: BoxError,
     },
+    /// The service answered, and refused: wrong credentials, or a missing privilege.
+    #[error("{service} at {url}: {action} was refused")]
+    Denied {
+        /// Which service.
+        service: Service,
+        /// Where.
+        url: String,
+        /// What pwt was doing.
+        action: String,
+        /// What to do about it.
+        remedy: String,
+        /// The service's own words (`password authentication failed`, `NOAUTH`, the 401
+        /// body, `permission denied to create database`).
+        #[source]
+        source: BoxError,
+    },
     /// A resource with pwt's name exists without pwt's marker.
     #[error(
-        "{service} at {url}: {what} already exists and is not this worktree's ({found}); pwt neither adopts nor drops it\n  hint: drop or rename it yourself if it is stale, or change the name template in pwt.toml"
+        "{service} at {url}: {what} already exists and is not this worktree's ({found}); pwt neither adopts nor drops it"
     )]
     NotOurs {
         /// Which service.
@@ -58,7 +74,7 @@ pub enum ProvisionError {
     },
     /// `CREATE DATABASE … TEMPLATE` refused because of sessions on the source.
     #[error(
-        "PostgreSQL at {url}: cannot clone database {source_db:?}: it has open sessions: {sessions}\n  hint: close them (stop the main worktree's app) and retry, or set `postgres.clone_from_main = false`"
+        "PostgreSQL at {url}: cannot clone database {source_db:?}: it has open sessions: {sessions}"
     )]
     CloneBlocked {
         /// Where.
@@ -96,11 +112,25 @@ impl ProvisionError {
     pub fn service(&self) -> Service {
         match self {
             Self::Unreachable { service, .. }
+            | Self::Denied { service, .. }
             | Self::NotOurs { service, .. }
             | Self::Failed { service, .. }
             | Self::Config { service, .. } => *service,
             Self::CloneBlocked { .. } => Service::Postgres,
         }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            Self::Unreachable { .. } => {
+                "is it running? `pwt doctor` checks every service".to_owned()
+            }
+            Self::Denied { remedy, .. } => remedy.clone(),
+            Self::NotOurs { .. } => "drop or rename it yourself if it is stale, or change the name template in pwt.toml".to_owned(),
+            Self::CloneBlocked { .. } => "close them (stop the main worktree's app) and retry, or set `postgres.clone_from_main = false`".to_owned(),
+            Self::Failed { .. } | Self::Config { .. } => return None,
+        })
     }
 }
 

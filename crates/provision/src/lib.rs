@@ -37,6 +37,21 @@ pub enum Outcome {
     Absent,
 }
 
+/// What is at a resource's name right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// Nothing.
+    Absent,
+    /// Something without a pwt marker (or, for Redis, keys and no marker).
+    Unmarked,
+    /// Something carrying this marker.
+    Marked(String),
+}
+
+/// A pause at a named moment inside an operation, for crash tests: the embedding program
+/// sleeps there so a test can kill it at exactly that moment. Off unless set.
+pub type Pause = std::sync::Arc<dyn Fn(&'static str) + Send + Sync>;
+
 /// A resource found by its pwt marker (for `pwt gc` and `pwt doctor`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Marked {

@@ -7,7 +7,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _, Executor as _, Row as _};
 
 use crate::error::{ProvisionError, Service, msg, redact};
-use crate::{Marked, Outcome};
+use crate::{Marked, Outcome, Pause, Presence};
 
 /// `"name"` with embedded quotes doubled: the only form in which a name reaches SQL.
 pub fn quote_ident(name: &str) -> String {
@@ -20,9 +20,38 @@ pub fn quote_literal(text: &str) -> String {
 }
 
 /// The server, reached through its maintenance database.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Postgres {
     url: String,
+    pause: Option<Pause>,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("url", &self.display_url())
+            .finish_non_exhaustive()
+    }
+}
+
+/// SQLSTATEs pwt tells apart.
+mod sqlstate {
+    /// `invalid_authorization_specification` (no such role, pg_hba.conf refused it).
+    pub const BAD_AUTHORIZATION: &str = "28000";
+    /// `invalid_password`.
+    pub const BAD_PASSWORD: &str = "28P01";
+    /// `insufficient_privilege`.
+    pub const NO_PRIVILEGE: &str = "42501";
+    /// `object_in_use`: sessions on a template.
+    pub const IN_USE: &str = "55006";
+    /// `duplicate_database`.
+    pub const DUPLICATE: &str = "42P04";
+}
+
+fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned())
 }
 
 /// What `pwt doctor` reports.
@@ -54,7 +83,23 @@ impl Postgres {
         }
         Ok(Self {
             url: url.to_owned(),
+            pause: None,
         })
+    }
+
+    /// Pauses at `"database-unmarked"` (created, not yet marked) through `pause`.
+    pub fn with_pause(mut self, pause: Option<Pause>) -> Self {
+        self.pause = pause;
+        self
+    }
+
+    /// The role in the URL, for hints.
+    fn user(&self) -> String {
+        url::Url::parse(&self.url)
+            .ok()
+            .map(|u| u.username().to_owned())
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "postgres".to_owned())
     }
 
     /// The URL with the password hidden.
@@ -62,11 +107,32 @@ impl Postgres {
         redact(&self.url)
     }
 
+    /// The error for `action`, telling a refusal (with its remedy) from other failures.
     fn failed(&self, action: impl Into<String>, e: sqlx::Error) -> ProvisionError {
-        ProvisionError::Failed {
+        let action = action.into();
+        let remedy = match sqlstate(&e).as_deref() {
+            Some(sqlstate::NO_PRIVILEGE) if action.starts_with("CREATE DATABASE") => format!(
+                "let pwt's role create databases: `ALTER ROLE {} CREATEDB;` as a superuser (pwt needs no superuser)",
+                quote_ident(&self.user())
+            ),
+            Some(sqlstate::NO_PRIVILEGE) => format!(
+                "pwt's role {} needs to own the databases it manages (it does when it created them); connect as that role in postgres.url",
+                quote_ident(&self.user())
+            ),
+            _ => {
+                return ProvisionError::Failed {
+                    service: Service::Postgres,
+                    url: self.display_url(),
+                    action,
+                    source: Box::new(e),
+                };
+            }
+        };
+        ProvisionError::Denied {
             service: Service::Postgres,
             url: self.display_url(),
-            action: action.into(),
+            action,
+            remedy,
             source: Box::new(e),
         }
     }
@@ -84,7 +150,19 @@ impl Postgres {
         let opts = opts.application_name("pwt");
         match tokio::time::timeout(CONNECT_TIMEOUT, opts.connect()).await {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(unreachable(Box::new(e))),
+            Ok(Err(e)) => match sqlstate(&e).as_deref() {
+                Some(sqlstate::BAD_PASSWORD | sqlstate::BAD_AUTHORIZATION) => {
+                    Err(ProvisionError::Denied {
+                        service: Service::Postgres,
+                        url: self.display_url(),
+                        action: format!("logging in as {}", quote_ident(&self.user())),
+                        remedy: "check the user and password in postgres.url (and that pg_hba.conf lets that role in from here)".into(),
+                        source: Box::new(e),
+                    })
+                }
+                Some(_) => Err(self.failed("connecting", e)),
+                None => Err(unreachable(Box::new(e))),
+            },
             Err(_) => Err(unreachable(msg("no answer within 10 s"))),
         }
     }
@@ -140,15 +218,17 @@ impl Postgres {
                 .and_then(|d| d.code())
                 .map(|c| c.into_owned());
             return Err(match (code.as_deref(), template) {
-                // object_in_use: sessions on the template.
-                (Some("55006"), Some(t)) => self.clone_blocked(&mut conn, t).await,
-                // duplicate_database: someone created it since we looked.
-                (Some("42P04"), _) => {
+                (Some(sqlstate::IN_USE), Some(t)) => self.clone_blocked(&mut conn, t).await,
+                // Someone created it since we looked.
+                (Some(sqlstate::DUPLICATE), _) => {
                     let found = self.marker_of(&mut conn, db.as_str()).await?.flatten();
                     self.not_ours(db.as_str(), found)
                 }
                 _ => self.failed(format!("CREATE DATABASE {}", quote_ident(db.as_str())), e),
             });
+        }
+        if let Some(p) = &self.pause {
+            p("database-unmarked");
         }
         let comment = format!(
             "COMMENT ON DATABASE {} IS {}",
@@ -208,18 +288,53 @@ impl Postgres {
         match self.marker_of(&mut conn, db.as_str()).await? {
             None => Ok(Outcome::Absent),
             Some(Some(m)) if m == marker => {
-                let sql = format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    quote_ident(db.as_str())
-                );
-                conn.execute(AssertSqlSafe(sql)).await.map_err(|e| {
-                    self.failed(format!("DROP DATABASE {}", quote_ident(db.as_str())), e)
-                })?;
+                self.force_drop(&mut conn, db).await?;
                 let _ = conn.close().await;
                 Ok(Outcome::Removed)
             }
             Some(found) => Err(self.not_ours(db.as_str(), found)),
         }
+    }
+
+    /// What is at `db`: nothing, an unmarked database, or a marked one.
+    pub async fn presence(&self, db: &DbName) -> Result<Presence, ProvisionError> {
+        let mut conn = self.connect().await?;
+        let found = self.marker_of(&mut conn, db.as_str()).await?;
+        let _ = conn.close().await;
+        Ok(match found {
+            None => Presence::Absent,
+            Some(Some(m)) if is_marker(&m) => Presence::Marked(m),
+            Some(_) => Presence::Unmarked,
+        })
+    }
+
+    /// Drops `db` when it carries `marker`, or no comment at all: for a set-up that recorded
+    /// it was about to create `db` (after seeing it absent) and was killed between
+    /// `CREATE DATABASE` and marking it. Anything else is not touched.
+    pub async fn drop_created(&self, db: &DbName, marker: &str) -> Result<Outcome, ProvisionError> {
+        let mut conn = self.connect().await?;
+        match self.marker_of(&mut conn, db.as_str()).await? {
+            None => Ok(Outcome::Absent),
+            Some(None) => {
+                self.force_drop(&mut conn, db).await?;
+                Ok(Outcome::Removed)
+            }
+            Some(Some(_)) => {
+                let _ = conn.close().await;
+                self.drop(db, marker).await
+            }
+        }
+    }
+
+    async fn force_drop(&self, conn: &mut PgConnection, db: &DbName) -> Result<(), ProvisionError> {
+        let sql = format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(db.as_str())
+        );
+        conn.execute(AssertSqlSafe(sql))
+            .await
+            .map_err(|e| self.failed(format!("DROP DATABASE {}", quote_ident(db.as_str())), e))?;
+        Ok(())
     }
 
     /// Databases carrying a pwt marker.

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::error::{BoxError, ProvisionError, Service, msg, redact};
 use crate::http::{base64, request};
-use crate::{Marked, Outcome};
+use crate::{Marked, Outcome, Presence};
 
 /// The broker: its AMQP URL (user, password, host) and management API.
 #[derive(Clone, Debug)]
@@ -110,14 +110,28 @@ impl RabbitMq {
             Ok(Err(e)) => return Err(self.unreachable(e)),
             Err(_) => return Err(self.unreachable(msg("no answer within 15 s"))),
         };
+        let said = || {
+            let text = String::from_utf8_lossy(&bytes);
+            msg(format!("HTTP {status}: {}", text.trim()))
+        };
+        let denied = |remedy: String| ProvisionError::Denied {
+            service: Service::RabbitMq,
+            url: self.display_url(),
+            action: format!("{method} {path}"),
+            remedy,
+            source: said(),
+        };
         if status == StatusCode::UNAUTHORIZED {
-            return Err(self.failed(
-                format!("{method} {path}"),
-                msg(format!(
-                    "user {:?} was refused (401): check the credentials in rabbitmq.url",
-                    self.user
-                )),
-            ));
+            return Err(denied(format!(
+                "check the user ({:?}) and password in rabbitmq.url: the management API logs in with them too",
+                self.user
+            )));
+        }
+        if status == StatusCode::FORBIDDEN {
+            return Err(denied(format!(
+                "let the user manage vhosts: `rabbitmqctl set_user_tags {} administrator`",
+                self.user
+            )));
         }
         let value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         Ok((status, value))
@@ -155,6 +169,15 @@ impl RabbitMq {
                 msg(format!("HTTP {s}: {v}")),
             )),
         }
+    }
+
+    /// What is at `vhost`: nothing, a vhost without pwt's marker, or a marked one.
+    pub async fn presence(&self, vhost: &Vhost) -> Result<Presence, ProvisionError> {
+        Ok(match self.description(vhost).await? {
+            None => Presence::Absent,
+            Some(d) if is_marker(&d) => Presence::Marked(d),
+            Some(_) => Presence::Unmarked,
+        })
     }
 
     /// Creates the vhost (description = `marker`, tag `pwt`) and grants the configured user
@@ -286,7 +309,7 @@ impl RabbitMq {
     pub async fn marked(&self) -> Result<Vec<Marked>, ProvisionError> {
         let (status, v) = self.call(Method::GET, "/api/vhosts", None).await?;
         if !status.is_success() {
-            return Err(self.failed("listing vhosts", msg(format!("HTTP {status}"))));
+            return Err(self.failed("listing vhosts", msg(format!("HTTP {status}: {v}"))));
         }
         Ok(v.as_array()
             .map(|a| {
@@ -307,7 +330,7 @@ impl RabbitMq {
     pub async fn status(&self) -> Result<RabbitStatus, ProvisionError> {
         let (status, who) = self.call(Method::GET, "/api/whoami", None).await?;
         if !status.is_success() {
-            return Err(self.failed("GET /api/whoami", msg(format!("HTTP {status}"))));
+            return Err(self.failed("GET /api/whoami", msg(format!("HTTP {status}: {who}"))));
         }
         let tags = match &who["tags"] {
             serde_json::Value::Array(a) => a

@@ -7,7 +7,7 @@ use redis::AsyncCommands as _;
 use redis::aio::MultiplexedConnection;
 
 use crate::error::{ProvisionError, Service, msg, redact};
-use crate::{Marked, Outcome};
+use crate::{Marked, Outcome, Presence};
 
 /// The key holding pwt's marker: `<prefix>__pwt_owner__` in prefix mode, `__pwt_owner__` in
 /// a leased DB.
@@ -27,6 +27,24 @@ pub fn escape_glob(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// The remedy when Redis refused pwt (a password it needs or got wrong, an ACL that does
+/// not allow a command), `None` for other errors.
+fn refusal(e: &redis::RedisError) -> Option<&'static str> {
+    let code = e.code().unwrap_or_default();
+    if e.kind() == redis::ErrorKind::AuthenticationFailed || code == "NOAUTH" || code == "WRONGPASS"
+    {
+        Some(
+            "put the password in redis.url: redis://:PASSWORD@host:6379 (or redis://USER:PASSWORD@… with ACLs)",
+        )
+    } else if code == "NOPERM" {
+        Some(
+            "let the ACL user run what pwt uses: GET, SET, SCAN, UNLINK, DBSIZE, FLUSHDB, SELECT, INFO (and CONFIG GET in db mode)",
+        )
+    } else {
+        None
+    }
 }
 
 /// The server.
@@ -60,11 +78,21 @@ impl Redis {
     }
 
     fn failed(&self, action: impl Into<String>, e: redis::RedisError) -> ProvisionError {
-        ProvisionError::Failed {
-            service: Service::Redis,
-            url: self.display_url(),
-            action: action.into(),
-            source: Box::new(e),
+        let action = action.into();
+        match refusal(&e) {
+            Some(remedy) => ProvisionError::Denied {
+                service: Service::Redis,
+                url: self.display_url(),
+                action,
+                remedy: remedy.to_owned(),
+                source: Box::new(e),
+            },
+            None => ProvisionError::Failed {
+                service: Service::Redis,
+                url: self.display_url(),
+                action,
+                source: Box::new(e),
+            },
         }
     }
 
@@ -81,6 +109,7 @@ impl Redis {
         let client = redis::Client::open(url.as_str()).map_err(|e| unreachable(Box::new(e)))?;
         match tokio::time::timeout(TIMEOUT, client.get_multiplexed_async_connection()).await {
             Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) if refusal(&e).is_some() => Err(self.failed("logging in", e)),
             Ok(Err(e)) => Err(unreachable(Box::new(e))),
             Err(_) => Err(unreachable(msg("no answer within 10 s"))),
         }
@@ -160,21 +189,47 @@ impl Redis {
         }
     }
 
-    /// True when any key starts with `prefix`, other than the marker.
+    /// True when any key starts with `prefix`, other than the marker and keys under `spare`.
     async fn any_key(
         &self,
         conn: &mut MultiplexedConnection,
         prefix: &str,
+        spare: &[RedisPrefix],
     ) -> Result<bool, ProvisionError> {
         let pattern = format!("{}*", escape_glob(prefix));
         let marker_key = format!("{prefix}{REDIS_MARKER_KEY}");
         let mut found = false;
         self.scan(conn, &pattern, async |_, keys| {
-            found = keys.iter().any(|k| k != &marker_key);
+            found = keys
+                .iter()
+                .any(|k| k != &marker_key && !spare.iter().any(|s| k.starts_with(s.as_str())));
             Ok(!found)
         })
         .await?;
         Ok(found)
+    }
+
+    /// What is at `prefix`: nothing, keys without pwt's marker, or its marker.
+    pub async fn prefix_presence(&self, prefix: &RedisPrefix) -> Result<Presence, ProvisionError> {
+        let mut conn = self.connect(None).await?;
+        let key = format!("{}{REDIS_MARKER_KEY}", prefix.as_str());
+        Ok(match self.marker_at(&mut conn, &key).await? {
+            Some(m) if is_marker(&m) => Presence::Marked(m),
+            Some(_) => Presence::Unmarked,
+            None if self.any_key(&mut conn, prefix.as_str(), &[]).await? => Presence::Unmarked,
+            None => Presence::Absent,
+        })
+    }
+
+    /// What is in DB `index`: nothing, keys without pwt's marker, or its marker.
+    pub async fn db_presence(&self, index: u16) -> Result<Presence, ProvisionError> {
+        let mut conn = self.connect(Some(index)).await?;
+        Ok(match self.marker_at(&mut conn, REDIS_MARKER_KEY).await? {
+            Some(m) if is_marker(&m) => Presence::Marked(m),
+            Some(_) => Presence::Unmarked,
+            None if self.dbsize(&mut conn).await? > 0 => Presence::Unmarked,
+            None => Presence::Absent,
+        })
     }
 
     /// Claims `prefix` by setting its marker key. Refuses when keys with the prefix exist
@@ -194,7 +249,7 @@ impl Redis {
                 format!("its marker is {m:?}"),
             )),
             None => {
-                if self.any_key(&mut conn, prefix.as_str()).await? {
+                if self.any_key(&mut conn, prefix.as_str(), &[]).await? {
                     return Err(self.not_ours(
                         format!("key prefix {:?}", prefix.as_str()),
                         "keys with it exist and carry no pwt marker".into(),
@@ -213,11 +268,13 @@ impl Redis {
 
     /// Removes every key with `prefix` (SCAN MATCH + UNLINK in batches; never KEYS or
     /// FLUSHALL) when its marker is `marker`; the marker key goes last, so an interrupted
-    /// cleanup can be finished.
+    /// cleanup can be finished. Keys under any of `spare` (other worktrees' prefixes that
+    /// happen to start with this one) are left alone.
     pub async fn clean_prefix(
         &self,
         prefix: &RedisPrefix,
         marker: &str,
+        spare: &[RedisPrefix],
     ) -> Result<Outcome, ProvisionError> {
         if prefix.as_str().is_empty() {
             return Err(ProvisionError::Config {
@@ -230,7 +287,7 @@ impl Redis {
         let current = self.marker_at(&mut conn, &key).await?;
         match current {
             None => {
-                if self.any_key(&mut conn, prefix.as_str()).await? {
+                if self.any_key(&mut conn, prefix.as_str(), spare).await? {
                     Err(self.not_ours(
                         format!("key prefix {:?}", prefix.as_str()),
                         "keys with it exist and carry no pwt marker".into(),
@@ -252,8 +309,9 @@ impl Redis {
                     BATCH
                 };
                 let mut batch: Vec<String> = Vec::with_capacity(size);
+                let spared = |k: &str| spare.iter().any(|s| k.starts_with(s.as_str()));
                 self.scan(&mut conn, &pattern, async |conn, keys| {
-                    batch.extend(keys.into_iter().filter(|k| k != &key));
+                    batch.extend(keys.into_iter().filter(|k| k != &key && !spared(k)));
                     while batch.len() >= size {
                         let chunk: Vec<String> = batch.drain(..size).collect();
                         self.unlink(conn, &chunk).await?;

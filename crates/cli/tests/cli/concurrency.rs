@@ -272,10 +272,10 @@ fn ports_held_by_foreign_listeners_are_skipped() {
 }
 
 /// `kill -9` in the middle of `pwt new`, before and after the checkout: the lease is left
-/// `creating` by a dead process, and `pwt gc` releases it (no worktree yet) or finishes the
-/// half-made worktree (env files, ready).
+/// `creating` by a dead process, and `pwt gc` rolls each back exactly (lease, worktree, the
+/// branch it made), never marking a half-made worktree ready; both can be created again.
 #[test]
-fn kill_9_mid_new_is_finished_or_released_by_gc() {
+fn kill_9_mid_new_is_rolled_back_by_gc() {
     let t = TestEnv::new();
     let repo = t.repo("demo", None);
     for (point, branch) in [("after-lease", "early"), ("after-checkout", "late")] {
@@ -329,15 +329,23 @@ fn kill_9_mid_new_is_finished_or_released_by_gc() {
     let reg = t.registry();
     let leases = reg["leases"].as_array().expect("leases");
     assert!(
-        leases.iter().all(|l| l["branch"] != "early"),
-        "the lease without a worktree was kept"
+        leases
+            .iter()
+            .all(|l| l["branch"] != "early" && l["branch"] != "late"),
+        "{reg}"
     );
-    let late = leases
-        .iter()
-        .find(|l| l["branch"] == "late")
-        .expect("late finished");
-    assert_eq!(late["state"], "ready");
-    let root = repo.parent().expect("parent").join("demo.late");
-    assert!(root.join(".env.worktree").exists());
-    assert_eq!(t.git(&root, &["status", "--porcelain"]), "");
+    for branch in ["early", "late"] {
+        let root = repo
+            .parent()
+            .expect("parent")
+            .join(format!("demo.{branch}"));
+        assert!(!root.exists(), "{} left behind", root.display());
+        let branches = t.git(&repo, &["branch", "--list", branch]);
+        assert!(
+            branches.trim().is_empty(),
+            "the branch pwt made stayed: {branches}"
+        );
+        t.pwt(&repo, &["new", branch]).ok();
+        assert_eq!(t.git(&root, &["status", "--porcelain"]), "");
+    }
 }

@@ -267,11 +267,38 @@ fn gc_releases_leases_of_deleted_worktrees() {
 fn run_exec_and_hooks_get_the_environment() {
     let t = TestEnv::new();
     let repo = t.repo("demo", Some("[hooks]\npost-create = [\"exit 7\"]\n"));
+    // A failing hook rolls the whole set-up back...
     let out = t.pwt(&repo, &["new", "hooked"]).fails(1).stderr;
     assert!(
         out.contains("post-create hook `exit 7` failed with exit code 7"),
         "{out}"
     );
+    assert!(out.contains("rolled back: the worktree"), "{out}");
+    assert!(!repo.parent().expect("parent").join("demo.hooked").exists());
+    assert!(
+        t.registry()["leases"]
+            .as_array()
+            .expect("leases")
+            .is_empty()
+    );
+    assert!(
+        t.git(&repo, &["branch", "--list", "hooked"])
+            .trim()
+            .is_empty()
+    );
+    // ...unless asked to keep it; then `pwt up` runs the hooks again.
+    let out = t
+        .pwt(&repo, &["new", "hooked", "--keep-on-failure"])
+        .fails(1)
+        .stderr;
+    assert!(out.contains("it was kept"), "{out}");
+    assert!(out.contains("pwt up hooked"), "{out}");
+    assert_eq!(t.registry()["leases"][0]["pending_hooks"], true);
+    let again = t
+        .pwt(&repo.parent().expect("parent").join("demo.hooked"), &["up"])
+        .fails(1)
+        .stderr;
+    assert!(again.contains("exit 7"), "{again}");
     let run = t
         .pwt(
             &repo,

@@ -428,22 +428,14 @@ fn redis_db_mode_leases_distinct_indexes_until_exhausted() {
     if !up() {
         return;
     }
-    let _serial = pwt_tests::redis_db_lock();
+    // DB indexes are the whole server's: a Redis of this test's own, never the shared one.
+    let Some(server) = pwt_tests::RedisServer::start(&[]) else {
+        return;
+    };
     let t = TestEnv::new();
     let project = pwt_tests::unique("dbm");
-    let repo = t.repo("demo", Some(&services_toml(&project, "db")));
-    // Start from empty DBs 1..15 (other tests touching them hold the same lock).
-    rt().block_on(async {
-        for i in 1..16 {
-            let c = redis::Client::open(pwt_core::with_path(pwt_tests::REDIS_URL, &i.to_string()))
-                .expect("client");
-            let mut c = c.get_multiplexed_async_connection().await.expect("conn");
-            let _: () = redis::cmd("FLUSHDB")
-                .query_async(&mut c)
-                .await
-                .expect("flush");
-        }
-    });
+    let toml = services_toml(&project, "db").replace(pwt_tests::REDIS_URL, &server.url());
+    let repo = t.repo("demo", Some(&toml));
     let children: Vec<Child> = (0..15)
         .map(|i| spawn_new(&t, &repo, &format!("db-{i}")))
         .collect();
@@ -459,7 +451,7 @@ fn redis_db_mode_leases_distinct_indexes_until_exhausted() {
     let env = env_of(&t, &repo, "db-3");
     assert_eq!(
         s(&env, "REDIS_URL"),
-        format!("{}/{}", pwt_tests::REDIS_URL, s(&env, "REDIS_DB"))
+        format!("{}/{}", server.url(), s(&env, "REDIS_DB"))
     );
     // The sixteenth: a clear error, nothing half-made.
     let err = t.pwt(&repo, &["new", "db-15"]).fails(1).stderr;
@@ -542,7 +534,8 @@ fn gc_removes_orphans_of_this_repo_and_spares_kept_data() {
         c.close().await.expect("close");
     });
     t.pwt(&repo, &["rm", "kept", "--keep-data"]).ok();
-    // "lost" loses its lease (a registry restored from an old backup, say).
+    // "lost" loses its lease (a registry restored from an old backup, say), but its worktree
+    // is still there: git lists it and its env files name its data, so gc spares it.
     let file = t.state_dir().join("registry.json");
     let mut reg = t.registry();
     reg["leases"]
@@ -550,7 +543,28 @@ fn gc_removes_orphans_of_this_repo_and_spares_kept_data() {
         .expect("leases")
         .retain(|l| l["branch"] != "lost");
     std::fs::write(&file, serde_json::to_vec_pretty(&reg).expect("json")).expect("write");
-
+    let dry = t.pwt(&repo, &["gc", "--dry-run"]).ok().stdout;
+    assert!(dry.contains("(spared)"), "{dry}");
+    assert!(dry.contains("kept by `pwt rm --keep-data`"), "{dry}");
+    t.pwt(&repo, &["gc", "--yes"]).ok();
+    rt().block_on(async {
+        assert!(
+            db_exists(s(&lost, "DATABASE_NAME")).await,
+            "gc dropped a live worktree's data"
+        );
+        assert!(vhost_exists(s(&lost, "RABBITMQ_VHOST")).await);
+    });
+    // Once the worktree is gone from git too, its data is an orphan, and gc drops it.
+    let lost_root = repo.parent().expect("parent").join("demo.lost");
+    let _ = t.git(
+        &repo,
+        &[
+            "worktree",
+            "remove",
+            "--force",
+            &lost_root.display().to_string(),
+        ],
+    );
     let dry = t.pwt(&repo, &["gc", "--dry-run"]).ok().stdout;
     assert!(
         dry.contains(&format!(
@@ -559,7 +573,6 @@ fn gc_removes_orphans_of_this_repo_and_spares_kept_data() {
         )),
         "{dry}"
     );
-    assert!(dry.contains("kept by `pwt rm --keep-data`"), "{dry}");
     t.pwt(&repo, &["gc", "--yes"]).ok();
     rt().block_on(async {
         assert!(!db_exists(s(&lost, "DATABASE_NAME")).await);
@@ -573,21 +586,6 @@ fn gc_removes_orphans_of_this_repo_and_spares_kept_data() {
             "gc dropped kept data"
         );
     });
-    // The worktree of "lost" is still on disk, unmanaged; pwt new of "kept" finds its data.
-    let _ = t.git(
-        &repo,
-        &[
-            "worktree",
-            "remove",
-            "--force",
-            &repo
-                .parent()
-                .expect("parent")
-                .join("demo.lost")
-                .display()
-                .to_string(),
-        ],
-    );
     t.pwt(&repo, &["new", "kept"]).ok();
     rt().block_on(async {
         let mut c = sqlx::PgConnection::connect(s(&kept, "DATABASE_URL"))

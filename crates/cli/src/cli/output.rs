@@ -2,7 +2,9 @@
 
 use std::io::IsTerminal;
 
-use crate::env_vars;
+use std::path::{Path, PathBuf};
+
+use super::env_vars;
 
 /// `--format` of reporting commands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -131,29 +133,63 @@ pub fn printable(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).collect()
 }
 
-/// `s` as one shell word, for commands suggested in hints: as it is when it holds only safe
-/// characters, else single-quoted, so pasting it never expands `$(…)` from a branch name.
-pub fn sh(s: &str) -> String {
-    let safe = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:@%,".contains(&b));
-    if safe {
-        s.to_owned()
-    } else {
-        format!("'{}'", printable(s).replace('\'', "'\\''"))
+/// [`printable`], keeping line breaks (messages that list things).
+pub fn printable_lines(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c == '\n' || !c.is_control())
+        .collect()
+}
+
+/// A path shown to people: relative to `cwd` when that is shorter, control characters
+/// removed.
+pub fn display_path(p: &Path, cwd: &Path) -> String {
+    let abs = p.display().to_string();
+    let rel = pathdiff(p, cwd).map(|r| r.display().to_string());
+    match rel {
+        Some(r) if r.len() < abs.len() => printable(&r),
+        _ => printable(&abs),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn shell_words() {
-        assert_eq!(super::sh("feature/x-1"), "feature/x-1");
-        assert_eq!(
-            super::sh("feat/$(touch${IFS}pwned)"),
-            "'feat/$(touch${IFS}pwned)'"
-        );
-        assert_eq!(super::sh("feat/x'y"), "'feat/x'\\''y'");
-        assert_eq!(super::sh("/tmp/a b"), "'/tmp/a b'");
+fn pathdiff(path: &Path, base: &Path) -> Option<PathBuf> {
+    let p: Vec<_> = path.components().collect();
+    let b: Vec<_> = base.components().collect();
+    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    if common == 0 {
+        return None;
+    }
+    let mut out = PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &p[common..] {
+        out.push(c);
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    Some(out)
+}
+
+/// The library's events on stderr: warnings always; steps and "still running" lines unless
+/// `quiet` (stdout carries JSON, or the user asked for quiet).
+pub struct Terminal {
+    /// No progress lines.
+    pub quiet: bool,
+}
+
+impl pwt::Reporter for Terminal {
+    fn report(&mut self, event: pwt::Event) {
+        match event {
+            pwt::Event::Step(s) if !self.quiet => note(&printable(&s)),
+            pwt::Event::Waiting { what, seconds } if !self.quiet => {
+                note(&format!("… {} ({seconds} s)", what.join(", ")));
+            }
+            pwt::Event::Warning(w) => warn(&printable(&w)),
+            pwt::Event::Hook { stage, command } => {
+                note(&format!("running {stage} hook: {}", printable(&command)));
+            }
+            _ => {}
+        }
     }
 }

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::CommandFactory as _;
 use clap_complete::Shell;
 
-use crate::exit_codes;
+use super::exit_codes;
 
 /// Print shell completions
 ///

@@ -5,9 +5,10 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
-use crate::exit_codes;
-use crate::lease_ops::MAIN_SLUG;
-use crate::session::{Session, Target};
+use pwt::Target;
+use pwt_core::MAIN_SLUG;
+
+use super::exit_codes;
 
 /// Print a fresh OAuth state for a worktree: `<slug>~<128 random bits in hex>`.
 ///
@@ -30,7 +31,8 @@ fn random_hex() -> Result<String> {
 }
 
 pub fn run(cwd: &Path, args: StateArgs) -> Result<i32> {
-    let session = Session::open(cwd)?;
+    let opened = super::open(cwd, false)?;
+    let session = &opened.project;
     let slug = match session.resolve(args.target.as_deref())? {
         Target::Leased(l) => l.slug.to_string(),
         Target::Main(_) => MAIN_SLUG.to_owned(),

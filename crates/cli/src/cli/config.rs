@@ -5,9 +5,8 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::exit_codes;
-use crate::output::{Format, Style, print_json};
-use crate::session::Session;
+use super::exit_codes;
+use super::output::{Format, Style, print_json};
 
 /// Show the configuration in effect, each value with the layer it came from.
 ///
@@ -20,7 +19,7 @@ pub struct ConfigArgs {
 }
 
 pub fn run(cwd: &Path, args: ConfigArgs) -> Result<i32> {
-    let session = Session::open(cwd)?;
+    let session = super::open(cwd, false)?;
     let values = session.settings.sourced_values();
     if args.format == Format::Json {
         let map: serde_json::Map<_, _> = values
@@ -58,7 +57,7 @@ pub fn run(cwd: &Path, args: ConfigArgs) -> Result<i32> {
         let line = format!("{k} = {v}");
         println!("{line:<width$}  {}", style.dim(&format!("# {source}")));
     }
-    if session.config().ports.services.is_empty() {
+    if session.project.config().ports.services.is_empty() {
         println!(
             "{}",
             style.dim("# no [ports.services]: one port `app` in PORT (main 3000)")

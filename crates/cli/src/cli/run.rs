@@ -4,9 +4,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::commands::env::env_of;
-use crate::commands::new::exec;
-use crate::session::Session;
+use super::env::env_of;
+use super::new::exec;
 
 /// Run a command in a worktree with its environment
 ///
@@ -28,8 +27,8 @@ pub struct RunArgs {
 }
 
 pub fn run(cwd: &Path, args: RunArgs) -> Result<i32> {
-    let session = Session::open(cwd)?;
-    let (env, root, _) = env_of(&session, args.target.as_deref())?;
+    let opened = super::open(cwd, false)?;
+    let (env, root, _) = env_of(&opened.project, args.target.as_deref())?;
     // Stay in the same subdirectory when already inside that worktree.
     let dir = if cwd.starts_with(&root) {
         cwd.to_owned()

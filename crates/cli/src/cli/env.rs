@@ -3,11 +3,11 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use pwt_core::{Environment, render_dotenv, render_fish, render_sh};
+use pwt::{Environment, Project, Target};
+use pwt_core::{render_dotenv, render_fish, render_sh};
 
-use crate::exit_codes;
-use crate::output::warn;
-use crate::session::{Session, Target};
+use super::exit_codes;
+use super::output::warn;
 
 /// Print a worktree's environment as dotenv, sh, fish or JSON
 ///
@@ -41,11 +41,11 @@ pub enum EnvFormat {
 
 /// The environment of `target`, or an error for an unmanaged worktree.
 pub fn env_of(
-    session: &Session,
+    project: &Project,
     target: Option<&str>,
 ) -> Result<(Environment, std::path::PathBuf, String)> {
-    let t = session.resolve(target)?;
-    let env = session.target_env(&t)?;
+    let t = project.resolve(target)?;
+    let env = project.environment(&t)?;
     match (t, env) {
         (Target::Leased(l), Some(env)) => Ok((env, l.path, l.slug.to_string())),
         (Target::Main(w), Some(env)) => Ok((env, w.root, "main".into())),
@@ -56,8 +56,8 @@ pub fn env_of(
 }
 
 pub fn run(cwd: &Path, args: EnvArgs) -> Result<i32> {
-    let session = Session::open(cwd)?;
-    let (env, _, slug) = env_of(&session, args.target.as_deref())?;
+    let opened = super::open(cwd, false)?;
+    let (env, _, slug) = env_of(&opened.project, args.target.as_deref())?;
     match args.format {
         EnvFormat::Dotenv => {
             let (text, skipped) = render_dotenv(&env, &slug);

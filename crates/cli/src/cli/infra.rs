@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use serde_json::json;
 
-use crate::env_files::write_atomic;
-use crate::exit_codes;
-use crate::output::{Format, Style, note, print_json, print_table};
-use crate::session::{Session, state_dir};
+use pwt::write_atomic;
+
+use super::exit_codes;
+use super::output::{Format, Style, note, print_json, print_table};
+use super::state_dir;
 
 /// The Compose file for the shared services.
 pub const COMPOSE_FILE: &str = include_str!("../infra/compose.yaml");
@@ -175,7 +176,7 @@ struct Check {
     port: u16,
 }
 
-fn checks(session: Option<&Session>) -> Vec<Check> {
+fn checks(config: Option<&pwt::Config>) -> Vec<Check> {
     let defaults = pwt_core::Config {
         postgres: Some(Default::default()),
         rabbitmq: Some(Default::default()),
@@ -184,7 +185,7 @@ fn checks(session: Option<&Session>) -> Vec<Check> {
     };
     // Without service sections in this repository, check the defaults: `infra` is about the
     // machine, not one repository.
-    let config = match session.map(|s| s.config()) {
+    let config = match config {
         Some(c) if c.postgres.is_some() || c.rabbitmq.is_some() || c.redis.is_some() => c.clone(),
         _ => defaults,
     };
@@ -193,7 +194,7 @@ fn checks(session: Option<&Session>) -> Vec<Check> {
         if let Some((host, port)) = endpoint(&url, default_port) {
             out.push(Check {
                 service,
-                url: crate::services::redacted(&url),
+                url: pwt_provision::redact(&url),
                 host,
                 port,
             });
@@ -277,9 +278,9 @@ pub fn run(cwd: &Path, args: InfraArgs) -> Result<i32> {
             Ok(exit_codes::OK)
         }
         InfraAction::Status { format } => {
-            let session = Session::open(cwd).ok();
+            let opened = super::open(cwd, false).ok();
             let in_compose = compose_running();
-            let rows: Vec<_> = checks(session.as_ref())
+            let rows: Vec<_> = checks(opened.as_ref().map(|o| o.project.config()))
                 .into_iter()
                 .map(|c| {
                     let up = reachable(&c.host, c.port);

@@ -9,7 +9,7 @@ use figment::providers::{Env, Format as _, Serialized, Toml};
 use figment::{Figment, Metadata, Source};
 use pwt_core::Config;
 
-use crate::env_vars;
+use super::env_vars;
 
 /// The file name of the project configuration.
 pub const PROJECT_FILE: &str = "pwt.toml";

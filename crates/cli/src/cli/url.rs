@@ -4,8 +4,9 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 
-use crate::exit_codes;
-use crate::session::{Session, Target};
+use pwt::Target;
+
+use super::exit_codes;
 
 /// Print one URL of a worktree, for scripts and agents
 ///
@@ -26,7 +27,8 @@ pub struct UrlArgs {
 }
 
 pub fn run(cwd: &Path, args: UrlArgs) -> Result<i32> {
-    let session = Session::open(cwd)?;
+    let opened = super::open(cwd, false)?;
+    let session = &opened.project;
     let services = session.config().services();
     let (target, port_name) = match (args.target, args.port_name) {
         (Some(t), None) if services.contains_key(&t) && session.resolve(Some(&t)).is_err() => {
@@ -35,7 +37,7 @@ pub fn run(cwd: &Path, args: UrlArgs) -> Result<i32> {
         (t, p) => (t, p),
     };
     let t = session.resolve(target.as_deref())?;
-    let env = session.target_env(&t)?;
+    let env = session.environment(&t)?;
     let Some(env) = env else {
         bail!("this worktree is not managed by pwt\n  hint: `pwt up` sets it up");
     };

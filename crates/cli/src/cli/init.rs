@@ -4,9 +4,10 @@ use std::path::Path;
 
 use anyhow::{Result, anyhow, bail};
 
-use crate::env_files::write_atomic;
-use crate::exit_codes;
-use crate::settings::{PROJECT_FILE, STARTER};
+use pwt::write_atomic;
+
+use super::exit_codes;
+use super::settings::{PROJECT_FILE, STARTER};
 
 /// Write a commented starter pwt.toml at the root of the current worktree.
 #[derive(clap::Args, Debug)]

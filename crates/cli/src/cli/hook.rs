@@ -2,12 +2,13 @@
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
+use pwt::{BranchName, CreateRequest, Removal, RemoveRequest};
 use serde_json::Value;
 
-use crate::exit_codes;
+use super::exit_codes;
+use super::output::{Terminal, printable};
 
 /// Glue for tools that create and remove worktrees themselves (Claude Code)
 ///
@@ -30,11 +31,11 @@ pub struct HookArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum HookKind {
     /// Claude Code's WorktreeCreate: reads the event JSON on stdin (`name`, optional
-    /// `worktree_path`, `base_ref`/`base_commit`, `cwd`), runs `pwt new`, prints the
-    /// worktree's path (all Claude Code reads from stdout).
+    /// `worktree_path`, `base_ref`/`base_commit`, `cwd`), does what `pwt new` does, prints
+    /// the worktree's path (all Claude Code reads from stdout).
     ClaudeCodeCreate,
-    /// Claude Code's WorktreeRemove: reads the event JSON on stdin (`worktree_path`), runs
-    /// `pwt rm` on it (refusing uncommitted work, exit 3).
+    /// Claude Code's WorktreeRemove: reads the event JSON on stdin (`worktree_path`), does
+    /// what `pwt rm` does (refusing uncommitted work, exit 3).
     ClaudeCodeRemove,
 }
 
@@ -58,59 +59,46 @@ fn field<'a>(v: &'a Value, names: &[&str]) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Runs this pwt with `args` in `dir`; its stdout is returned, its stderr passed through.
-fn pwt(dir: &Path, args: &[String]) -> Result<(i32, String)> {
-    let exe = std::env::current_exe().context("cannot find the pwt executable")?;
-    let out = Command::new(exe)
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()?;
-    Ok((
-        out.status.code().unwrap_or(exit_codes::FAILURE),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    ))
-}
-
 pub fn run(cwd: &Path, args: HookArgs) -> Result<i32> {
     let v = payload()?;
     let dir = field(&v, &["cwd"]).map_or_else(|| cwd.to_owned(), PathBuf::from);
+    // stdout is Claude Code's: only the path goes there; everything else to stderr.
+    let opened = super::open_interruptible(&dir, true)?;
+    let mut reporter = Terminal { quiet: false };
     match args.kind {
         HookKind::ClaudeCodeCreate => {
             let Some(name) = field(&v, &["name", "worktree_name", "branch_name"]) else {
                 bail!("the WorktreeCreate input has no `name`: {v}");
             };
-            let mut a = vec![
-                "new".to_owned(),
-                name.to_owned(),
-                "--format".into(),
-                "json".into(),
-            ];
-            if let Some(p) = field(&v, &["worktree_path"]) {
-                a.extend(["--path".into(), p.to_owned()]);
-            }
-            if let Some(b) = field(&v, &["base_ref", "base_commit"]) {
-                a.extend(["--base".into(), b.to_owned()]);
-            }
-            let (code, out) = pwt(&dir, &a)?;
-            if code != exit_codes::OK {
-                return Ok(code);
-            }
-            let created: Value = serde_json::from_str(&out).context("pwt new printed no JSON")?;
-            let path = created["path"]
-                .as_str()
-                .context("pwt new printed no path")?;
-            println!("{path}");
+            let req = CreateRequest {
+                branch: BranchName::parse(name)?,
+                base: field(&v, &["base_ref", "base_commit"]).map(str::to_owned),
+                path: field(&v, &["worktree_path"]).map(PathBuf::from),
+                hooks: true,
+                keep_on_failure: false,
+            };
+            let done = opened.project.create(&req, &mut reporter)?;
+            println!("{}", done.lease.path.display());
             Ok(exit_codes::OK)
         }
         HookKind::ClaudeCodeRemove => {
             let Some(path) = field(&v, &["worktree_path"]) else {
                 bail!("the WorktreeRemove input has no `worktree_path`: {v}");
             };
-            let (code, out) = pwt(&dir, &["rm".to_owned(), path.to_owned()])?;
-            eprint!("{out}");
-            Ok(code)
+            let req = RemoveRequest {
+                target: path.to_owned(),
+                hooks: true,
+                ..RemoveRequest::default()
+            };
+            match opened.project.remove(&req, &mut reporter)? {
+                Removal::Removed(r) => eprintln!(
+                    "removed {} ({})",
+                    printable(r.branch.as_str()),
+                    r.removed.join(", ")
+                ),
+                Removal::Nothing(why) => eprintln!("nothing to do: {}", printable(&why)),
+            }
+            Ok(exit_codes::OK)
         }
     }
 }

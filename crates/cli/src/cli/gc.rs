@@ -1,0 +1,137 @@
+//! `pwt gc`
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::Path;
+
+use anyhow::Result;
+use pwt::ReconcileRequest;
+use serde_json::json;
+
+use super::exit_codes;
+use super::output::{Format, Style, Terminal, print_json, printable};
+
+/// Clean up what was left behind: leases of deleted worktrees, interrupted runs, orphans.
+///
+/// In this repository: leases whose worktree was deleted outside pwt (their data goes too),
+/// set-ups a stopped pwt left half-done (rolled back exactly), teardowns it did not finish
+/// (finished), and databases, vhosts and Redis data carrying this repository's pwt marker
+/// that no lease owns any more. Ownership comes from git's worktree list, the worktrees' env
+/// files and the markers, not from the registry alone: data a worktree git lists declares is
+/// never touched, whatever the registry says. Every removal is marker-checked and checked
+/// again under the registry lock right before it happens.
+///
+/// Lists what it would do; --yes does it (on a terminal it asks instead). Data kept on
+/// purpose by `pwt rm --keep-data` is listed but left alone unless --kept.
+#[derive(clap::Args, Debug)]
+pub struct GcArgs {
+    /// Only list; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do it without asking.
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Also remove data kept by `pwt rm --keep-data`.
+    #[arg(long)]
+    pub kept: bool,
+    /// Also release the leases of repositories that no longer exist anywhere on this machine
+    /// (their ports stay reserved otherwise). Their data is removed where this repository's
+    /// services reach it, marker-checked.
+    #[arg(long)]
+    pub all_repos: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
+    let json = args.format == Format::Json;
+    let opened = super::open_interruptible(cwd, json)?;
+    let project = &opened.project;
+    let req = ReconcileRequest {
+        kept: args.kept,
+        all_repos: args.all_repos,
+    };
+    let found = project.reconcile_plan(&req)?;
+    let style = Style::stdout();
+    let actions = &found.plan.actions;
+    if !json {
+        for p in &found.problems {
+            println!("{} {}", style.yellow("!"), printable(p));
+        }
+        if actions.is_empty() {
+            println!("nothing to clean up");
+        }
+        for a in actions {
+            let mark = if a.is_due(&req) { "  " } else { "  (kept) " };
+            println!("{mark}{}", printable(&a.describe()));
+        }
+        for s in &found.plan.spared {
+            println!("  (spared) {}: {}", printable(&s.what), printable(&s.why));
+        }
+    }
+    let todo = actions.iter().filter(|a| a.is_due(&req)).count();
+    let go = todo > 0 && !args.dry_run && (args.yes || ask(todo, json));
+    let mut done: Vec<String> = Vec::new();
+    let mut failed: Vec<(String, String)> = Vec::new();
+    if go {
+        let mut reporter = Terminal { quiet: json };
+        for a in actions.iter().filter(|a| a.is_due(&req)) {
+            let label = a.describe();
+            match project.reconcile(a, &mut reporter) {
+                Ok(()) => done.push(a.branch().map_or(label, str::to_owned)),
+                Err(e) => failed.push((label, e.report().replace('\n', " "))),
+            }
+        }
+    }
+    if json {
+        let items: Vec<_> = actions
+            .iter()
+            .map(|a| json!({ "branch": a.branch(), "action": a.describe(), "kept": !a.is_due(&req) }))
+            .collect();
+        let spared: Vec<_> = found
+            .plan
+            .spared
+            .iter()
+            .map(|s| json!({ "what": s.what, "why": s.why }))
+            .collect();
+        let failed: Vec<_> = failed
+            .iter()
+            .map(|(b, e)| json!({ "item": b, "error": e }))
+            .collect();
+        print_json(&json!({
+            "found": items,
+            "spared": spared,
+            "done": done,
+            "failed": failed,
+            "problems": found.problems,
+        }));
+    } else {
+        for d in &done {
+            println!("{} {}", style.green("✓"), printable(d));
+        }
+        for (b, e) in &failed {
+            println!("{} {}: {}", style.red("✗"), printable(b), printable(e));
+        }
+    }
+    Ok(if failed.is_empty() {
+        exit_codes::OK
+    } else {
+        exit_codes::FAILURE
+    })
+}
+
+/// On a terminal, asks whether to go on; elsewhere says how to.
+fn ask(todo: usize, json: bool) -> bool {
+    if std::io::stdin().is_terminal() && !json {
+        print!("clean up {todo} item(s)? [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        matches!(answer.trim(), "y" | "Y" | "yes")
+    } else {
+        if !json {
+            println!("dry run: pass --yes to clean up");
+        }
+        false
+    }
+}

@@ -1,0 +1,104 @@
+//! `pwt list`
+
+use std::path::Path;
+
+use anyhow::Result;
+use pwt::WorktreeInfo;
+use serde_json::Value;
+
+use super::exit_codes;
+use super::output::{Format, Style, display_path, print_json, print_table, printable};
+use super::render::Show as _;
+use super::settings::Settings;
+
+/// Show every worktree: ports (● listening, ○ not), URL, data and state.
+///
+/// The main worktree comes first, with its `main` ports. Worktrees that git knows but pwt
+/// does not manage are listed as `unmanaged` (`pwt up PATH` adopts them); leases whose
+/// directory is gone show as `missing` (`pwt gc` cleans them up).
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// List the worktrees of every repository on this machine.
+    #[arg(long)]
+    pub all_repos: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
+    let rows = if args.all_repos {
+        all_repos()?
+    } else {
+        this_repo(cwd)?
+    };
+    if args.format == Format::Json {
+        print_json(&Value::Array(rows.iter().map(|r| r.to_json()).collect()));
+        return Ok(exit_codes::OK);
+    }
+    let style = Style::stdout();
+    let with_data = rows.iter().any(|r| !r.data_cell().is_empty());
+    let mut table = Vec::new();
+    for r in &rows {
+        let state = match r.state.as_str() {
+            "ready" | "main" => style.green(&r.state),
+            "missing" | "removing" | "creating" => style.yellow(&r.state),
+            _ => style.dim(&r.state),
+        };
+        let ports = r
+            .ports
+            .iter()
+            .map(|p| {
+                let mark = match p.listening {
+                    Some(true) => style.green("●"),
+                    Some(false) => style.dim("○"),
+                    None => String::new(),
+                };
+                format!("{} {} {mark}", p.name, p.port)
+            })
+            .collect::<Vec<_>>()
+            .join("  ");
+        let mut row = vec![
+            style.bold(&printable(&r.branch)),
+            state,
+            ports,
+            r.url.clone().unwrap_or_default(),
+        ];
+        if with_data {
+            row.push(r.data_cell());
+        }
+        row.push(display_path(&r.path, cwd));
+        if args.all_repos {
+            row.push(display_path(&r.repo, cwd));
+        }
+        table.push(row);
+    }
+    let mut headers = vec!["BRANCH", "STATE", "PORTS", "URL"];
+    if with_data {
+        headers.push("DATA");
+    }
+    headers.push("PATH");
+    if args.all_repos {
+        headers.push("REPO");
+    }
+    if table.is_empty() {
+        println!("no worktrees leased on this machine");
+    } else {
+        print_table(style, &headers, &table);
+    }
+    Ok(exit_codes::OK)
+}
+
+fn this_repo(cwd: &Path) -> Result<Vec<WorktreeInfo>> {
+    Ok(super::open(cwd, false)?.project.list(true)?)
+}
+
+fn all_repos() -> Result<Vec<WorktreeInfo>> {
+    // Each repository's own configuration (for its port variable names and proxy port).
+    let config_of = |repo: &Path| {
+        let roots = pwt::config_roots(repo).ok()?;
+        let roots: Vec<&Path> = roots.iter().map(|p| p.as_path()).collect();
+        Settings::load(&roots).ok().map(|s| s.config)
+    };
+    Ok(pwt::list_all(&super::state_dir()?, config_of)?)
+}

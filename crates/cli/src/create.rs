@@ -1,0 +1,568 @@
+//! The one set-up: `pwt new` ([`Project::create`]), `pwt up` ([`Project::adopt`]), the Claude
+//! Code hook and every embedder go through [`Project::set_up`]. Each outside effect is
+//! recorded in the lease before it happens, so a failure here, or a kill anywhere, can be
+//! undone exactly: by this run, or later by reconcile.
+
+use std::path::{Path, PathBuf};
+
+use pwt_alloc::{Lease, LeaseState};
+use pwt_core::{BranchName, Environment, ResourceKind};
+use pwt_provision::{Outcome, Presence};
+
+use crate::error::{Error, ErrorKind, Result, Rollback};
+use crate::events::{Event, Reporter};
+use crate::git::add_args;
+use crate::hooks::run_hooks;
+use crate::paths::shell_word;
+use crate::plan::LeaseAsk;
+use crate::project::{Project, Target};
+use crate::remove::TeardownPlan;
+use crate::services::{Services, Step, chain, with_progress};
+
+/// `pwt new`: a branch (made if missing), its worktree and environment.
+#[derive(Clone, Debug)]
+pub struct CreateRequest {
+    /// The branch.
+    pub branch: BranchName,
+    /// Start a new branch from this commit, branch or tag (default: HEAD).
+    pub base: Option<String>,
+    /// Put the worktree here (relative to where pwt runs) instead of `worktree.path`.
+    pub path: Option<PathBuf>,
+    /// Run the post-create hooks.
+    pub hooks: bool,
+    /// When a hook fails, keep what was set up (`pwt up` runs the hooks again) instead of
+    /// rolling it all back.
+    pub keep_on_failure: bool,
+}
+
+/// `pwt up`: an existing worktree adopted, or set up again.
+#[derive(Clone, Debug, Default)]
+pub struct AdoptRequest {
+    /// Branch, slug or path; `None`: the worktree pwt runs in.
+    pub target: Option<String>,
+    /// Overwrite env files even if they were edited or not written by pwt.
+    pub force: bool,
+    /// Run the post-create hooks (the first time, or when they failed before).
+    pub hooks: bool,
+    /// When a hook fails, keep what was set up instead of rolling it back.
+    pub keep_on_failure: bool,
+}
+
+/// What a set-up did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetUpOutcome {
+    /// A new worktree.
+    Created,
+    /// An existing worktree, new to pwt.
+    Adopted,
+    /// It was set up already; missing resources were made again, env files re-rendered.
+    UpToDate,
+}
+
+/// A worktree that is set up.
+#[derive(Clone, Debug)]
+pub struct SetUp {
+    /// Its lease, `ready`.
+    pub lease: Lease,
+    /// Its environment.
+    pub env: Environment,
+    /// What happened.
+    pub outcome: SetUpOutcome,
+    /// Where it was before, when `pwt up` found it moved.
+    pub moved_from: Option<PathBuf>,
+}
+
+/// How the worktree comes to be.
+enum Checkout {
+    /// `git worktree add` with these arguments.
+    Add(Vec<std::ffi::OsString>),
+    /// It exists.
+    Existing,
+}
+
+impl Project {
+    /// Creates the branch (if missing) and its worktree, leases ports, provisions the
+    /// services, writes the env files and runs the post-create hooks. On any failure,
+    /// everything this run made is rolled back, and the error says what was undone.
+    pub fn create(&self, req: &CreateRequest, reporter: &mut dyn Reporter) -> Result<SetUp> {
+        let branch = req.branch.as_str();
+        if let Some(base) = &req.base
+            && base.starts_with('-')
+        {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                format!("invalid --base {base:?}: it starts with '-' and would read as an option"),
+            ));
+        }
+        if let Some(w) = self
+            .repo
+            .worktrees()?
+            .into_iter()
+            .find(|w| w.branch.as_deref() == Some(branch))
+        {
+            return Err(Error::new(
+                ErrorKind::Exists,
+                format!(
+                    "branch {branch:?} is already checked out at {}",
+                    w.root.display()
+                ),
+            )
+            .hint(format!(
+                "`pwt up {}` sets up that worktree",
+                shell_word(&w.root.display().to_string())
+            )));
+        }
+        let exists = self.repo.branch_exists(branch);
+        // Like `git worktree add PATH BRANCH`: a branch that exists in exactly one remote is
+        // checked out from there, tracking it, instead of a new branch from HEAD.
+        let from_remote =
+            !exists && req.base.is_none() && self.repo.remotes_with_branch(branch).len() == 1;
+        if exists && req.base.is_some() {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                format!("branch {branch:?} already exists, so --base has nothing to do"),
+            )
+            .hint("drop --base, or pick a new branch name"));
+        }
+        let ask = LeaseAsk {
+            branch: &req.branch,
+            new: true,
+            creates_branch: !exists,
+        };
+        self.set_up(
+            &ask,
+            SetUpHow {
+                explicit: req.path.as_deref(),
+                root: None,
+                base: req.base.as_deref(),
+                checkout_existing: exists || from_remote,
+                force: false,
+                hooks: req.hooks,
+                keep_on_failure: req.keep_on_failure,
+            },
+            reporter,
+        )
+        .map(|(s, _)| s)
+    }
+
+    /// Adopts an existing worktree (default: the one pwt runs in): what `create` does, minus
+    /// `git worktree add`. Idempotent: again, it keeps the ports and the resources (making
+    /// any that went missing) and re-renders the env files; hooks run the first time only.
+    pub fn adopt(&self, req: &AdoptRequest, reporter: &mut dyn Reporter) -> Result<SetUp> {
+        let (root, branch, moved_from) = self.adoption_target(req.target.as_deref())?;
+        let branch = BranchName::parse(&branch)?;
+        let ask = LeaseAsk {
+            branch: &branch,
+            new: false,
+            creates_branch: false,
+        };
+        let (mut done, _) = self.set_up(
+            &ask,
+            SetUpHow {
+                explicit: None,
+                root: Some(&root),
+                base: None,
+                checkout_existing: true,
+                force: req.force,
+                hooks: req.hooks,
+                keep_on_failure: req.keep_on_failure,
+            },
+            reporter,
+        )?;
+        done.moved_from = moved_from;
+        Ok(done)
+    }
+
+    /// The worktree `pwt up` sets up: its root, branch and (when git moved it) old path.
+    fn adoption_target(&self, target: Option<&str>) -> Result<(PathBuf, String, Option<PathBuf>)> {
+        match self.resolve(target)? {
+            Target::Main(_) => Err(Error::new(
+                ErrorKind::Invalid,
+                "this is the main worktree: it uses the defaults (`main` ports, main database) and needs no set-up",
+            )
+            .hint("`pwt env` prints them; `pwt new BRANCH` makes a worktree")),
+            Target::Leased(l) if l.path.exists() => Ok((l.path.clone(), l.branch.to_string(), None)),
+            Target::Leased(l) => {
+                // Moved with `git worktree move`: git knows where the branch is now.
+                let moved = self.repo.worktrees()?.into_iter().find(|w| {
+                    w.exists && w.branch.as_deref() == Some(l.branch.as_str())
+                });
+                let Some(w) = moved else {
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!("the worktree of {:?} at {} is gone", l.branch.as_str(), l.path.display()),
+                    )
+                    .hint(format!(
+                        "`pwt gc` cleans up after it; `pwt new {}` makes a new one",
+                        shell_word(l.branch.as_str())
+                    )));
+                };
+                let root = w.root.clone();
+                self.update_lease(l.branch.as_str(), |lease| {
+                    lease.path = root;
+                    Ok(())
+                })?;
+                Ok((w.root, l.branch.to_string(), Some(l.path)))
+            }
+            Target::Unmanaged(w) => match w.branch {
+                Some(b) => Ok((w.root, b, None)),
+                None => Err(Error::new(
+                    ErrorKind::Invalid,
+                    format!("the worktree at {} has a detached HEAD; pwt keys worktrees by branch", w.root.display()),
+                )
+                .hint(format!(
+                    "`git -C {} switch -c NAME`, then `pwt up`",
+                    shell_word(&w.root.display().to_string())
+                ))),
+            },
+        }
+    }
+}
+
+/// How one set-up goes.
+struct SetUpHow<'a> {
+    explicit: Option<&'a Path>,
+    root: Option<&'a Path>,
+    base: Option<&'a str>,
+    checkout_existing: bool,
+    force: bool,
+    hooks: bool,
+    keep_on_failure: bool,
+}
+
+/// One set-up in progress: what it recorded and made, so it can be undone exactly.
+struct Run<'p> {
+    project: &'p Project,
+    services: Services,
+    lease: Lease,
+    fresh: bool,
+    /// Resources this run created (an undo of a set-up that was `ready` drops only these).
+    created: Vec<ResourceKind>,
+}
+
+impl Project {
+    /// The one set-up path. Returns what was set up and whether the lease is new.
+    fn set_up(
+        &self,
+        ask: &LeaseAsk<'_>,
+        how: SetUpHow<'_>,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(SetUp, bool)> {
+        let services = Services::new(self)?;
+        self.clear_interrupted(ask.branch, reporter)?;
+        let redis = services.redis_plan(reporter)?;
+        let plan = self.record_lease(ask, redis, how.explicit, how.root)?;
+        self.options.faults.pause("after-lease");
+        let checkout = match (plan.fresh && ask.new, how.root) {
+            (true, _) => Checkout::Add(add_args(
+                ask.branch.as_str(),
+                &plan.lease.path,
+                how.base,
+                how.checkout_existing,
+            )),
+            _ => Checkout::Existing,
+        };
+        let mut run = Run {
+            project: self,
+            services,
+            fresh: plan.fresh,
+            lease: plan.lease,
+            created: Vec::new(),
+        };
+        match run.forward(&checkout, &how, reporter) {
+            Ok(done) => Ok((done, run.fresh)),
+            Err(e) if e.kind() == ErrorKind::Hook && how.keep_on_failure => {
+                let lease = self.update_lease(ask.branch.as_str(), |l| {
+                    l.state = LeaseState::Ready;
+                    l.owner = None;
+                    l.journal = Default::default();
+                    l.pending_hooks = true;
+                    Ok(())
+                })?;
+                Err(e.context(format!(
+                    "{} is set up, but a post-create hook failed; it was kept (--keep-on-failure)",
+                    lease.path.display()
+                ))
+                .hint(format!(
+                    "fix the hook, then `pwt up {}` runs the hooks again; `pwt rm {}` removes it all",
+                    shell_word(ask.branch.as_str()),
+                    shell_word(ask.branch.as_str())
+                )))
+            }
+            Err(e) => Err(run.undo(e, reporter)),
+        }
+    }
+
+    /// A set-up of `branch` that a pwt left when it stopped is undone first, as `pwt gc`
+    /// would; one being done by a live pwt is left alone (and the plan refuses it as busy).
+    fn clear_interrupted(&self, branch: &BranchName, reporter: &mut dyn Reporter) -> Result<()> {
+        let state = self.state()?;
+        let Some(l) = state.find(&self.repo.common_dir, branch.as_str()) else {
+            return Ok(());
+        };
+        if l.state != LeaseState::Creating || !l.interrupted() {
+            return Ok(());
+        }
+        reporter.report(Event::Warning(format!(
+            "a set-up of {:?} was interrupted earlier; rolling it back first",
+            branch.as_str()
+        )));
+        let lease = self.mark_removing(branch.as_str(), Vec::new(), |now| {
+            if now.state == LeaseState::Creating && now.interrupted() {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorKind::Busy,
+                    format!("branch {:?} changed meanwhile", branch.as_str()),
+                ))
+            }
+        })?;
+        let report = self.teardown(&lease, &TeardownPlan::undo(&lease), reporter)?;
+        match report.stuck.is_empty() {
+            true => Ok(()),
+            false => Err(Error::new(
+                ErrorKind::Incomplete,
+                format!(
+                    "the interrupted set-up of {:?} could not be rolled back: {}",
+                    branch.as_str(),
+                    report.stuck.join("; ")
+                ),
+            )
+            .hint(format!(
+                "`pwt rm {}` finishes it once the cause is fixed",
+                shell_word(branch.as_str())
+            ))),
+        }
+    }
+}
+
+impl Run<'_> {
+    /// The steps, in order. Each effect is recorded before it happens.
+    fn forward(
+        &mut self,
+        checkout: &Checkout,
+        how: &SetUpHow<'_>,
+        reporter: &mut dyn Reporter,
+    ) -> Result<SetUp> {
+        let p = self.project;
+        self.journal_resources()?;
+        p.options.faults.pause("after-journal");
+        p.options.cancel.check()?;
+        self.checkout_and_provision(checkout, reporter)?;
+        p.options.faults.pause("after-checkout");
+        p.options.cancel.check()?;
+        let env = p.lease_environment(&self.lease)?;
+        let files = p.write_env_files(
+            &self.lease.path,
+            self.lease.slug.as_str(),
+            &env,
+            &self.lease.files,
+            how.force,
+            reporter,
+        )?;
+        let branch = self.lease.branch.to_string();
+        self.lease = p.update_lease(&branch, |l| {
+            l.files = files;
+            Ok(())
+        })?;
+        p.options.faults.pause("after-env-files");
+        if how.hooks && (self.fresh || self.lease.pending_hooks) {
+            run_hooks(
+                "post-create",
+                &p.config.hooks.post_create,
+                &self.lease.path,
+                &env,
+                p.options.child_output,
+                &p.options.cancel,
+                reporter,
+            )?;
+        }
+        p.options.faults.pause("before-ready");
+        p.options.cancel.check()?;
+        let was_ready = self.lease.state == LeaseState::Ready;
+        self.lease = p.update_lease(&branch, |l| {
+            l.state = LeaseState::Ready;
+            l.owner = None;
+            l.journal = Default::default();
+            l.leftover.clear();
+            l.pending_hooks = false;
+            Ok(())
+        })?;
+        let outcome = match (&checkout, self.fresh, was_ready) {
+            (Checkout::Add(_), _, _) => SetUpOutcome::Created,
+            (_, true, _) | (_, _, false) => SetUpOutcome::Adopted,
+            _ => SetUpOutcome::UpToDate,
+        };
+        Ok(SetUp {
+            lease: self.lease.clone(),
+            env,
+            outcome,
+            moved_from: None,
+        })
+    }
+
+    /// Looks at each resource's name: one with pwt's name and no (or another) marker stops
+    /// the set-up before anything is made; the absent ones are recorded as being created.
+    fn journal_resources(&mut self) -> Result<()> {
+        let p = self.project;
+        if self.lease.resources.is_empty() || !self.services.any() {
+            return Ok(());
+        }
+        let marker = self.marker();
+        let found = self
+            .services
+            .block_on(self.services.probe(&self.lease.resources))
+            .unwrap_or_default();
+        let mut absent = Vec::new();
+        for (kind, presence) in found {
+            let what = self.lease.resources.describe(kind).unwrap_or_default();
+            match presence? {
+                Presence::Absent => absent.push(kind),
+                Presence::Marked(m) if m == marker => {}
+                other => {
+                    let found = match other {
+                        Presence::Marked(m) => format!("its marker is {m:?}"),
+                        _ => "it has no pwt marker".to_owned(),
+                    };
+                    return Err(Error::transparent(
+                        ErrorKind::Exists,
+                        pwt_provision::ProvisionError::NotOurs {
+                            service: service_of(kind),
+                            url: self.services.url_of(kind),
+                            what,
+                            found,
+                        },
+                    ));
+                }
+            }
+        }
+        if !absent.is_empty() {
+            self.lease = p.record_creating(self.lease.branch.as_str(), &absent)?;
+        }
+        Ok(())
+    }
+
+    /// `git worktree add` on a thread of its own and the services on this one, at once.
+    fn checkout_and_provision(
+        &mut self,
+        checkout: &Checkout,
+        reporter: &mut dyn Reporter,
+    ) -> Result<()> {
+        let p = self.project;
+        let marker = self.marker();
+        if matches!(checkout, Checkout::Add(_)) {
+            reporter.report(Event::Step(format!(
+                "creating worktree {} ...",
+                self.lease.path.display()
+            )));
+        }
+        let adder = p.worktree_adder();
+        let (git, steps) = std::thread::scope(|scope| {
+            let git = scope.spawn(|| match checkout {
+                Checkout::Add(args) => adder.add(args),
+                Checkout::Existing => Ok(()),
+            });
+            let steps = self
+                .services
+                .block_on(with_progress(
+                    vec!["setting up the worktree and its services".into()],
+                    reporter,
+                    self.services.provision(&self.lease.resources, &marker),
+                ))
+                .unwrap_or_default();
+            let git = git
+                .join()
+                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Git, "the git thread panicked")));
+            (git, steps)
+        });
+        self.created = steps
+            .iter()
+            .filter(|s| matches!(s.result, Ok(Outcome::Created)))
+            .map(|s| s.kind)
+            .collect();
+        if let Some(e) = first_failure(steps) {
+            return Err(e);
+        }
+        git.map_err(|e| e.context(format!("cannot check out {:?}", self.lease.branch.as_str())))
+    }
+
+    fn marker(&self) -> String {
+        lease_marker(&self.lease)
+    }
+
+    /// Undoes what this run made and returns `cause`, saying what was undone and what not.
+    fn undo(&mut self, cause: Error, reporter: &mut dyn Reporter) -> Error {
+        let p = self.project;
+        let branch = self.lease.branch.to_string();
+        let cause = cause.context(format!("cannot set up the worktree for {branch:?}"));
+        let lease = match p.state() {
+            Ok(s) => s.find(&p.repo.common_dir, &branch).cloned(),
+            Err(_) => None,
+        };
+        let Some(mut lease) = lease else {
+            return cause;
+        };
+        let plan = if lease.state == LeaseState::Ready {
+            // A set-up of a worktree that was ready: drop only what this run created, keep
+            // the lease.
+            lease.journal.creating = self.created.clone();
+            TeardownPlan::partial_undo(&lease)
+        } else {
+            TeardownPlan::undo(&lease)
+        };
+        let marked = match lease.state {
+            LeaseState::Ready => Ok(lease.clone()),
+            _ => p.mark_removing(&branch, Vec::new(), |_| Ok(())),
+        };
+        let lease = match marked {
+            Ok(l) => l,
+            Err(e) => {
+                return cause.with_rollback(Rollback {
+                    undone: Vec::new(),
+                    stuck: vec![format!("everything ({})", chain(&e))],
+                });
+            }
+        };
+        match p.teardown(&lease, &plan, reporter) {
+            Ok(r) => {
+                let mut rb = Rollback {
+                    undone: r.removed,
+                    stuck: r.stuck,
+                };
+                if !rb.stuck.is_empty() {
+                    rb.stuck.push(format!(
+                        "the lease stays `removing`: `pwt rm {}` finishes the cleanup once the cause is fixed",
+                        shell_word(&branch)
+                    ));
+                }
+                cause.with_rollback(rb)
+            }
+            Err(e) => cause.with_rollback(Rollback {
+                undone: Vec::new(),
+                stuck: vec![chain(&e)],
+            }),
+        }
+    }
+}
+
+/// The first failed step as an error naming it, with the service's own words as causes.
+fn first_failure(steps: Vec<Step>) -> Option<Error> {
+    steps
+        .into_iter()
+        .find_map(|s| s.result.err())
+        .map(Error::from)
+}
+
+/// The provision crate's name of a resource kind's service.
+pub(crate) fn service_of(kind: ResourceKind) -> pwt_provision::Service {
+    match kind {
+        ResourceKind::Database => pwt_provision::Service::Postgres,
+        ResourceKind::Vhost => pwt_provision::Service::RabbitMq,
+        ResourceKind::Redis => pwt_provision::Service::Redis,
+    }
+}
+
+/// The marker of a lease's resources.
+pub(crate) fn lease_marker(lease: &Lease) -> String {
+    pwt_core::owner_marker(&lease.repo.to_string_lossy(), lease.slug.as_str())
+}

@@ -1,0 +1,215 @@
+//! What `pwt list` and the summaries show of a worktree, as data.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pwt_alloc::Lease;
+use pwt_core::config::RedisMode;
+use pwt_core::{Config, MAIN_SLUG};
+
+use crate::error::Result;
+use crate::project::Project;
+
+/// One port of a worktree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortInfo {
+    /// Service name.
+    pub name: String,
+    /// Variable that carries it.
+    pub env: String,
+    /// Port number.
+    pub port: u16,
+    /// Something accepts connections on it right now (`None`: not probed).
+    pub listening: Option<bool>,
+}
+
+/// Everything `list` and the summaries show of one worktree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorktreeInfo {
+    /// Branch (or `(detached)`).
+    pub branch: String,
+    /// Slug (`main` for the main worktree, empty for one pwt does not manage).
+    pub slug: String,
+    /// Root.
+    pub path: PathBuf,
+    /// `main`, `ready`, `creating`, `removing`, `unmanaged`, `prunable`, or `missing` when a
+    /// leased worktree's directory is gone.
+    pub state: String,
+    /// Ports.
+    pub ports: Vec<PortInfo>,
+    /// `http://<slug>.localhost:<proxy port>`.
+    pub url: Option<String>,
+    /// What a teardown left.
+    pub leftover: Vec<String>,
+    /// PostgreSQL database.
+    pub database: Option<String>,
+    /// RabbitMQ vhost.
+    pub vhost: Option<String>,
+    /// Redis key prefix (prefix mode).
+    pub redis_prefix: Option<String>,
+    /// Redis DB index (db mode).
+    pub redis_db: Option<u16>,
+    /// Repository common dir.
+    pub repo: PathBuf,
+}
+
+impl Project {
+    /// The main worktree, the leased ones, and those git knows that pwt does not manage.
+    /// With `probe`, each port is tried for a listener.
+    pub fn list(&self, probe: bool) -> Result<Vec<WorktreeInfo>> {
+        let state = self.state()?;
+        let repo = &self.repo.common_dir;
+        let worktrees = self.repo.worktrees()?;
+        let mut rows = Vec::new();
+        if let Some(main) = worktrees.iter().find(|w| w.is_main) {
+            rows.push(self.main_info(main.branch.clone(), main.root.clone(), probe));
+        }
+        let mut leases: Vec<_> = state.of_repo(repo).collect();
+        leases.sort_by(|a, b| a.branch.cmp(&b.branch));
+        for l in &leases {
+            rows.push(lease_info(&self.config, l, probe));
+        }
+        for w in worktrees.iter().filter(|w| !w.is_main) {
+            if leases.iter().any(|l| l.path == w.root) {
+                continue;
+            }
+            rows.push(WorktreeInfo {
+                branch: w.branch.clone().unwrap_or_else(|| "(detached)".into()),
+                slug: String::new(),
+                path: w.root.clone(),
+                state: if w.exists { "unmanaged" } else { "prunable" }.into(),
+                ports: vec![],
+                url: None,
+                leftover: vec![],
+                repo: repo.clone(),
+                database: None,
+                vhost: None,
+                redis_prefix: None,
+                redis_db: None,
+            });
+        }
+        Ok(rows)
+    }
+
+    /// The main worktree: its `main` ports and the defaults, as `pwt env` gives them.
+    fn main_info(&self, branch: Option<String>, root: PathBuf, probe: bool) -> WorktreeInfo {
+        let c = &self.config;
+        let redis = c.redis.as_ref();
+        WorktreeInfo {
+            branch: branch.unwrap_or_else(|| "(detached)".into()),
+            slug: MAIN_SLUG.into(),
+            path: root,
+            state: "main".into(),
+            ports: c
+                .services()
+                .into_iter()
+                .filter_map(|(name, s)| {
+                    s.main.map(|port| PortInfo {
+                        name,
+                        env: s.env,
+                        port,
+                        listening: probe.then(|| listening(port)),
+                    })
+                })
+                .collect(),
+            url: Some(format!("http://localhost:{}", proxy_port(c))),
+            leftover: vec![],
+            repo: self.repo.common_dir.clone(),
+            database: c.postgres.as_ref().map(|pg| {
+                pg.main_database
+                    .clone()
+                    .unwrap_or_else(|| self.project_name())
+            }),
+            vhost: c.rabbitmq.as_ref().map(|_| "/".to_owned()),
+            redis_prefix: redis
+                .filter(|r| r.mode == RedisMode::Prefix)
+                .map(|_| String::new()),
+            redis_db: redis
+                .filter(|r| r.mode == RedisMode::Db)
+                .map(|r| main_redis_db(&r.url)),
+        }
+    }
+}
+
+/// Every lease on the machine (of every repository), each shown with its repository's
+/// configuration as `config_of` gives it (the defaults for one that is gone).
+pub fn list_all(
+    state_dir: &std::path::Path,
+    config_of: impl Fn(&std::path::Path) -> Option<Config>,
+) -> Result<Vec<WorktreeInfo>> {
+    let state = pwt_alloc::Registry::open(state_dir, Default::default())?.read()?;
+    let mut leases: Vec<_> = state.leases.iter().collect();
+    leases.sort_by(|a, b| (&a.repo, &a.branch).cmp(&(&b.repo, &b.branch)));
+    let mut configs: std::collections::BTreeMap<&std::path::Path, Config> = Default::default();
+    for l in &leases {
+        configs
+            .entry(l.repo.as_path())
+            .or_insert_with(|| config_of(&l.repo).unwrap_or_default());
+    }
+    Ok(leases
+        .into_iter()
+        .map(|l| lease_info(&configs[l.repo.as_path()], l, true))
+        .collect())
+}
+
+/// The DB index a Redis URL selects (`redis://host/2` → 2), 0 when none: the main worktree's.
+pub fn main_redis_db(url: &str) -> u16 {
+    pwt_core::url_path(url)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+fn proxy_port(config: &Config) -> u16 {
+    pwt_core::proxy_port(&config.proxy.listen).unwrap_or(8080)
+}
+
+/// Info of a lease, given the configuration that names its ports.
+pub fn lease_info(config: &Config, lease: &Lease, probe: bool) -> WorktreeInfo {
+    let services = config.services();
+    WorktreeInfo {
+        branch: lease.branch.to_string(),
+        slug: lease.slug.to_string(),
+        path: lease.path.clone(),
+        state: if lease.path.exists() {
+            lease.state.as_str().to_owned()
+        } else {
+            "missing".to_owned()
+        },
+        ports: lease
+            .ports
+            .iter()
+            .map(|(name, port)| PortInfo {
+                name: name.clone(),
+                env: services
+                    .get(name)
+                    .map(|s| s.env.clone())
+                    .unwrap_or_default(),
+                port: *port,
+                listening: probe.then(|| listening(*port)),
+            })
+            .collect(),
+        url: Some(format!(
+            "http://{}.localhost:{}",
+            lease.slug,
+            proxy_port(config)
+        )),
+        leftover: lease
+            .leftover
+            .iter()
+            .map(|l| l.as_str().to_owned())
+            .collect(),
+        repo: lease.repo.clone(),
+        database: lease.resources.database.as_ref().map(ToString::to_string),
+        vhost: lease.resources.vhost.as_ref().map(ToString::to_string),
+        redis_prefix: lease.resources.redis_prefix().map(ToString::to_string),
+        redis_db: lease.resources.redis_db(),
+    }
+}
+
+/// True when something accepts connections on `port` at 127.0.0.1 or ::1.
+pub fn listening(port: u16) -> bool {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+    let t = Duration::from_millis(200);
+    TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), t).is_ok()
+        || TcpStream::connect_timeout(&SocketAddr::from((Ipv6Addr::LOCALHOST, port)), t).is_ok()
+}

@@ -1,0 +1,68 @@
+//! `pwt`: give a git worktree its own runtime environment — ports, a database, a RabbitMQ
+//! vhost, a Redis prefix or DB index, env files, a local URL — on shared infrastructure, and
+//! take it all away again without losing anything pwt does not own.
+//!
+//! This library is the lifecycle; the `pwt` binary is a thin shell over it, and other tools
+//! can embed it the same way:
+//!
+//! ```no_run
+//! use pwt::{CreateRequest, Options, Project, RemoveRequest, Silent};
+//! # fn main() -> Result<(), pwt::Error> {
+//! let options = Options::new("/home/me/.local/state/pwt", pwt::Config::default());
+//! let project = Project::open(std::path::Path::new("/src/shop"), options)?;
+//! let branch = pwt::BranchName::parse("feature/login")?;
+//! let set_up = project.create(
+//!     &CreateRequest { branch, base: None, path: None, hooks: true, keep_on_failure: false },
+//!     &mut Silent,
+//! )?;
+//! println!("{} on port {:?}", set_up.lease.path.display(), set_up.lease.ports);
+//! project.remove(&RemoveRequest { target: "feature/login".into(), hooks: true, ..Default::default() }, &mut Silent)?;
+//! # Ok(()) }
+//! ```
+//!
+//! - [`Project::open`] takes explicit inputs only ([`Options`]: the state directory, the
+//!   configuration, crash-test [`Faults`], a [`Cancel`] flag); the library reads no
+//!   environment variable, parses no arguments and prints nothing.
+//! - [`Project::create`] / [`Project::adopt`]: the one set-up ([`SetUp`]); each outside
+//!   effect is recorded in the lease before it happens, so a failure or a kill can be undone
+//!   exactly.
+//! - [`Project::remove`]: the one teardown ([`Removal`]).
+//! - [`Project::reconcile_plan`] / [`Project::reconcile`]: `pwt gc`, one [`Action`] at a
+//!   time, each re-checked under the registry lock.
+//! - [`Project::diagnose`] / [`Project::rebuild`]: `pwt doctor` ([`Finding`]s).
+//! - [`Project::list`], [`Project::environment`], [`Project::routes`]: what there is.
+//! - Progress and warnings go to the [`Reporter`] the caller passes ([`Event`]); errors are
+//!   [`Error`]s with an [`ErrorKind`], a hint and their whole cause chain.
+
+mod create;
+mod diagnose;
+mod env_files;
+mod error;
+mod events;
+mod git;
+mod hooks;
+mod info;
+mod leases;
+mod paths;
+mod plan;
+mod project;
+mod reconcile;
+mod remove;
+mod routes;
+mod services;
+
+pub use create::{AdoptRequest, CreateRequest, SetUp, SetUpOutcome};
+pub use diagnose::{Finding, Level};
+pub use env_files::write_atomic;
+pub use error::{Error, ErrorKind, Result, Rollback};
+pub use events::{Collect, Event, Reporter, Silent};
+pub use info::{PortInfo, WorktreeInfo, lease_info, list_all, listening, main_redis_db};
+pub use paths::shell_word;
+pub use plan::{Action, GcPlan, Orphan, Spared};
+pub use project::{Cancel, ChildOutput, Faults, Options, Project, Target, config_roots};
+pub use reconcile::{ReconcileRequest, Reconciliation};
+pub use remove::{Removal, RemoveRequest, Removed};
+
+pub use pwt_alloc::{Lease, LeaseState, Leftover, State};
+pub use pwt_core::{BranchName, Config, Environment, ResourceKind, Resources};
+pub use pwt_proxy::RouteTable;

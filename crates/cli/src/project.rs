@@ -1,0 +1,436 @@
+//! A repository opened for the lifecycle: [`Project::open`] from explicit inputs (the
+//! directory, the state directory, the configuration), what a name on a command line means
+//! ([`Target`]), a worktree's environment, and where a new worktree goes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use pwt_alloc::{Fault, Lease, Registry, RegistryOptions, Repo, State, WorktreeEntry};
+use pwt_core::{
+    Config, Environment, MAIN_SLUG, TemplateContext, Templates, Worktree, WorktreeFacts,
+    build_environment, service_variables,
+};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::paths::{normalize, shell_word};
+
+/// How a program opens a project. Everything pwt needs from outside comes through here; the
+/// library reads no environment variable.
+#[derive(Clone)]
+pub struct Options {
+    /// The machine-wide state directory (the registry and its locks).
+    pub state_dir: PathBuf,
+    /// The merged, validated configuration of the repository.
+    pub config: Config,
+    /// Pauses at named moments, for crash tests. [`Faults::default`] has none.
+    pub faults: Faults,
+    /// Set by the caller (on Ctrl-C) to stop a set-up at its next step and roll it back.
+    pub cancel: Cancel,
+    /// Where the stdout of hooks and git goes.
+    pub child_output: ChildOutput,
+    /// How long to wait for the registry lock.
+    pub lock_timeout: Duration,
+}
+
+impl Options {
+    /// Options with no faults, no cancellation, children on stdout and a 30 s lock timeout.
+    pub fn new(state_dir: impl Into<PathBuf>, config: Config) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            config,
+            faults: Faults::default(),
+            cancel: Cancel::default(),
+            child_output: ChildOutput::Inherit,
+            lock_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where child processes (hooks, git) write their stdout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChildOutput {
+    /// The caller's stdout.
+    #[default]
+    Inherit,
+    /// The caller's stderr (when stdout carries JSON).
+    Stderr,
+    /// Nowhere.
+    Null,
+}
+
+/// A pause at one named moment of the lifecycle (crash tests: the test kills pwt there).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    at: Option<(String, Duration)>,
+}
+
+impl Faults {
+    /// Pause for `pause` at the moment named `point`. The moments: `hold-lock` and
+    /// `before-rename` (inside a registry write), `after-lease`, `after-journal`,
+    /// `database-unmarked`, `after-checkout`, `after-env-files`, `before-ready` (set-up),
+    /// `after-mark-removing`, `after-data`, `after-worktree` (teardown).
+    pub fn pause_at(point: impl Into<String>, pause: Duration) -> Self {
+        Self {
+            at: Some((point.into(), pause)),
+        }
+    }
+
+    /// Sleeps when `point` is the configured moment.
+    pub(crate) fn pause(&self, point: &str) {
+        if let Some((p, d)) = &self.at
+            && p == point
+        {
+            std::thread::sleep(*d);
+        }
+    }
+
+    fn registry(&self) -> Fault {
+        match &self.at {
+            Some((p, d)) if p == "hold-lock" => Fault::HoldLock(*d),
+            Some((p, d)) if p == "before-rename" => Fault::BeforeRename(*d),
+            _ => Fault::None,
+        }
+    }
+
+    /// The pause hook handed to the service clients.
+    pub(crate) fn provision_pause(&self) -> Option<pwt_provision::Pause> {
+        let faults = self.clone();
+        self.at
+            .is_some()
+            .then(|| Arc::new(move |p: &'static str| faults.pause(p)) as pwt_provision::Pause)
+    }
+}
+
+/// A flag the caller sets to interrupt a set-up (on Ctrl-C, say): it stops at its next step
+/// and rolls back what it made, ending in [`ErrorKind::Cancelled`].
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// The flag itself, for a signal handler to set.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.0)
+    }
+
+    /// Sets it.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// True once set.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// An error when set.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.is_cancelled() {
+            Err(Error::new(ErrorKind::Cancelled, "interrupted"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// What a branch, slug or path names.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A leased worktree.
+    Leased(Lease),
+    /// The main worktree.
+    Main(WorktreeEntry),
+    /// A git worktree pwt does not manage (yet).
+    Unmanaged(WorktreeEntry),
+}
+
+/// A repository with its configuration and the machine's registry.
+pub struct Project {
+    pub(crate) repo: Repo,
+    pub(crate) config: Config,
+    pub(crate) templates: Templates,
+    pub(crate) registry: Registry,
+    pub(crate) cwd: PathBuf,
+    pub(crate) options: Options,
+}
+
+/// The worktree roots in which `pwt.toml` is looked for, the current one first, then the main
+/// one: what a caller needs to load the configuration before [`Project::open`].
+pub fn config_roots(dir: &Path) -> Result<Vec<PathBuf>> {
+    let repo = discover(dir)?;
+    Ok(repo
+        .current_root
+        .iter()
+        .chain(repo.main_root.iter())
+        .cloned()
+        .collect())
+}
+
+fn discover(dir: &Path) -> Result<Repo> {
+    Repo::discover(dir).map_err(|e| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("{} is not inside a git repository", dir.display()),
+        )
+        .caused_by(e)
+        .hint("cd into a repository, or pass -C DIR")
+    })
+}
+
+impl Project {
+    /// Opens the repository containing `dir`.
+    pub fn open(dir: &Path, options: Options) -> Result<Self> {
+        let repo = discover(dir)?;
+        options
+            .config
+            .validate()
+            .map_err(|e| Error::transparent(ErrorKind::Config, e))?;
+        let registry = Registry::open(
+            &options.state_dir,
+            RegistryOptions {
+                lock_timeout: options.lock_timeout,
+                fault: options.faults.registry(),
+            },
+        )?;
+        Ok(Self {
+            repo,
+            config: options.config.clone(),
+            templates: Templates::new(),
+            registry,
+            cwd: dir.to_owned(),
+            options,
+        })
+    }
+
+    /// The repository.
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The machine-wide registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The registry's content, read without the lock (writers replace it atomically).
+    pub fn state(&self) -> Result<State> {
+        Ok(self.registry.read()?)
+    }
+
+    /// `project`, defaulting to the repository name.
+    pub fn project_name(&self) -> String {
+        self.config
+            .project
+            .clone()
+            .unwrap_or_else(|| self.repo.name.clone())
+    }
+
+    /// Port service names in block order.
+    pub(crate) fn services(&self) -> Vec<String> {
+        self.config.services().into_keys().collect()
+    }
+
+    /// Where git's worktree commands run: the main worktree, or a bare repository itself.
+    pub(crate) fn git_dir(&self) -> PathBuf {
+        self.repo
+            .main_root
+            .clone()
+            .unwrap_or_else(|| self.repo.common_dir.clone())
+    }
+
+    /// What a branch, slug or path names (or, with `None`, the worktree pwt runs in).
+    pub fn resolve(&self, arg: Option<&str>) -> Result<Target> {
+        let state = self.state()?;
+        let repo = &self.repo.common_dir;
+        let worktrees = self.repo.worktrees()?;
+        let root = match arg {
+            None => self.repo.current_root.clone().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Invalid,
+                    "not inside a worktree (this is a bare repository)",
+                )
+                .hint("name a branch")
+            })?,
+            Some(name) => {
+                if let Some(l) = state.find(repo, name) {
+                    return Ok(Target::Leased(l.clone()));
+                }
+                if let Some(l) = state.of_repo(repo).find(|l| l.slug.as_str() == name) {
+                    return Ok(Target::Leased(l.clone()));
+                }
+                match worktrees.iter().find(|w| w.branch.as_deref() == Some(name)) {
+                    Some(w) => w.root.clone(),
+                    None => self.existing_dir(name)?,
+                }
+            }
+        };
+        // The worktree containing `root`.
+        let entry = worktrees
+            .iter()
+            .filter(|w| root.starts_with(&w.root))
+            .max_by_key(|w| w.root.as_os_str().len())
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("{} is not a worktree of this repository", root.display()),
+                )
+            })?;
+        if let Some(l) = state.of_repo(repo).find(|l| l.path == entry.root) {
+            return Ok(Target::Leased(l.clone()));
+        }
+        Ok(if entry.is_main {
+            Target::Main(entry)
+        } else {
+            Target::Unmanaged(entry)
+        })
+    }
+
+    fn existing_dir(&self, name: &str) -> Result<PathBuf> {
+        match std::fs::canonicalize(self.cwd.join(name)) {
+            Ok(p) if p.is_dir() => Ok(p),
+            _ => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no worktree for {name:?} in this repository (not a branch, slug or path of one)"),
+            )
+            .hint(format!(
+                "`pwt list` shows them; `pwt new {}` makes one",
+                shell_word(name)
+            ))),
+        }
+    }
+
+    /// Template variables for a worktree.
+    pub(crate) fn context(
+        &self,
+        branch: &str,
+        slug: &str,
+        ports: &BTreeMap<String, u16>,
+    ) -> TemplateContext {
+        TemplateContext {
+            branch: branch.to_owned(),
+            slug: slug.to_owned(),
+            repo: self.repo.name.clone(),
+            project: self.project_name(),
+            ports: ports.clone(),
+            vars: Default::default(),
+        }
+    }
+
+    /// The environment of a leased worktree.
+    pub fn lease_environment(&self, lease: &Lease) -> Result<Environment> {
+        let facts = WorktreeFacts {
+            ctx: self.context(lease.branch.as_str(), lease.slug.as_str(), &lease.ports),
+            is_main: false,
+        };
+        let extra = self.service_vars(Worktree::Leased(&lease.resources))?;
+        Ok(build_environment(
+            &self.config,
+            &facts,
+            &extra,
+            &self.templates,
+        )?)
+    }
+
+    /// The main worktree's environment: the `main` ports and the defaults.
+    pub fn main_environment(&self, entry: &WorktreeEntry) -> Result<Environment> {
+        let facts = WorktreeFacts {
+            ctx: self.context(
+                entry.branch.as_deref().unwrap_or("HEAD"),
+                MAIN_SLUG,
+                &self.main_ports(),
+            ),
+            is_main: true,
+        };
+        let extra = self.service_vars(Worktree::Main)?;
+        Ok(build_environment(
+            &self.config,
+            &facts,
+            &extra,
+            &self.templates,
+        )?)
+    }
+
+    /// The main worktree's ports by service.
+    pub(crate) fn main_ports(&self) -> BTreeMap<String, u16> {
+        self.config
+            .services()
+            .into_iter()
+            .filter_map(|(name, svc)| svc.main.map(|p| (name, p)))
+            .collect()
+    }
+
+    fn service_vars(&self, worktree: Worktree<'_>) -> Result<Vec<(String, String)>> {
+        let mut env = Environment::default();
+        service_variables(&self.config, &self.project_name(), worktree, &mut env)?;
+        Ok(env
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
+    }
+
+    /// The environment of a target; `None` for a worktree pwt does not manage.
+    pub fn environment(&self, target: &Target) -> Result<Option<Environment>> {
+        match target {
+            Target::Leased(l) => self.lease_environment(l).map(Some),
+            Target::Main(e) => self.main_environment(e).map(Some),
+            Target::Unmanaged(_) => Ok(None),
+        }
+    }
+
+    /// The path of a new worktree: `explicit` relative to where pwt runs, or the
+    /// `worktree.path` template relative to the main worktree (the bare directory in a bare
+    /// clone). Refused inside the git directory, on the main worktree, or where a non-empty
+    /// directory stands.
+    pub(crate) fn worktree_path(
+        &self,
+        explicit: Option<&Path>,
+        branch: &str,
+        slug: &str,
+    ) -> Result<PathBuf> {
+        let path = match explicit {
+            Some(p) => self.cwd.join(p),
+            None => {
+                let rendered = self.templates.render(
+                    "worktree.path",
+                    &self.config.worktree.path,
+                    &self.context(branch, slug, &BTreeMap::new()),
+                )?;
+                self.git_dir().join(rendered)
+            }
+        };
+        let path = normalize(&path);
+        let refuse = |why: String| Err(Error::new(ErrorKind::Invalid, why));
+        if path.starts_with(&self.repo.common_dir) {
+            return refuse(format!(
+                "{} is inside the repository's git directory; choose another --path",
+                path.display()
+            ));
+        }
+        if self.repo.main_root.as_ref() == Some(&path) {
+            return refuse(format!(
+                "{} is the main worktree; choose another --path",
+                path.display()
+            ));
+        }
+        let occupied = path.exists()
+            && std::fs::read_dir(&path)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true);
+        if occupied {
+            return Err(Error::new(
+                ErrorKind::Exists,
+                format!("{} already exists and is not empty", path.display()),
+            )
+            .hint("choose another --path, or adopt an existing worktree with `pwt up PATH`"));
+        }
+        Ok(path)
+    }
+}

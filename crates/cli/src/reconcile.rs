@@ -1,0 +1,382 @@
+//! Reconcile (`pwt gc`): find what was left behind ([`Project::reconcile_plan`], from git's
+//! worktree list, the worktrees' env files and the markers on the services), then do one
+//! item at a time ([`Project::reconcile`]), each checked again under the registry lock right
+//! before it happens, so a reconcile and a concurrent `new`, `up` or `rm` cannot hurt each
+//! other. Every removal goes through the one teardown.
+
+use std::path::Path;
+
+use pwt_alloc::{Claim, LeaseState, Owner};
+use pwt_core::{ResourceKind, Resources};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::Reporter;
+use crate::git::changes;
+use crate::paths::shell_word;
+use crate::plan::{Action, GcFacts, GcPlan, Orphan, plan_gc};
+use crate::project::Project;
+use crate::remove::{TeardownPlan, WorktreeStep};
+use crate::services::{Services, chain};
+
+/// What `pwt gc` looks at.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReconcileRequest {
+    /// Also drop data kept by `pwt rm --keep-data`.
+    pub kept: bool,
+    /// Also release leases of repositories that no longer exist.
+    pub all_repos: bool,
+}
+
+/// What a reconcile found, and the services it could not ask.
+#[derive(Clone, Debug, Default)]
+pub struct Reconciliation {
+    /// What it may do, and what it spares.
+    pub plan: GcPlan,
+    /// Services that could not be asked for orphans.
+    pub problems: Vec<String>,
+}
+
+impl Action {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Gone(l) => format!(
+                "{}: worktree gone ({}): remove its data and lease",
+                l.branch.as_str(),
+                l.path.display()
+            ),
+            Self::Undo(l) => format!("{}: set-up interrupted: roll it back", l.branch.as_str()),
+            Self::Finish(l) => format!("{}: teardown interrupted: finish it", l.branch.as_str()),
+            Self::Moved(l, to) => format!(
+                "{}: worktree moved to {}: follow it",
+                l.branch.as_str(),
+                to.display()
+            ),
+            Self::RepoGone(l) => format!(
+                "{}: repository {} is gone: release its lease",
+                l.branch.as_str(),
+                l.repo.display()
+            ),
+            Self::Orphan(o) => format!(
+                "{}: pwt's, but no worktree owns it",
+                o.resources.describe(o.kind).unwrap_or_default()
+            ),
+            Self::Kept(k) => {
+                let what: Vec<String> = k
+                    .resources
+                    .kinds()
+                    .into_iter()
+                    .filter_map(|kind| k.resources.describe(kind))
+                    .collect();
+                format!(
+                    "{}: {}: kept by `pwt rm --keep-data`",
+                    k.branch.as_str(),
+                    what.join(", ")
+                )
+            }
+        }
+    }
+
+    /// The branch it is about, for lease actions.
+    pub fn branch(&self) -> Option<&str> {
+        match self {
+            Self::Gone(l)
+            | Self::Undo(l)
+            | Self::Finish(l)
+            | Self::Moved(l, _)
+            | Self::RepoGone(l) => Some(l.branch.as_str()),
+            Self::Kept(k) => Some(k.branch.as_str()),
+            Self::Orphan(_) => None,
+        }
+    }
+
+    /// True when `pwt gc --yes` does it (kept data only with `--kept`).
+    pub fn is_due(&self, req: &ReconcileRequest) -> bool {
+        !matches!(self, Self::Kept(_)) || req.kept
+    }
+}
+
+impl Project {
+    /// What a reconcile would do in this repository.
+    pub fn reconcile_plan(&self, req: &ReconcileRequest) -> Result<Reconciliation> {
+        let state = self.state()?;
+        let worktrees = self.repo.worktrees()?;
+        let declared = self.declared(None)?;
+        let services = Services::new(self)?;
+        let (found, problems) = services.block_on(services.marked()).unwrap_or_default();
+        let repo_key = self.repo.key();
+        let facts = GcFacts {
+            repo: &self.repo.common_dir,
+            repo_key: &repo_key,
+            worktrees: &worktrees,
+            declared: &declared,
+            found: &found,
+            all_repos: req.all_repos,
+            repo_exists: &|p: &Path| p.exists(),
+            path_exists: &|p: &Path| p.exists(),
+        };
+        Ok(Reconciliation {
+            plan: plan_gc(&state, &facts),
+            problems,
+        })
+    }
+
+    /// Does one item of a reconcile plan, after checking under the lock that it still holds.
+    pub fn reconcile(&self, action: &Action, reporter: &mut dyn Reporter) -> Result<()> {
+        match action {
+            Action::Gone(l) => {
+                let lease = self.mark_removing_in(
+                    &l.repo,
+                    l.branch.as_str(),
+                    |now| {
+                        let gone = now.state == LeaseState::Ready
+                            && !now.path.exists()
+                            && !self.git_lists(now.branch.as_str());
+                        still(gone, now.branch.as_str())
+                    },
+                    TeardownPlan::gone(l),
+                )?;
+                self.finish_teardown(&lease, &TeardownPlan::gone(&lease), reporter)
+            }
+            Action::Undo(l) => {
+                let lease = self.mark_removing_in(
+                    &l.repo,
+                    l.branch.as_str(),
+                    |now| {
+                        still(
+                            now.state == LeaseState::Creating && now.interrupted(),
+                            now.branch.as_str(),
+                        )
+                    },
+                    TeardownPlan::undo(l),
+                )?;
+                self.finish_teardown(&lease, &TeardownPlan::undo(&lease), reporter)
+            }
+            Action::Finish(l) => self.finish_interrupted_teardown(l, reporter),
+            Action::Moved(l, to) => {
+                let to = to.clone();
+                self.update_lease_in(&l.repo, l.branch.as_str(), |now| {
+                    still(
+                        now.path == l.path && !now.path.exists(),
+                        now.branch.as_str(),
+                    )?;
+                    now.path = to;
+                    Ok(())
+                })
+                .map(|_| ())
+            }
+            Action::RepoGone(l) => {
+                let lease = self.mark_removing_in(
+                    &l.repo,
+                    l.branch.as_str(),
+                    |now| still(!now.repo.exists(), now.branch.as_str()),
+                    TeardownPlan::repo_gone(l),
+                )?;
+                self.finish_teardown(&lease, &TeardownPlan::repo_gone(&lease), reporter)
+            }
+            Action::Orphan(o) => self.drop_orphan(o),
+            Action::Kept(k) => {
+                let taken = self.with_state(|state| {
+                    let Some(k) = state.take_kept(&k.repo, k.branch.as_str()) else {
+                        return Ok(None);
+                    };
+                    state.claims.push(claim(
+                        &k.repo,
+                        &pwt_core::owner_marker(&k.repo.to_string_lossy(), k.slug.as_str()),
+                        &k.resources,
+                    ));
+                    Ok(Some(k))
+                })?;
+                let Some(k) = taken else {
+                    return Err(changed(k.branch.as_str()));
+                };
+                let marker = pwt_core::owner_marker(&k.repo.to_string_lossy(), k.slug.as_str());
+                self.drop_claimed(&k.resources, &marker)
+            }
+        }
+    }
+
+    /// True when git lists a worktree of `branch` whose directory exists.
+    fn git_lists(&self, branch: &str) -> bool {
+        self.repo
+            .worktrees()
+            .map(|ws| {
+                ws.iter()
+                    .any(|w| w.exists && w.branch.as_deref() == Some(branch))
+            })
+            .unwrap_or(true)
+    }
+
+    fn mark_removing_in(
+        &self,
+        repo: &Path,
+        branch: &str,
+        check: impl FnOnce(&pwt_alloc::Lease) -> Result<()>,
+        plan: TeardownPlan,
+    ) -> Result<pwt_alloc::Lease> {
+        let leftover = plan.leftover();
+        self.update_lease_in(repo, branch, |l| {
+            if let Some(owner) = l.busy() {
+                return Err(Error::new(
+                    ErrorKind::Busy,
+                    format!("another pwt (pid {}) works on it now", owner.pid),
+                ));
+            }
+            check(l)?;
+            l.state = LeaseState::Removing;
+            l.owner = Some(Owner::current());
+            l.leftover = leftover;
+            Ok(())
+        })
+    }
+
+    fn finish_teardown(
+        &self,
+        lease: &pwt_alloc::Lease,
+        plan: &TeardownPlan,
+        reporter: &mut dyn Reporter,
+    ) -> Result<()> {
+        let report = self.teardown(lease, plan, reporter)?;
+        if report.stuck.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::Incomplete, report.stuck.join("; ")).hint(format!(
+                "the lease stays `removing`; `pwt rm {}` or `pwt gc` finishes it once the cause is fixed",
+                shell_word(lease.branch.as_str())
+            )))
+        }
+    }
+
+    fn finish_interrupted_teardown(
+        &self,
+        l: &pwt_alloc::Lease,
+        reporter: &mut dyn Reporter,
+    ) -> Result<()> {
+        let plan = TeardownPlan::finish(l);
+        if plan.worktree == (WorktreeStep::Remove { force: false }) && l.path.exists() {
+            let dirty = changes(&l.path)?;
+            if !dirty.is_empty() {
+                return Err(
+                    Error::new(ErrorKind::Refused, "it has uncommitted changes").hint(format!(
+                        "`pwt rm --force {}` if they can go",
+                        shell_word(l.branch.as_str())
+                    )),
+                );
+            }
+        }
+        let lease = self.mark_removing_in(
+            &l.repo,
+            l.branch.as_str(),
+            |now| {
+                still(
+                    now.state == LeaseState::Removing && now.interrupted(),
+                    now.branch.as_str(),
+                )
+            },
+            plan,
+        )?;
+        self.finish_teardown(&lease, &TeardownPlan::finish(&lease), reporter)
+    }
+
+    /// Claims an orphan under the lock (refusing when something owns it now), drops it with
+    /// its marker, and lets the claim go.
+    fn drop_orphan(&self, o: &Orphan) -> Result<()> {
+        let declared = self.declared(None)?;
+        if declared_by(&declared, o) {
+            return Err(Error::new(
+                ErrorKind::Busy,
+                "a worktree declares it now; left alone",
+            ));
+        }
+        let claimed = self.with_state(|state| {
+            state.prune_claims();
+            let held = state
+                .leases
+                .iter()
+                .map(|l| &l.resources)
+                .chain(state.kept.iter().map(|k| &k.resources))
+                .chain(state.claims.iter().map(|c| &c.resources))
+                .any(|r| holds(r, o.kind, &o.resources));
+            if held {
+                return Ok(None);
+            }
+            state
+                .claims
+                .push(claim(&self.repo.common_dir, &o.marker, &o.resources));
+            Ok(Some(()))
+        })?;
+        if claimed.is_none() {
+            return Err(Error::new(
+                ErrorKind::Busy,
+                "a worktree owns it now; left alone",
+            ));
+        }
+        self.drop_claimed(&o.resources, &o.marker)
+    }
+
+    /// Drops claimed resources (marker-checked), then forgets the claim, whatever happened.
+    fn drop_claimed(&self, resources: &Resources, marker: &str) -> Result<()> {
+        let services = Services::new(self)?;
+        let steps = services
+            .block_on(services.drop(resources, marker, false, &[]))
+            .unwrap_or_default();
+        let me = Owner::current();
+        self.with_state(|state| {
+            state
+                .claims
+                .retain(|c| !(c.owner == me && c.marker == marker && &c.resources == resources));
+            Ok(Some(()))
+        })?;
+        let failed: Vec<String> = steps
+            .into_iter()
+            .filter_map(|s| s.result.err().map(|e| format!("{}: {}", s.what, chain(&e))))
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::Service, failed.join("; ")))
+        }
+    }
+}
+
+fn claim(repo: &Path, marker: &str, resources: &Resources) -> Claim {
+    Claim {
+        repo: repo.to_owned(),
+        marker: marker.to_owned(),
+        resources: resources.clone(),
+        owner: Owner::current(),
+    }
+}
+
+fn holds(r: &Resources, kind: ResourceKind, o: &Resources) -> bool {
+    match kind {
+        ResourceKind::Database => r.database.is_some() && r.database == o.database,
+        ResourceKind::Vhost => r.vhost.is_some() && r.vhost == o.vhost,
+        ResourceKind::Redis => r.redis.is_some() && r.redis == o.redis,
+    }
+}
+
+fn declared_by(d: &pwt_alloc::Declared, o: &Orphan) -> bool {
+    let r = &o.resources;
+    r.database
+        .as_ref()
+        .is_some_and(|n| d.databases.contains(n.as_str()))
+        || r.vhost
+            .as_ref()
+            .is_some_and(|n| d.vhosts.contains(n.as_str()))
+        || r.redis_prefix()
+            .is_some_and(|p| d.prefixes.contains(p.as_str()))
+        || r.redis_db().is_some_and(|n| d.redis_dbs.contains(&n))
+}
+
+fn still(holds: bool, branch: &str) -> Result<()> {
+    if holds { Ok(()) } else { Err(changed(branch)) }
+}
+
+fn changed(branch: &str) -> Error {
+    Error::new(
+        ErrorKind::Busy,
+        format!("{branch:?} changed since gc looked; left alone"),
+    )
+    .hint("run `pwt gc` again")
+}

@@ -1,0 +1,554 @@
+//! The one teardown. `pwt rm` ([`Project::remove`]), every reconcile action and the undo of a
+//! failed set-up call [`Project::teardown`] with a [`TeardownPlan`] saying what goes; it
+//! drops each resource only with the worktree's marker, removes the worktree last, and
+//! releases the lease only when everything is gone (else it stays `removing`, listing what
+//! is left, so running it again finishes).
+
+use std::ffi::OsStr;
+
+use pwt_alloc::{Lease, LeaseState, Leftover};
+use pwt_core::{BranchName, RedisPrefix, ResourceKind, Resources};
+use pwt_provision::{Outcome, ProvisionError};
+
+use crate::create::lease_marker;
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Reporter};
+use crate::git::changes;
+use crate::hooks::run_hooks;
+use crate::paths::shell_word;
+use crate::project::{Project, Target};
+use crate::services::{Services, chain, with_progress};
+
+/// `pwt rm`.
+#[derive(Clone, Debug, Default)]
+pub struct RemoveRequest {
+    /// Branch, slug or path of the worktree.
+    pub target: String,
+    /// Remove even with uncommitted or untracked changes (they are lost).
+    pub force: bool,
+    /// Keep the database, vhost and Redis data: `pwt new` of the branch finds them again.
+    pub keep_data: bool,
+    /// Keep the worktree directory; release only what pwt set up.
+    pub keep_worktree: bool,
+    /// Also delete the branch (`git branch -d`; with `force`, `-D`).
+    pub delete_branch: bool,
+    /// Run the pre-remove hooks.
+    pub hooks: bool,
+}
+
+/// What `pwt rm` did.
+#[derive(Clone, Debug)]
+pub enum Removal {
+    /// It removed this.
+    Removed(Removed),
+    /// There was nothing to remove, for this reason.
+    Nothing(String),
+}
+
+/// What a removal removed.
+#[derive(Clone, Debug)]
+pub struct Removed {
+    /// The branch.
+    pub branch: BranchName,
+    /// What went (`database "demo_x"`, `the worktree`).
+    pub removed: Vec<String>,
+    /// The data was kept (`keep_data`, with services configured).
+    pub data_kept: bool,
+    /// The branch was deleted.
+    pub branch_deleted: bool,
+}
+
+/// What happens to the worktree directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WorktreeStep {
+    /// `git worktree remove` (twice `--force` with `force`).
+    Remove { force: bool },
+    /// Only the env files pwt wrote go (unless edited).
+    EnvFiles,
+    /// It is gone already: drop git's record (`git worktree prune`).
+    Prune,
+    /// A set-up was adding it: remove it and git's record, whatever state it is in.
+    Made,
+    /// Leave it.
+    Keep,
+}
+
+/// What happens to the branch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BranchStep {
+    /// Leave it.
+    Keep,
+    /// `git branch -d` (`-D` with `force`); a refusal is a warning.
+    Delete { force: bool },
+    /// The set-up being undone made it and never finished, so nobody has committed on it:
+    /// `git branch -D`, quietly.
+    DeleteMade,
+}
+
+/// What a teardown removes.
+#[derive(Clone, Debug)]
+pub(crate) struct TeardownPlan {
+    /// The resources to drop.
+    pub data: Vec<ResourceKind>,
+    /// A set-up recorded it was creating the database: an unmarked one of the name goes too.
+    pub created_database: bool,
+    pub worktree: WorktreeStep,
+    pub branch: BranchStep,
+    /// Run the pre-remove hooks first; `force` goes on when they fail.
+    pub hooks: bool,
+    pub force: bool,
+    /// Resources released as kept data.
+    pub keep: Resources,
+    /// Release the lease at the end (a partial undo of a `ready` worktree keeps it).
+    pub release: bool,
+}
+
+/// What a teardown did.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TeardownReport {
+    pub removed: Vec<String>,
+    /// What is left, with why.
+    pub stuck: Vec<String>,
+    pub branch_deleted: bool,
+}
+
+impl TeardownPlan {
+    fn base(data: Vec<ResourceKind>, worktree: WorktreeStep) -> Self {
+        Self {
+            data,
+            created_database: false,
+            worktree,
+            branch: BranchStep::Keep,
+            hooks: false,
+            force: false,
+            keep: Resources::default(),
+            release: true,
+        }
+    }
+
+    /// Undo an interrupted or failed set-up: exactly what its journal says it was making.
+    pub fn undo(lease: &Lease) -> Self {
+        let j = &lease.journal;
+        let mut p = Self::base(
+            j.creating.clone(),
+            if j.worktree {
+                WorktreeStep::Made
+            } else {
+                WorktreeStep::EnvFiles
+            },
+        );
+        p.created_database = j.creating.contains(&ResourceKind::Database);
+        if j.branch {
+            p.branch = BranchStep::DeleteMade;
+        }
+        p.keep = lease.resources.only(&j.kept);
+        p
+    }
+
+    /// Undo what a set-up of an already ready worktree created; the lease stays.
+    pub fn partial_undo(lease: &Lease) -> Self {
+        let mut p = Self::undo(lease);
+        p.worktree = WorktreeStep::Keep;
+        p.branch = BranchStep::Keep;
+        p.keep = Resources::default();
+        p.release = false;
+        p
+    }
+
+    /// The worktree was deleted outside pwt: its data and git's record go.
+    pub fn gone(lease: &Lease) -> Self {
+        Self::base(lease.resources.kinds(), WorktreeStep::Prune)
+    }
+
+    /// Its repository is gone: the data pwt can reach goes.
+    pub fn repo_gone(lease: &Lease) -> Self {
+        Self::base(lease.resources.kinds(), WorktreeStep::Keep)
+    }
+
+    /// Finish an interrupted teardown: what its leftovers list (or, for an interrupted undo
+    /// of a set-up, the rest of that undo).
+    pub fn finish(lease: &Lease) -> Self {
+        if !lease.journal.is_empty() {
+            return Self::undo(lease);
+        }
+        let data: Vec<ResourceKind> = lease.leftover.iter().filter_map(|l| l.kind()).collect();
+        let worktree = if lease.leftover.contains(&Leftover::Worktree) {
+            WorktreeStep::Remove { force: false }
+        } else {
+            WorktreeStep::Keep
+        };
+        let mut p = Self::base(data.clone(), worktree);
+        let kept: Vec<ResourceKind> = lease
+            .resources
+            .kinds()
+            .into_iter()
+            .filter(|k| !data.contains(k))
+            .collect();
+        p.keep = lease.resources.only(&kept);
+        p
+    }
+
+    /// `pwt rm`.
+    fn rm(lease: &Lease, req: &RemoveRequest, exists: bool) -> Self {
+        let data = if req.keep_data {
+            Vec::new()
+        } else {
+            lease.resources.kinds()
+        };
+        let worktree = match (exists, req.keep_worktree) {
+            (false, _) => WorktreeStep::Prune,
+            (true, true) => WorktreeStep::EnvFiles,
+            (true, false) => WorktreeStep::Remove { force: req.force },
+        };
+        let mut p = Self::base(data, worktree);
+        p.hooks = req.hooks && exists;
+        p.force = req.force;
+        if req.keep_data {
+            p.keep = lease.resources.clone();
+        }
+        if req.delete_branch {
+            p.branch = BranchStep::Delete { force: req.force };
+        }
+        p
+    }
+
+    /// What it will remove, for the lease's leftover list.
+    pub(crate) fn leftover(&self) -> Vec<Leftover> {
+        let mut out: Vec<Leftover> = self.data.iter().map(|k| Leftover::of(*k)).collect();
+        if matches!(
+            self.worktree,
+            WorktreeStep::Remove { .. } | WorktreeStep::Made
+        ) {
+            out.push(Leftover::Worktree);
+        }
+        out
+    }
+}
+
+impl Project {
+    /// Tears a worktree down: pre-remove hooks, its data (each only with its marker), the
+    /// worktree, the lease. Refuses (nothing touched) when the worktree has uncommitted or
+    /// untracked changes, unless `force`; refuses as busy while another pwt sets it up or
+    /// removes it. Never the main worktree.
+    pub fn remove(&self, req: &RemoveRequest, reporter: &mut dyn Reporter) -> Result<Removal> {
+        // A registry that cannot be read is an error, not "nothing to do".
+        self.state()?;
+        let lease = match self.resolve(Some(&req.target)) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Ok(Removal::Nothing(format!(
+                    "no worktree or lease for {:?}",
+                    req.target
+                )));
+            }
+            Err(e) => return Err(e),
+            Ok(Target::Main(_)) => {
+                return Err(Error::new(
+                    ErrorKind::Invalid,
+                    "refusing to remove the main worktree",
+                ));
+            }
+            Ok(Target::Unmanaged(w)) => {
+                return Err(Error::new(
+                    ErrorKind::Invalid,
+                    format!(
+                        "the worktree at {} is not managed by pwt, so pwt will not remove it",
+                        w.root.display()
+                    ),
+                )
+                .hint(format!(
+                    "`git worktree remove {}`",
+                    shell_word(&w.root.display().to_string())
+                )));
+            }
+            Ok(Target::Leased(l)) => l,
+        };
+        if let Some(owner) = lease.busy() {
+            return Err(Error::new(
+                ErrorKind::Busy,
+                format!(
+                    "branch {:?} is being {} by another pwt (pid {})",
+                    lease.branch.as_str(),
+                    if lease.state == LeaseState::Creating {
+                        "set up"
+                    } else {
+                        "removed"
+                    },
+                    owner.pid
+                ),
+            )
+            .hint("wait for it to finish, then try again"));
+        }
+        let exists = lease.path.exists();
+        if exists && !req.keep_worktree && !req.force {
+            self.refuse_dirty(&lease)?;
+        }
+        let plan = if lease.state == LeaseState::Creating {
+            TeardownPlan::undo(&lease)
+        } else {
+            TeardownPlan::rm(&lease, req, exists)
+        };
+        let lease = self.mark_removing(lease.branch.as_str(), plan.leftover(), |_| Ok(()))?;
+        self.options.faults.pause("after-mark-removing");
+        let report = self.teardown(&lease, &plan, reporter)?;
+        if !report.stuck.is_empty() {
+            let left: Vec<&str> = self
+                .state()?
+                .find(&self.repo.common_dir, lease.branch.as_str())
+                .map(|l| l.leftover.iter().map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            let mut msg = format!(
+                "could not remove everything of {:?}; the lease stays `removing` ({}):\n  {}",
+                lease.branch.as_str(),
+                left.join(", "),
+                report.stuck.join("\n  ")
+            );
+            if !report.removed.is_empty() {
+                msg.push_str(&format!("\n  removed: {}", report.removed.join(", ")));
+            }
+            return Err(Error::new(ErrorKind::Incomplete, msg).hint(format!(
+                "fix the cause and run `pwt rm {}` again to finish",
+                shell_word(lease.branch.as_str())
+            )));
+        }
+        Ok(Removal::Removed(Removed {
+            branch: lease.branch.clone(),
+            removed: report.removed,
+            data_kept: req.keep_data && !lease.resources.is_empty(),
+            branch_deleted: report.branch_deleted,
+        }))
+    }
+
+    fn refuse_dirty(&self, lease: &Lease) -> Result<()> {
+        let dirty = changes(&lease.path)?;
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<String> = dirty.iter().take(10).map(|l| format!("    {l}")).collect();
+        let more = match dirty.len() {
+            n if n > 10 => format!("\n    … and {} more", n - 10),
+            _ => String::new(),
+        };
+        Err(Error::new(
+            ErrorKind::Refused,
+            format!(
+                "{} has uncommitted or untracked changes; nothing was removed:\n{}{more}",
+                lease.path.display(),
+                shown.join("\n")
+            ),
+        )
+        .hint("commit or stash them, or pass --force to discard them"))
+    }
+
+    /// The one teardown of `lease`, which this process has marked `removing` (or, for a
+    /// partial undo, which is `ready`).
+    pub(crate) fn teardown(
+        &self,
+        lease: &Lease,
+        plan: &TeardownPlan,
+        reporter: &mut dyn Reporter,
+    ) -> Result<TeardownReport> {
+        let branch = lease.branch.as_str();
+        if plan.hooks {
+            self.pre_remove_hooks(lease, plan.force, reporter)?;
+        }
+        let mut report = TeardownReport::default();
+        let mut left: Vec<Leftover> = Vec::new();
+        self.drop_data(lease, plan, reporter, &mut report, &mut left)?;
+        self.options.faults.pause("after-data");
+        self.worktree_step(lease, plan.worktree, reporter, &mut report, &mut left);
+        self.options.faults.pause("after-worktree");
+        if !left.is_empty() {
+            self.update_lease_in(&lease.repo, branch, |l| {
+                l.state = LeaseState::Removing;
+                l.leftover = left;
+                Ok(())
+            })?;
+            return Ok(report);
+        }
+        if plan.release {
+            self.release(&lease.repo, &lease.branch, &plan.keep)?;
+        }
+        match plan.branch {
+            BranchStep::Keep => {}
+            BranchStep::DeleteMade => report.branch_deleted = self.delete_branch(branch, true).is_ok(),
+            BranchStep::Delete { force } => match self.delete_branch(branch, force) {
+                Ok(()) => report.branch_deleted = true,
+                Err(_) => reporter.report(Event::Warning(format!(
+                    "branch {branch:?} was kept: git refused to delete it (not fully merged?); `git branch -D {}` deletes it anyway",
+                    shell_word(branch)
+                ))),
+            },
+        }
+        Ok(report)
+    }
+
+    fn pre_remove_hooks(
+        &self,
+        lease: &Lease,
+        force: bool,
+        reporter: &mut dyn Reporter,
+    ) -> Result<()> {
+        let env = self.lease_environment(lease)?;
+        let result = run_hooks(
+            "pre-remove",
+            &self.config.hooks.pre_remove,
+            &lease.path,
+            &env,
+            self.options.child_output,
+            &self.options.cancel,
+            reporter,
+        );
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if force => {
+                reporter.report(Event::Warning(format!(
+                    "{}; going on because of --force",
+                    chain(&e)
+                )));
+                Ok(())
+            }
+            Err(e) => {
+                self.update_lease(lease.branch.as_str(), |l| {
+                    l.state = LeaseState::Ready;
+                    l.owner = None;
+                    l.leftover.clear();
+                    Ok(())
+                })?;
+                Err(e
+                    .context("teardown stopped before removing anything")
+                    .hint("fix the hook, or pass --force to go on despite it"))
+            }
+        }
+    }
+
+    fn drop_data(
+        &self,
+        lease: &Lease,
+        plan: &TeardownPlan,
+        reporter: &mut dyn Reporter,
+        report: &mut TeardownReport,
+        left: &mut Vec<Leftover>,
+    ) -> Result<()> {
+        let resources = lease.resources.only(&plan.data);
+        if resources.is_empty() {
+            return Ok(());
+        }
+        let services = Services::new(self)?;
+        if !services.any() {
+            return Ok(());
+        }
+        let spare = self.spared_prefixes(lease)?;
+        let marker = lease_marker(lease);
+        let steps = services
+            .block_on(with_progress(
+                vec!["removing data".into()],
+                reporter,
+                services.drop(&resources, &marker, plan.created_database, &spare),
+            ))
+            .unwrap_or_default();
+        for s in steps {
+            match s.result {
+                Ok(Outcome::Removed) => report.removed.push(s.what),
+                Ok(_) => {}
+                Err(e @ ProvisionError::NotOurs { .. }) => {
+                    reporter.report(Event::Warning(format!("left in place: {e}")));
+                }
+                Err(e) => {
+                    left.push(Leftover::of(s.kind));
+                    report.stuck.push(format!("{}: {}", s.what, chain(&e)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Other holders' Redis prefixes that start with this lease's: their keys match its
+    /// `SCAN MATCH` too, and must stay.
+    fn spared_prefixes(&self, lease: &Lease) -> Result<Vec<RedisPrefix>> {
+        let Some(mine) = lease.resources.redis_prefix() else {
+            return Ok(Vec::new());
+        };
+        let state = self.state()?;
+        let mut out: Vec<RedisPrefix> = state
+            .leases
+            .iter()
+            .filter(|l| !(l.repo == lease.repo && l.branch == lease.branch))
+            .map(|l| &l.resources)
+            .chain(state.kept.iter().map(|k| &k.resources))
+            .filter_map(Resources::redis_prefix)
+            .filter(|p| p.as_str() != mine.as_str() && p.as_str().starts_with(mine.as_str()))
+            .cloned()
+            .collect();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn worktree_step(
+        &self,
+        lease: &Lease,
+        step: WorktreeStep,
+        reporter: &mut dyn Reporter,
+        report: &mut TeardownReport,
+        left: &mut Vec<Leftover>,
+    ) {
+        let path = &lease.path;
+        let prune = [OsStr::new("worktree"), OsStr::new("prune")];
+        let result = match step {
+            WorktreeStep::Keep => return,
+            WorktreeStep::EnvFiles => {
+                for k in self.remove_env_files(path, &lease.files) {
+                    reporter.report(Event::Warning(format!(
+                        "kept {}: it was edited since pwt wrote it",
+                        k.display()
+                    )));
+                }
+                if lease.files.is_empty() {
+                    self.remove_rendered_env_files(lease);
+                }
+                return;
+            }
+            WorktreeStep::Prune => {
+                let _ = self.git_worktree(&prune);
+                return;
+            }
+            WorktreeStep::Made => self.remove_made_worktree(path),
+            WorktreeStep::Remove { .. } if !path.exists() => self.git_worktree(&prune),
+            WorktreeStep::Remove { force } => {
+                let mut args = vec![OsStr::new("worktree"), OsStr::new("remove")];
+                if force {
+                    // Twice: also a locked worktree, as the user asked for force.
+                    args.extend([OsStr::new("--force"), OsStr::new("--force")]);
+                }
+                args.push(path.as_os_str());
+                self.git_worktree(&args)
+            }
+        };
+        match result {
+            Ok(()) if step == WorktreeStep::Made && !lease.journal.worktree => {}
+            Ok(()) => report.removed.push("the worktree".into()),
+            Err(e) => {
+                left.push(Leftover::Worktree);
+                report
+                    .stuck
+                    .push(format!("worktree {}: {}", path.display(), chain(&e)));
+            }
+        }
+    }
+
+    /// An adoption undone before pwt recorded its env files: they go when they are exactly
+    /// what pwt renders for it (so nobody else's file is touched).
+    fn remove_rendered_env_files(&self, lease: &Lease) {
+        let Ok(env) = self.lease_environment(lease) else {
+            return;
+        };
+        let Ok(files) = self.render_env_files(lease.slug.as_str(), &env) else {
+            return;
+        };
+        for (_, name, text, _) in files {
+            let path = lease.path.join(name);
+            if std::fs::read(&path).is_ok_and(|b| b == text.as_bytes()) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}
