@@ -317,7 +317,7 @@ impl Project {
                 ))
             }
         })?;
-        let report = self.teardown(&lease, &TeardownPlan::undo(&lease), reporter)?;
+        let report = self.teardown(&lease, &TeardownPlan::undo_interrupted(&lease), reporter)?;
         match report.stuck.is_empty() {
             true => Ok(()),
             false => Err(Error::new(

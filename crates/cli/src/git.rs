@@ -42,6 +42,10 @@ impl Project {
     /// git's record of it when its directory never came to be. Then the directory itself, if
     /// anything is left: the set-up found it absent or empty, so all in it is its own.
     pub(crate) fn remove_made_worktree(&self, path: &Path) -> Result<()> {
+        // A `git worktree add` pwt started may have left its checkout child going on after
+        // pwt and git itself were killed: it works inside the new worktree. Stop it first.
+        let busy = crate::processes::working_in(path);
+        crate::processes::stop(&busy, Duration::from_secs(2));
         let _guard = self.registry.repo_lock(&self.repo.key())?;
         let dir = self.git_dir();
         let quiet = ChildOutput::Null;
@@ -69,15 +73,7 @@ impl Project {
                 .caused_by(e)
             })?;
         }
-        if path.exists() {
-            std::fs::remove_dir_all(path).map_err(|e| {
-                Error::new(
-                    ErrorKind::Io,
-                    format!("cannot remove the half-made worktree {}", path.display()),
-                )
-                .caused_by(e)
-            })?;
-        }
+        remove_tree(path)?;
         let _ = git(
             &dir,
             &[OsStr::new("worktree"), OsStr::new("prune")],
@@ -127,6 +123,31 @@ impl Project {
             ChildOutput::Null,
             &Cancel::default(),
         )
+    }
+}
+
+/// Removes `path` and all in it, trying again a few times (a process stopped just now may
+/// still have been closing files in it).
+fn remove_tree(path: &Path) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) if tries < 10 => {
+                tries += 1;
+                let busy = crate::processes::working_in(path);
+                crate::processes::stop(&busy, Duration::from_millis(500));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!("cannot remove the half-made worktree {}", path.display()),
+                )
+                .caused_by(e));
+            }
+        }
     }
 }
 

@@ -45,6 +45,7 @@ mod info;
 mod leases;
 mod paths;
 mod plan;
+mod processes;
 mod project;
 mod reconcile;
 mod remove;

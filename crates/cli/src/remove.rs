@@ -101,6 +101,9 @@ pub(crate) struct TeardownPlan {
     pub keep: Resources,
     /// Release the lease at the end (a partial undo of a `ready` worktree keeps it).
     pub release: bool,
+    /// The set-up being undone was killed: a request it had sent may still be landing on a
+    /// server, so what was not there is looked for once more a moment later.
+    pub settle: bool,
 }
 
 /// What a teardown did.
@@ -123,7 +126,15 @@ impl TeardownPlan {
             force: false,
             keep: Resources::default(),
             release: true,
+            settle: false,
         }
+    }
+
+    /// Undo a set-up a stopped pwt left: [`TeardownPlan::undo`], settling first.
+    pub fn undo_interrupted(lease: &Lease) -> Self {
+        let mut p = Self::undo(lease);
+        p.settle = true;
+        p
     }
 
     /// Undo an interrupted or failed set-up: exactly what its journal says it was making.
@@ -169,7 +180,7 @@ impl TeardownPlan {
     /// of a set-up, the rest of that undo).
     pub fn finish(lease: &Lease) -> Self {
         if !lease.journal.is_empty() {
-            return Self::undo(lease);
+            return Self::undo_interrupted(lease);
         }
         let data: Vec<ResourceKind> = lease.leftover.iter().filter_map(|l| l.kind()).collect();
         let worktree = if lease.leftover.contains(&Leftover::Worktree) {
@@ -282,8 +293,9 @@ impl Project {
         if exists && !req.keep_worktree && !req.force {
             self.refuse_dirty(&lease)?;
         }
-        let plan = if lease.state == LeaseState::Creating {
-            TeardownPlan::undo(&lease)
+        // A set-up that stopped half-way, or the undo of one: finish undoing it.
+        let plan = if lease.state == LeaseState::Creating || !lease.journal.is_empty() {
+            TeardownPlan::undo_interrupted(&lease)
         } else {
             TeardownPlan::rm(&lease, req, exists)
         };
@@ -439,13 +451,33 @@ impl Project {
         }
         let spare = self.spared_prefixes(lease)?;
         let marker = lease_marker(lease);
-        let steps = services
+        let mut steps = services
             .block_on(with_progress(
                 vec!["removing data".into()],
                 reporter,
                 services.drop(&resources, &marker, plan.created_database, &spare),
             ))
             .unwrap_or_default();
+        if plan.settle {
+            // Not there (yet): a request the killed pwt sent may still land. PostgreSQL's
+            // drop waits for such a CREATE DATABASE itself (an advisory lock); the others are
+            // looked at once more.
+            let absent: Vec<ResourceKind> = steps
+                .iter()
+                .filter(|s| {
+                    s.kind != ResourceKind::Database && matches!(s.result, Ok(Outcome::Absent))
+                })
+                .map(|s| s.kind)
+                .collect();
+            if !absent.is_empty() {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let again = services
+                    .block_on(services.drop(&resources.only(&absent), &marker, false, &spare))
+                    .unwrap_or_default();
+                steps.retain(|s| !absent.contains(&s.kind));
+                steps.extend(again);
+            }
+        }
         for s in steps {
             match s.result {
                 Ok(Outcome::Removed) => report.removed.push(s.what),

@@ -167,6 +167,30 @@ impl Postgres {
         }
     }
 
+    /// Connects and takes the session advisory lock of `db`'s name, waited for up to a
+    /// minute. Creating, marking and dropping a database all hold it, so a drop waits for a
+    /// `CREATE DATABASE` still running on the server for a pwt that was killed meanwhile: the
+    /// server finishes the statement and only then ends that session, releasing the lock.
+    async fn connect_locked(&self, db: &DbName) -> Result<PgConnection, ProvisionError> {
+        let mut conn = self.connect().await?;
+        let key = i64::from_le_bytes(
+            pwt_core::stable_hash(format!("pwt database {}", db.as_str()).as_bytes()).to_le_bytes(),
+        );
+        let lock = sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(key)
+            .execute(&mut conn);
+        match tokio::time::timeout(Duration::from_secs(60), lock).await {
+            Ok(Ok(_)) => Ok(conn),
+            Ok(Err(e)) => Err(self.failed(format!("locking the name {:?}", db.as_str()), e)),
+            Err(_) => Err(ProvisionError::Failed {
+                service: Service::Postgres,
+                url: self.display_url(),
+                action: format!("locking the name {:?}", db.as_str()),
+                source: msg("another session held it for a minute"),
+            }),
+        }
+    }
+
     /// `None` when the database does not exist, else its comment.
     async fn marker_of(
         &self,
@@ -202,7 +226,7 @@ impl Postgres {
         template: Option<&DbName>,
         marker: &str,
     ) -> Result<Outcome, ProvisionError> {
-        let mut conn = self.connect().await?;
+        let mut conn = self.connect_locked(db).await?;
         match self.marker_of(&mut conn, db.as_str()).await? {
             Some(Some(m)) if m == marker => return Ok(Outcome::Existed),
             Some(found) => return Err(self.not_ours(db.as_str(), found)),
@@ -284,7 +308,7 @@ impl Postgres {
 
     /// Drops `db` if it carries `marker`, disconnecting its clients (`WITH (FORCE)`).
     pub async fn drop(&self, db: &DbName, marker: &str) -> Result<Outcome, ProvisionError> {
-        let mut conn = self.connect().await?;
+        let mut conn = self.connect_locked(db).await?;
         match self.marker_of(&mut conn, db.as_str()).await? {
             None => Ok(Outcome::Absent),
             Some(Some(m)) if m == marker => {
@@ -312,18 +336,17 @@ impl Postgres {
     /// it was about to create `db` (after seeing it absent) and was killed between
     /// `CREATE DATABASE` and marking it. Anything else is not touched.
     pub async fn drop_created(&self, db: &DbName, marker: &str) -> Result<Outcome, ProvisionError> {
-        let mut conn = self.connect().await?;
-        match self.marker_of(&mut conn, db.as_str()).await? {
-            None => Ok(Outcome::Absent),
-            Some(None) => {
+        let mut conn = self.connect_locked(db).await?;
+        let outcome = match self.marker_of(&mut conn, db.as_str()).await? {
+            None => Outcome::Absent,
+            Some(Some(m)) if m != marker => return Err(self.not_ours(db.as_str(), Some(m))),
+            Some(_) => {
                 self.force_drop(&mut conn, db).await?;
-                Ok(Outcome::Removed)
+                Outcome::Removed
             }
-            Some(Some(_)) => {
-                let _ = conn.close().await;
-                self.drop(db, marker).await
-            }
-        }
+        };
+        let _ = conn.close().await;
+        Ok(outcome)
     }
 
     async fn force_drop(&self, conn: &mut PgConnection, db: &DbName) -> Result<(), ProvisionError> {
