@@ -4,6 +4,8 @@
 //! A missing service skips a test locally (with the reason printed) and fails it when `CI`
 //! is set, so CI can never pass by skipping.
 
+pub mod source;
+
 use std::net::TcpStream;
 use std::time::Duration;
 

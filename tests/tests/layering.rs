@@ -125,22 +125,23 @@ fn crates_respect_the_layering_table() {
 fn core_does_no_io() {
     let src = workspace_root().join("crates/core/src");
     let mut problems = Vec::new();
-    for entry in std::fs::read_dir(&src).expect("core sources") {
-        let path = entry.expect("entry").path();
-        let text = std::fs::read_to_string(&path).expect("read");
-        for (i, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or_default();
-            for banned in [
-                "std::fs",
-                "std::net",
-                "std::process",
-                "std::env",
-                "std::time",
-                "tokio",
-            ] {
-                if code.contains(banned) {
-                    problems.push(format!("{}:{}: {banned}", path.display(), i + 1));
-                }
+    for path in pwt_tests::source::rust_files(&src) {
+        let code = pwt_tests::source::code_only(&std::fs::read_to_string(&path).expect("read"));
+        let used = pwt_tests::source::use_paths(&code);
+        for banned in [
+            &["std", "fs"][..],
+            &["std", "net"],
+            &["std", "process"],
+            &["std", "env"],
+            &["std", "time"],
+            &["tokio"],
+        ] {
+            let joined = banned.join("::");
+            let imported = used
+                .iter()
+                .any(|u| u == &joined || u.starts_with(&format!("{joined}::")));
+            if imported || pwt_tests::source::mentions_path(&code, banned) {
+                problems.push(format!("{}: {joined}", path.display()));
             }
         }
     }

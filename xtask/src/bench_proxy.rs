@@ -120,48 +120,7 @@ pub fn run(pwt: &Path) -> Result<()> {
     )?;
     wait_port(up)?;
 
-    // A repository whose main worktree's frontend is the upstream: `localhost` routes there.
-    let repo = dir.join("demo");
-    std::fs::create_dir_all(&repo)?;
-    let git = |args: &[&str]| -> Result<()> {
-        let ok = Command::new("git")
-            .args(args)
-            .current_dir(&repo)
-            .env("HOME", dir.join("home"))
-            .env("GIT_CONFIG_GLOBAL", dir.join("home/.gitconfig"))
-            .status()?
-            .success();
-        if ok {
-            Ok(())
-        } else {
-            bail!("git {args:?} failed")
-        }
-    };
-    std::fs::write(
-        repo.join("pwt.toml"),
-        format!("[ports.services]\nfrontend = {{ env = \"FRONTEND_PORT\", main = {up} }}\n"),
-    )?;
-    git(&["init", "-q"])?;
-    git(&["add", "."])?;
-    git(&["commit", "-q", "-m", "init"])?;
-    let pwt_port = free_port()?;
-    let mut child = Command::new(pwt)
-        .args([
-            "proxy",
-            "--quiet",
-            "--listen",
-            &format!("127.0.0.1:{pwt_port}"),
-        ])
-        .current_dir(&repo)
-        .env("HOME", dir.join("home"))
-        .env("PWT_STATE_DIR", dir.join("state"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    let pwt_proc = Running(child);
-    wait_port(pwt_port)?;
+    let (pwt_proc, pwt_port) = start_pwt_proxy(pwt, &dir, up)?;
 
     let caddy_port = free_port()?;
     let caddy_proc = caddy(
@@ -215,4 +174,52 @@ pub fn run(pwt: &Path) -> Result<()> {
     drop(caddy_proc);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// `pwt proxy` in a scratch repository whose main worktree's frontend is the upstream, so
+/// `localhost` routes there.
+fn start_pwt_proxy(pwt: &Path, dir: &Path, up: u16) -> Result<(Running, u16)> {
+    // A repository whose main worktree's frontend is the upstream: `localhost` routes there.
+    let repo = dir.join("demo");
+    std::fs::create_dir_all(&repo)?;
+    let git = |args: &[&str]| -> Result<()> {
+        let ok = Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .env("HOME", dir.join("home"))
+            .env("GIT_CONFIG_GLOBAL", dir.join("home/.gitconfig"))
+            .status()?
+            .success();
+        if ok {
+            Ok(())
+        } else {
+            bail!("git {args:?} failed")
+        }
+    };
+    std::fs::write(
+        repo.join("pwt.toml"),
+        format!("[ports.services]\nfrontend = {{ env = \"FRONTEND_PORT\", main = {up} }}\n"),
+    )?;
+    git(&["init", "-q"])?;
+    git(&["add", "."])?;
+    git(&["commit", "-q", "-m", "init"])?;
+    let pwt_port = free_port()?;
+    let mut child = Command::new(pwt)
+        .args([
+            "proxy",
+            "--quiet",
+            "--listen",
+            &format!("127.0.0.1:{pwt_port}"),
+        ])
+        .current_dir(&repo)
+        .env("HOME", dir.join("home"))
+        .env("PWT_STATE_DIR", dir.join("state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    let proc = Running(child);
+    wait_port(pwt_port)?;
+    Ok((proc, pwt_port))
 }

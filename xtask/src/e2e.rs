@@ -405,29 +405,62 @@ fn exercise(
 
     let envs: Vec<BTreeMap<String, String>> =
         BRANCHES.iter().map(|b| ctx.env(b)).collect::<Result<_>>()?;
-    let slug = |i: usize| envs[i]["PWT_SLUG"].clone();
-    let port = |i: usize, k: &str| -> Result<u16> {
-        envs[i][k]
+    let w = World {
+        ctx,
+        project,
+        proxy_port,
+        envs,
+    };
+    let (proxy, apps) = start(&w, idp_port, break_isolation)?;
+    check_identity(&w)?;
+    check_todos(&w)?;
+    check_messages_and_counters(&w)?;
+    check_proxy_routes(&w)?;
+    check_oauth(&w)?;
+    drop(apps);
+    check_teardown(&w)?;
+    drop(proxy);
+    println!("✓ end to end: isolation holds");
+    Ok(())
+}
+
+/// The worktrees of the run and their environments.
+struct World<'a> {
+    ctx: &'a Ctx,
+    project: &'a str,
+    proxy_port: u16,
+    envs: Vec<BTreeMap<String, String>>,
+}
+
+impl World<'_> {
+    fn slug(&self, i: usize) -> String {
+        self.envs[i]["PWT_SLUG"].clone()
+    }
+
+    fn port(&self, i: usize, k: &str) -> Result<u16> {
+        self.envs[i][k]
             .parse()
             .with_context(|| format!("{k} of {}", BRANCHES[i]))
-    };
+    }
+}
 
-    identity_provider(
-        idp_port,
-        format!("http://localhost:{proxy_port}/auth/callback"),
-    )?;
-    let mut proxy = ctx
-        .cmd(&ctx.pwt, &["proxy", "--quiet"])
+/// The identity provider, the proxy and each worktree's apps (started with `pwt run`).
+fn start(w: &World<'_>, idp_port: u16, break_isolation: bool) -> Result<(Kill, Vec<Kill>)> {
+    let pp = w.proxy_port;
+    identity_provider(idp_port, format!("http://localhost:{pp}/auth/callback"))?;
+    let mut proxy = w
+        .ctx
+        .cmd(&w.ctx.pwt, &["proxy", "--quiet"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
     let mut line = String::new();
     BufReader::new(proxy.stdout.take().context("proxy stdout")?).read_line(&mut line)?;
-    let _proxy = Kill(proxy);
-    wait_port(proxy_port, "pwt proxy")?;
+    let proxy = Kill(proxy);
+    wait_port(w.proxy_port, "pwt proxy")?;
 
     // Each worktree's app, started with `pwt run` so it gets that worktree's environment.
-    let app = ctx.app.to_string_lossy().into_owned();
+    let app = w.ctx.app.to_string_lossy().into_owned();
     let mut apps = Vec::new();
     for (i, b) in BRANCHES.iter().enumerate() {
         let mut backend_args = vec!["run", b, "--"];
@@ -435,20 +468,22 @@ fn exercise(
         if break_isolation && i == 1 {
             theft = vec![
                 "env".to_owned(),
-                format!("DATABASE_URL={}", envs[0]["DATABASE_URL"]),
-                format!("DATABASE_NAME={}", envs[1]["DATABASE_NAME"]),
+                format!("DATABASE_URL={}", w.envs[0]["DATABASE_URL"]),
+                format!("DATABASE_NAME={}", w.envs[1]["DATABASE_NAME"]),
             ];
             backend_args.extend(theft.iter().map(String::as_str));
         }
         backend_args.extend([app.as_str(), "backend"]);
         apps.push(Kill(
-            ctx.cmd(&ctx.pwt, &backend_args)
+            w.ctx
+                .cmd(&w.ctx.pwt, &backend_args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()?,
         ));
         apps.push(Kill(
-            ctx.cmd(&ctx.pwt, &["run", b, "--", &app, "frontend"])
+            w.ctx
+                .cmd(&w.ctx.pwt, &["run", b, "--", &app, "frontend"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()?,
@@ -456,27 +491,31 @@ fn exercise(
         // One at a time: a backend creates its table on start, and in --break-isolation two
         // of them share a database.
         wait_port(
-            port(i, "BACKEND_PORT")?,
+            w.port(i, "BACKEND_PORT")?,
             &format!("{}'s backend", BRANCHES[i]),
         )?;
         wait_port(
-            port(i, "FRONTEND_PORT")?,
+            w.port(i, "FRONTEND_PORT")?,
             &format!("{}'s frontend", BRANCHES[i]),
         )?;
     }
     ok("each worktree's backend and frontend run with `pwt run`");
 
+    Ok((proxy, apps))
+}
+
+fn check_identity(w: &World<'_>) -> Result<()> {
     // 1. Identity differs per backend.
     let mut seen = Vec::new();
     for i in 0..3 {
         let r = http(
             "GET",
-            &format!("http://localhost:{}/", port(i, "BACKEND_PORT")?),
+            &format!("http://localhost:{}/", w.port(i, "BACKEND_PORT")?),
             None,
         )?;
         let feature = json_field(&r.body, "feature").unwrap_or_default();
         ensure!(
-            feature == slug(i),
+            feature == w.slug(i),
             "identity: {}'s backend says it is {feature:?}",
             BRANCHES[i]
         );
@@ -489,11 +528,15 @@ fn exercise(
     }
     ok("identity differs per backend (FEATURE, port, database, vhost, prefix)");
 
+    Ok(())
+}
+
+fn check_todos(w: &World<'_>) -> Result<()> {
     // 2. A todo posted to one worktree (through its frontend's /api, like the seed's Vite
     // proxy) is absent from the others.
     let posted = http(
         "POST",
-        &format!("http://localhost:{}/api/todos", port(0, "FRONTEND_PORT")?),
+        &format!("http://localhost:{}/api/todos", w.port(0, "FRONTEND_PORT")?),
         Some(r#"{"title": "Implement login flow", "isComplete": false}"#),
     )?;
     ensure!(
@@ -506,7 +549,7 @@ fn exercise(
     for i in 0..3 {
         let r = http(
             "GET",
-            &format!("http://localhost:{}/todos", port(i, "BACKEND_PORT")?),
+            &format!("http://localhost:{}/todos", w.port(i, "BACKEND_PORT")?),
             None,
         )?;
         let has = r.body.contains("Implement login flow");
@@ -527,11 +570,15 @@ fn exercise(
     }
     ok("a todo posted to one worktree is absent from the others (PostgreSQL)");
 
+    Ok(())
+}
+
+fn check_messages_and_counters(w: &World<'_>) -> Result<()> {
     // 3. Messages and counters stay per worktree.
     for i in 0..3 {
         let r = http(
             "GET",
-            &format!("http://localhost:{}/stats", port(i, "BACKEND_PORT")?),
+            &format!("http://localhost:{}/stats", w.port(i, "BACKEND_PORT")?),
             None,
         )?;
         let (messages, counter) = (
@@ -552,29 +599,39 @@ fn exercise(
     }
     ok("messages (RabbitMQ) and counters (Redis) stay per worktree");
 
+    Ok(())
+}
+
+fn check_proxy_routes(w: &World<'_>) -> Result<()> {
+    let pp = w.proxy_port;
     // 4. Each <slug>.localhost reaches its own frontend through the proxy.
     for i in 0..3 {
         let r = http(
             "GET",
-            &format!("http://{}.localhost:{proxy_port}/", slug(i)),
+            &format!("http://{}.localhost:{pp}/", w.slug(i)),
             None,
         )?;
         ensure!(
             r.body
-                .contains(&format!("<span id=feature>{}</span>", slug(i))),
+                .contains(&format!("<span id=feature>{}</span>", w.slug(i))),
             "proxy: {}.localhost did not reach its frontend: {} {}",
-            slug(i),
+            w.slug(i),
             r.status,
             r.body
         );
     }
     ok("each <slug>.localhost reaches its own frontend through `pwt proxy`");
 
+    Ok(())
+}
+
+fn check_oauth(w: &World<'_>) -> Result<()> {
+    let pp = w.proxy_port;
     // 5. An OAuth round trip per worktree through the one registered redirect URI.
     for i in 0..3 {
         let login = http(
             "GET",
-            &format!("http://{}.localhost:{proxy_port}/login", slug(i)),
+            &format!("http://{}.localhost:{pp}/login", w.slug(i)),
             None,
         )?;
         let to_idp = login
@@ -589,7 +646,7 @@ fn exercise(
         );
         let callback = idp.location.context("no callback redirect")?;
         ensure!(
-            callback.starts_with(&format!("http://localhost:{proxy_port}/auth/callback?")),
+            callback.starts_with(&format!("http://localhost:{pp}/auth/callback?")),
             "the IdP redirected to {callback}"
         );
         let routed = http("GET", &callback, None)?;
@@ -602,7 +659,7 @@ fn exercise(
         let landing = routed.location.context("no Location from the proxy")?;
         let expected = format!(
             "http://localhost:{}/auth/callback?",
-            port(i, "FRONTEND_PORT")?
+            w.port(i, "FRONTEND_PORT")?
         );
         ensure!(
             landing.starts_with(&expected),
@@ -615,7 +672,10 @@ fn exercise(
         );
         let done = http("GET", &landing, None)?;
         ensure!(
-            done.status == 200 && done.body.starts_with(&format!("logged in to {}", slug(i))),
+            done.status == 200
+                && done
+                    .body
+                    .starts_with(&format!("logged in to {}", w.slug(i))),
             "{}: {}",
             BRANCHES[i],
             done.body
@@ -623,18 +683,64 @@ fn exercise(
     }
     ok("an OAuth round trip per worktree lands on the right one (state checked by the app)");
 
+    Ok(())
+}
+
+fn check_teardown(w: &World<'_>) -> Result<()> {
+    let pp = w.proxy_port;
+    let p = w.project;
     // 6. Teardown, and proof that nothing of theirs remains.
-    drop(apps);
     for b in BRANCHES {
-        ctx.pwt(&["rm", b])?;
+        w.ctx.pwt(&["rm", b])?;
     }
+    nothing_on_the_servers(p)?;
+    let list = w.ctx.pwt(&["list", "--format", "json"])?;
+    ensure!(
+        BRANCHES
+            .iter()
+            .all(|b| !list.contains(&format!("\"branch\": \"{b}\""))),
+        "teardown: leases remain: {list}"
+    );
+    let worktrees = w.ctx.git(&["worktree", "list", "--porcelain"])?;
+    ensure!(
+        worktrees.matches("worktree ").count() == 1,
+        "teardown: worktrees remain:\n{worktrees}"
+    );
+    std::thread::sleep(Duration::from_millis(500)); // the proxy re-reads the registry every 200 ms
+    let status = http("GET", &format!("http://localhost:{pp}/_pwt"), None)?;
+    for i in 0..3 {
+        ensure!(
+            !status.body.contains(&format!(">{}<", w.slug(i))),
+            "teardown: the proxy still routes {}",
+            w.slug(i)
+        );
+        let r = http(
+            "GET",
+            &format!("http://{}.localhost:{pp}/", w.slug(i)),
+            None,
+        )?;
+        ensure!(
+            !r.body
+                .contains(&format!("<span id=feature>{}</span>", w.slug(i))),
+            "teardown: {}.localhost still reaches it",
+            w.slug(i)
+        );
+    }
+    ok(
+        "pwt rm of all three: no database, vhost, Redis key, lease, route or worktree of theirs remains",
+    );
+    Ok(())
+}
+
+/// No database, vhost or Redis key of the project `p` on the shared servers.
+fn nothing_on_the_servers(p: &str) -> Result<()> {
     let dbs = psql(&[
         "-tAc",
-        &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{project}%'"),
+        &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{p}%'"),
     ])?;
     ensure!(
         dbs.trim() == "0",
-        "teardown: {} databases of {project} remain",
+        "teardown: {} databases of {p} remain",
         dbs.trim()
     );
     let vhosts = output(
@@ -646,60 +752,15 @@ fn exercise(
             "http://127.0.0.1:15672/api/vhosts",
         ],
     )?;
-    ensure!(
-        !vhosts.contains(project),
-        "teardown: a vhost of {project} remains"
-    );
+    ensure!(!vhosts.contains(p), "teardown: a vhost of {p} remains");
     let keys = output(
         "redis-cli",
-        &[
-            "-h",
-            "127.0.0.1",
-            "--scan",
-            "--pattern",
-            &format!("{project}:*"),
-        ],
+        &["-h", "127.0.0.1", "--scan", "--pattern", &format!("{p}:*")],
     )?;
     ensure!(
         keys.trim().is_empty(),
         "teardown: Redis keys remain: {}",
         keys.trim()
     );
-    let list = ctx.pwt(&["list", "--format", "json"])?;
-    ensure!(
-        BRANCHES
-            .iter()
-            .all(|b| !list.contains(&format!("\"branch\": \"{b}\""))),
-        "teardown: leases remain: {list}"
-    );
-    let worktrees = ctx.git(&["worktree", "list", "--porcelain"])?;
-    ensure!(
-        worktrees.matches("worktree ").count() == 1,
-        "teardown: worktrees remain:\n{worktrees}"
-    );
-    std::thread::sleep(Duration::from_millis(500)); // the proxy re-reads the registry every 200 ms
-    let status = http("GET", &format!("http://localhost:{proxy_port}/_pwt"), None)?;
-    for i in 0..3 {
-        ensure!(
-            !status.body.contains(&format!(">{}<", slug(i))),
-            "teardown: the proxy still routes {}",
-            slug(i)
-        );
-        let r = http(
-            "GET",
-            &format!("http://{}.localhost:{proxy_port}/", slug(i)),
-            None,
-        )?;
-        ensure!(
-            !r.body
-                .contains(&format!("<span id=feature>{}</span>", slug(i))),
-            "teardown: {}.localhost still reaches it",
-            slug(i)
-        );
-    }
-    ok(
-        "pwt rm of all three: no database, vhost, Redis key, lease, route or worktree of theirs remains",
-    );
-    println!("✓ end to end: isolation holds");
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::paths::shell_word;
 use crate::plan::LeaseAsk;
 use crate::project::{Project, Target};
 use crate::remove::TeardownPlan;
-use crate::services::{Services, Step, chain, with_progress};
+use crate::services::{Services, Step, chain, lease_marker, service_of, with_progress};
 
 /// `pwt new`: a branch (made if missing), its worktree and environment.
 #[derive(Clone, Debug)]
@@ -551,18 +551,4 @@ fn first_failure(steps: Vec<Step>) -> Option<Error> {
         .into_iter()
         .find_map(|s| s.result.err())
         .map(Error::from)
-}
-
-/// The provision crate's name of a resource kind's service.
-pub(crate) fn service_of(kind: ResourceKind) -> pwt_provision::Service {
-    match kind {
-        ResourceKind::Database => pwt_provision::Service::Postgres,
-        ResourceKind::Vhost => pwt_provision::Service::RabbitMq,
-        ResourceKind::Redis => pwt_provision::Service::Redis,
-    }
-}
-
-/// The marker of a lease's resources.
-pub(crate) fn lease_marker(lease: &Lease) -> String {
-    pwt_core::owner_marker(&lease.repo.to_string_lossy(), lease.slug.as_str())
 }

@@ -156,6 +156,19 @@ impl Project {
                 ));
             }
         }
+        out.extend(self.unmanaged_findings(state, &worktrees));
+        out
+    }
+
+    /// Worktrees git knows that pwt does not manage, and env files missing from
+    /// `info/exclude`.
+    fn unmanaged_findings(
+        &self,
+        state: &State,
+        worktrees: &[pwt_alloc::WorktreeEntry],
+    ) -> Vec<Finding> {
+        let repo = &self.repo.common_dir;
+        let mut out = Vec::new();
         for w in worktrees
             .iter()
             .filter(|w| !w.is_main && w.exists && !state.of_repo(repo).any(|l| l.path == w.root))

@@ -83,6 +83,22 @@ impl Project {
         Ok(())
     }
 
+    /// Finishes a `git worktree remove` that was killed half-way: its `.git` file is gone, so
+    /// git no longer calls it a worktree, but files are left. The teardown that started it
+    /// (checked clean, or forced) asked for all of it to go: the rest goes, and git's record.
+    pub(crate) fn finish_worktree_removal(&self, path: &Path) -> Result<()> {
+        let busy = crate::processes::working_in(path);
+        crate::processes::stop(&busy, Duration::from_secs(2));
+        let _guard = self.registry.repo_lock(&self.repo.key())?;
+        remove_tree(path)?;
+        git(
+            &self.git_dir(),
+            &[OsStr::new("worktree"), OsStr::new("prune")],
+            ChildOutput::Null,
+            &Cancel::default(),
+        )
+    }
+
     /// git's records (`.git/worktrees/<id>`) that point at `path`, or that a killed
     /// `git worktree add` left before writing where they point (named after `path`).
     fn worktree_records_for(&self, path: &Path) -> Vec<PathBuf> {
@@ -143,7 +159,10 @@ fn remove_tree(path: &Path) -> Result<()> {
             Err(e) => {
                 return Err(Error::new(
                     ErrorKind::Io,
-                    format!("cannot remove the half-made worktree {}", path.display()),
+                    format!(
+                        "cannot remove what is left of the worktree {}",
+                        path.display()
+                    ),
                 )
                 .caused_by(e));
             }

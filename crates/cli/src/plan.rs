@@ -91,42 +91,15 @@ pub(crate) fn plan_lease(
         refuse_existing(l, ask.new)?;
     }
     let kept = state.kept_of(facts.repo, branch);
-    let slug = match (existing, kept) {
-        (Some(l), _) => l.slug.clone(),
-        (None, k) => {
-            let taken: HashSet<&str> = state
-                .of_repo(facts.repo)
-                .map(|l| l.slug.as_str())
-                .chain([MAIN_SLUG])
-                .collect();
-            // A branch keeps its slug, so kept data (marked after it) is found again.
-            match k.filter(|k| !taken.contains(k.slug.as_str())) {
-                Some(k) => k.slug.clone(),
-                None => Slug::derive(branch, |s| taken.contains(s)),
-            }
-        }
+    let slug = match existing {
+        Some(l) => l.slug.clone(),
+        None => new_slug(state, facts.repo, branch, kept),
     };
     let path = match existing {
         Some(l) => l.path.clone(),
         None => (fx.path)(&slug)?,
     };
-    if let Some(other) = state
-        .of_repo(facts.repo)
-        .find(|l| l.path == path && l.branch.as_str() != branch)
-    {
-        return Err(Error::new(
-            ErrorKind::Exists,
-            format!(
-                "{} is already leased to branch {:?}",
-                path.display(),
-                other.branch.as_str()
-            ),
-        )
-        .hint(format!(
-            "`pwt rm {}` first, or choose another path",
-            shell_word(other.branch.as_str())
-        )));
-    }
+    refuse_taken_path(state, facts.repo, branch, &path)?;
     let ports = plan_ports(state, facts, branch, existing, &slug, fx)?;
     let mut lease = match existing {
         Some(l) => Lease {
@@ -134,27 +107,7 @@ pub(crate) fn plan_lease(
             updated_at: facts.now,
             ..l.clone()
         },
-        None => Lease {
-            repo: facts.repo.to_owned(),
-            branch: ask.branch.clone(),
-            slug,
-            path,
-            project: facts.project.to_owned(),
-            ports,
-            resources: Resources::default(),
-            state: LeaseState::Creating,
-            owner: Some(facts.owner),
-            journal: Journal {
-                worktree: ask.new,
-                branch: ask.new && ask.creates_branch,
-                ..Journal::default()
-            },
-            files: BTreeMap::new(),
-            pending_hooks: false,
-            leftover: Vec::new(),
-            created_at: facts.now,
-            updated_at: facts.now,
-        },
+        None => new_lease(facts, ask, slug, path, ports),
     };
     if existing.is_none()
         && let Some(k) = kept.filter(|k| k.slug == lease.slug)
@@ -167,6 +120,71 @@ pub(crate) fn plan_lease(
         lease,
         fresh: existing.is_none(),
     })
+}
+
+/// A new branch's slug: the one its kept data is marked after when free (a branch keeps its
+/// slug), else derived.
+fn new_slug(state: &State, repo: &Path, branch: &str, kept: Option<&Kept>) -> Slug {
+    let taken: HashSet<&str> = state
+        .of_repo(repo)
+        .map(|l| l.slug.as_str())
+        .chain([MAIN_SLUG])
+        .collect();
+    match kept.filter(|k| !taken.contains(k.slug.as_str())) {
+        Some(k) => k.slug.clone(),
+        None => Slug::derive(branch, |s| taken.contains(s)),
+    }
+}
+
+fn refuse_taken_path(state: &State, repo: &Path, branch: &str, path: &Path) -> Result<()> {
+    let Some(other) = state
+        .of_repo(repo)
+        .find(|l| l.path == path && l.branch.as_str() != branch)
+    else {
+        return Ok(());
+    };
+    Err(Error::new(
+        ErrorKind::Exists,
+        format!(
+            "{} is already leased to branch {:?}",
+            path.display(),
+            other.branch.as_str()
+        ),
+    )
+    .hint(format!(
+        "`pwt rm {}` first, or choose another path",
+        shell_word(other.branch.as_str())
+    )))
+}
+
+fn new_lease(
+    facts: &LeaseFacts<'_>,
+    ask: &LeaseAsk<'_>,
+    slug: Slug,
+    path: PathBuf,
+    ports: BTreeMap<String, u16>,
+) -> Lease {
+    Lease {
+        repo: facts.repo.to_owned(),
+        branch: ask.branch.clone(),
+        slug,
+        path,
+        project: facts.project.to_owned(),
+        ports,
+        resources: Resources::default(),
+        state: LeaseState::Creating,
+        owner: Some(facts.owner),
+        journal: Journal {
+            worktree: ask.new,
+            branch: ask.new && ask.creates_branch,
+            ..Journal::default()
+        },
+        files: BTreeMap::new(),
+        pending_hooks: false,
+        leftover: Vec::new(),
+        created_at: facts.now,
+        updated_at: facts.now,
+    }
 }
 
 fn refuse_existing(l: &Lease, new: bool) -> Result<()> {

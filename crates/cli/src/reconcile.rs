@@ -253,7 +253,9 @@ impl Project {
         reporter: &mut dyn Reporter,
     ) -> Result<()> {
         let plan = TeardownPlan::finish(l);
-        if plan.worktree == (WorktreeStep::Remove { force: false }) && l.path.exists() {
+        // Half removed already (no `.git`): nothing of the user's can be told apart to keep.
+        let whole = l.path.join(".git").exists();
+        if plan.worktree == (WorktreeStep::Remove { force: false }) && whole {
             let dirty = changes(&l.path)?;
             if !dirty.is_empty() {
                 return Err(

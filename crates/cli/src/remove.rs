@@ -10,14 +10,13 @@ use pwt_alloc::{Lease, LeaseState, Leftover};
 use pwt_core::{BranchName, RedisPrefix, ResourceKind, Resources};
 use pwt_provision::{Outcome, ProvisionError};
 
-use crate::create::lease_marker;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Reporter};
 use crate::git::changes;
 use crate::hooks::run_hooks;
 use crate::paths::shell_word;
 use crate::project::{Project, Target};
-use crate::services::{Services, chain, with_progress};
+use crate::services::{Services, chain, lease_marker, with_progress};
 
 /// `pwt rm`.
 #[derive(Clone, Debug, Default)]
@@ -104,6 +103,9 @@ pub(crate) struct TeardownPlan {
     /// The set-up being undone was killed: a request it had sent may still be landing on a
     /// server, so what was not there is looked for once more a moment later.
     pub settle: bool,
+    /// It finishes a teardown that was interrupted: a worktree half removed by a killed
+    /// `git worktree remove` may be found.
+    pub resume: bool,
 }
 
 /// What a teardown did.
@@ -127,6 +129,7 @@ impl TeardownPlan {
             keep: Resources::default(),
             release: true,
             settle: false,
+            resume: false,
         }
     }
 
@@ -189,6 +192,7 @@ impl TeardownPlan {
             WorktreeStep::Keep
         };
         let mut p = Self::base(data.clone(), worktree);
+        p.resume = true;
         let kept: Vec<ResourceKind> = lease
             .resources
             .kinds()
@@ -244,12 +248,42 @@ impl Project {
     pub fn remove(&self, req: &RemoveRequest, reporter: &mut dyn Reporter) -> Result<Removal> {
         // A registry that cannot be read is an error, not "nothing to do".
         self.state()?;
-        let lease = match self.resolve(Some(&req.target)) {
+        let lease = match self.removable(&req.target)? {
+            Ok(l) => l,
+            Err(why) => return Ok(Removal::Nothing(why)),
+        };
+        let exists = lease.path.exists();
+        if exists && !req.keep_worktree && !req.force {
+            self.refuse_dirty(&lease)?;
+        }
+        // A set-up that stopped half-way, or the undo of one: finish undoing it.
+        let plan = if lease.state == LeaseState::Creating || !lease.journal.is_empty() {
+            TeardownPlan::undo_interrupted(&lease)
+        } else {
+            let mut p = TeardownPlan::rm(&lease, req, exists);
+            p.resume = lease.state == LeaseState::Removing;
+            p
+        };
+        let lease = self.mark_removing(lease.branch.as_str(), plan.leftover(), |_| Ok(()))?;
+        self.options.faults.pause("after-mark-removing");
+        let report = self.teardown(&lease, &plan, reporter)?;
+        if !report.stuck.is_empty() {
+            return Err(self.incomplete(&lease, &report));
+        }
+        Ok(Removal::Removed(Removed {
+            branch: lease.branch.clone(),
+            removed: report.removed,
+            data_kept: req.keep_data && !lease.resources.is_empty(),
+            branch_deleted: report.branch_deleted,
+        }))
+    }
+
+    /// The lease `pwt rm` may remove (or why there is nothing to do): never the main
+    /// worktree, one pwt does not manage, or one another live pwt works on.
+    fn removable(&self, target: &str) -> Result<std::result::Result<Lease, String>> {
+        let lease = match self.resolve(Some(target)) {
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Ok(Removal::Nothing(format!(
-                    "no worktree or lease for {:?}",
-                    req.target
-                )));
+                return Ok(Err(format!("no worktree or lease for {target:?}")));
             }
             Err(e) => return Err(e),
             Ok(Target::Main(_)) => {
@@ -289,45 +323,34 @@ impl Project {
             )
             .hint("wait for it to finish, then try again"));
         }
-        let exists = lease.path.exists();
-        if exists && !req.keep_worktree && !req.force {
-            self.refuse_dirty(&lease)?;
+        Ok(Ok(lease))
+    }
+
+    /// The error of a teardown that left something: what is left, what went, and how to
+    /// finish.
+    fn incomplete(&self, lease: &Lease, report: &TeardownReport) -> Error {
+        let left: Vec<&str> = self
+            .state()
+            .ok()
+            .and_then(|s| {
+                s.find(&self.repo.common_dir, lease.branch.as_str())
+                    .cloned()
+            })
+            .map(|l| l.leftover.iter().map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        let mut msg = format!(
+            "could not remove everything of {:?}; the lease stays `removing` ({}):\n  {}",
+            lease.branch.as_str(),
+            left.join(", "),
+            report.stuck.join("\n  ")
+        );
+        if !report.removed.is_empty() {
+            msg.push_str(&format!("\n  removed: {}", report.removed.join(", ")));
         }
-        // A set-up that stopped half-way, or the undo of one: finish undoing it.
-        let plan = if lease.state == LeaseState::Creating || !lease.journal.is_empty() {
-            TeardownPlan::undo_interrupted(&lease)
-        } else {
-            TeardownPlan::rm(&lease, req, exists)
-        };
-        let lease = self.mark_removing(lease.branch.as_str(), plan.leftover(), |_| Ok(()))?;
-        self.options.faults.pause("after-mark-removing");
-        let report = self.teardown(&lease, &plan, reporter)?;
-        if !report.stuck.is_empty() {
-            let left: Vec<&str> = self
-                .state()?
-                .find(&self.repo.common_dir, lease.branch.as_str())
-                .map(|l| l.leftover.iter().map(|x| x.as_str()).collect())
-                .unwrap_or_default();
-            let mut msg = format!(
-                "could not remove everything of {:?}; the lease stays `removing` ({}):\n  {}",
-                lease.branch.as_str(),
-                left.join(", "),
-                report.stuck.join("\n  ")
-            );
-            if !report.removed.is_empty() {
-                msg.push_str(&format!("\n  removed: {}", report.removed.join(", ")));
-            }
-            return Err(Error::new(ErrorKind::Incomplete, msg).hint(format!(
-                "fix the cause and run `pwt rm {}` again to finish",
-                shell_word(lease.branch.as_str())
-            )));
-        }
-        Ok(Removal::Removed(Removed {
-            branch: lease.branch.clone(),
-            removed: report.removed,
-            data_kept: req.keep_data && !lease.resources.is_empty(),
-            branch_deleted: report.branch_deleted,
-        }))
+        Error::new(ErrorKind::Incomplete, msg).hint(format!(
+            "fix the cause and run `pwt rm {}` again to finish",
+            shell_word(lease.branch.as_str())
+        ))
     }
 
     fn refuse_dirty(&self, lease: &Lease) -> Result<()> {
@@ -367,7 +390,7 @@ impl Project {
         let mut left: Vec<Leftover> = Vec::new();
         self.drop_data(lease, plan, reporter, &mut report, &mut left)?;
         self.options.faults.pause("after-data");
-        self.worktree_step(lease, plan.worktree, reporter, &mut report, &mut left);
+        self.worktree_step(lease, plan, reporter, &mut report, &mut left);
         self.options.faults.pause("after-worktree");
         if !left.is_empty() {
             self.update_lease_in(&lease.repo, branch, |l| {
@@ -518,12 +541,13 @@ impl Project {
     fn worktree_step(
         &self,
         lease: &Lease,
-        step: WorktreeStep,
+        plan: &TeardownPlan,
         reporter: &mut dyn Reporter,
         report: &mut TeardownReport,
         left: &mut Vec<Leftover>,
     ) {
         let path = &lease.path;
+        let step = plan.worktree;
         let prune = [OsStr::new("worktree"), OsStr::new("prune")];
         let result = match step {
             WorktreeStep::Keep => return,
@@ -545,6 +569,11 @@ impl Project {
             }
             WorktreeStep::Made => self.remove_made_worktree(path),
             WorktreeStep::Remove { .. } if !path.exists() => self.git_worktree(&prune),
+            // A removal killed half-way left files without the `.git` that made them a
+            // worktree: finish it.
+            WorktreeStep::Remove { .. } if plan.resume && !path.join(".git").exists() => {
+                self.finish_worktree_removal(path)
+            }
             WorktreeStep::Remove { force } => {
                 let mut args = vec![OsStr::new("worktree"), OsStr::new("remove")];
                 if force {

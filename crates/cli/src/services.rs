@@ -332,3 +332,17 @@ pub(crate) async fn with_progress<T>(
         }
     }
 }
+
+/// The provision crate's name of a resource kind's service.
+pub(crate) fn service_of(kind: ResourceKind) -> pwt_provision::Service {
+    match kind {
+        ResourceKind::Database => pwt_provision::Service::Postgres,
+        ResourceKind::Vhost => pwt_provision::Service::RabbitMq,
+        ResourceKind::Redis => pwt_provision::Service::Redis,
+    }
+}
+
+/// The marker of a lease's resources.
+pub(crate) fn lease_marker(lease: &pwt_alloc::Lease) -> String {
+    pwt_core::owner_marker(&lease.repo.to_string_lossy(), lease.slug.as_str())
+}

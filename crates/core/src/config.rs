@@ -329,6 +329,60 @@ impl Config {
 
     /// Checks what serde cannot: ranges, names, references between keys.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_ports()?;
+        let services = self.services();
+        if let Some(route) = &self.proxy.route
+            && !services.contains_key(route)
+        {
+            let known: Vec<_> = services.keys().map(String::as_str).collect();
+            return Err(bad(
+                "proxy.route",
+                format!("{route:?} is not a service; known: {}", known.join(", ")),
+            ));
+        }
+        if !self.proxy.callback.starts_with('/') {
+            return Err(bad(
+                "proxy.callback",
+                "the callback path must start with '/'",
+            ));
+        }
+        for key in self.env.keys() {
+            if !is_env_name(key) {
+                return Err(bad(
+                    format!("env.{key}"),
+                    "not a valid environment variable name",
+                ));
+            }
+        }
+        if let Some(p) = &self.project
+            && p.trim().is_empty()
+        {
+            return Err(bad("project", "the project name is empty"));
+        }
+        if self.worktree.path.trim().is_empty() {
+            return Err(bad("worktree.path", "the path template is empty"));
+        }
+        for (key, hooks) in [
+            ("hooks.post-create", &self.hooks.post_create),
+            ("hooks.pre-remove", &self.hooks.pre_remove),
+        ] {
+            if hooks.iter().any(|h| h.trim().is_empty()) {
+                return Err(bad(key, "a hook command is empty"));
+            }
+        }
+        if let Some(r) = &self.redis
+            && r.databases < 2
+        {
+            return Err(bad(
+                "redis.databases",
+                "needs at least 2 (DB 0 stays the main worktree's)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[ports]`: the range and each service's name, variable and main port.
+    fn validate_ports(&self) -> Result<(), ConfigError> {
         let [lo, hi] = self.ports.range;
         if lo == 0 || lo > hi {
             return Err(bad(
@@ -377,53 +431,6 @@ impl Config {
                     "port 0 means \"any port\"; give a real port",
                 ));
             }
-        }
-        if let Some(route) = &self.proxy.route
-            && !services.contains_key(route)
-        {
-            let known: Vec<_> = services.keys().map(String::as_str).collect();
-            return Err(bad(
-                "proxy.route",
-                format!("{route:?} is not a service; known: {}", known.join(", ")),
-            ));
-        }
-        if !self.proxy.callback.starts_with('/') {
-            return Err(bad(
-                "proxy.callback",
-                "the callback path must start with '/'",
-            ));
-        }
-        for key in self.env.keys() {
-            if !is_env_name(key) {
-                return Err(bad(
-                    format!("env.{key}"),
-                    "not a valid environment variable name",
-                ));
-            }
-        }
-        if let Some(p) = &self.project
-            && p.trim().is_empty()
-        {
-            return Err(bad("project", "the project name is empty"));
-        }
-        if self.worktree.path.trim().is_empty() {
-            return Err(bad("worktree.path", "the path template is empty"));
-        }
-        for (key, hooks) in [
-            ("hooks.post-create", &self.hooks.post_create),
-            ("hooks.pre-remove", &self.hooks.pre_remove),
-        ] {
-            if hooks.iter().any(|h| h.trim().is_empty()) {
-                return Err(bad(key, "a hook command is empty"));
-            }
-        }
-        if let Some(r) = &self.redis
-            && r.databases < 2
-        {
-            return Err(bad(
-                "redis.databases",
-                "needs at least 2 (DB 0 stays the main worktree's)",
-            ));
         }
         Ok(())
     }

@@ -41,7 +41,45 @@ pub fn caddyfile(table: &RouteTable, port: u16) -> String {
         listing.join("; ")
     );
 
-    // OAuth callback, routed by the state's slug; one state only.
+    callback_block(&mut out, table);
+
+    // <slug>.localhost, then /<slug>/…
+    for t in table.worktrees.values() {
+        let m = matcher_name(&t.slug);
+        let _ = writeln!(out, "\t\t@host_{m} host {}.localhost", t.slug);
+        let _ = writeln!(
+            out,
+            "\t\thandle @host_{m} {{\n\t\t\treverse_proxy 127.0.0.1:{}\n\t\t}}",
+            t.port
+        );
+    }
+    for t in table.worktrees.values() {
+        let m = matcher_name(&t.slug);
+        let _ = writeln!(out, "\t\t@path_{m} path /{s} /{s}/*", s = t.slug);
+        let _ = writeln!(
+            out,
+            "\t\thandle @path_{m} {{\n\t\t\treverse_proxy 127.0.0.1:{}\n\t\t}}",
+            t.port
+        );
+    }
+    match &table.main {
+        Some(m) => {
+            let _ = writeln!(
+                out,
+                "\t\thandle {{\n\t\t\treverse_proxy 127.0.0.1:{}\n\t\t}}",
+                m.port
+            );
+        }
+        None => {
+            let _ = writeln!(out, "\t\thandle {{\n\t\t\trespond \"no route\" 404\n\t\t}}");
+        }
+    }
+    let _ = writeln!(out, "\t}}\n}}");
+    out
+}
+
+/// The OAuth callback, routed by the state's slug; one state only.
+fn callback_block(out: &mut String, table: &RouteTable) {
     let cb = &table.callback;
     // `route` keeps the order as written (Caddy would otherwise run every redir before
     // any respond).
@@ -81,38 +119,4 @@ pub fn caddyfile(table: &RouteTable, port: u16) -> String {
         "\t\t\trespond \"unroutable OAuth callback: unknown or missing state\" 400"
     );
     let _ = writeln!(out, "\t\t\t}}\n\t\t}}\n");
-
-    // <slug>.localhost, then /<slug>/…
-    for t in table.worktrees.values() {
-        let m = matcher_name(&t.slug);
-        let _ = writeln!(out, "\t\t@host_{m} host {}.localhost", t.slug);
-        let _ = writeln!(
-            out,
-            "\t\thandle @host_{m} {{\n\t\t\treverse_proxy 127.0.0.1:{}\n\t\t}}",
-            t.port
-        );
-    }
-    for t in table.worktrees.values() {
-        let m = matcher_name(&t.slug);
-        let _ = writeln!(out, "\t\t@path_{m} path /{s} /{s}/*", s = t.slug);
-        let _ = writeln!(
-            out,
-            "\t\thandle @path_{m} {{\n\t\t\treverse_proxy 127.0.0.1:{}\n\t\t}}",
-            t.port
-        );
-    }
-    match &table.main {
-        Some(m) => {
-            let _ = writeln!(
-                out,
-                "\t\thandle {{\n\t\t\treverse_proxy 127.0.0.1:{}\n\t\t}}",
-                m.port
-            );
-        }
-        None => {
-            let _ = writeln!(out, "\t\thandle {{\n\t\t\trespond \"no route\" 404\n\t\t}}");
-        }
-    }
-    let _ = writeln!(out, "\t}}\n}}");
-    out
 }

@@ -317,38 +317,10 @@ impl Proxy {
                 target,
                 status,
                 location,
-            } => {
-                let route = format!("redirect {}:{}", target.slug, target.port);
-                if !listening(target.port, self.options.connect_timeout).await {
-                    (
-                        route,
-                        html(StatusCode::BAD_GATEWAY, page::bad_gateway(&target)),
-                    )
-                } else {
-                    match HeaderValue::from_str(&location) {
-                        Ok(loc) => {
-                            let mut r = html(
-                                StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND),
-                                String::new(),
-                            );
-                            r.headers_mut().insert(header::LOCATION, loc);
-                            (route, r)
-                        }
-                        Err(_) => (
-                            route,
-                            html(
-                                StatusCode::BAD_REQUEST,
-                                page::reject(
-                                    "the callback URL is malformed",
-                                    &table,
-                                    port,
-                                    &listening_blocking,
-                                ),
-                            ),
-                        ),
-                    }
-                }
-            }
+            } => (
+                format!("redirect {}:{}", target.slug, target.port),
+                self.redirect(&target, status, &location, &table).await,
+            ),
             Decision::Forward(target) => (
                 format!("{}:{}", target.slug, target.port),
                 self.forward(req, &target, peer).await,
@@ -365,6 +337,38 @@ impl Proxy {
             });
         }
         resp
+    }
+
+    /// A callback's redirect to a worktree, or a page saying why not.
+    async fn redirect(
+        &self,
+        target: &Target,
+        status: u16,
+        location: &str,
+        table: &RouteTable,
+    ) -> Response<Body> {
+        if !listening(target.port, self.options.connect_timeout).await {
+            return html(StatusCode::BAD_GATEWAY, page::bad_gateway(target));
+        }
+        match HeaderValue::from_str(location) {
+            Ok(loc) => {
+                let mut r = html(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND),
+                    String::new(),
+                );
+                r.headers_mut().insert(header::LOCATION, loc);
+                r
+            }
+            Err(_) => html(
+                StatusCode::BAD_REQUEST,
+                page::reject(
+                    "the callback URL is malformed",
+                    table,
+                    self.options.public_port,
+                    &listening_blocking,
+                ),
+            ),
+        }
     }
 
     async fn forward(

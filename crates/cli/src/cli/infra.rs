@@ -232,35 +232,7 @@ pub fn run(cwd: &Path, args: InfraArgs) -> Result<i32> {
             print!("{COMPOSE_FILE}");
             Ok(exit_codes::OK)
         }
-        InfraAction::Up => {
-            note("starting PostgreSQL, RabbitMQ and Redis (Compose project \"pwt\") ...");
-            let v2 = compose_command().is_some_and(|c| c.len() == 2);
-            if v2 {
-                compose(&["up", "-d", "--wait"])?;
-            } else {
-                // Compose v1 has no --wait: poll the published ports instead.
-                compose(&["up", "-d"])?;
-                let deadline = Instant::now() + Duration::from_secs(180);
-                for c in checks(None) {
-                    while !reachable(&c.host, c.port) {
-                        if Instant::now() > deadline {
-                            bail!(
-                                "{} did not come up on {}:{} within 3 minutes",
-                                c.service,
-                                c.host,
-                                c.port
-                            );
-                        }
-                        std::thread::sleep(Duration::from_millis(500));
-                    }
-                }
-            }
-            println!(
-                "{} shared services are up (`pwt infra status` shows them)",
-                Style::stdout().green("✓")
-            );
-            Ok(exit_codes::OK)
-        }
+        InfraAction::Up => up(),
         InfraAction::Down { volumes } => {
             let mut a = vec!["down"];
             if volumes {
@@ -277,64 +249,94 @@ pub fn run(cwd: &Path, args: InfraArgs) -> Result<i32> {
             );
             Ok(exit_codes::OK)
         }
-        InfraAction::Status { format } => {
-            let opened = super::open(cwd, false).ok();
-            let in_compose = compose_running();
-            let rows: Vec<_> = checks(opened.as_ref().map(|o| o.project.config()))
-                .into_iter()
-                .map(|c| {
-                    let up = reachable(&c.host, c.port);
-                    let base = c.service.trim_end_matches("-management");
-                    let runs = if !up {
-                        "-"
-                    } else if in_compose.iter().any(|s| s == base) {
-                        "compose"
-                    } else {
-                        "native"
-                    };
-                    (c, up, runs)
-                })
-                .collect();
-            let all_up = rows.iter().all(|(_, up, _)| *up);
-            if format == Format::Json {
-                let items: Vec<_> = rows
-                    .iter()
-                    .map(|(c, up, runs)| json!({ "service": c.service, "url": c.url, "reachable": up, "runs_in": runs, "hint": (!up).then(|| fix_hint(c.service)) }))
-                    .collect();
-                print_json(&json!({ "services": items }));
-            } else {
-                let style = Style::stdout();
-                let table: Vec<Vec<String>> = rows
-                    .iter()
-                    .map(|(c, up, runs)| {
-                        vec![
-                            c.service.to_owned(),
-                            c.url.clone(),
-                            if *up {
-                                style.green("up")
-                            } else {
-                                style.red("down")
-                            },
-                            (*runs).to_owned(),
-                            if *up {
-                                String::new()
-                            } else {
-                                fix_hint(c.service).to_owned()
-                            },
-                        ]
-                    })
-                    .collect();
-                print_table(
-                    style,
-                    &["SERVICE", "URL", "STATE", "RUNS IN", "FIX"],
-                    &table,
-                );
+        InfraAction::Status { format } => status(cwd, format),
+    }
+}
+
+fn up() -> Result<i32> {
+    note("starting PostgreSQL, RabbitMQ and Redis (Compose project \"pwt\") ...");
+    let v2 = compose_command().is_some_and(|c| c.len() == 2);
+    if v2 {
+        compose(&["up", "-d", "--wait"])?;
+    } else {
+        // Compose v1 has no --wait: poll the published ports instead.
+        compose(&["up", "-d"])?;
+        let deadline = Instant::now() + Duration::from_secs(180);
+        for c in checks(None) {
+            while !reachable(&c.host, c.port) {
+                if Instant::now() > deadline {
+                    bail!(
+                        "{} did not come up on {}:{} within 3 minutes",
+                        c.service,
+                        c.host,
+                        c.port
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(500));
             }
-            Ok(if all_up {
-                exit_codes::OK
-            } else {
-                exit_codes::FAILURE
-            })
         }
     }
+    println!(
+        "{} shared services are up (`pwt infra status` shows them)",
+        Style::stdout().green("✓")
+    );
+    Ok(exit_codes::OK)
+}
+
+fn status(cwd: &Path, format: Format) -> Result<i32> {
+    let opened = super::open(cwd, false).ok();
+    let in_compose = compose_running();
+    let rows: Vec<_> = checks(opened.as_ref().map(|o| o.project.config()))
+        .into_iter()
+        .map(|c| {
+            let up = reachable(&c.host, c.port);
+            let base = c.service.trim_end_matches("-management");
+            let runs = if !up {
+                "-"
+            } else if in_compose.iter().any(|s| s == base) {
+                "compose"
+            } else {
+                "native"
+            };
+            (c, up, runs)
+        })
+        .collect();
+    let all_up = rows.iter().all(|(_, up, _)| *up);
+    if format == Format::Json {
+        let items: Vec<_> = rows
+            .iter()
+            .map(|(c, up, runs)| json!({ "service": c.service, "url": c.url, "reachable": up, "runs_in": runs, "hint": (!up).then(|| fix_hint(c.service)) }))
+            .collect();
+        print_json(&json!({ "services": items }));
+    } else {
+        let style = Style::stdout();
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|(c, up, runs)| {
+                let state = if *up {
+                    style.green("up")
+                } else {
+                    style.red("down")
+                };
+                let fix = if *up { "" } else { fix_hint(c.service) };
+                vec![
+                    c.service.to_owned(),
+                    c.url.clone(),
+                    state,
+                    (*runs).to_owned(),
+                    fix.to_owned(),
+                ]
+            })
+            .collect();
+        print_table(
+            style,
+            &["SERVICE", "URL", "STATE", "RUNS IN", "FIX"],
+            &table,
+        );
+    }
+    Ok(if all_up {
+        exit_codes::OK
+    } else {
+        exit_codes::FAILURE
+    })
 }

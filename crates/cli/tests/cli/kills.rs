@@ -423,8 +423,8 @@ fn killed_at_random_moments_and_at_every_step_gc_leaves_nothing_behind() {
     // Random moments, over about the time each operation takes.
     let span_ms = |op: Op| match op {
         Op::New => 900,
-        Op::Up => 600,
-        Op::Rm => 500,
+        Op::Up => 350,
+        Op::Rm => 250,
     };
     for i in 0..kills {
         let op = match rng.below(10) {
