@@ -271,6 +271,15 @@ pub(crate) fn changes(root: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
+/// [`changes`] of a worktree whose removal was interrupted: files the killed
+/// `git worktree remove` already deleted (` D`) are that removal's, not the user's.
+pub(crate) fn changes_besides_removal(root: &Path) -> Result<Vec<String>> {
+    Ok(changes(root)?
+        .into_iter()
+        .filter(|l| !l.starts_with(" D "))
+        .collect())
+}
+
 /// The `git worktree add` command line: `-b BRANCH PATH [BASE]` for a new branch, or `PATH
 /// BRANCH` to check out an existing one (local, or git's tracking checkout of a remote one).
 pub(crate) fn add_args(

@@ -11,7 +11,7 @@ use pwt_core::{ResourceKind, Resources};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Reporter;
-use crate::git::changes;
+use crate::git::changes_besides_removal;
 use crate::paths::shell_word;
 use crate::plan::{Action, GcFacts, GcPlan, Orphan, plan_gc};
 use crate::project::Project;
@@ -256,7 +256,7 @@ impl Project {
         // Half removed already (no `.git`): nothing of the user's can be told apart to keep.
         let whole = l.path.join(".git").exists();
         if plan.worktree == (WorktreeStep::Remove { force: false }) && whole {
-            let dirty = changes(&l.path)?;
+            let dirty = changes_besides_removal(&l.path)?;
             if !dirty.is_empty() {
                 return Err(
                     Error::new(ErrorKind::Refused, "it has uncommitted changes").hint(format!(

@@ -12,7 +12,7 @@ use pwt_provision::{Outcome, ProvisionError};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Reporter};
-use crate::git::changes;
+use crate::git::{changes, changes_besides_removal};
 use crate::hooks::run_hooks;
 use crate::paths::shell_word;
 use crate::project::{Project, Target};
@@ -354,7 +354,13 @@ impl Project {
     }
 
     fn refuse_dirty(&self, lease: &Lease) -> Result<()> {
-        let dirty = changes(&lease.path)?;
+        let dirty = if lease.state == LeaseState::Removing
+            && lease.leftover.contains(&Leftover::Worktree)
+        {
+            changes_besides_removal(&lease.path)?
+        } else {
+            changes(&lease.path)?
+        };
         if dirty.is_empty() {
             return Ok(());
         }
