@@ -184,7 +184,7 @@ fn bench_new(pwt: &Path, rounds: usize) -> Result<()> {
     );
     header();
     row("git worktree add -b (baseline)", &g, None, "");
-    row("pwt new (2 ports, 2 env files)", &p, Some(&g), "<= 1.50x");
+    row("pwt new (2 ports, 2 env files)", &p, Some(&g), "<= 1.20x");
     println!(
         "overhead of pwt over git: {} (median)",
         ms(p.median.saturating_sub(g.median))

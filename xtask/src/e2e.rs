@@ -657,10 +657,9 @@ fn check_oauth(w: &World<'_>) -> Result<()> {
             routed.body
         );
         let landing = routed.location.context("no Location from the proxy")?;
-        let expected = format!(
-            "http://localhost:{}/auth/callback?",
-            w.port(i, "FRONTEND_PORT")?
-        );
+        // The proxy learned the state from the app's redirect to the provider: the browser
+        // goes back to the origin its login began on, with that origin's cookies.
+        let expected = format!("http://{}.localhost:{pp}/auth/callback?", w.slug(i));
         ensure!(
             landing.starts_with(&expected),
             "isolation broken: oauth: {}'s callback went to {landing}",
@@ -681,7 +680,7 @@ fn check_oauth(w: &World<'_>) -> Result<()> {
             done.body
         );
     }
-    ok("an OAuth round trip per worktree lands on the right one (state checked by the app)");
+    ok("an OAuth round trip per worktree lands back on its own <slug>.localhost (state checked by the app)");
 
     Ok(())
 }

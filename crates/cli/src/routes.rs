@@ -50,6 +50,8 @@ impl Project {
             worktrees,
             main,
             callback: self.config.proxy.callback.clone(),
+            port: pwt_core::proxy_port(&self.config.proxy.listen).unwrap_or(8080),
+            strip_prefix: self.config.proxy.strip_prefix,
         }
     }
 }

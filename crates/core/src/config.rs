@@ -258,6 +258,8 @@ pub struct ProxyConfig {
     pub route: Option<String>,
     /// The one OAuth redirect path.
     pub callback: String,
+    /// Path routes `/<slug>/…` reach the worktree without the `/<slug>` prefix.
+    pub strip_prefix: bool,
 }
 
 impl Default for ProxyConfig {
@@ -266,6 +268,7 @@ impl Default for ProxyConfig {
             listen: "127.0.0.1:8080".into(),
             route: None,
             callback: "/auth/callback".into(),
+            strip_prefix: false,
         }
     }
 }

@@ -1,12 +1,22 @@
 //! `pwt proxy caddyfile`: the route table as a Caddyfile, for people who keep Caddy.
 //!
-//! The decisions match [`RouteTable::decide`] with one exception Caddy cannot express: a
-//! callback for a registered worktree whose server is down is redirected anyway (pwt's own
-//! proxy answers 502 instead).
+//! The decisions match [`RouteTable::decide`] for everything a Caddyfile can express: the
+//! loopback-only `Host` check (421), the status page, `<slug>.localhost`, path routes
+//! (stripped or not), the callback by the state's slug prefix, both loopbacks upstream. What
+//! Caddy cannot do is said in the file itself: learn states from authorization redirects
+//! (so a client library's own random state is refused), read a form_post body (so such a
+//! callback is refused), and answer 502 when a worktree's server is down.
 
 use std::fmt::Write as _;
 
 use crate::route::RouteTable;
+
+/// `reverse_proxy` to a worktree's port on whichever loopback listens.
+fn upstream(port: u16) -> String {
+    format!(
+        "\t\t\treverse_proxy 127.0.0.1:{port} [::1]:{port} {{\n\t\t\t\tlb_policy first\n\t\t\t\tlb_try_duration 1s\n\t\t\t\tfail_duration 5s\n\t\t\t}}\n"
+    )
+}
 
 fn matcher_name(slug: &str) -> String {
     slug.replace('-', "_")
@@ -24,9 +34,23 @@ pub fn caddyfile(table: &RouteTable, port: u16) -> String {
         "# Regenerate after `pwt new` / `pwt rm` (pwt's own proxy follows them live)."
     );
     let _ = writeln!(out, "{{\n\tadmin off\n\tauto_https off\n}}\n");
+    let _ = writeln!(
+        out,
+        "# What Caddy cannot do that `pwt proxy` does (use pwt's proxy if your apps need it):\n\
+         # - learn the state a worktree sends to the identity provider, so a login whose state\n\
+         #   was made by an OAuth library (not `<slug>~…`) is refused here, and the browser is\n\
+         #   not sent back to the <slug>.localhost origin it began on;\n\
+         # - read a response_mode=form_post body: a POST callback without ?state= is refused;\n\
+         # - answer 502 when the worktree's server is down (Caddy redirects anyway)."
+    );
     let _ = writeln!(out, "http://:{port} {{");
     let _ = writeln!(out, "\tbind 127.0.0.1 [::1]\n");
     let _ = writeln!(out, "\troute {{");
+    // Loopback names only: a page on a foreign origin rebound to 127.0.0.1 reaches nothing.
+    let _ = writeln!(
+        out,
+        "\t\t@foreign not host localhost *.localhost 127.0.0.1 [::1]\n\t\thandle @foreign {{\n\t\t\trespond \"421 Misdirected Request: pwt's proxy serves localhost names only\" 421\n\t\t}}\n"
+    );
 
     // Status page (Caddy 2.6 has no heredocs: one line).
     let listing: Vec<String> = table
@@ -41,34 +65,30 @@ pub fn caddyfile(table: &RouteTable, port: u16) -> String {
         listing.join("; ")
     );
 
-    callback_block(&mut out, table);
-
-    // <slug>.localhost, then /<slug>/…
+    // <slug>.localhost (its callback too), the callback by state, then /<slug>/…
     for t in table.worktrees.values() {
         let m = matcher_name(&t.slug);
         let _ = writeln!(out, "\t\t@host_{m} host {}.localhost", t.slug);
-        let _ = writeln!(
-            out,
-            "\t\thandle @host_{m} {{\n\t\t\treverse_proxy 127.0.0.1:{}\n\t\t}}",
-            t.port
-        );
+        let _ = writeln!(out, "\t\thandle @host_{m} {{\n{}\t\t}}", upstream(t.port));
     }
+    callback_block(&mut out, table);
     for t in table.worktrees.values() {
         let m = matcher_name(&t.slug);
         let _ = writeln!(out, "\t\t@path_{m} path /{s} /{s}/*", s = t.slug);
+        let strip = if table.strip_prefix {
+            format!("\t\t\turi strip_prefix /{}\n", t.slug)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "\t\thandle @path_{m} {{\n\t\t\treverse_proxy 127.0.0.1:{}\n\t\t}}",
-            t.port
+            "\t\thandle @path_{m} {{\n{strip}{}\t\t}}",
+            upstream(t.port)
         );
     }
     match &table.main {
         Some(m) => {
-            let _ = writeln!(
-                out,
-                "\t\thandle {{\n\t\t\treverse_proxy 127.0.0.1:{}\n\t\t}}",
-                m.port
-            );
+            let _ = writeln!(out, "\t\thandle {{\n{}\t\t}}", upstream(m.port));
         }
         None => {
             let _ = writeln!(out, "\t\thandle {{\n\t\t\trespond \"no route\" 404\n\t\t}}");

@@ -1,13 +1,16 @@
 //! The HTTP/1.1 server: loopback listeners, forwarding with streaming bodies, WebSocket
 //! upgrades, hop-by-hop hygiene, forwarding headers, timeouts and limits.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt as _, Full, Limited, combinators::BoxBody};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::client::legacy::Client;
@@ -15,7 +18,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::page;
-use crate::route::{Decision, RouteTable, Target};
+use crate::route::{
+    Decision, Learned, Req, RouteTable, Target, authorization_state, origin_of, query_values,
+};
 
 /// Any error, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -53,6 +58,16 @@ pub struct ProxyOptions {
     pub public_port: u16,
     /// Receives one line per request.
     pub log: Option<Arc<dyn Fn(LogLine) + Send + Sync>>,
+    /// An idle pooled connection to a worktree's server is closed after this.
+    pub upstream_idle_timeout: Duration,
+    /// A request body that sends nothing for this long is cut off.
+    pub body_idle_timeout: Duration,
+    /// Largest form_post body read at the callback path; more is answered with 413.
+    pub max_form_bytes: usize,
+    /// How long a learned OAuth state is kept.
+    pub state_ttl: Duration,
+    /// How many learned states are kept at most (the oldest go first).
+    pub max_states: usize,
 }
 
 impl Default for ProxyOptions {
@@ -63,6 +78,11 @@ impl Default for ProxyOptions {
             connect_timeout: Duration::from_secs(2),
             public_port: 8080,
             log: None,
+            upstream_idle_timeout: Duration::from_secs(15),
+            body_idle_timeout: Duration::from_secs(30),
+            max_form_bytes: 64 * 1024,
+            state_ttl: Duration::from_secs(600),
+            max_states: 10_000,
         }
     }
 }
@@ -112,11 +132,120 @@ pub fn bind_loopback(port: u16) -> Result<Vec<std::net::TcpListener>, ProxyError
     Ok(out)
 }
 
-/// The proxy: a route table that can be swapped while it runs, and a pooled client.
+/// The proxy: a route table that can be swapped while it runs, a pooled client, the OAuth
+/// states it learned, and which loopback each worktree's server listens on.
 pub struct Proxy {
     table: RwLock<Arc<RouteTable>>,
     options: ProxyOptions,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Body>,
+    learned: Mutex<LearnedStates>,
+    families: RwLock<HashMap<u16, IpAddr>>,
+}
+
+/// States seen going to an authorization endpoint: single use, expiring, bounded.
+#[derive(Default)]
+struct LearnedStates {
+    by_state: HashMap<String, (Learned, Instant)>,
+    order: VecDeque<String>,
+}
+
+impl LearnedStates {
+    fn learn(&mut self, state: String, learned: Learned, ttl: Duration, max: usize) {
+        let now = Instant::now();
+        while self.order.len() >= max.max(1) {
+            if let Some(old) = self.order.pop_front() {
+                self.by_state.remove(&old);
+            }
+        }
+        if self
+            .by_state
+            .insert(state.clone(), (learned, now + ttl))
+            .is_none()
+        {
+            self.order.push_back(state);
+        }
+        // Forget what expired, oldest first.
+        while let Some(front) = self.order.front() {
+            match self.by_state.get(front) {
+                Some((_, until)) if *until > now => break,
+                _ => {
+                    let old = self.order.pop_front().expect("front exists");
+                    self.by_state.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, state: &str) -> Option<Learned> {
+        let (learned, until) = self.by_state.remove(state)?;
+        self.order.retain(|s| s != state);
+        (until > Instant::now()).then_some(learned)
+    }
+}
+
+/// A request body that fails when it sends nothing for `timeout` (a stalled upload ties up
+/// a worktree's server thread otherwise).
+struct IdleTimeout {
+    inner: Incoming,
+    timeout: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl HttpBody for IdleTimeout {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.timeout;
+                this.sleep.as_mut().reset(next);
+                Poll::Ready(frame.map(|f| f.map_err(|e| Box::new(e) as BoxError)))
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err("the request body stalled".into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Raises the soft limit of open files to the hard one, where the system allows: every
+/// proxied connection holds two. Returns the limit now in force.
+pub fn raise_open_file_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct passed, nothing else.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim = want;
+            }
+        }
+    }
+    Some(lim.rlim_cur)
 }
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
@@ -137,6 +266,8 @@ const FORWARDING: &[&str] = &[
     "x-forwarded-for",
     "x-forwarded-host",
     "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
     "forwarded",
     "x-real-ip",
 ];
@@ -221,12 +352,16 @@ impl Proxy {
         connector.set_connect_timeout(Some(options.connect_timeout));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Without a timer the idle timeout is never enforced.
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(options.upstream_idle_timeout)
             .build(connector);
         Arc::new(Self {
             table: RwLock::new(Arc::new(table)),
             options,
             client,
+            learned: Mutex::new(LearnedStates::default()),
+            families: RwLock::new(HashMap::new()),
         })
     }
 
@@ -280,7 +415,7 @@ impl Proxy {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         let table = self.table();
         let method = req.method().to_string();
         let host = req
@@ -289,42 +424,21 @@ impl Proxy {
             .and_then(|h| h.to_str().ok())
             .map(str::to_owned);
         let path = req.uri().path().to_owned();
-        let decision = table.decide(&method, host.as_deref(), &path, req.uri().query());
-        let port = self.options.public_port;
-        let (route, resp) = match decision {
-            Decision::Status => (
-                "status page".to_owned(),
-                html(
-                    StatusCode::OK,
-                    page::status(&table, port, &listening_blocking),
-                ),
-            ),
-            Decision::NoRoute => (
-                "no route".to_owned(),
-                html(
-                    StatusCode::NOT_FOUND,
-                    page::no_route(&table, port, &listening_blocking),
-                ),
-            ),
-            Decision::Reject { reason } => (
-                "callback rejected".to_owned(),
-                html(
-                    StatusCode::BAD_REQUEST,
-                    page::reject(&reason, &table, port, &listening_blocking),
-                ),
-            ),
-            Decision::Redirect {
-                target,
-                status,
-                location,
-            } => (
-                format!("redirect {}:{}", target.slug, target.port),
-                self.redirect(&target, status, &location, &table).await,
-            ),
-            Decision::Forward(target) => (
-                format!("{}:{}", target.slug, target.port),
-                self.forward(req, &target, peer).await,
-            ),
+        let query = req.uri().query().map(str::to_owned);
+        let (route, resp) = match self.read_form(req, &table, &path, query.as_deref()).await {
+            Err(resp) => ("callback refused".to_owned(), resp),
+            Ok((req, form)) => {
+                let facts = Req {
+                    method: &method,
+                    host: host.as_deref(),
+                    path: &path,
+                    query: query.as_deref(),
+                    form: form.as_deref(),
+                };
+                let decision = table.decide(&facts, &mut |s| self.take_state(s));
+                self.answer(decision, req, &table, host.as_deref(), peer)
+                    .await
+            }
         };
         if let Some(log) = &self.options.log {
             log(LogLine {
@@ -337,6 +451,119 @@ impl Proxy {
             });
         }
         resp
+    }
+
+    fn take_state(&self, state: &str) -> Option<Learned> {
+        self.learned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(state)
+    }
+
+    /// The request with its body ready to forward: a form_post callback's body read (it
+    /// holds the state), any other body streamed with an idle timeout.
+    async fn read_form(
+        &self,
+        req: Request<Incoming>,
+        table: &RouteTable,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<(Request<Body>, Option<String>), Response<Body>> {
+        let form_post = path == table.callback
+            && req.method() == hyper::Method::POST
+            && query.is_none_or(|q| query_values(q, "state").is_empty())
+            && req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| {
+                    v.trim_start()
+                        .to_ascii_lowercase()
+                        .starts_with("application/x-www-form-urlencoded")
+                });
+        let timeout = self.options.body_idle_timeout;
+        if !form_post {
+            let req = req.map(|inner| {
+                IdleTimeout {
+                    inner,
+                    timeout,
+                    sleep: Box::pin(tokio::time::sleep(timeout)),
+                }
+                .boxed()
+            });
+            return Ok((req, None));
+        }
+        let (parts, body) = req.into_parts();
+        let limit = self.options.max_form_bytes;
+        let read = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await;
+        let bytes = match read {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(_)) => {
+                return Err(html(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    page::reject_plain(&format!(
+                        "the callback's form body is larger than {} KiB",
+                        limit / 1024
+                    )),
+                ));
+            }
+            Err(_) => {
+                return Err(html(
+                    StatusCode::REQUEST_TIMEOUT,
+                    page::reject_plain("the callback's form body stalled"),
+                ));
+            }
+        };
+        let form = String::from_utf8_lossy(&bytes).into_owned();
+        let body = Full::new(bytes).map_err(|e| match e {}).boxed();
+        Ok((Request::from_parts(parts, body), Some(form)))
+    }
+
+    async fn answer(
+        self: &Arc<Self>,
+        decision: Decision,
+        req: Request<Body>,
+        table: &RouteTable,
+        host: Option<&str>,
+        peer: SocketAddr,
+    ) -> (String, Response<Body>) {
+        let port = self.options.public_port;
+        match decision {
+            Decision::Misdirected => ("misdirected".to_owned(), misdirected()),
+            Decision::Status => (
+                "status page".to_owned(),
+                html(
+                    StatusCode::OK,
+                    page::status(table, port, &listening_blocking),
+                ),
+            ),
+            Decision::NoRoute => (
+                "no route".to_owned(),
+                html(
+                    StatusCode::NOT_FOUND,
+                    page::no_route(table, port, &listening_blocking),
+                ),
+            ),
+            Decision::Reject { reason } => (
+                "callback rejected".to_owned(),
+                html(
+                    StatusCode::BAD_REQUEST,
+                    page::reject(&reason, table, port, &listening_blocking),
+                ),
+            ),
+            Decision::Redirect {
+                target,
+                status,
+                location,
+            } => (
+                format!("redirect {}:{}", target.slug, target.port),
+                self.redirect(&target, status, &location, table).await,
+            ),
+            Decision::Forward { target, path } => (
+                format!("{}:{}", target.slug, target.port),
+                self.forward(req, &target, path, host, peer).await,
+            ),
+        }
     }
 
     /// A callback's redirect to a worktree, or a page saying why not.
@@ -371,47 +598,115 @@ impl Proxy {
         }
     }
 
-    async fn forward(
-        &self,
-        mut req: Request<Incoming>,
-        target: &Target,
-        peer: SocketAddr,
-    ) -> Response<Body> {
-        let upgrade = upgrade_protocol(req.headers());
-        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let original_host = req.headers().get(header::HOST).cloned();
-        let headers = req.headers_mut();
+    /// Which loopback the worktree's server at `port` listens on: remembered, else tried
+    /// (IPv4 first, then IPv6; Node and Vite bound to `localhost` often take `::1` only).
+    async fn upstream_ip(&self, port: u16) -> IpAddr {
+        if let Some(ip) = self
+            .families
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&port)
+        {
+            return *ip;
+        }
+        let within = self.options.connect_timeout;
+        for ip in [
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ] {
+            let connect = tokio::net::TcpStream::connect(SocketAddr::new(ip, port));
+            if let Ok(Ok(_)) = tokio::time::timeout(within, connect).await {
+                self.families
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(port, ip);
+                return ip;
+            }
+        }
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
+
+    fn forget_upstream(&self, port: u16) {
+        self.families
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&port);
+    }
+
+    /// The proxy's own forwarding headers, replacing whatever the client sent: the
+    /// browser's origin for frameworks that build absolute URLs.
+    fn forwarding_headers(&self, headers: &mut HeaderMap, host: Option<&str>, peer: SocketAddr) {
         strip_hop_by_hop(headers);
         for name in FORWARDING {
             headers.remove(*name);
         }
-        if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
-            headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+        let ip = peer.ip().to_string();
+        let port = host
+            .and_then(crate::route::host_port)
+            .unwrap_or(self.options.public_port)
+            .to_string();
+        let mut set = |name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        };
+        set("x-forwarded-for", &ip);
+        set("x-forwarded-proto", "http");
+        set("x-forwarded-port", &port);
+        let for_ = if peer.is_ipv6() {
+            format!("\"[{ip}]\"")
+        } else {
+            ip.clone()
+        };
+        match host {
+            Some(h) => {
+                set("x-forwarded-host", h);
+                set("forwarded", &format!("for={for_};host=\"{h}\";proto=http"));
+            }
+            None => set("forwarded", &format!("for={for_};proto=http")),
         }
-        if let Some(h) = original_host {
-            headers.insert(HeaderName::from_static("x-forwarded-host"), h);
-        }
-        headers.insert(
-            HeaderName::from_static("x-forwarded-proto"),
-            HeaderValue::from_static("http"),
-        );
+    }
+
+    async fn forward(
+        &self,
+        mut req: Request<Body>,
+        target: &Target,
+        path: Option<String>,
+        host: Option<&str>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let upgrade = upgrade_protocol(req.headers());
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        self.forwarding_headers(req.headers_mut(), host, peer);
         if let Some(proto) = &upgrade {
+            let headers = req.headers_mut();
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, proto.clone());
         }
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        match format!("http://127.0.0.1:{}{pq}", target.port).parse() {
+        let pq = match (&path, req.uri().query()) {
+            (Some(p), Some(q)) => format!("{p}?{q}"),
+            (Some(p), None) => p.clone(),
+            (None, _) => req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned(),
+        };
+        let authority = match self.upstream_ip(target.port).await {
+            IpAddr::V6(_) => format!("[::1]:{}", target.port),
+            IpAddr::V4(_) => format!("127.0.0.1:{}", target.port),
+        };
+        match format!("http://{authority}{pq}").parse() {
             Ok(uri) => *req.uri_mut() = uri,
             Err(_) => return html(StatusCode::BAD_REQUEST, page::bad_gateway(target)),
         }
         *req.version_mut() = Version::HTTP_11;
         let mut resp = match self.client.request(req).await {
             Ok(r) => r,
-            Err(_) => return html(StatusCode::BAD_GATEWAY, page::bad_gateway(target)),
+            Err(_) => {
+                self.forget_upstream(target.port);
+                return html(StatusCode::BAD_GATEWAY, page::bad_gateway(target));
+            }
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
@@ -428,7 +723,55 @@ impl Proxy {
             }
         } else {
             strip_hop_by_hop(resp.headers_mut());
+            if resp.status().is_redirection() {
+                self.learn_from(resp.headers(), target, host);
+            }
         }
         resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed())
     }
+
+    /// A redirect to an authorization endpoint with the registered redirect URI: remember
+    /// its state for this worktree and the origin the browser is on.
+    fn learn_from(&self, headers: &HeaderMap, target: &Target, host: Option<&str>) {
+        let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
+            return;
+        };
+        let table = self.table();
+        let ports = [table.port, self.options.public_port];
+        let Some(state) = authorization_state(&table, location, &ports) else {
+            return;
+        };
+        let Some(origin) = origin_of(host, &target.slug, self.options.public_port) else {
+            return;
+        };
+        let learned = Learned {
+            slug: target.slug.clone(),
+            origin,
+        };
+        self.learned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .learn(
+                state,
+                learned,
+                self.options.state_ttl,
+                self.options.max_states,
+            );
+    }
+}
+
+/// 421 for a `Host` that is not a loopback name: no route, no status page, nothing about the
+/// worktrees (a page on a foreign origin that rebinds its name to 127.0.0.1 learns nothing).
+fn misdirected() -> Response<Body> {
+    let text = "421 Misdirected Request: pwt's proxy serves localhost, *.localhost, 127.0.0.1 and [::1] only\n";
+    let mut r = Response::new(Full::new(Bytes::from(text)).map_err(|e| match e {}).boxed());
+    *r.status_mut() = StatusCode::MISDIRECTED_REQUEST;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }

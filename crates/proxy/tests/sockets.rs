@@ -33,22 +33,29 @@ struct Upstream {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
     count: Arc<AtomicUsize>,
+    /// Connections open right now.
+    open: Arc<AtomicUsize>,
 }
 
 async fn upstream(name: &'static str) -> Upstream {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .expect("bind");
+    upstream_on(name, std::net::IpAddr::V4(Ipv4Addr::LOCALHOST)).await
+}
+
+/// An upstream listening on `ip` only. `/redirect?to=URL` answers a 302 to URL.
+async fn upstream_on(name: &'static str, ip: std::net::IpAddr) -> Upstream {
+    let listener = TcpListener::bind((ip, 0)).await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let count = Arc::new(AtomicUsize::new(0));
-    let (s2, c2) = (seen.clone(), count.clone());
+    let open = Arc::new(AtomicUsize::new(0));
+    let (s2, c2, o2) = (seen.clone(), count.clone(), open.clone());
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let (seen, count) = (s2.clone(), c2.clone());
+            let (seen, count, open) = (s2.clone(), c2.clone(), o2.clone());
+            open.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                     let (seen, count) = (seen.clone(), count.clone());
@@ -60,6 +67,19 @@ async fn upstream(name: &'static str) -> Upstream {
                             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_owned()))
                             .collect::<BTreeMap<_, _>>();
                         let path = req.uri().to_string();
+                        if let Some((_, to)) = path.split_once("/redirect?to=") {
+                            let to = pwt_proxy::decode_component(to).unwrap_or_default();
+                            seen.lock().expect("lock").push(Seen {
+                                path: path.clone(),
+                                headers,
+                                body: vec![],
+                            });
+                            return Ok(Response::builder()
+                                .status(302)
+                                .header("location", to)
+                                .body(Full::new(Bytes::new()))
+                                .expect("response"));
+                        }
                         if headers.get("upgrade").map(String::as_str) == Some("websocket") {
                             let key = headers
                                 .get("sec-websocket-key")
@@ -125,10 +145,16 @@ async fn upstream(name: &'static str) -> Upstream {
                     .serve_connection(TokioIo::new(stream), service)
                     .with_upgrades()
                     .await;
+                open.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
-    Upstream { port, seen, count }
+    Upstream {
+        port,
+        seen,
+        count,
+        open,
+    }
 }
 
 fn target(slug: &str, port: u16) -> Target {
@@ -164,6 +190,8 @@ fn table(worktrees: &[(&str, u16)], main: Option<u16>) -> RouteTable {
             .collect(),
         main: main.map(|p| target("main", p)),
         callback: "/auth/callback".into(),
+        port: 8080,
+        strip_prefix: false,
     }
 }
 
@@ -279,7 +307,7 @@ async fn oauth_callback_goes_only_to_registered_worktrees() {
         "?state=..%2F..~R",
         "?state=%3Cscript%3Ealert(1)%3C/script%3E",
     ] {
-        let r = get(port, "evil.com", &format!("/auth/callback{bad}")).await;
+        let r = get(port, "localhost", &format!("/auth/callback{bad}")).await;
         assert!(r.starts_with("HTTP/1.1 400"), "{bad}: {r}");
         assert_eq!(header(&r, "location"), None, "{bad}");
         assert_eq!(
@@ -340,13 +368,7 @@ async fn hop_by_hop_and_forwarding_headers() {
     let resp = raw(port, req.as_bytes(), Duration::from_secs(5)).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let seen = a.seen.lock().expect("lock")[0].clone();
-    for gone in [
-        "x-secret",
-        "keep-alive",
-        "proxy-authorization",
-        "te",
-        "forwarded",
-    ] {
+    for gone in ["x-secret", "keep-alive", "proxy-authorization", "te"] {
         assert!(
             !seen.headers.contains_key(gone),
             "{gone} reached the upstream: {:?}",
@@ -357,6 +379,11 @@ async fn hop_by_hop_and_forwarding_headers() {
     assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(seen.headers["x-forwarded-host"], "feat-a.localhost");
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(seen.headers["x-forwarded-port"], port.to_string());
+    assert_eq!(
+        seen.headers["forwarded"],
+        "for=127.0.0.1;host=\"feat-a.localhost\";proto=http"
+    );
     assert_eq!(seen.headers["host"], "feat-a.localhost");
     // The upstream's own hop-by-hop headers do not reach the client either.
     assert_eq!(header(&resp, "x-upstream-private"), None, "{resp}");
@@ -368,10 +395,10 @@ async fn ambiguous_framing_never_makes_two_upstream_requests() {
     let a = upstream("a").await;
     let (port, _p) = start(table(&[], Some(a.port)), ProxyOptions::default()).await;
     let attacks: [&[u8]; 4] = [
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcdGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcdGET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n",
     ];
     for attack in attacks {
         let before = a.count.load(Ordering::SeqCst);
@@ -406,7 +433,7 @@ async fn slow_clients_time_out_without_hurting_others_and_huge_heads_get_431() {
     let mut slow = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
         .await
         .expect("connect");
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-1: a\r\n")
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-1: a\r\n")
         .await
         .expect("write");
     // Others are served meanwhile.
@@ -434,7 +461,7 @@ async fn slow_clients_time_out_without_hurting_others_and_huge_heads_get_431() {
     );
     // A head over the limit.
     let big = format!(
-        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
         "a".repeat(100 * 1024)
     );
     let resp = raw(port, big.as_bytes(), Duration::from_secs(5)).await;
@@ -480,7 +507,7 @@ async fn streams_large_bodies_both_ways() {
     let (port, _p) = start(table(&[], Some(a.port)), ProxyOptions::default()).await;
     let body = vec![b'z'; 3 * 1024 * 1024];
     let mut req = format!(
-        "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -541,5 +568,198 @@ async fn websocket_upgrade_passes_a_mebibyte_both_ways_and_closes_cleanly() {
     assert_eq!(
         a.seen.lock().expect("lock")[0].headers["upgrade"],
         "websocket"
+    );
+}
+
+#[tokio::test]
+async fn foreign_hosts_get_421_and_nothing_else() {
+    let a = upstream("a").await;
+    let (port, _p) = start(
+        table(&[("feat-a", a.port)], Some(a.port)),
+        ProxyOptions::default(),
+    )
+    .await;
+    for host in [
+        "evil.com",
+        "evil.com:8080",
+        "feat-a.localhost.evil.com",
+        "192.168.0.9",
+    ] {
+        for path in ["/", "/_pwt", "/feat-a/", "/auth/callback?state=feat-a~1"] {
+            let r = get(port, host, path).await;
+            assert!(r.starts_with("HTTP/1.1 421"), "{host} {path}: {r}");
+            assert!(!r.contains("feat-a"), "{host} {path} leaks a slug: {r}");
+        }
+    }
+    assert_eq!(
+        a.count.load(Ordering::SeqCst),
+        0,
+        "a foreign Host reached a worktree"
+    );
+    let r = get(port, &format!("127.0.0.1:{port}"), "/").await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
+
+/// A state made by the app's own OAuth library: learned from its redirect to the identity
+/// provider, used once, and the browser sent back to the origin its login began on.
+#[tokio::test]
+async fn learned_states_route_library_states_back_where_the_login_began() {
+    let b = upstream("b").await;
+    let mut t = table(&[("b", b.port)], None);
+    t.port = 8080;
+    let (port, _p) = start(t, ProxyOptions::default()).await;
+    let authorize = |state: &str| {
+        format!(
+            "http://idp.example/authorize?client_id=c&redirect_uri=http%3A%2F%2Flocalhost%3A8080%2Fauth%2Fcallback&state={state}&code_challenge=x"
+        )
+    };
+    let enc = |s: &str| {
+        s.replace('%', "%25")
+            .replace('&', "%26")
+            .replace('?', "%3F")
+            .replace('=', "%3D")
+    };
+    // The login begins on b.localhost: the authorization redirect passes through.
+    let r = get(
+        port,
+        "b.localhost:8080",
+        &format!("/redirect?to={}", enc(&authorize("Rnd1"))),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 302"), "{r}");
+    assert_eq!(header(&r, "location"), Some(authorize("Rnd1").as_str()));
+    let r = get(port, "localhost:8080", "/auth/callback?code=c1&state=Rnd1").await;
+    assert!(r.starts_with("HTTP/1.1 302"), "{r}");
+    assert_eq!(
+        header(&r, "location"),
+        Some("http://b.localhost:8080/auth/callback?code=c1&state=Rnd1")
+    );
+    // Single use.
+    let r = get(port, "localhost:8080", "/auth/callback?code=c1&state=Rnd1").await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    // Back on b.localhost, the callback reaches b with its query.
+    let r = get(
+        port,
+        "b.localhost:8080",
+        "/auth/callback?code=c1&state=Rnd1",
+    )
+    .await;
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("b /auth/callback?code=c1&state=Rnd1"),
+        "{r}"
+    );
+
+    // form_post: the state in the body; a 307 keeps method and body.
+    get(
+        port,
+        "b.localhost:8080",
+        &format!("/redirect?to={}", enc(&authorize("Rnd2"))),
+    )
+    .await;
+    let body = "code=c2&state=Rnd2";
+    let post = format!(
+        "POST /auth/callback HTTP/1.1\r\nHost: localhost:8080\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let r = raw(port, post.as_bytes(), Duration::from_secs(5)).await;
+    assert!(r.starts_with("HTTP/1.1 307"), "{r}");
+    assert_eq!(
+        header(&r, "location"),
+        Some("http://b.localhost:8080/auth/callback")
+    );
+
+    // Begun on the proxy's own origin (a path route): forwarded there, body intact.
+    get(
+        port,
+        "localhost:8080",
+        &format!("/b/redirect?to={}", enc(&authorize("Rnd3"))),
+    )
+    .await;
+    let body = "code=c3&state=Rnd3";
+    let post = format!(
+        "POST /auth/callback HTTP/1.1\r\nHost: localhost:8080\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let r = raw(port, post.as_bytes(), Duration::from_secs(5)).await;
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("body=code=c3&state=Rnd3"),
+        "{r}"
+    );
+
+    // A redirect to another redirect URI teaches nothing.
+    let other = authorize("Rnd4").replace("%2Fauth%2Fcallback", "%2Felsewhere");
+    get(
+        port,
+        "b.localhost:8080",
+        &format!("/redirect?to={}", enc(&other)),
+    )
+    .await;
+    let r = get(port, "localhost:8080", "/auth/callback?state=Rnd4").await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+
+    // A form body over the bound: 413.
+    let big = format!("state=b~1&pad={}", "x".repeat(70 * 1024));
+    let post = format!(
+        "POST /auth/callback HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}",
+        big.len()
+    );
+    let r = raw(port, post.as_bytes(), Duration::from_secs(5)).await;
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+}
+
+#[tokio::test]
+async fn an_upstream_on_ipv6_only_is_reached() {
+    if std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)).is_err() {
+        eprintln!("skipping: no IPv6 loopback here");
+        return;
+    }
+    let v6 = upstream_on("six", std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)).await;
+    let (port, _p) = start(table(&[("six", v6.port)], None), ProxyOptions::default()).await;
+    for _ in 0..3 {
+        let r = get(port, "six.localhost", "/x").await;
+        assert!(r.starts_with("HTTP/1.1 200") && r.contains("six /x"), "{r}");
+    }
+}
+
+#[tokio::test]
+async fn idle_upstream_connections_close_and_stalled_bodies_are_cut_off() {
+    let a = upstream("a").await;
+    let options = ProxyOptions {
+        upstream_idle_timeout: Duration::from_millis(300),
+        body_idle_timeout: Duration::from_millis(300),
+        ..ProxyOptions::default()
+    };
+    let (port, _p) = start(table(&[("feat-a", a.port)], None), options).await;
+    for _ in 0..5 {
+        let r = get(port, "feat-a.localhost", "/").await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        a.open.load(Ordering::SeqCst),
+        0,
+        "pooled connections stayed open"
+    );
+    // A body that promises 100 bytes and sends 10, then nothing.
+    let mut s = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+        .await
+        .expect("connect");
+    s.write_all(
+        b"POST /up HTTP/1.1\r\nHost: feat-a.localhost\r\nContent-Length: 100\r\n\r\n0123456789",
+    )
+    .await
+    .expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    let r = String::from_utf8_lossy(&buf[..n]);
+    assert!(r.starts_with("HTTP/1.1 502"), "{r}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        a.open.load(Ordering::SeqCst),
+        0,
+        "the stalled upload still holds the worktree's server"
     );
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
-use pwt_proxy::{LogLine, Proxy, ProxyOptions, bind_loopback, caddyfile};
+use pwt_proxy::{LogLine, Proxy, ProxyOptions, bind_loopback, caddyfile, raise_open_file_limit};
 
 use super::exit_codes;
 use super::output::{Style, Terminal, note, printable};
@@ -17,10 +17,13 @@ use super::output::{Style, Terminal, note, printable};
 /// live: a `pwt new` or `pwt rm` takes effect within a second.
 ///
 /// The one OAuth redirect URI to register with your identity provider is
-/// `http://localhost:8080/auth/callback`: the proxy sends each callback to the worktree named
-/// by the `state` parameter's prefix (`<slug>~<random>`, from `pwt state` or the
-/// OAUTH_STATE_PREFIX variable), with a 302 (307 for POST) to `http://localhost:<port>`.
-/// Unknown states get an error page, never a redirect. Loopback only (IPv4 and IPv6).
+/// `http://localhost:8080/auth/callback`. The proxy learns the `state` each worktree's app
+/// sends to the provider (any state, as your OAuth library makes it) and sends the callback
+/// back to where the login began (`http://<slug>.localhost:8080/auth/callback?…`, with that
+/// origin's cookies); a state `<slug>~<random>` (from `pwt state` or OAUTH_STATE_PREFIX)
+/// goes to `http://localhost:<port>`. form_post callbacks are routed by their body's state
+/// (307 keeps the body). Unknown states get an error page, never a redirect. Only loopback
+/// names are served (other Host headers get 421); it binds loopback only (IPv4 and IPv6).
 ///
 ///   pwt proxy                  # on proxy.listen (127.0.0.1:8080 and [::1]:8080)
 ///   pwt proxy --listen 127.0.0.1:9090
@@ -83,6 +86,8 @@ pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
         anyhow::anyhow!("{e}\n  hint: another proxy (or Caddy) may be running; stop it, or pass --listen 127.0.0.1:OTHER_PORT")
     })?;
     let port = listeners[0].local_addr().map(|a| a.port()).unwrap_or(port);
+    warn_if_not_configured(project.config(), port);
+    raise_open_file_limit();
     let options = ProxyOptions {
         public_port: port,
         log: (!args.quiet).then(access_log),
@@ -115,6 +120,19 @@ pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
     });
     note("pwt proxy stopped");
     Ok(exit_codes::OK)
+}
+
+/// The worktrees' `PWT_URL` and `OAUTH_REDIRECT_URI` name `proxy.listen`'s port: say loudly
+/// when this proxy listens elsewhere, and how to make them agree.
+fn warn_if_not_configured(config: &pwt::Config, port: u16) {
+    let configured = pwt_core::proxy_port(&config.proxy.listen).unwrap_or(8080);
+    if configured == port {
+        return;
+    }
+    super::output::warn(&format!(
+        "this proxy listens on port {port}, but the worktrees' PWT_URL and OAUTH_REDIRECT_URI name port {configured} (proxy.listen = {:?}): links pwt prints and the OAuth redirect URI your identity provider knows will not reach this proxy.\n  fix: run `pwt proxy` without --listen, or set `[proxy] listen = \"127.0.0.1:{port}\"` in pwt.toml and run `pwt up` in each worktree",
+        config.proxy.listen
+    ));
 }
 
 /// One line per request on stderr: never the query (it may hold an OAuth code).
