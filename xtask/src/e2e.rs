@@ -680,7 +680,9 @@ fn check_oauth(w: &World<'_>) -> Result<()> {
             done.body
         );
     }
-    ok("an OAuth round trip per worktree lands back on its own <slug>.localhost (state checked by the app)");
+    ok(
+        "an OAuth round trip per worktree lands back on its own <slug>.localhost (state checked by the app)",
+    );
 
     Ok(())
 }

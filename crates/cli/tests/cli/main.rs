@@ -7,6 +7,7 @@ mod config;
 mod kills;
 mod lifecycle;
 mod names;
+mod oidc;
 mod proxy;
 mod recipes;
 mod services;

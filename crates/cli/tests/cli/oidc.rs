@@ -1,0 +1,194 @@
+//! The single redirect URI with the real third parties: panva's `oidc-provider` with exactly
+//! one registered redirect URI (the proxy's callback), an app per worktree using
+//! `openid-client` unmodified (code flow + PKCE, the library's own random state), and headless
+//! Chromium driven by playwright-core. Logins start from `<slug>.localhost` (query and
+//! form_post response modes), from `localhost:<port>` (the state-prefix convention), two at
+//! once in one browser profile, and against an app listening on `::1` only; a page on a
+//! foreign origin rebound to 127.0.0.1 is refused.
+//!
+//! Needs `node`, Chromium, and the npm packages under `~/.cache/pwt-ci/oidc` (`.ci/run`
+//! installs them; `PWT_TEST_OIDC_MODULES` names another `node_modules`).
+
+use std::io::{BufRead as _, BufReader};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::TestEnv;
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    pwt_tests::free_port()
+}
+
+/// The npm packages, or why they are missing.
+fn modules() -> Result<PathBuf, String> {
+    let dir = std::env::var_os("PWT_TEST_OIDC_MODULES")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/pwt-ci/oidc/node_modules"))
+        })
+        .ok_or("no HOME")?;
+    for p in ["oidc-provider", "openid-client", "playwright-core"] {
+        if !dir.join(p).is_dir() {
+            return Err(format!("{p} is not installed in {}", dir.display()));
+        }
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Err("node is not installed".into());
+    }
+    if !Path::new("/usr/bin/chromium").exists() && std::env::var_os("PWT_TEST_CHROMIUM").is_none() {
+        return Err("chromium is not installed".into());
+    }
+    Ok(dir)
+}
+
+fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        for addr in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+            if TcpStream::connect(addr.as_str()).is_ok() {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} never listened on port {port}");
+}
+
+/// Spawns `cmd` and waits for its "ready" line on stdout.
+fn ready(mut cmd: Command, what: &str) -> Running {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let out = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::new(out);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("read");
+    assert!(line.contains("ready"), "{what} did not start: {line:?}");
+    // Keep reading, so a later line never meets a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    Running(child)
+}
+
+#[test]
+fn real_oidc_logins_through_the_one_redirect_uri() {
+    let modules = match modules() {
+        Ok(m) => m,
+        Err(why) if std::env::var_os("CI").is_some() => panic!("{why}: .ci/run installs it"),
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            return;
+        }
+    };
+    let t = TestEnv::new();
+    let (pp, idp) = (free_port(), free_port());
+    let toml = format!(
+        "[ports]\nrange = [29800, 29899]\n[ports.services]\nfrontend = {{ env = \"FRONTEND_PORT\", main = 3000 }}\n[proxy]\nlisten = \"127.0.0.1:{pp}\"\n[env]\nOIDC_ISSUER = \"http://localhost:{idp}\"\n"
+    );
+    let repo = t.repo("demo", Some(&toml));
+    for b in ["a", "b", "c"] {
+        t.pwt(&repo, &["new", b]).ok();
+    }
+    let js = t.root().join("oidc");
+    std::fs::create_dir_all(&js).expect("mkdir");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/oidc");
+    for f in ["provider.mjs", "app.mjs", "browser.mjs"] {
+        std::fs::copy(here.join(f), js.join(f)).expect("copy js");
+    }
+    std::os::unix::fs::symlink(&modules, js.join("node_modules")).expect("symlink node_modules");
+
+    let mut provider = Command::new("node");
+    provider
+        .arg(js.join("provider.mjs"))
+        .arg(idp.to_string())
+        .arg(format!("http://localhost:{pp}/auth/callback"))
+        .current_dir(&js);
+    let _provider = ready(provider, "oidc-provider");
+    let mut proxy = t.cmd(&repo, &["proxy", "--quiet"]);
+    proxy.stdout(Stdio::null()).stderr(Stdio::null());
+    let _proxy = Running(proxy.spawn().expect("pwt proxy"));
+    wait_listening(pp, "pwt proxy");
+    let mut apps = Vec::new();
+    let mut ports = std::collections::BTreeMap::new();
+    for b in ["a", "b", "c"] {
+        let env = t.pwt(&repo, &["env", b, "--format", "json"]).ok().json();
+        let port: u16 = env["FRONTEND_PORT"]
+            .as_str()
+            .expect("port")
+            .parse()
+            .expect("u16");
+        ports.insert(b, port);
+        let mut app = t.cmd(&repo, &["run", b, "--", "node"]);
+        app.arg(js.join("app.mjs"));
+        if b == "c" {
+            app.env("APP_BIND", "::1"); // like Node and Vite bound to `localhost`
+        }
+        apps.push(ready(app, &format!("{b}'s app")));
+    }
+
+    let plan = serde_json::json!({
+        "logins": [
+            { "name": "a_query", "start": format!("http://a.localhost:{pp}/login") },
+            { "name": "b_form_post", "start": format!("http://b.localhost:{pp}/login?mode=form_post") },
+            { "name": "a_direct", "start": format!("http://localhost:{}/login?prefix=1", ports["a"]) },
+            { "name": "b_direct_form_post", "start": format!("http://localhost:{}/login?prefix=1&mode=form_post", ports["b"]) },
+            { "name": "c_ipv6_only", "start": format!("http://c.localhost:{pp}/login") },
+        ],
+        "together": [[
+            { "name": "a_together", "start": format!("http://a.localhost:{pp}/login") },
+            { "name": "b_together", "start": format!("http://b.localhost:{pp}/login?mode=form_post") },
+        ]],
+        "foreign": format!("http://rebound.test:{pp}/_pwt"),
+    });
+    let out = Command::new("node")
+        .arg(js.join("browser.mjs"))
+        .arg(plan.to_string())
+        .current_dir(&js)
+        .output()
+        .expect("node browser.mjs");
+    assert!(
+        out.status.success(),
+        "the browser run failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON results");
+    let expect = |name: &str, host: String, slug: &str| {
+        let got = results[name].as_str().unwrap_or_default();
+        assert_eq!(
+            got,
+            format!("{host} logged in to {slug} as alice"),
+            "{name}: {results}"
+        );
+    };
+    expect("a_query", format!("a.localhost:{pp}"), "a");
+    expect("b_form_post", format!("b.localhost:{pp}"), "b");
+    expect("a_direct", format!("localhost:{}", ports["a"]), "a");
+    expect(
+        "b_direct_form_post",
+        format!("localhost:{}", ports["b"]),
+        "b",
+    );
+    expect("c_ipv6_only", format!("c.localhost:{pp}"), "c");
+    expect("a_together", format!("a.localhost:{pp}"), "a");
+    expect("b_together", format!("b.localhost:{pp}"), "b");
+    let foreign = results["foreign"].as_str().unwrap_or_default();
+    assert!(
+        foreign.starts_with("421"),
+        "a rebound foreign origin got: {foreign}"
+    );
+    assert!(!foreign.contains("a.localhost"), "{foreign}");
+    drop(apps);
+}

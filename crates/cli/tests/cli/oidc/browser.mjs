@@ -1,0 +1,60 @@
+// Headless Chromium, driven by playwright-core, through real logins.
+// Usage: node browser.mjs JSON  where JSON = {"logins": [{"name", "start"}...], "together":
+// [[name...]...], "foreign": URL}. Prints {"name": "final page text", ...} as JSON.
+import { chromium } from 'playwright-core';
+
+const plan = JSON.parse(process.argv[2]);
+const browser = await chromium.launch({
+  executablePath: process.env.PWT_TEST_CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--host-resolver-rules=MAP rebound.test 127.0.0.1'],
+});
+
+// Goes through whatever the provider shows (a login form, a consent screen, or nothing when
+// the browser has a session already) until the app answers.
+async function login(page, start) {
+  await page.goto(start, { waitUntil: 'domcontentloaded' });
+  const deadline = Date.now() + 30000;
+  while (Date.now() < deadline) {
+    const text = await page.innerText('body').catch(() => '');
+    if (/logged in|no login session|Unroutable|Misdirected|: /.test(text) && !/Sign-in|Authorize/.test(text)) {
+      return `${new URL(page.url()).host} ${text.trim()}`;
+    }
+    if (await page.$('input[name=login]')) {
+      await page.fill('input[name=login]', 'alice');
+      await page.fill('input[name=password]', 'pw');
+      await Promise.all([page.waitForNavigation({ waitUntil: 'domcontentloaded' }).catch(() => {}), page.click('button[type=submit]')]);
+    } else if (await page.$('button[autofocus]')) {
+      await Promise.all([page.waitForNavigation({ waitUntil: 'domcontentloaded' }).catch(() => {}), page.click('button[autofocus]')]);
+    } else {
+      await page.waitForTimeout(100);
+    }
+  }
+  return `timed out at ${page.url()}: ${(await page.innerText('body').catch(() => '')).slice(0, 200)}`;
+}
+
+const out = {};
+// One at a time, each in a fresh context.
+for (const l of plan.logins) {
+  const context = await browser.newContext();
+  try { out[l.name] = await login(await context.newPage(), l.start); } catch (e) { out[l.name] = `failed: ${e.message.split('\n')[0]}`; }
+  await context.close();
+}
+// At the same time, in one browser profile (one cookie jar).
+for (const group of plan.together || []) {
+  const context = await browser.newContext();
+  const pages = await Promise.all(group.map(() => context.newPage()));
+  const results = await Promise.all(group.map((l, i) => login(pages[i], l.start).catch(e => `failed: ${e.message.split('\n')[0]}`)));
+  group.forEach((l, i) => { out[l.name] = results[i]; });
+  await context.close();
+}
+if (plan.foreign) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const resp = await page.goto(plan.foreign, { waitUntil: 'domcontentloaded' });
+  out.foreign = `${resp.status()} ${(await page.innerText('body')).trim()}`;
+  await context.close();
+}
+await browser.close();
+console.log(JSON.stringify(out));
