@@ -89,6 +89,10 @@ pub struct Journal {
     /// The branch did not exist before: this set-up creates it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub branch: bool,
+    /// `git worktree add` finished, with HEAD at this commit: from then on, changes or new
+    /// commits in the worktree are someone's work, which an undo never discards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_out: Option<String>,
     /// Resources found absent and about to be created by this set-up. A database named
     /// here that exists without a marker was created by it and killed before marking.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -115,6 +119,10 @@ pub struct Lease {
     pub branch: BranchName,
     /// The worktree's slug, unique within the repository.
     pub slug: Slug,
+    /// The ownership marker its resources carry; `None` in leases of the first release,
+    /// whose marker derives from repository and slug alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
     /// The worktree root.
     pub path: PathBuf,
     /// Project name at the time of leasing.
@@ -142,6 +150,9 @@ pub struct Lease {
     /// What teardown could not remove yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leftover: Vec<Leftover>,
+    /// Resources a teardown in progress keeps (`pwt rm --keep-data`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep: Vec<ResourceKind>,
     /// Unix seconds.
     pub created_at: u64,
     /// Unix seconds.
@@ -149,6 +160,13 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// The marker of its resources.
+    pub fn marker(&self) -> String {
+        self.marker.clone().unwrap_or_else(|| {
+            pwt_core::owner_marker(&self.repo.to_string_lossy(), self.slug.as_str())
+        })
+    }
+
     /// True while a live pwt other than this process works on it.
     pub fn busy(&self) -> Option<&Owner> {
         self.owner
@@ -174,10 +192,22 @@ pub struct Kept {
     pub branch: BranchName,
     /// The slug their marker derives from.
     pub slug: Slug,
+    /// Their marker (`None`: derived from repository and slug, as the first release did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
     /// What is kept.
     pub resources: Resources,
     /// Unix seconds.
     pub kept_at: u64,
+}
+
+impl Kept {
+    /// The marker of the kept resources (in its kept form on the servers).
+    pub fn marker(&self) -> String {
+        self.marker.clone().unwrap_or_else(|| {
+            pwt_core::owner_marker(&self.repo.to_string_lossy(), self.slug.as_str())
+        })
+    }
 }
 
 /// Ports a branch held last time, so it gets them back when they are free.

@@ -15,6 +15,7 @@
 //! Synchronous on purpose: the lock is held for milliseconds and never across a network
 //! call, so there is nothing to await.
 
+mod claims;
 mod error;
 mod lease;
 mod lock;
@@ -25,9 +26,10 @@ mod repo;
 mod scan;
 mod v1;
 
+pub use claims::{Claimant, PortClaims};
 pub use error::AllocError;
 pub use lease::{Claim, Journal, Kept, Lease, LeaseState, Leftover, RecentPorts};
-pub use lock::LockGuard;
+pub use lock::{LockGuard, machine_dir, machine_lock};
 pub use owner::{Owner, process_alive, start_time};
 pub use ports::{PortRequest, allocate_ports, port_is_free};
 pub use registry::{

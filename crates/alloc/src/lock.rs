@@ -11,6 +11,37 @@ use std::time::{Duration, Instant};
 
 use crate::error::{AllocError, io};
 
+/// The directory every user of the machine shares (`/var/tmp/pwt` unless told otherwise):
+/// created world-writable with the sticky bit, like `/tmp`, so each user can make files there
+/// and remove only their own.
+pub fn machine_dir(dir: &Path) -> Result<PathBuf, AllocError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !dir.is_dir() {
+        std::fs::create_dir_all(dir)
+            .map_err(io("cannot create the machine-wide directory", dir))?;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777));
+    }
+    Ok(dir.to_owned())
+}
+
+/// A lock every pwt on the machine shares, whoever runs it: `name` is hashed into a file
+/// of the machine directory (made readable and writable for all).
+pub fn machine_lock(dir: &Path, name: &str, timeout: Duration) -> Result<LockGuard, AllocError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let locks = machine_dir(dir)?.join("locks");
+    if !locks.is_dir() {
+        std::fs::create_dir_all(&locks).map_err(io("cannot create", &locks))?;
+        let _ = std::fs::set_permissions(&locks, std::fs::Permissions::from_mode(0o1777));
+    }
+    let file = locks.join(format!(
+        "{}.lock",
+        pwt_core::hex_prefix(pwt_core::stable_hash(name.as_bytes()), 16)
+    ));
+    let guard = LockGuard::acquire(&file, timeout)?;
+    let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666));
+    Ok(guard)
+}
+
 /// Held while the guard lives.
 #[derive(Debug)]
 pub struct LockGuard {

@@ -104,6 +104,7 @@ impl State {
                 repo: lease.repo.clone(),
                 branch: lease.branch.clone(),
                 slug: lease.slug.clone(),
+                marker: lease.marker.clone(),
                 resources: keep.clone(),
                 kept_at: now(),
             });
@@ -221,8 +222,15 @@ impl Registry {
     /// A lock that serializes git's worktree writes (`git worktree add/remove/prune`) in one
     /// repository across pwt processes. git itself is not safe here: a `worktree add`
     /// enumerating worktrees can read another's half-written `.git/worktrees/<name>/` and
-    /// fail. Separate from the registry lock, which stays millisecond-short.
+    /// fail. Separate from the registry lock, which stays millisecond-short. The lock file
+    /// lives in the repository's git directory (`repo_key` is its path), so every pwt on the
+    /// repository takes the same one, whatever registry it uses (another HOME, another state
+    /// directory); where that cannot be written, in the state directory.
     pub fn repo_lock(&self, repo_key: &str) -> Result<LockGuard, AllocError> {
+        let shared = Path::new(repo_key).join("pwt-worktrees.lock");
+        if let Ok(guard) = LockGuard::acquire(&shared, Duration::from_secs(600)) {
+            return Ok(guard);
+        }
         let dir = self.dir.join("repos");
         fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
         let name = format!(
@@ -361,6 +369,7 @@ mod tests {
             repo: "/r/.git".into(),
             branch: BranchName::parse(branch).expect("branch"),
             slug: Slug::parse(branch).expect("slug"),
+            marker: None,
             path: format!("/r.{branch}").into(),
             project: "r".into(),
             ports: BTreeMap::from([("app".into(), port)]),
@@ -371,6 +380,7 @@ mod tests {
             files: BTreeMap::new(),
             pending_hooks: false,
             leftover: vec![],
+            keep: Vec::new(),
             created_at: 1,
             updated_at: 1,
         }

@@ -134,8 +134,10 @@ pub(crate) fn migrate(bytes: &[u8]) -> Result<State, String> {
             owner: l.pid.map(|pid| Owner { pid, start: None }),
             journal: Journal::default(),
             leftover: leftovers(&l.leftover),
+            keep: Vec::new(),
             repo: l.repo,
             slug: l.slug,
+            marker: None,
             path: l.path,
             project: l.project,
             ports: l.ports,
@@ -153,6 +155,7 @@ pub(crate) fn migrate(bytes: &[u8]) -> Result<State, String> {
                 repo: r.repo.clone(),
                 branch: branch.clone(),
                 slug: k.slug,
+                marker: None,
                 resources: resources(&k.resources, k.redis_db)?,
                 kept_at: 0,
             });

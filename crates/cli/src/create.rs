@@ -86,6 +86,9 @@ impl Project {
     /// everything this run made is rolled back, and the error says what was undone.
     pub fn create(&self, req: &CreateRequest, reporter: &mut dyn Reporter) -> Result<SetUp> {
         let branch = req.branch.as_str();
+        // A set-up of this branch that a killed pwt left is rolled back first (then git no
+        // longer lists its half-made worktree).
+        self.clear_interrupted(&req.branch, reporter)?;
         if let Some(base) = &req.base
             && base.starts_with('-')
         {
@@ -151,6 +154,7 @@ impl Project {
     pub fn adopt(&self, req: &AdoptRequest, reporter: &mut dyn Reporter) -> Result<SetUp> {
         let (root, branch, moved_from) = self.adoption_target(req.target.as_deref())?;
         let branch = BranchName::parse(&branch)?;
+        self.take_over_interrupted(&branch, reporter)?;
         let ask = LeaseAsk {
             branch: &branch,
             new: false,
@@ -205,7 +209,10 @@ impl Project {
                 Ok((w.root, l.branch.to_string(), Some(l.path)))
             }
             Target::Unmanaged(w) => match w.branch {
-                Some(b) => Ok((w.root, b, None)),
+                Some(b) => match self.follow_renamed(&w.root, &b)? {
+                    Some(old) => Ok((w.root, b, Some(old))),
+                    None => Ok((w.root, b, None)),
+                },
                 None => Err(Error::new(
                     ErrorKind::Invalid,
                     format!("the worktree at {} has a detached HEAD; pwt keys worktrees by branch", w.root.display()),
@@ -236,8 +243,13 @@ struct Run<'p> {
     services: Services,
     lease: Lease,
     fresh: bool,
-    /// Resources this run created (an undo of a set-up that was `ready` drops only these).
+    /// Resources this run created: an undo drops these and nothing else.
     created: Vec<ResourceKind>,
+    /// This run's `git worktree add` succeeded: an undo removes that worktree (and the
+    /// branch, if it made it), never one somebody else made at the path meanwhile.
+    checked_out: bool,
+    /// How Redis isolates this lease.
+    redis: crate::services::RedisPlan,
 }
 
 impl Project {
@@ -249,7 +261,6 @@ impl Project {
         reporter: &mut dyn Reporter,
     ) -> Result<(SetUp, bool)> {
         let services = Services::new(self)?;
-        self.clear_interrupted(ask.branch, reporter)?;
         let redis = services.redis_plan(reporter)?;
         let plan = self.record_lease(ask, redis, how.explicit, how.root)?;
         self.options.faults.pause("after-lease");
@@ -268,6 +279,8 @@ impl Project {
             fresh: plan.fresh,
             lease: plan.lease,
             created: Vec::new(),
+            checked_out: false,
+            redis,
         };
         match run.forward(&checkout, &how, reporter) {
             Ok(done) => Ok((done, run.fresh)),
@@ -293,6 +306,82 @@ impl Project {
         }
     }
 
+    /// A worktree moved and its branch renamed keeps its lease: the env files pwt wrote name
+    /// the slug, and the lease of that slug whose worktree is gone follows it (new path, new
+    /// branch). Returns the old path.
+    fn follow_renamed(&self, root: &Path, branch: &str) -> Result<Option<PathBuf>> {
+        let state = self.state()?;
+        if state.find(&self.repo.common_dir, branch).is_some() {
+            return Ok(None);
+        }
+        let slug = self
+            .env_files()?
+            .iter()
+            .filter_map(|(_, name)| std::fs::read_to_string(root.join(name)).ok())
+            .filter(|t| {
+                t.lines()
+                    .next()
+                    .is_some_and(|l| l.contains(pwt_core::FILE_MARK))
+            })
+            .find_map(|t| pwt_core::parse_assignments(&t).remove("PWT_SLUG"));
+        let Some(slug) = slug else { return Ok(None) };
+        let Some(old) = state
+            .of_repo(&self.repo.common_dir)
+            .find(|l| l.slug.as_str() == slug && !l.path.exists() && l.busy().is_none())
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let new_branch = BranchName::parse(branch)?;
+        let root = root.to_owned();
+        self.update_lease(old.branch.as_str(), |l| {
+            l.path = root;
+            l.branch = new_branch;
+            Ok(())
+        })?;
+        Ok(Some(old.path))
+    }
+
+    /// `pwt up` of a worktree whose `pwt new` was killed takes the set-up over: the worktree,
+    /// now adopted, is the user's and is never removed by an undo. A checkout that was
+    /// killed half-way is refused (it would be marked ready with files missing).
+    fn take_over_interrupted(
+        &self,
+        branch: &BranchName,
+        reporter: &mut dyn Reporter,
+    ) -> Result<()> {
+        let state = self.state()?;
+        let Some(l) = state.find(&self.repo.common_dir, branch.as_str()) else {
+            return Ok(());
+        };
+        if l.state != LeaseState::Creating || !l.interrupted() || !l.journal.worktree {
+            return Ok(());
+        }
+        if l.journal.checked_out.is_none() {
+            return Err(Error::new(
+                ErrorKind::Busy,
+                format!(
+                    "the checkout of {:?} was stopped half-way by a pwt that was killed",
+                    branch.as_str()
+                ),
+            )
+            .hint(format!(
+                "`pwt gc --yes` rolls it back; then `pwt new {}`",
+                shell_word(branch.as_str())
+            )));
+        }
+        reporter.report(Event::Warning(format!(
+            "taking over the interrupted set-up of {:?}",
+            branch.as_str()
+        )));
+        self.update_lease(branch.as_str(), |l| {
+            l.journal.worktree = false;
+            l.journal.branch = false;
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
     /// A set-up of `branch` that a pwt left when it stopped is undone first, as `pwt gc`
     /// would; one being done by a live pwt is left alone (and the plan refuses it as busy).
     fn clear_interrupted(&self, branch: &BranchName, reporter: &mut dyn Reporter) -> Result<()> {
@@ -307,7 +396,7 @@ impl Project {
             "a set-up of {:?} was interrupted earlier; rolling it back first",
             branch.as_str()
         )));
-        let lease = self.mark_removing(branch.as_str(), Vec::new(), |now| {
+        let lease = self.mark_removing(branch.as_str(), Vec::new(), Vec::new(), |now| {
             if now.state == LeaseState::Creating && now.interrupted() {
                 Ok(())
             } else {
@@ -409,37 +498,61 @@ impl Run<'_> {
             return Ok(());
         }
         let marker = self.marker();
-        let found = self
-            .services
-            .block_on(self.services.probe(&self.lease.resources))
-            .unwrap_or_default();
-        let mut absent = Vec::new();
-        for (kind, presence) in found {
-            let what = self.lease.resources.describe(kind).unwrap_or_default();
-            match presence? {
-                Presence::Absent => absent.push(kind),
-                Presence::Marked(m) if m == marker => {}
-                other => {
-                    let found = match other {
-                        Presence::Marked(m) => format!("its marker is {m:?}"),
-                        _ => "it has no pwt marker".to_owned(),
-                    };
-                    return Err(Error::transparent(
-                        ErrorKind::Exists,
-                        pwt_provision::ProvisionError::NotOurs {
-                            service: service_of(kind),
-                            url: self.services.url_of(kind),
-                            what,
-                            found,
-                        },
-                    ));
+        let mut skip_dbs = std::collections::HashSet::new();
+        // The servers arbitrate: a name (or DB index) someone else holds there, whoever
+        // they are, is given up for the next one; a few times at most.
+        for _ in 0..4 {
+            let found = self
+                .services
+                .block_on(self.services.probe(&self.lease.resources))
+                .unwrap_or_default();
+            let mut absent = Vec::new();
+            let mut held = Vec::new();
+            for (kind, presence) in found {
+                match presence? {
+                    Presence::Absent => absent.push(kind),
+                    Presence::Marked(m) if pwt_core::same_owner(&m, &marker) => {}
+                    Presence::Marked(_) => held.push(kind),
+                    // An index is a slot, not a name: one with someone's keys is skipped.
+                    Presence::Unmarked
+                        if self.lease.resources.redis_db().is_some()
+                            && kind == ResourceKind::Redis =>
+                    {
+                        held.push(kind)
+                    }
+                    Presence::Unmarked => {
+                        return Err(self.not_ours(kind, "it has no pwt marker".into()));
+                    }
                 }
             }
+            if held.is_empty() {
+                if !absent.is_empty() {
+                    self.lease = p.record_creating(self.lease.branch.as_str(), &absent)?;
+                }
+                return Ok(());
+            }
+            if let Some(n) = self.lease.resources.redis_db() {
+                skip_dbs.insert(n);
+            }
+            self.lease = p.reassign(self.lease.branch.as_str(), &held, &skip_dbs, self.redis)?;
         }
-        if !absent.is_empty() {
-            self.lease = p.record_creating(self.lease.branch.as_str(), &absent)?;
-        }
-        Ok(())
+        Err(Error::new(
+            ErrorKind::Exists,
+            "the names pwt tried for this worktree's data are all held by someone else on the servers",
+        )
+        .hint("configure a `[team]` store, so people and machines sharing the servers never pick the same names, or put something of your own in the name templates"))
+    }
+
+    fn not_ours(&self, kind: ResourceKind, found: String) -> Error {
+        Error::transparent(
+            ErrorKind::Exists,
+            pwt_provision::ProvisionError::NotOurs {
+                service: service_of(kind),
+                url: self.services.url_of(kind),
+                what: self.lease.resources.describe(kind).unwrap_or_default(),
+                found,
+            },
+        )
     }
 
     /// `git worktree add` on a thread of its own and the services on this one, at once.
@@ -480,10 +593,64 @@ impl Run<'_> {
             .filter(|s| matches!(s.result, Ok(Outcome::Created)))
             .map(|s| s.kind)
             .collect();
-        if let Some(e) = first_failure(steps) {
-            return Err(e);
+        // Interrupted by our own cancel, git leaves what it had made: ours to remove too.
+        let cancelled = git
+            .as_ref()
+            .is_err_and(|e| e.kind() == ErrorKind::Cancelled);
+        if cancelled && matches!(checkout, Checkout::Add(_)) {
+            self.checked_out = true;
         }
-        git.map_err(|e| e.context(format!("cannot check out {:?}", self.lease.branch.as_str())))
+        if git.is_ok() && matches!(checkout, Checkout::Add(_)) {
+            self.checked_out = true;
+            let head = crate::git::head_of(&self.lease.path).unwrap_or_default();
+            self.lease = p.update_lease(self.lease.branch.as_str(), |l| {
+                l.journal.checked_out = Some(head);
+                Ok(())
+            })?;
+        }
+        git.map_err(|e| e.context(format!("cannot check out {:?}", self.lease.branch.as_str())))?;
+        let steps = self.retry_taken(steps)?;
+        match first_failure(steps) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// A name found free that someone else took between the look and the create (another
+    /// registry creating the same branch at the same moment): give it up for the next one
+    /// and create that, a couple of times at most.
+    fn retry_taken(&mut self, mut steps: Vec<Step>) -> Result<Vec<Step>> {
+        for _ in 0..2 {
+            let taken: Vec<ResourceKind> = steps
+                .iter()
+                .filter(|s| matches!(s.result, Err(pwt_provision::ProvisionError::NotOurs { .. })))
+                .map(|s| s.kind)
+                .collect();
+            if taken.is_empty() {
+                break;
+            }
+            let p = self.project;
+            let skip = self.lease.resources.redis_db().into_iter().collect();
+            self.lease = p.reassign(self.lease.branch.as_str(), &taken, &skip, self.redis)?;
+            self.journal_resources()?;
+            let marker = self.marker();
+            let again = self
+                .services
+                .block_on(
+                    self.services
+                        .provision(&self.lease.resources.only(&taken), &marker),
+                )
+                .unwrap_or_default();
+            self.created.extend(
+                again
+                    .iter()
+                    .filter(|s| matches!(s.result, Ok(Outcome::Created)))
+                    .map(|s| s.kind),
+            );
+            steps.retain(|s| !taken.contains(&s.kind));
+            steps.extend(again);
+        }
+        Ok(steps)
     }
 
     fn marker(&self) -> String {
@@ -502,17 +669,29 @@ impl Run<'_> {
         let Some(mut lease) = lease else {
             return cause;
         };
-        let plan = if lease.state == LeaseState::Ready {
-            // A set-up of a worktree that was ready: drop only what this run created, keep
-            // the lease.
+        if lease.state == LeaseState::Ready {
             lease.journal.creating = self.created.clone();
-            TeardownPlan::partial_undo(&lease)
-        } else {
-            TeardownPlan::undo(&lease)
+        }
+        // Only what this run made: the resources it created, the worktree and branch only
+        // if its own `git worktree add` succeeded (another pwt, or a person, may have made
+        // them at the same moment).
+        let (created, checked_out) = (self.created.clone(), self.checked_out);
+        let narrow = |l: &mut Lease| {
+            l.journal.creating.retain(|k| created.contains(k));
+            l.journal.worktree &= checked_out;
+            l.journal.branch &= checked_out;
         };
-        let marked = match lease.state {
-            LeaseState::Ready => Ok(lease.clone()),
-            _ => p.mark_removing(&branch, Vec::new(), |_| Ok(())),
+        let marked = if lease.state == LeaseState::Ready {
+            narrow(&mut lease);
+            Ok(lease.clone())
+        } else {
+            p.mark_removing(&branch, Vec::new(), Vec::new(), |_| Ok(()))
+                .and_then(|_| {
+                    p.update_lease(&branch, |l| {
+                        narrow(l);
+                        Ok(())
+                    })
+                })
         };
         let lease = match marked {
             Ok(l) => l,
@@ -522,6 +701,11 @@ impl Run<'_> {
                     stuck: vec![format!("everything ({})", chain(&e))],
                 });
             }
+        };
+        let plan = if lease.state == LeaseState::Ready {
+            TeardownPlan::partial_undo(&lease)
+        } else {
+            TeardownPlan::undo(&lease)
         };
         match p.teardown(&lease, &plan, reporter) {
             Ok(r) => {

@@ -377,9 +377,13 @@ impl Project {
             .unwrap_or_else(|| Slug::derive(branch.as_str(), |s| slugs.contains(s)));
         slugs.insert(slug.to_string());
         let t = now();
+        // The registry that wrote them is usually this one, lost: its marker.
+        let marker =
+            pwt_core::registry_marker(&self.repo.key(), slug.as_str(), &self.registry_id());
         Ok(Some(Lease {
             repo: self.repo.common_dir.clone(),
             branch: branch.clone(),
+            marker: Some(marker),
             slug,
             path: root.to_owned(),
             project: self.project_name(),
@@ -391,6 +395,7 @@ impl Project {
             files: hashes,
             pending_hooks: false,
             leftover: Vec::new(),
+            keep: Vec::new(),
             created_at: t,
             updated_at: t,
         }))

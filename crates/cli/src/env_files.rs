@@ -109,13 +109,14 @@ impl Project {
         slug: &str,
         env: &Environment,
     ) -> Result<Vec<(EnvFileKind, String, String, Vec<String>)>> {
+        let registry = self.registry_id();
         Ok(self
             .env_files()?
             .into_iter()
             .map(|(kind, name)| {
                 let (text, skipped) = match kind {
-                    EnvFileKind::Dotenv => render_dotenv(env, slug),
-                    EnvFileKind::Mise => (render_mise(env, slug), Vec::new()),
+                    EnvFileKind::Dotenv => render_dotenv(env, slug, &registry),
+                    EnvFileKind::Mise => (render_mise(env, slug, &registry), Vec::new()),
                 };
                 (kind, name, text, skipped)
             })

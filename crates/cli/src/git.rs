@@ -241,6 +241,19 @@ pub(crate) fn git(dir: &Path, args: &[&OsStr], output: ChildOutput, cancel: &Can
     Err(e)
 }
 
+/// The commit HEAD is at in the worktree at `root`.
+pub(crate) fn head_of(root: &Path) -> Option<String> {
+    let out = Command::new("git")
+        .current_dir(root)
+        .args(["rev-parse", "--verify", "-q", "HEAD"])
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 /// Uncommitted or untracked changes of a worktree (`git status --porcelain`), ignoring
 /// ignored files (pwt's env files among them).
 pub(crate) fn changes(root: &Path) -> Result<Vec<String>> {

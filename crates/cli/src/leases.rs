@@ -11,6 +11,20 @@ use crate::plan::{Effects, LeaseAsk, LeaseFacts, LeasePlan, plan_lease};
 use crate::project::Project;
 use crate::services::RedisPlan;
 
+/// Claims of this registry that no lease of it holds any more (a port a lease gave up, a
+/// release a kill cut short): other users may have them.
+fn release_stale_claims(
+    claims: &pwt_alloc::PortClaims,
+    registry_id: &str,
+    held: &std::collections::HashSet<u16>,
+) {
+    for (port, who) in claims.all() {
+        if who.is_some_and(|w| w.registry == registry_id) && !held.contains(&port) {
+            claims.release(port, registry_id);
+        }
+    }
+}
+
 impl Project {
     /// What the env files of the repository's worktrees declare (the cooperative scan),
     /// leaving out `skip`.
@@ -48,7 +62,9 @@ impl Project {
         let main_ports = self.main_ports().into_values().collect();
         let project = self.project_name();
         let repo_key = self.repo.key();
-        let facts = LeaseFacts {
+        let registry_id = self.registry_id();
+        let claims = self.port_claims();
+        let mut facts = LeaseFacts {
             repo: &self.repo.common_dir,
             repo_key: &repo_key,
             project: &project,
@@ -59,6 +75,11 @@ impl Project {
             redis,
             now: now(),
             owner: Owner::current(),
+            registry_id: &registry_id,
+            claimed: claims
+                .as_ref()
+                .map(|c| c.others(&registry_id))
+                .unwrap_or_default(),
         };
         let branch = ask.branch.as_str();
         let path = |slug: &pwt_core::Slug| match root {
@@ -71,7 +92,37 @@ impl Project {
             names: &names,
             is_free: &port_is_free,
         };
-        let plan = plan_lease(&locked.state, &facts, ask, &fx)?;
+        // Another user's pwt may claim a port between the read and the claim: plan again
+        // without it.
+        let mut tries = 0;
+        let plan = loop {
+            let plan = plan_lease(&locked.state, &facts, ask, &fx)?;
+            let Some(claims) = &claims else { break plan };
+            tries += 1;
+            if tries > 8 {
+                return Err(Error::new(
+                    ErrorKind::Exhausted,
+                    "the ports pwt planned kept being claimed by other users' pwt meanwhile",
+                )
+                .hint("try again in a moment"));
+            }
+            let who = |_: u16| pwt_alloc::Claimant {
+                registry: registry_id.clone(),
+                repo: repo_key.clone(),
+                branch: branch.to_owned(),
+            };
+            let lost: Vec<u16> = plan
+                .lease
+                .ports
+                .values()
+                .copied()
+                .filter(|p| !claims.claim(*p, &who(*p)).unwrap_or(true))
+                .collect();
+            if lost.is_empty() {
+                break plan;
+            }
+            facts.claimed.extend(lost);
+        };
         if plan.fresh && !plan.lease.journal.kept.is_empty() {
             locked.state.take_kept(&self.repo.common_dir, branch);
         }
@@ -79,13 +130,100 @@ impl Project {
             Some(slot) => *slot = plan.lease.clone(),
             None => locked.state.leases.push(plan.lease.clone()),
         }
+        if let Some(claims) = &claims {
+            // Under the lock: no pwt of this registry is between its claim and its commit.
+            let held = locked
+                .state
+                .leases
+                .iter()
+                .flat_map(|l| l.ports.values().copied())
+                .collect();
+            release_stale_claims(claims, &registry_id, &held);
+        }
         self.ensure_excluded()?;
         locked.commit()?;
         Ok(plan)
     }
 
+    /// The machine's port claims, where there is a machine directory.
+    pub(crate) fn port_claims(&self) -> Option<pwt_alloc::PortClaims> {
+        let dir = self.options.machine_dir.as_ref()?;
+        pwt_alloc::PortClaims::open(dir).ok()
+    }
+
+    /// Gives the lease other resources of `kinds`, held by someone on the servers whom this
+    /// registry does not know: the names the templates give the disambiguated slug, or the
+    /// next free Redis DB index past `skip_dbs`. Under the lock, so no lease of this registry
+    /// gets them either.
+    pub(crate) fn reassign(
+        &self,
+        branch: &str,
+        kinds: &[ResourceKind],
+        skip_dbs: &std::collections::HashSet<u16>,
+        redis: RedisPlan,
+    ) -> Result<Lease> {
+        let mut locked = self.registry.lock()?;
+        let repo = self.repo.common_dir.clone();
+        let state = locked.state.clone();
+        let Some(lease) = locked.state.find_mut(&repo, branch) else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("the lease of {branch:?} vanished"),
+            ));
+        };
+        let others: Vec<&Resources> = state
+            .leases
+            .iter()
+            .filter(|l| !(l.repo == repo && l.branch.as_str() == branch))
+            .map(|l| &l.resources)
+            .chain(state.kept.iter().map(|k| &k.resources))
+            .collect();
+        let alt_slug = pwt_core::disambiguated_slug(lease.slug.as_str(), &self.repo.key(), branch);
+        let alt = self.resource_names(branch, &alt_slug, &lease.ports, redis)?;
+        for kind in kinds {
+            let now = lease.resources.describe(*kind).unwrap_or_default();
+            match (kind, &lease.resources.redis) {
+                (ResourceKind::Redis, Some(pwt_core::RedisSlot::Db(_))) => {
+                    let RedisPlan::Db(n) = redis else { continue };
+                    let used: std::collections::HashSet<u16> = others
+                        .iter()
+                        .filter_map(|r| r.redis_db())
+                        .chain(skip_dbs.iter().copied())
+                        .collect();
+                    let next = (1..n).find(|i| !used.contains(i)).ok_or_else(|| {
+                        Error::from(pwt_alloc::AllocError::RedisDbsExhausted {
+                            max: n.saturating_sub(1),
+                        })
+                    })?;
+                    lease.resources.redis = Some(pwt_core::RedisSlot::Db(next));
+                }
+                _ => {
+                    let new = alt.only(&[*kind]);
+                    let taken = others
+                        .iter()
+                        .any(|o| o.describe(*kind) == new.describe(*kind));
+                    if new.describe(*kind) == Some(now.clone()) || !new.has(*kind) || taken {
+                        return Err(Error::new(
+                            ErrorKind::Exists,
+                            format!("{now} is held by someone else on the server, and so is the name pwt would try next"),
+                        )
+                        .hint("configure a `[team]` store, so people and machines sharing the servers never pick the same names, or put something of your own in the name template"));
+                    }
+                    match kind {
+                        ResourceKind::Database => lease.resources.database = new.database,
+                        ResourceKind::Vhost => lease.resources.vhost = new.vhost,
+                        ResourceKind::Redis => lease.resources.redis = new.redis,
+                    }
+                }
+            }
+        }
+        let lease = lease.clone();
+        locked.commit()?;
+        Ok(lease)
+    }
+
     /// The names the templates give a worktree; on a Redis Cluster in db mode, a prefix.
-    fn resource_names(
+    pub(crate) fn resource_names(
         &self,
         branch: &str,
         slug: &str,
@@ -151,29 +289,18 @@ impl Project {
         &self,
         branch: &str,
         leftover: Vec<Leftover>,
+        keep: Vec<ResourceKind>,
         check: impl FnOnce(&Lease) -> Result<()>,
     ) -> Result<Lease> {
         self.update_lease(branch, |l| {
             if let Some(owner) = l.busy() {
-                return Err(Error::new(
-                    ErrorKind::Busy,
-                    format!(
-                        "branch {:?} is being {} by another pwt (pid {})",
-                        l.branch.as_str(),
-                        if l.state == LeaseState::Creating {
-                            "set up"
-                        } else {
-                            "removed"
-                        },
-                        owner.pid
-                    ),
-                )
-                .hint("wait for it to finish, then try again"));
+                return Err(crate::plan::busy(l, owner));
             }
             check(l)?;
             l.state = LeaseState::Removing;
             l.owner = Some(Owner::current());
             l.leftover = leftover;
+            l.keep = keep;
             Ok(())
         })
     }
@@ -182,7 +309,14 @@ impl Project {
     /// data.
     pub(crate) fn release(&self, repo: &Path, branch: &BranchName, keep: &Resources) -> Result<()> {
         let mut locked = self.registry.lock()?;
-        if locked.state.release(repo, branch.as_str(), keep).is_some() {
+        if let Some(gone) = locked.state.release(repo, branch.as_str(), keep) {
+            // Under the lock, as claims are made.
+            if let Some(claims) = self.port_claims() {
+                let id = self.registry_id();
+                for p in gone.ports.values() {
+                    claims.release(*p, &id);
+                }
+            }
             locked.commit()?;
         }
         Ok(())

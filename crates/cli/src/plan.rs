@@ -43,6 +43,10 @@ pub(crate) struct LeaseFacts<'a> {
     pub now: u64,
     /// The pwt making the plan.
     pub owner: Owner,
+    /// The registry's identity, part of new leases' markers.
+    pub registry_id: &'a str,
+    /// Ports other registries of the machine (other users) have claimed.
+    pub claimed: HashSet<u16>,
 }
 
 /// What is asked for.
@@ -105,15 +109,29 @@ pub(crate) fn plan_lease(
         Some(l) => Lease {
             ports,
             updated_at: facts.now,
+            // Taking over an interrupted set-up makes it this pwt's.
+            owner: if l.state == LeaseState::Ready {
+                l.owner
+            } else {
+                Some(facts.owner)
+            },
             ..l.clone()
         },
         None => new_lease(facts, ask, slug, path, ports),
     };
+    if existing.is_none() {
+        lease.marker = Some(pwt_core::registry_marker(
+            facts.repo_key,
+            lease.slug.as_str(),
+            facts.registry_id,
+        ));
+    }
     if existing.is_none()
         && let Some(k) = kept.filter(|k| k.slug == lease.slug)
     {
         lease.resources = k.resources.clone();
         lease.journal.kept = k.resources.kinds();
+        lease.marker = Some(k.marker());
     }
     name_resources(state, facts, &mut lease, fx)?;
     Ok(LeasePlan {
@@ -168,6 +186,7 @@ fn new_lease(
         repo: facts.repo.to_owned(),
         branch: ask.branch.clone(),
         slug,
+        marker: None,
         path,
         project: facts.project.to_owned(),
         ports,
@@ -182,27 +201,34 @@ fn new_lease(
         files: BTreeMap::new(),
         pending_hooks: false,
         leftover: Vec::new(),
+        keep: Vec::new(),
         created_at: facts.now,
         updated_at: facts.now,
     }
 }
 
+/// The refusal when another live pwt works on the lease.
+pub(crate) fn busy(lease: &Lease, owner: &Owner) -> Error {
+    let doing = if lease.state == LeaseState::Creating {
+        "setting it up"
+    } else {
+        "removing it"
+    };
+    Error::new(
+        ErrorKind::Busy,
+        format!(
+            "branch {:?} is busy: another pwt (pid {}) is {doing}",
+            lease.branch.as_str(),
+            owner.pid
+        ),
+    )
+    .hint("wait for it to finish, then try again (`pwt list` shows it)")
+}
+
 fn refuse_existing(l: &Lease, new: bool) -> Result<()> {
     let branch = l.branch.as_str();
     if let Some(owner) = l.busy() {
-        let doing = if l.state == LeaseState::Creating {
-            "set up"
-        } else {
-            "removed"
-        };
-        return Err(Error::new(
-            ErrorKind::Busy,
-            format!(
-                "branch {branch:?} is being {doing} by another pwt (pid {})",
-                owner.pid
-            ),
-        )
-        .hint("wait for it, then `pwt list`"));
+        return Err(busy(l, owner));
     }
     match l.state {
         LeaseState::Ready if new => Err(Error::new(
@@ -221,6 +247,7 @@ fn refuse_existing(l: &Lease, new: bool) -> Result<()> {
             format!("branch {branch:?} was being removed when a pwt stopped; finish that first"),
         )
         .hint(format!("`pwt rm {}`", shell_word(branch)))),
+        LeaseState::Creating if !new => Ok(()),
         LeaseState::Creating => Err(Error::new(
             ErrorKind::Busy,
             format!("the set-up of branch {branch:?} was interrupted"),
@@ -242,7 +269,8 @@ fn plan_ports(
     if let Some(l) = existing {
         let same_services = l.ports.keys().eq(facts.services.iter());
         let in_range = l.ports.values().all(|p| (lo..=hi).contains(p));
-        if same_services && in_range {
+        let unclaimed = !l.ports.values().any(|p| facts.claimed.contains(p));
+        if same_services && in_range && unclaimed {
             return Ok(l.ports.clone());
         }
     }
@@ -253,6 +281,7 @@ fn plan_ports(
         }
     }
     taken.extend(&facts.main_ports);
+    taken.extend(&facts.claimed);
     let remembered = existing
         .map(|l| &l.ports)
         .or_else(|| state.recent_ports(facts.repo, branch));
@@ -365,7 +394,7 @@ fn name_resources(
         copy_kind(kind, &chosen, &mut lease.resources);
     }
     if let Some(prefix) = lease.resources.redis_prefix() {
-        refuse_overlap(prefix, &others)?;
+        refuse_overlap(prefix, &others, &facts.declared.prefixes)?;
     }
     if let (RedisPlan::Db(n), None) = (facts.redis, &lease.resources.redis) {
         lease.resources.redis = Some(RedisSlot::Db(free_db_index(n, facts, &others)?));
@@ -384,16 +413,26 @@ fn copy_kind(kind: ResourceKind, from: &Resources, to: &mut Resources) {
 /// Refuses a prefix that is a prefix of another holder's (or has one as its prefix): the
 /// cleanup of the shorter, `SCAN MATCH <prefix>*`, would reach the longer one's keys. The
 /// main worktree's keys have no prefix, so an empty prefix is refused where it is made.
-fn refuse_overlap(prefix: &RedisPrefix, others: &Others<'_>) -> Result<()> {
+fn refuse_overlap(
+    prefix: &RedisPrefix,
+    others: &Others<'_>,
+    declared: &HashSet<String>,
+) -> Result<()> {
     let p = prefix.as_str();
-    for other in others.all().filter_map(Resources::redis_prefix) {
-        let o = other.as_str();
+    // Other leases of this registry, and what worktrees git lists declare (another HOME's).
+    let known = others
+        .all()
+        .filter_map(Resources::redis_prefix)
+        .map(|o| o.as_str().to_owned())
+        .chain(declared.iter().cloned());
+    for o in known {
+        let o = o.as_str();
         if o != p && (o.starts_with(p) || p.starts_with(o)) {
             return Err(Error::new(
                 ErrorKind::Config,
                 format!("Redis key prefix {p:?} overlaps {o:?}, another worktree's: removing one would delete keys of the other"),
             )
-            .hint("end `redis.prefix` with a character slugs never contain, as the default `{{ slug }}:` does"));
+            .hint("end `redis.prefix` with a character slugs never contain, as the default `pwt:{{ slug }}:` does"));
         }
     }
     Ok(())
@@ -443,6 +482,9 @@ pub struct Orphan {
     pub resources: Resources,
     /// Its marker.
     pub marker: String,
+    /// It is marked as kept by `pwt rm --keep-data` (under a registry this gc does not
+    /// know): dropped only with `--kept`.
+    pub kept: bool,
 }
 
 /// A marked resource gc leaves alone, and why.
@@ -491,19 +533,40 @@ pub(crate) struct GcFacts<'a> {
 pub(crate) fn plan_gc(state: &State, facts: &GcFacts<'_>) -> GcPlan {
     let mut plan = GcPlan::default();
     for lease in state.of_repo(facts.repo) {
-        if let Some(a) = classify(lease, facts) {
-            plan.actions.push(a);
+        match classify(lease, facts) {
+            Some(Action::Gone(l)) if declares(facts.declared, &l) => plan.spared.push(Spared {
+                what: format!("the data of {}", l.branch.as_str()),
+                why: format!(
+                    "its worktree {} is gone, but a worktree git lists declares its slug or data (moved and renamed?): `pwt up` there takes it back",
+                    l.path.display()
+                ),
+            }),
+            Some(a) => plan.actions.push(a),
+            None => {}
         }
     }
     if facts.all_repos {
-        plan.actions.extend(
-            state
-                .leases
-                .iter()
-                .filter(|l| l.repo != facts.repo && !(facts.repo_exists)(&l.repo))
-                .filter(|l| l.busy().is_none())
-                .map(|l| Action::RepoGone(l.clone())),
-        );
+        for l in state
+            .leases
+            .iter()
+            .filter(|l| l.repo != facts.repo && !(facts.repo_exists)(&l.repo))
+        {
+            if l.busy().is_some() {
+                continue;
+            }
+            if (facts.path_exists)(&l.path) {
+                // The repository moved (or was renamed), its worktree did not go with it.
+                plan.spared.push(Spared {
+                    what: format!("the lease of {} ({})", l.branch.as_str(), l.repo.display()),
+                    why: format!(
+                        "its worktree {} still exists: the repository moved?",
+                        l.path.display()
+                    ),
+                });
+                continue;
+            }
+            plan.actions.push(Action::RepoGone(l.clone()));
+        }
     }
     let prefix = pwt_core::repo_marker_prefix(facts.repo_key);
     for (kind, m) in facts.found {
@@ -525,7 +588,8 @@ pub(crate) fn plan_gc(state: &State, facts: &GcFacts<'_>) -> GcPlan {
         plan.actions.push(Action::Orphan(Orphan {
             kind: *kind,
             resources,
-            marker: m.marker.clone(),
+            marker: pwt_core::base_marker(&m.marker).to_owned(),
+            kept: pwt_core::is_kept_marker(&m.marker),
         }));
     }
     plan.actions.extend(
@@ -537,6 +601,21 @@ pub(crate) fn plan_gc(state: &State, facts: &GcFacts<'_>) -> GcPlan {
             .map(Action::Kept),
     );
     plan
+}
+
+/// True when a worktree git lists declares the lease's slug or one of its resources.
+fn declares(d: &Declared, l: &Lease) -> bool {
+    let r = &l.resources;
+    d.slugs.contains(l.slug.as_str())
+        || r.database
+            .as_ref()
+            .is_some_and(|n| d.databases.contains(n.as_str()))
+        || r.vhost
+            .as_ref()
+            .is_some_and(|n| d.vhosts.contains(n.as_str()))
+        || r.redis_prefix()
+            .is_some_and(|p| d.prefixes.contains(p.as_str()))
+        || r.redis_db().is_some_and(|n| d.redis_dbs.contains(&n))
 }
 
 fn classify(lease: &Lease, facts: &GcFacts<'_>) -> Option<Action> {
@@ -617,7 +696,7 @@ fn owned(
             .map(|b| Slug::derive(b, |_| false).to_string()),
     );
     for s in slugs {
-        if owner_marker(facts.repo_key, &s) == marker {
+        if owner_marker(facts.repo_key, &s) == pwt_core::base_marker(marker) {
             return Some(Some(format!(
                 "it carries the marker of worktree `{s}`, which git lists"
             )));
@@ -653,6 +732,8 @@ mod tests {
                 pid: 1,
                 start: Some(1),
             },
+            registry_id: "",
+            claimed: HashSet::new(),
         }
     }
 

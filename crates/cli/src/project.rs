@@ -33,6 +33,9 @@ pub struct Options {
     pub child_output: ChildOutput,
     /// How long to wait for the registry lock.
     pub lock_timeout: Duration,
+    /// The directory all users of the machine share (port claims, machine-wide locks);
+    /// `None`: none, each registry on its own.
+    pub machine_dir: Option<PathBuf>,
 }
 
 impl Options {
@@ -45,6 +48,7 @@ impl Options {
             cancel: Cancel::default(),
             child_output: ChildOutput::Inherit,
             lock_timeout: Duration::from_secs(30),
+            machine_dir: None,
         }
     }
 }
@@ -217,6 +221,15 @@ impl Project {
     /// The machine-wide registry.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The registry's identity: a hash of its state directory. New leases' markers and the
+    /// env files' headers carry it, so two registries on one repository tell their things
+    /// apart.
+    pub(crate) fn registry_id(&self) -> String {
+        let dir = std::fs::canonicalize(self.registry.dir())
+            .unwrap_or_else(|_| self.registry.dir().to_owned());
+        pwt_core::hex_prefix(pwt_core::stable_hash(dir.to_string_lossy().as_bytes()), 8)
     }
 
     /// The registry's content, read without the lock (writers replace it atomically).

@@ -57,6 +57,10 @@ impl Action {
                 l.branch.as_str(),
                 l.repo.display()
             ),
+            Self::Orphan(o) if o.kept => format!(
+                "{}: kept by `pwt rm --keep-data` (a registry this pwt does not know holds it)",
+                o.resources.describe(o.kind).unwrap_or_default()
+            ),
             Self::Orphan(o) => format!(
                 "{}: pwt's, but no worktree owns it",
                 o.resources.describe(o.kind).unwrap_or_default()
@@ -92,7 +96,10 @@ impl Action {
 
     /// True when `pwt gc --yes` does it (kept data only with `--kept`).
     pub fn is_due(&self, req: &ReconcileRequest) -> bool {
-        !matches!(self, Self::Kept(_)) || req.kept
+        !matches!(
+            self,
+            Self::Kept(_) | Self::Orphan(Orphan { kept: true, .. })
+        ) || req.kept
     }
 }
 
@@ -148,9 +155,9 @@ impl Project {
                             now.branch.as_str(),
                         )
                     },
-                    TeardownPlan::undo(l),
+                    TeardownPlan::undo_interrupted(l),
                 )?;
-                self.finish_teardown(&lease, &TeardownPlan::undo(&lease), reporter)
+                self.finish_teardown(&lease, &TeardownPlan::undo_interrupted(&lease), reporter)
             }
             Action::Finish(l) => self.finish_interrupted_teardown(l, reporter),
             Action::Moved(l, to) => {
@@ -180,17 +187,13 @@ impl Project {
                     let Some(k) = state.take_kept(&k.repo, k.branch.as_str()) else {
                         return Ok(None);
                     };
-                    state.claims.push(claim(
-                        &k.repo,
-                        &pwt_core::owner_marker(&k.repo.to_string_lossy(), k.slug.as_str()),
-                        &k.resources,
-                    ));
+                    state.claims.push(claim(&k.repo, &k.marker(), &k.resources));
                     Ok(Some(k))
                 })?;
                 let Some(k) = taken else {
                     return Err(changed(k.branch.as_str()));
                 };
-                let marker = pwt_core::owner_marker(&k.repo.to_string_lossy(), k.slug.as_str());
+                let marker = k.marker();
                 self.drop_claimed(&k.resources, &marker)
             }
         }
@@ -215,6 +218,7 @@ impl Project {
         plan: TeardownPlan,
     ) -> Result<pwt_alloc::Lease> {
         let leftover = plan.leftover();
+        let keep = plan.keep.kinds();
         self.update_lease_in(repo, branch, |l| {
             if let Some(owner) = l.busy() {
                 return Err(Error::new(
@@ -226,6 +230,7 @@ impl Project {
             l.state = LeaseState::Removing;
             l.owner = Some(Owner::current());
             l.leftover = leftover;
+            l.keep = keep;
             Ok(())
         })
     }

@@ -10,6 +10,7 @@ use pwt_alloc::{Lease, LeaseState, Leftover};
 use pwt_core::{BranchName, RedisPrefix, ResourceKind, Resources};
 use pwt_provision::{Outcome, ProvisionError};
 
+use crate::env_files::content_hash;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Reporter};
 use crate::git::{changes, changes_besides_removal};
@@ -55,6 +56,14 @@ pub struct Removed {
     pub data_kept: bool,
     /// The branch was deleted.
     pub branch_deleted: bool,
+}
+
+/// Why a half-made worktree is not removed.
+enum InUse {
+    /// Another pwt set it up again.
+    Elsewhere(String),
+    /// Someone works in it.
+    Work(String),
 }
 
 /// What happens to the worktree directory.
@@ -191,15 +200,10 @@ impl TeardownPlan {
         } else {
             WorktreeStep::Keep
         };
-        let mut p = Self::base(data.clone(), worktree);
+        let mut p = Self::base(data, worktree);
         p.resume = true;
-        let kept: Vec<ResourceKind> = lease
-            .resources
-            .kinds()
-            .into_iter()
-            .filter(|k| !data.contains(k))
-            .collect();
-        p.keep = lease.resources.only(&kept);
+        // What the interrupted teardown was asked to keep (`--keep-data`), nothing more.
+        p.keep = lease.resources.only(&lease.keep);
         p
     }
 
@@ -258,13 +262,20 @@ impl Project {
         }
         // A set-up that stopped half-way, or the undo of one: finish undoing it.
         let plan = if lease.state == LeaseState::Creating || !lease.journal.is_empty() {
-            TeardownPlan::undo_interrupted(&lease)
+            let mut p = TeardownPlan::undo_interrupted(&lease);
+            p.force = req.force;
+            p
         } else {
             let mut p = TeardownPlan::rm(&lease, req, exists);
             p.resume = lease.state == LeaseState::Removing;
             p
         };
-        let lease = self.mark_removing(lease.branch.as_str(), plan.leftover(), |_| Ok(()))?;
+        let lease = self.mark_removing(
+            lease.branch.as_str(),
+            plan.leftover(),
+            plan.keep.kinds(),
+            |_| Ok(()),
+        )?;
         self.options.faults.pause("after-mark-removing");
         let report = self.teardown(&lease, &plan, reporter)?;
         if !report.stuck.is_empty() {
@@ -308,20 +319,7 @@ impl Project {
             Ok(Target::Leased(l)) => l,
         };
         if let Some(owner) = lease.busy() {
-            return Err(Error::new(
-                ErrorKind::Busy,
-                format!(
-                    "branch {:?} is being {} by another pwt (pid {})",
-                    lease.branch.as_str(),
-                    if lease.state == LeaseState::Creating {
-                        "set up"
-                    } else {
-                        "removed"
-                    },
-                    owner.pid
-                ),
-            )
-            .hint("wait for it to finish, then try again"));
+            return Err(crate::plan::busy(&lease, owner));
         }
         Ok(Ok(lease))
     }
@@ -392,6 +390,41 @@ impl Project {
         if plan.hooks {
             self.pre_remove_hooks(lease, plan.force, reporter)?;
         }
+        let spared;
+        let plan = match self.in_use(lease, plan) {
+            None => plan,
+            Some(InUse::Elsewhere(why)) => {
+                // Set up again by another pwt (another HOME, say): it is theirs now.
+                reporter.report(Event::Warning(format!(
+                    "left {} and its data in place: {why}; only this pwt's lease goes",
+                    lease.path.display()
+                )));
+                spared = TeardownPlan {
+                    data: Vec::new(),
+                    worktree: WorktreeStep::Keep,
+                    branch: BranchStep::Keep,
+                    ..plan.clone()
+                };
+                &spared
+            }
+            Some(InUse::Work(why)) => {
+                // Back to an interrupted set-up, which `pwt up` can take over.
+                self.update_lease_in(&lease.repo, branch, |l| {
+                    l.state = LeaseState::Creating;
+                    l.owner = None;
+                    l.leftover.clear();
+                    Ok(())
+                })?;
+                return Ok(TeardownReport {
+                    stuck: vec![format!(
+                        "{} has {why}, so the interrupted set-up is not rolled back; `pwt up {b}` finishes the set-up and keeps it, `pwt rm --force {b}` discards it",
+                        lease.path.display(),
+                        b = shell_word(branch)
+                    )],
+                    ..TeardownReport::default()
+                });
+            }
+        };
         let mut report = TeardownReport::default();
         let mut left: Vec<Leftover> = Vec::new();
         self.drop_data(lease, plan, reporter, &mut report, &mut left)?;
@@ -408,6 +441,7 @@ impl Project {
         }
         if plan.release {
             self.release(&lease.repo, &lease.branch, &plan.keep)?;
+            self.mark_kept(lease, &plan.keep, reporter);
         }
         match plan.branch {
             BranchStep::Keep => {}
@@ -421,6 +455,52 @@ impl Project {
             },
         }
         Ok(report)
+    }
+
+    /// Whether the half-made worktree an undo would remove is in use now: set up again by
+    /// another pwt (its env files are not what this lease wrote), or holding someone's work
+    /// (new commits, or changes after the checkout had finished).
+    fn in_use(&self, lease: &Lease, plan: &TeardownPlan) -> Option<InUse> {
+        let path = &lease.path;
+        if !plan.settle || plan.worktree != WorktreeStep::Made || !path.exists() {
+            return None;
+        }
+        let rendered: Vec<String> = self
+            .lease_environment(lease)
+            .ok()
+            .and_then(|env| self.render_env_files(lease.slug.as_str(), &env).ok())
+            .map(|files| {
+                files
+                    .into_iter()
+                    .map(|(_, _, text, _)| content_hash(text.as_bytes()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (_, name) in self.env_files().unwrap_or_default() {
+            let file = path.join(&name);
+            let Ok(bytes) = std::fs::read(&file) else {
+                continue;
+            };
+            let hash = content_hash(&bytes);
+            if !lease.files.values().any(|h| *h == hash) && !rendered.contains(&hash) {
+                return Some(InUse::Elsewhere(format!(
+                    "{} was written by another pwt",
+                    file.display()
+                )));
+            }
+        }
+        let tip = lease.journal.checked_out.as_ref()?;
+        if plan.force {
+            return None;
+        }
+        if crate::git::head_of(path).as_ref() != Some(tip) {
+            return Some(InUse::Work("new commits".into()));
+        }
+        match changes(path) {
+            Ok(c) if c.is_empty() => None,
+            Ok(_) => Some(InUse::Work("uncommitted or untracked changes".into())),
+            Err(_) => None,
+        }
     }
 
     fn pre_remove_hooks(
@@ -521,6 +601,30 @@ impl Project {
             }
         }
         Ok(())
+    }
+
+    /// Marks kept data as kept on the servers themselves, so no other registry (another
+    /// HOME, a lost one) takes it for an orphan.
+    fn mark_kept(&self, lease: &Lease, keep: &Resources, reporter: &mut dyn Reporter) {
+        if keep.is_empty() {
+            return;
+        }
+        let Ok(services) = Services::new(self) else {
+            return;
+        };
+        let kept = pwt_core::kept_marker(&lease_marker(lease));
+        for s in services
+            .block_on(services.remark(keep, &kept))
+            .unwrap_or_default()
+        {
+            if let Err(e) = s.result {
+                reporter.report(Event::Warning(format!(
+                    "{} is kept, but could not be marked so on its server ({}); this registry still knows",
+                    s.what,
+                    chain(&e)
+                )));
+            }
+        }
     }
 
     /// Other holders' Redis prefixes that start with this lease's: their keys match its

@@ -22,6 +22,7 @@ pub(crate) struct Services {
     /// Redis, its mode and the DB count to assume when `CONFIG GET` is not allowed.
     pub redis: Option<(Redis, RedisMode, u16)>,
     rt: Option<tokio::runtime::Runtime>,
+    machine: Option<std::path::PathBuf>,
 }
 
 /// How a new lease isolates its Redis data.
@@ -85,6 +86,7 @@ impl Services {
             postgres,
             rabbitmq,
             redis,
+            machine: project.options.machine_dir.clone(),
             rt: any.then(|| {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -179,6 +181,12 @@ impl Services {
         };
         let mq = async {
             let (mq, vhost) = self.rabbitmq.as_ref().zip(resources.vhost.as_ref())?;
+            // The management API has no create-if-absent: pwt processes of this machine take
+            // turns on a name (across machines, the team store keeps names apart).
+            let _turn = self.machine.as_ref().and_then(|d| {
+                let name = format!("vhost {} {}", mq.display_url(), vhost.as_str());
+                pwt_alloc::machine_lock(d, &name, Duration::from_secs(30)).ok()
+            });
             let mut result = mq.create(vhost, marker).await;
             if result.is_ok()
                 && let Err(e) = mq.verify(vhost).await
@@ -237,6 +245,37 @@ impl Services {
                 RedisSlot::Db(n) => redis.flush_db(*n, marker).await,
             };
             Some(step(ResourceKind::Redis, resources, result))
+        };
+        let (a, b, c) = tokio::join!(pg, mq, rd);
+        [a, b, c].into_iter().flatten().collect()
+    }
+
+    /// Marks each of `resources` with `marker` (the kept form, say), where it carries the
+    /// same owner's.
+    pub async fn remark(&self, resources: &Resources, marker: &str) -> Vec<Step> {
+        let pg = async {
+            let ((pg, _), db) = self.postgres.as_ref().zip(resources.database.as_ref())?;
+            Some(step(
+                ResourceKind::Database,
+                resources,
+                pg.remark(db, marker).await,
+            ))
+        };
+        let mq = async {
+            let (mq, vhost) = self.rabbitmq.as_ref().zip(resources.vhost.as_ref())?;
+            Some(step(
+                ResourceKind::Vhost,
+                resources,
+                mq.remark(vhost, marker).await,
+            ))
+        };
+        let rd = async {
+            let ((redis, _, _), slot) = self.redis.as_ref().zip(resources.redis.as_ref())?;
+            Some(step(
+                ResourceKind::Redis,
+                resources,
+                redis.remark(slot.prefix(), slot.db(), marker).await,
+            ))
         };
         let (a, b, c) = tokio::join!(pg, mq, rd);
         [a, b, c].into_iter().flatten().collect()
@@ -344,5 +383,5 @@ pub(crate) fn service_of(kind: ResourceKind) -> pwt_provision::Service {
 
 /// The marker of a lease's resources.
 pub(crate) fn lease_marker(lease: &pwt_alloc::Lease) -> String {
-    pwt_core::owner_marker(&lease.repo.to_string_lossy(), lease.slug.as_str())
+    lease.marker()
 }

@@ -161,7 +161,7 @@ impl Default for RedisConfig {
         Self {
             url: "redis://localhost:6379".into(),
             mode: RedisMode::Prefix,
-            prefix: "{{ slug }}:".into(),
+            prefix: "pwt:{{ slug }}:".into(),
             databases: 16,
         }
     }

@@ -164,9 +164,14 @@ pub fn build_environment(
 pub const FILE_MARK: &str = "Written by pwt";
 
 /// The header pwt puts at the top of the files it writes.
-fn header(comment: &str, slug: &str) -> String {
+fn header(comment: &str, slug: &str, registry: &str) -> String {
+    let of = if registry.is_empty() {
+        String::new()
+    } else {
+        format!(" (registry {registry})")
+    };
     format!(
-        "{comment} {FILE_MARK} for worktree `{slug}`; `pwt up` rewrites it.\n\
+        "{comment} {FILE_MARK} for worktree `{slug}`{of}; `pwt up` rewrites it.\n\
          {comment} pwt will not overwrite this file once edited: put your own settings elsewhere.\n"
     )
 }
@@ -189,8 +194,11 @@ pub fn dotenv_quote(value: &str) -> Option<String> {
 
 /// The `.env.worktree` text, and the names of variables left out because no quoting reads
 /// the same in every dotenv reader (see [`dotenv_quote`]).
-pub fn render_dotenv(env: &Environment, slug: &str) -> (String, Vec<String>) {
-    let mut out = header("#", slug);
+///
+/// The header names the worktree's slug and the registry (`registry`, empty for none) that
+/// wrote it, so a file another registry rewrote is told from this one's.
+pub fn render_dotenv(env: &Environment, slug: &str, registry: &str) -> (String, Vec<String>) {
+    let mut out = header("#", slug, registry);
     let mut skipped = Vec::new();
     for (k, v) in env.iter() {
         match dotenv_quote(v) {
@@ -223,8 +231,8 @@ fn toml_string(value: &str) -> String {
 }
 
 /// The `.mise.local.toml` text: one `[env]` table.
-pub fn render_mise(env: &Environment, slug: &str) -> String {
-    let mut out = header("#", slug);
+pub fn render_mise(env: &Environment, slug: &str, registry: &str) -> String {
+    let mut out = header("#", slug, registry);
     out.push_str("[env]\n");
     for (k, v) in env.iter() {
         let _ = writeln!(out, "{k} = {}", toml_string(v));
@@ -377,7 +385,7 @@ mod tests {
         let mut env = Environment::default();
         env.set("A", "1").expect("valid");
         env.set("B", "x'$").expect("valid");
-        let (text, skipped) = render_dotenv(&env, "s");
+        let (text, skipped) = render_dotenv(&env, "s", "");
         assert!(text.contains("A='1'\n"));
         assert_eq!(skipped, vec!["B".to_owned()]);
     }
@@ -387,10 +395,10 @@ mod tests {
         let mut env = Environment::default();
         env.set("FRONTEND_PORT", "21000").expect("valid");
         env.set("X", "a=b 'c'").expect("valid");
-        let parsed = parse_assignments(&render_dotenv(&env, "s").0);
+        let parsed = parse_assignments(&render_dotenv(&env, "s", "").0);
         assert_eq!(parsed["FRONTEND_PORT"], "21000");
         assert_eq!(parsed["X"], "a=b 'c'");
-        let parsed = parse_assignments(&render_mise(&env, "s"));
+        let parsed = parse_assignments(&render_mise(&env, "s", ""));
         assert_eq!(parsed["FRONTEND_PORT"], "21000");
         assert_eq!(
             parse_assignments("export DJANGO_PORT=8012\n")["DJANGO_PORT"],
@@ -402,7 +410,7 @@ mod tests {
     fn mise_and_shell_escaping() {
         let mut env = Environment::default();
         env.set("A", "q\"\\'\t").expect("valid");
-        assert!(render_mise(&env, "s").contains("A = \"q\\\"\\\\'\\t\"\n"));
+        assert!(render_mise(&env, "s", "").contains("A = \"q\\\"\\\\'\\t\"\n"));
         assert_eq!(render_sh(&env), "export A='q\"\\'\\''\t'\n");
         assert_eq!(render_fish(&env), "set -gx A 'q\"\\\\\\'\t'\n");
     }

@@ -253,16 +253,52 @@ pub fn owner_marker(repo_key: &str, slug: &str) -> String {
     format!("{}{}", repo_marker_prefix(repo_key), hex_prefix(both, 8))
 }
 
+/// [`owner_marker`] of one registry: the second part also hashes the registry's identity
+/// (`registry`, a hash of its state directory), so two registries on one repository (two
+/// HOMEs, say) never take each other's resources for their own. An empty `registry` gives
+/// [`owner_marker`], which the first release wrote.
+pub fn registry_marker(repo_key: &str, slug: &str, registry: &str) -> String {
+    if registry.is_empty() {
+        return owner_marker(repo_key, slug);
+    }
+    let all = stable_hash_parts(&[repo_key.as_bytes(), slug.as_bytes(), registry.as_bytes()]);
+    format!("{}{}", repo_marker_prefix(repo_key), hex_prefix(all, 8))
+}
+
 /// The part of [`owner_marker`] shared by all worktrees of a repository.
 pub fn repo_marker_prefix(repo_key: &str) -> String {
     let repo = stable_hash_parts(&[repo_key.as_bytes()]);
     format!("pwt:{}", hex_prefix(repo, 8))
 }
 
-/// True for markers pwt writes (for finding orphans).
+/// True for markers pwt writes (for finding orphans), kept ones included.
 pub fn is_marker(s: &str) -> bool {
     s.strip_prefix("pwt:")
+        .map(|h| h.strip_suffix(KEPT).unwrap_or(h))
         .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+const KEPT: &str = ":kept";
+
+/// The marker of data kept by `pwt rm --keep-data`: the resource says so itself, so no
+/// registry (another HOME, a lost one) mistakes it for an orphan.
+pub fn kept_marker(marker: &str) -> String {
+    format!("{}{KEPT}", base_marker(marker))
+}
+
+/// The marker without its kept mark.
+pub fn base_marker(marker: &str) -> &str {
+    marker.strip_suffix(KEPT).unwrap_or(marker)
+}
+
+/// True for a kept marker.
+pub fn is_kept_marker(marker: &str) -> bool {
+    is_marker(marker) && marker.ends_with(KEPT)
+}
+
+/// True when `found` is `marker`, kept or not: the same owner.
+pub fn same_owner(found: &str, marker: &str) -> bool {
+    base_marker(found) == base_marker(marker)
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
@@ -413,7 +449,7 @@ mod tests {
         );
         assert_eq!(
             names.redis_prefix().map(RedisPrefix::as_str),
-            Some("feature-notifications:")
+            Some("pwt:feature-notifications:")
         );
         let mut env = Environment::default();
         service_variables(&c, "demo", Worktree::Leased(&names), &mut env).expect("vars");
@@ -425,7 +461,10 @@ mod tests {
             env.get("RABBITMQ_URL"),
             Some("amqp://demo:demo@localhost:5672/%2Ffeature-notifications")
         );
-        assert_eq!(env.get("REDIS_KEY_PREFIX"), Some("feature-notifications:"));
+        assert_eq!(
+            env.get("REDIS_KEY_PREFIX"),
+            Some("pwt:feature-notifications:")
+        );
         let mut main = Environment::default();
         service_variables(&c, "demo", Worktree::Main, &mut main).expect("vars");
         assert_eq!(main.get("DATABASE_NAME"), Some("demo"));
@@ -479,7 +518,16 @@ mod tests {
         assert_eq!(m, "pwt:bd7f787422631dd2");
         assert!(m.starts_with(&repo_marker_prefix("/r/.git")));
         assert_ne!(m, owner_marker("/other/.git", "feat-x"));
+        let r = registry_marker("/r/.git", "feat-x", "0123abcd");
+        assert!(is_marker(&r) && r.starts_with(&repo_marker_prefix("/r/.git")));
+        assert_ne!(r, m);
+        assert_ne!(r, registry_marker("/r/.git", "feat-x", "ffff0000"));
+        assert_eq!(registry_marker("/r/.git", "feat-x", ""), m);
         assert!(!is_marker("pwt:xyz"));
+        let k = kept_marker(&m);
+        assert!(is_marker(&k) && is_kept_marker(&k) && !is_kept_marker(&m));
+        assert!(same_owner(&k, &m) && same_owner(&m, &k));
+        assert_eq!(base_marker(&k), m);
         assert_eq!(disambiguated_slug("x", "/r/.git", "X").len(), 8);
     }
 }

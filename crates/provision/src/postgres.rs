@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pwt_core::{DbName, is_marker};
+use pwt_core::{DbName, is_marker, same_owner};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _, Executor as _, Row as _};
 
@@ -228,7 +228,13 @@ impl Postgres {
     ) -> Result<Outcome, ProvisionError> {
         let mut conn = self.connect_locked(db).await?;
         match self.marker_of(&mut conn, db.as_str()).await? {
-            Some(Some(m)) if m == marker => return Ok(Outcome::Existed),
+            Some(Some(m)) if same_owner(&m, marker) => {
+                if m != marker {
+                    // Kept data taken back: marked as in use again.
+                    self.comment(&mut conn, db, marker).await?;
+                }
+                return Ok(Outcome::Existed);
+            }
             Some(found) => return Err(self.not_ours(db.as_str(), found)),
             None => {}
         }
@@ -311,7 +317,7 @@ impl Postgres {
         let mut conn = self.connect_locked(db).await?;
         match self.marker_of(&mut conn, db.as_str()).await? {
             None => Ok(Outcome::Absent),
-            Some(Some(m)) if m == marker => {
+            Some(Some(m)) if same_owner(&m, marker) => {
                 self.force_drop(&mut conn, db).await?;
                 let _ = conn.close().await;
                 Ok(Outcome::Removed)
@@ -339,7 +345,9 @@ impl Postgres {
         let mut conn = self.connect_locked(db).await?;
         let outcome = match self.marker_of(&mut conn, db.as_str()).await? {
             None => Outcome::Absent,
-            Some(Some(m)) if m != marker => return Err(self.not_ours(db.as_str(), Some(m))),
+            Some(Some(m)) if !same_owner(&m, marker) => {
+                return Err(self.not_ours(db.as_str(), Some(m)));
+            }
             Some(_) => {
                 self.force_drop(&mut conn, db).await?;
                 Outcome::Removed
@@ -358,6 +366,38 @@ impl Postgres {
             .await
             .map_err(|e| self.failed(format!("DROP DATABASE {}", quote_ident(db.as_str())), e))?;
         Ok(())
+    }
+
+    async fn comment(
+        &self,
+        conn: &mut PgConnection,
+        db: &DbName,
+        marker: &str,
+    ) -> Result<(), ProvisionError> {
+        let sql = format!(
+            "COMMENT ON DATABASE {} IS {}",
+            quote_ident(db.as_str()),
+            quote_literal(marker)
+        );
+        conn.execute(AssertSqlSafe(sql))
+            .await
+            .map_err(|e| self.failed("marking the database", e))?;
+        Ok(())
+    }
+
+    /// Marks `db` with `marker` (say, its kept form) when it carries the same owner's marker.
+    pub async fn remark(&self, db: &DbName, marker: &str) -> Result<Outcome, ProvisionError> {
+        let mut conn = self.connect_locked(db).await?;
+        let outcome = match self.marker_of(&mut conn, db.as_str()).await? {
+            None => Outcome::Absent,
+            Some(Some(m)) if same_owner(&m, marker) => {
+                self.comment(&mut conn, db, marker).await?;
+                Outcome::Existed
+            }
+            Some(found) => return Err(self.not_ours(db.as_str(), found)),
+        };
+        let _ = conn.close().await;
+        Ok(outcome)
     }
 
     /// Databases carrying a pwt marker.

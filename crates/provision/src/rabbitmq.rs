@@ -6,7 +6,7 @@ use hyper::{Method, StatusCode};
 use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use pwt_core::{Vhost, is_marker, percent_encode, with_path};
+use pwt_core::{Vhost, is_marker, percent_encode, same_owner, with_path};
 use serde_json::json;
 
 use crate::error::{BoxError, ProvisionError, Service, msg, redact};
@@ -72,9 +72,9 @@ impl RabbitMq {
         })
     }
 
-    /// The management URL (no credentials in it).
+    /// The management URL, a password in it hidden.
     pub fn display_url(&self) -> String {
-        self.management.to_string()
+        redact(self.management.as_str())
     }
 
     fn unreachable(&self, source: BoxError) -> ProvisionError {
@@ -184,7 +184,12 @@ impl RabbitMq {
     /// full permissions on it.
     pub async fn create(&self, vhost: &Vhost, marker: &str) -> Result<Outcome, ProvisionError> {
         let outcome = match self.description(vhost).await? {
-            Some(d) if d == marker => Outcome::Existed,
+            Some(d) if same_owner(&d, marker) => {
+                if d != marker {
+                    self.put_vhost(vhost, marker).await?;
+                }
+                Outcome::Existed
+            }
             Some(d) => return Err(self.not_ours(vhost, &d)),
             None => {
                 let body = json!({ "description": marker, "tags": "pwt" });
@@ -196,6 +201,18 @@ impl RabbitMq {
                         format!("creating vhost {:?}", vhost.as_str()),
                         msg(format!("HTTP {status}: {v}")),
                     ));
+                }
+                // PUT creates or updates: someone who created it at the same moment may have
+                // written their marker after ours. Whoever's marker stands owns it.
+                match self.description(vhost).await? {
+                    Some(d) if d == marker => {}
+                    Some(d) => return Err(self.not_ours(vhost, &d)),
+                    None => {
+                        return Err(self.failed(
+                            format!("creating vhost {:?}", vhost.as_str()),
+                            msg("it was gone right after it was made"),
+                        ));
+                    }
                 }
                 Outcome::Created
             }
@@ -225,13 +242,50 @@ impl RabbitMq {
         Ok(outcome)
     }
 
+    async fn put_vhost(&self, vhost: &Vhost, marker: &str) -> Result<(), ProvisionError> {
+        let body = json!({ "description": marker, "tags": "pwt" });
+        let (status, v) = self
+            .call(Method::PUT, &Self::vhost_path(vhost), Some(&body))
+            .await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(self.failed(
+                format!("marking vhost {:?}", vhost.as_str()),
+                msg(format!("HTTP {status}: {v}")),
+            ))
+        }
+    }
+
+    /// Marks the vhost with `marker` (its kept form, say) when it carries the same owner's.
+    pub async fn remark(&self, vhost: &Vhost, marker: &str) -> Result<Outcome, ProvisionError> {
+        match self.description(vhost).await? {
+            None => Ok(Outcome::Absent),
+            Some(d) if same_owner(&d, marker) => {
+                self.put_vhost(vhost, marker).await?;
+                Ok(Outcome::Existed)
+            }
+            Some(d) => Err(self.not_ours(vhost, &d)),
+        }
+    }
+
     /// Proves the vhost works over AMQP: connect, declare a queue, publish, get.
     pub async fn verify(&self, vhost: &Vhost) -> Result<(), ProvisionError> {
         let url = with_path(&self.amqp_url, &percent_encode(vhost.as_str()));
         let check = async {
             let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
             let channel = conn.create_channel().await?;
-            let queue = "pwt.check";
+            // A queue of this check's own: two checks at once (two people, two pwt) must not
+            // take each other's exclusive queue.
+            let queue = format!(
+                "pwt.check.{}.{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+            );
+            let queue = queue.as_str();
             let opts = QueueDeclareOptions {
                 exclusive: true,
                 auto_delete: true,
@@ -288,7 +342,7 @@ impl RabbitMq {
     pub async fn delete(&self, vhost: &Vhost, marker: &str) -> Result<Outcome, ProvisionError> {
         match self.description(vhost).await? {
             None => Ok(Outcome::Absent),
-            Some(d) if d == marker => {
+            Some(d) if same_owner(&d, marker) => {
                 let (status, v) = self
                     .call(Method::DELETE, &Self::vhost_path(vhost), None)
                     .await?;

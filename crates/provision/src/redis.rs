@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pwt_core::{RedisPrefix, is_marker, with_path};
+use pwt_core::{RedisPrefix, is_marker, same_owner, with_path};
 use redis::AsyncCommands as _;
 use redis::aio::MultiplexedConnection;
 
@@ -243,7 +243,12 @@ impl Redis {
         let key = format!("{}{REDIS_MARKER_KEY}", prefix.as_str());
         let current = self.marker_at(&mut conn, &key).await?;
         match current {
-            Some(m) if m == marker => Ok(Outcome::Existed),
+            Some(m) if same_owner(&m, marker) => {
+                if m != marker {
+                    self.set(&mut conn, &key, marker).await?;
+                }
+                Ok(Outcome::Existed)
+            }
             Some(m) => Err(self.not_ours(
                 format!("key prefix {:?}", prefix.as_str()),
                 format!("its marker is {m:?}"),
@@ -296,12 +301,28 @@ impl Redis {
                     Ok(Outcome::Absent)
                 }
             }
-            Some(m) if m != marker => Err(self.not_ours(
+            Some(m) if !same_owner(&m, marker) => Err(self.not_ours(
                 format!("key prefix {:?}", prefix.as_str()),
                 format!("its marker is {m:?}"),
             )),
             Some(_) => {
                 let pattern = format!("{}*", escape_glob(prefix.as_str()));
+                // Another owner's marker under this prefix (`x-feat-x` under `x-feat`, made by
+                // a pwt this one does not know): its keys stay.
+                let mut spare = spare.to_vec();
+                let marker_pattern = format!("{}*{REDIS_MARKER_KEY}", escape_glob(prefix.as_str()));
+                self.scan(&mut conn, &marker_pattern, async |_, keys| {
+                    for k in keys.into_iter().filter(|k| k != &key) {
+                        if let Some(p) = k
+                            .strip_suffix(REDIS_MARKER_KEY)
+                            .and_then(|p| RedisPrefix::parse(p).ok())
+                        {
+                            spare.push(p);
+                        }
+                    }
+                    Ok(true)
+                })
+                .await?;
                 // A multi-key UNLINK on a cluster fails with CROSSSLOT: one key at a time there.
                 let size = if self.is_cluster(&mut conn).await {
                     1
@@ -358,7 +379,12 @@ impl Redis {
         let mut conn = self.connect(Some(index)).await?;
         let current = self.marker_at(&mut conn, REDIS_MARKER_KEY).await?;
         match current {
-            Some(m) if m == marker => Ok(Outcome::Existed),
+            Some(m) if same_owner(&m, marker) => {
+                if m != marker {
+                    self.set(&mut conn, REDIS_MARKER_KEY, marker).await?;
+                }
+                Ok(Outcome::Existed)
+            }
             Some(m) => Err(self.not_ours(format!("DB {index}"), format!("its marker is {m:?}"))),
             None => {
                 let size = self.dbsize(&mut conn).await?;
@@ -385,7 +411,7 @@ impl Redis {
         let mut conn = self.connect(Some(index)).await?;
         let current = self.marker_at(&mut conn, REDIS_MARKER_KEY).await?;
         match current {
-            Some(m) if m == marker => {
+            Some(m) if same_owner(&m, marker) => {
                 redis::cmd("FLUSHDB")
                     .query_async::<()>(&mut conn)
                     .await
@@ -404,6 +430,40 @@ impl Redis {
                     ))
                 }
             }
+        }
+    }
+
+    async fn set(
+        &self,
+        conn: &mut MultiplexedConnection,
+        key: &str,
+        value: &str,
+    ) -> Result<(), ProvisionError> {
+        conn.set::<_, _, ()>(key, value)
+            .await
+            .map_err(|e| self.failed("SET", e))
+    }
+
+    /// Marks `prefix` or DB `index` (whichever `slot` is) with `marker` (its kept form, say)
+    /// when it carries the same owner's.
+    pub async fn remark(
+        &self,
+        prefix: Option<&RedisPrefix>,
+        index: Option<u16>,
+        marker: &str,
+    ) -> Result<Outcome, ProvisionError> {
+        let mut conn = self.connect(index).await?;
+        let key = match prefix {
+            Some(p) => format!("{}{REDIS_MARKER_KEY}", p.as_str()),
+            None => REDIS_MARKER_KEY.to_owned(),
+        };
+        match self.marker_at(&mut conn, &key).await? {
+            None => Ok(Outcome::Absent),
+            Some(m) if same_owner(&m, marker) => {
+                self.set(&mut conn, &key, marker).await?;
+                Ok(Outcome::Existed)
+            }
+            Some(m) => Err(self.not_ours(key, format!("its marker is {m:?}"))),
         }
     }
 

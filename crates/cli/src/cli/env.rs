@@ -60,7 +60,7 @@ pub fn run(cwd: &Path, args: EnvArgs) -> Result<i32> {
     let (env, _, slug) = env_of(&opened.project, args.target.as_deref())?;
     match args.format {
         EnvFormat::Dotenv => {
-            let (text, skipped) = render_dotenv(&env, &slug);
+            let (text, skipped) = render_dotenv(&env, &slug, "");
             for var in skipped {
                 warn(&format!(
                     "{var} left out: no dotenv quoting reads its value the same everywhere; use --format json or sh"

@@ -12,6 +12,13 @@ pub const PWT_CONFIG_PREFIX: &str = "PWT_";
 /// or `after-checkout:MS` pauses at that moment so a test can kill the process there. Not for
 /// users.
 pub const PWT_FAULT: &str = "PWT_FAULT";
+/// The directory all users of the machine share: port claims and machine-wide locks.
+/// Default: `/var/tmp/pwt` (made world-writable with the sticky bit, like `/tmp`).
+pub const PWT_MACHINE_DIR: &str = "PWT_MACHINE_DIR";
+/// Who holds leases in the team store: `user@host` by default.
+pub const PWT_HOLDER: &str = "PWT_HOLDER";
+/// The user name, for the holder.
+pub const USER: &str = "USER";
 /// XDG base directory for state.
 pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
 /// XDG base directory for configuration.

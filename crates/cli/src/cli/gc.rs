@@ -52,41 +52,90 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
         all_repos: args.all_repos,
     };
     let found = project.reconcile_plan(&req)?;
-    let style = Style::stdout();
-    let actions = &found.plan.actions;
     if !json {
-        for p in &found.problems {
-            println!("{} {}", style.yellow("!"), printable(p));
-        }
-        if actions.is_empty() {
-            println!("nothing to clean up");
-        }
-        for a in actions {
-            let mark = if a.is_due(&req) { "  " } else { "  (kept) " };
-            println!("{mark}{}", printable(&a.describe()));
-        }
-        for s in &found.plan.spared {
-            println!("  (spared) {}: {}", printable(&s.what), printable(&s.why));
-        }
+        show_found(&found, &req);
     }
-    let todo = actions.iter().filter(|a| a.is_due(&req)).count();
+    let todo = found.plan.actions.iter().filter(|a| a.is_due(&req)).count();
     let go = todo > 0 && !args.dry_run && (args.yes || ask(todo, json));
-    let mut done: Vec<String> = Vec::new();
-    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut outcome = Outcome::default();
     if go {
         let mut reporter = Terminal { quiet: json };
-        for a in actions.iter().filter(|a| a.is_due(&req)) {
+        for a in found.plan.actions.iter().filter(|a| a.is_due(&req)) {
             let label = a.describe();
             match project.reconcile(a, &mut reporter) {
-                Ok(()) => done.push(a.branch().map_or(label, str::to_owned)),
-                Err(e) => failed.push((label, e.report().replace('\n', " "))),
+                Ok(()) => outcome.done.push(a.branch().map_or(label, str::to_owned)),
+                // Another pwt took it over meanwhile: not a failure of this gc.
+                Err(e) if e.kind() == pwt::ErrorKind::Busy => {
+                    outcome.skipped.push((label, e.to_string()))
+                }
+                Err(e) => outcome.failed.push((label, e.report().replace('\n', " "))),
             }
         }
     }
     if json {
-        let items: Vec<_> = actions
+        print_json(&outcome.to_json(&found, &req));
+    } else {
+        outcome.show();
+    }
+    Ok(if outcome.failed.is_empty() {
+        exit_codes::OK
+    } else {
+        exit_codes::FAILURE
+    })
+}
+
+/// What gc did, item by item.
+#[derive(Default)]
+struct Outcome {
+    done: Vec<String>,
+    skipped: Vec<(String, String)>,
+    failed: Vec<(String, String)>,
+}
+
+fn show_found(found: &pwt::Reconciliation, req: &ReconcileRequest) {
+    let style = Style::stdout();
+    for p in &found.problems {
+        println!("{} {}", style.yellow("!"), printable(p));
+    }
+    if found.plan.actions.is_empty() {
+        println!("nothing to clean up");
+    }
+    for a in &found.plan.actions {
+        let mark = if a.is_due(req) { "  " } else { "  (kept) " };
+        println!("{mark}{}", printable(&a.describe()));
+    }
+    for s in &found.plan.spared {
+        println!("  (spared) {}: {}", printable(&s.what), printable(&s.why));
+    }
+}
+
+impl Outcome {
+    fn show(&self) {
+        let style = Style::stdout();
+        for d in &self.done {
+            println!("{} {}", style.green("✓"), printable(d));
+        }
+        for (b, why) in &self.skipped {
+            println!("{} {}: {}", style.dim("-"), printable(b), printable(why));
+        }
+        for (b, e) in &self.failed {
+            println!("{} {}: {}", style.red("✗"), printable(b), printable(e));
+        }
+    }
+
+    fn to_json(&self, found: &pwt::Reconciliation, req: &ReconcileRequest) -> serde_json::Value {
+        let pairs = |v: &[(String, String)], k: &str| -> Vec<serde_json::Value> {
+            v.iter()
+                .map(|(item, x)| json!({ "item": item, k: x }))
+                .collect()
+        };
+        let items: Vec<_> = found
+            .plan
+            .actions
             .iter()
-            .map(|a| json!({ "branch": a.branch(), "action": a.describe(), "kept": !a.is_due(&req) }))
+            .map(
+                |a| json!({ "branch": a.branch(), "action": a.describe(), "kept": !a.is_due(req) }),
+            )
             .collect();
         let spared: Vec<_> = found
             .plan
@@ -94,30 +143,15 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
             .iter()
             .map(|s| json!({ "what": s.what, "why": s.why }))
             .collect();
-        let failed: Vec<_> = failed
-            .iter()
-            .map(|(b, e)| json!({ "item": b, "error": e }))
-            .collect();
-        print_json(&json!({
+        json!({
             "found": items,
             "spared": spared,
-            "done": done,
-            "failed": failed,
+            "done": self.done,
+            "skipped": pairs(&self.skipped, "why"),
+            "failed": pairs(&self.failed, "error"),
             "problems": found.problems,
-        }));
-    } else {
-        for d in &done {
-            println!("{} {}", style.green("✓"), printable(d));
-        }
-        for (b, e) in &failed {
-            println!("{} {}: {}", style.red("✗"), printable(b), printable(e));
-        }
+        })
     }
-    Ok(if failed.is_empty() {
-        exit_codes::OK
-    } else {
-        exit_codes::FAILURE
-    })
 }
 
 /// On a terminal, asks whether to go on; elsewhere says how to.

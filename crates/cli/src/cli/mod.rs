@@ -115,6 +115,10 @@ fn open_with(cwd: &Path, json: bool, cancel: Cancel) -> Result<Opened> {
         ChildOutput::Inherit
     };
     options.cancel = cancel;
+    options.machine_dir = Some(
+        env_vars::get(env_vars::PWT_MACHINE_DIR)
+            .map_or_else(|| PathBuf::from("/var/tmp/pwt"), PathBuf::from),
+    );
     let project = Project::open(cwd, options)?;
     Ok(Opened { project, settings })
 }

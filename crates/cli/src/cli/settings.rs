@@ -210,7 +210,7 @@ backend  = { env = "BACKEND_PORT",  main = 5000 }
 # [redis]                              # uncomment for Redis isolation per worktree
 # url = "redis://localhost:6379"
 # mode = "prefix"                      # or "db": a DB index 1..N-1 per worktree
-# prefix = "{{ slug }}:"
+# prefix = "pwt:{{ slug }}:"
 
 [env]                                  # extra variables for every worktree
 # VITE_API_URL = "http://localhost:{{ ports.backend }}"

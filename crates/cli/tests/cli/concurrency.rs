@@ -127,7 +127,7 @@ fn same_branch_twice_at_once_creates_one() {
     );
     let loser = runs.iter().find(|r| r.code != 0).expect("one failed");
     assert!(
-        loser.stderr.contains("already") || loser.stderr.contains("being set up"),
+        loser.stderr.contains("already") || loser.stderr.contains("busy"),
         "{}",
         loser.stderr
     );

@@ -8,6 +8,7 @@ mod kills;
 mod lifecycle;
 mod names;
 mod oidc;
+mod ownership;
 mod proxy;
 mod recipes;
 mod services;

@@ -300,7 +300,11 @@ fn rabbitmq_down_rolls_back_the_database_and_leaves_no_lease() {
         err.contains("RabbitMQ at http://127.0.0.1:1/ is unreachable"),
         "{err}"
     );
-    assert!(err.contains("rolled back"), "{err}");
+    // Found before anything was made (the look at each name), or rolled back after.
+    assert!(
+        err.contains("rolled back") || err.contains("nothing was left behind"),
+        "{err}"
+    );
     assert!(
         t.registry()["leases"]
             .as_array()

@@ -94,6 +94,7 @@ impl TestEnv {
             .env("GIT_CONFIG_GLOBAL", self.home().join(".gitconfig"))
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("PWT_STATE_DIR", self.state_dir())
+            .env("PWT_MACHINE_DIR", self.root().join("machine"))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
     }
