@@ -232,6 +232,9 @@ impl Project {
                     if let Some(t) = template {
                         out.push(Finding::ok(format!("new databases are cloned from {:?} (clone_from_main)", t.as_str())));
                     }
+                    if let Ok(names) = pg.database_names().await {
+                        out.extend(self.database_findings(&names, template.is_some()));
+                    }
                 }
                 if let Some(mq) = &services.rabbitmq {
                     out.push(match mq.status().await {
@@ -252,6 +255,14 @@ impl Project {
                             format!("Redis at {} is a cluster: DB 0 only", redis.display_url()),
                             "set `redis.mode = \"prefix\"`",
                         ),
+                        Ok(s) if *mode == RedisMode::Db => Finding::ok(format!(
+                            "Redis {} at {}: {} DBs{}, db mode: the main worktree uses DB {} (redis.url's), never leased",
+                            s.version,
+                            redis.display_url(),
+                            s.databases.unwrap_or(*fallback),
+                            if s.databases.is_some() { "" } else { " (CONFIG GET not allowed: using redis.databases)" },
+                            crate::info::main_redis_db(&self.config.redis.as_ref().map(|r| r.url.clone()).unwrap_or_default()),
+                        )),
                         Ok(s) => Finding::ok(format!(
                             "Redis {} at {}: {} DBs{}, {} mode",
                             s.version,
@@ -266,6 +277,75 @@ impl Project {
                 out
             })
             .unwrap_or_default()
+    }
+
+    /// The main worktree's database, and test databases a framework left behind (their
+    /// worktree's database is gone).
+    fn database_findings(&self, names: &[String], cloned: bool) -> Vec<Finding> {
+        let Some(pg) = &self.config.postgres else {
+            return Vec::new();
+        };
+        let main = pg
+            .main_database
+            .clone()
+            .unwrap_or_else(|| self.project_name());
+        let mut out = Vec::new();
+        if !names.contains(&main) {
+            let what = format!(
+                "the main worktree's database {main:?} does not exist: its app has nothing to connect or migrate to"
+            );
+            let hint = format!(
+                "create it: `CREATE DATABASE {};` (or `createdb {main}`), or set `postgres.main_database`",
+                pwt_provision::quote_ident(&main)
+            );
+            out.push(if cloned {
+                Finding::error(what + ", and clone_from_main copies from it", hint)
+            } else {
+                Finding::warning(what, hint)
+            });
+        }
+        let prefix = format!("{}_", pwt_core::db_ident(&self.project_name()));
+        let left: Vec<&String> = names
+            .iter()
+            .filter(|n| {
+                let base = n
+                    .strip_prefix("test_")
+                    .map(|b| {
+                        b.rsplit_once('_')
+                            .filter(|(_, d)| d.bytes().all(|c| c.is_ascii_digit()))
+                            .map_or(b, |(b, _)| b)
+                    })
+                    .or_else(|| n.strip_suffix("_test"));
+                base.is_some_and(|b| {
+                    b.starts_with(&prefix)
+                        && !names.iter().any(|x| x == b)
+                        && !pwt_core::derived_databases(
+                            b,
+                            &pg.test_databases,
+                            std::slice::from_ref(n),
+                            &[main.as_str()],
+                        )
+                        .is_empty()
+                })
+            })
+            .collect();
+        if !left.is_empty() {
+            let list: Vec<&str> = left.iter().map(|s| s.as_str()).collect();
+            out.push(Finding::warning(
+                format!(
+                    "test databases left behind by worktrees that are gone: {}",
+                    list.join(", ")
+                ),
+                format!(
+                    "drop them: {}",
+                    list.iter()
+                        .map(|n| format!("`DROP DATABASE {};`", pwt_provision::quote_ident(n)))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            ));
+        }
+        out
     }
 
     fn orphan_findings(&self) -> Vec<Finding> {

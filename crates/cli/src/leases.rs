@@ -80,6 +80,11 @@ impl Project {
                 .as_ref()
                 .map(|c| c.others(&registry_id))
                 .unwrap_or_default(),
+            main_redis_db: self
+                .config
+                .redis
+                .as_ref()
+                .map_or(0, |r| crate::info::main_redis_db(&r.url)),
         };
         let branch = ask.branch.as_str();
         let path = |slug: &pwt_core::Slug| match root {

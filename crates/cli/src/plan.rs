@@ -47,6 +47,8 @@ pub(crate) struct LeaseFacts<'a> {
     pub registry_id: &'a str,
     /// Ports other registries of the machine (other users) have claimed.
     pub claimed: HashSet<u16>,
+    /// The Redis DB index the main worktree uses (its URL's), never leased.
+    pub main_redis_db: u16,
 }
 
 /// What is asked for.
@@ -443,6 +445,7 @@ fn free_db_index(n: u16, facts: &LeaseFacts<'_>, others: &Others<'_>) -> Result<
         .all()
         .filter_map(Resources::redis_db)
         .chain(facts.declared.redis_dbs.iter().copied())
+        .chain([facts.main_redis_db])
         .collect();
     (1..n).find(|i| !used.contains(i)).ok_or_else(|| {
         pwt_alloc::AllocError::RedisDbsExhausted {
@@ -734,6 +737,7 @@ mod tests {
             },
             registry_id: "",
             claimed: HashSet::new(),
+            main_redis_db: 0,
         }
     }
 

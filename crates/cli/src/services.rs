@@ -23,6 +23,8 @@ pub(crate) struct Services {
     pub redis: Option<(Redis, RedisMode, u16)>,
     rt: Option<tokio::runtime::Runtime>,
     machine: Option<std::path::PathBuf>,
+    /// `postgres.test_databases`, and the main worktree's database they never touch.
+    test_databases: (Vec<String>, String),
 }
 
 /// How a new lease isolates its Redis data.
@@ -87,6 +89,18 @@ impl Services {
             rabbitmq,
             redis,
             machine: project.options.machine_dir.clone(),
+            test_databases: (
+                config
+                    .postgres
+                    .as_ref()
+                    .map(|p| p.test_databases.clone())
+                    .unwrap_or_default(),
+                config
+                    .postgres
+                    .as_ref()
+                    .and_then(|p| p.main_database.clone())
+                    .unwrap_or_else(|| project.project_name()),
+            ),
             rt: any.then(|| {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -228,7 +242,11 @@ impl Services {
             } else {
                 pg.drop(db, marker).await
             };
-            Some(step(ResourceKind::Database, resources, result))
+            let mut steps = vec![step(ResourceKind::Database, resources, result)];
+            if steps[0].result.is_ok() {
+                steps.extend(self.drop_test_databases(pg, db).await);
+            }
+            Some(steps)
         };
         let mq = async {
             let (mq, vhost) = self.rabbitmq.as_ref().zip(resources.vhost.as_ref())?;
@@ -247,7 +265,10 @@ impl Services {
             Some(step(ResourceKind::Redis, resources, result))
         };
         let (a, b, c) = tokio::join!(pg, mq, rd);
-        [a, b, c].into_iter().flatten().collect()
+        a.into_iter()
+            .flatten()
+            .chain([b, c].into_iter().flatten())
+            .collect()
     }
 
     /// Marks each of `resources` with `marker` (the kept form, say), where it carries the
@@ -279,6 +300,35 @@ impl Services {
         };
         let (a, b, c) = tokio::join!(pg, mq, rd);
         [a, b, c].into_iter().flatten().collect()
+    }
+
+    /// The test databases frameworks derived from `db` (`test_<db>`, `test_<db>_<N>`,
+    /// `<db>_test`, as `postgres.test_databases` says): they go with it, never the main
+    /// worktree's.
+    async fn drop_test_databases(&self, pg: &Postgres, db: &DbName) -> Vec<Step> {
+        let (patterns, main) = &self.test_databases;
+        let names = match pg.database_names().await {
+            Ok(n) => n,
+            Err(e) => {
+                return vec![Step {
+                    kind: ResourceKind::Database,
+                    what: "its test databases".into(),
+                    result: Err(e),
+                }];
+            }
+        };
+        let mut out = Vec::new();
+        for name in pwt_core::derived_databases(db.as_str(), patterns, &names, &[main.as_str()]) {
+            let Ok(test) = DbName::parse(name) else {
+                continue;
+            };
+            out.push(Step {
+                kind: ResourceKind::Database,
+                what: format!("test database {name:?}"),
+                result: pg.drop_derived(&test).await,
+            });
+        }
+        out
     }
 
     /// Every resource carrying a pwt marker, by kind; a service that cannot be asked is a

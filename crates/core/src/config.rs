@@ -97,6 +97,9 @@ pub struct PostgresConfig {
     pub main_database: Option<String>,
     /// Copy the main database's data into each new database.
     pub clone_from_main: bool,
+    /// The test databases frameworks derive from a worktree's database, which go with it:
+    /// `{db}` is its name, `*` one or more digits.
+    pub test_databases: Vec<String>,
 }
 
 impl Default for PostgresConfig {
@@ -106,6 +109,7 @@ impl Default for PostgresConfig {
             database: "{{ project | db_ident }}_{{ slug | db_ident }}".into(),
             main_database: None,
             clone_from_main: false,
+            test_databases: vec!["test_{db}".into(), "test_{db}_*".into(), "{db}_test".into()],
         }
     }
 }
@@ -372,6 +376,16 @@ impl Config {
             if hooks.iter().any(|h| h.trim().is_empty()) {
                 return Err(bad(key, "a hook command is empty"));
             }
+        }
+        if let Some(pg) = &self.postgres
+            && let Some(wrong) = pg.test_databases.iter().find(|p| !p.contains("{db}"))
+        {
+            return Err(bad(
+                "postgres.test_databases",
+                format!(
+                    "{wrong:?} does not name the worktree's database: write `{{db}}` in it, as in \"test_{{db}}\""
+                ),
+            ));
         }
         if let Some(r) = &self.redis
             && r.databases < 2

@@ -34,10 +34,10 @@ pub use env::{
 pub use hash::{hex_prefix, stable_hash, stable_hash_parts};
 pub use names::{DbName, NameError, PG_MAX_IDENT, Port, RedisPrefix, Vhost, db_ident, hash_port};
 pub use resources::{
-    RedisSlot, ResourceError, ResourceKind, Resources, Worktree, base_marker, disambiguated_slug,
-    is_kept_marker, is_marker, kept_marker, owner_marker, percent_encode, redis_prefix_name,
-    registry_marker, repo_marker_prefix, resource_names, same_owner, service_variables, url_path,
-    with_path,
+    DB_NAME_MAX, RedisSlot, ResourceError, ResourceKind, Resources, Worktree, base_marker,
+    derived_databases, disambiguated_slug, is_kept_marker, is_marker, kept_marker, owner_marker,
+    percent_encode, redis_prefix_name, registry_marker, repo_marker_prefix, resource_names,
+    same_owner, service_variables, url_path, with_path,
 };
 pub use slug::{MAIN_SLUG, MAX_SLUG_LEN, Slug, SlugError};
 pub use template::{TemplateContext, TemplateError, Templates};

@@ -183,10 +183,8 @@ pub fn resource_names(
     let mut out = Resources::default();
     if let Some(pg) = &config.postgres {
         let name = templates.render("postgres.database", &pg.database, ctx)?;
-        out.database = Some(DbName::parse(&name).map_err(|source| ResourceError::Name {
-            key: "postgres.database",
-            source,
-        })?);
+        let default = pg.database == crate::config::PostgresConfig::default().database;
+        out.database = Some(database_name(&name, default)?);
     }
     if let Some(mq) = &config.rabbitmq {
         let name = templates.render("rabbitmq.vhost", &mq.vhost, ctx)?;
@@ -203,6 +201,66 @@ pub fn resource_names(
         out.redis = redis_prefix_name(config, ctx, templates)?.map(RedisSlot::Prefix);
     }
     Ok(out)
+}
+
+/// The test databases that exist among `existing` and derive from `db` by one of
+/// `patterns` (`test_{db}`, `test_{db}_*` with `*` one or more digits, `{db}_test`), none of
+/// them one of `protect` (the main worktree's database).
+pub fn derived_databases<'a>(
+    db: &str,
+    patterns: &[String],
+    existing: &'a [String],
+    protect: &[&str],
+) -> Vec<&'a str> {
+    let matches = |name: &str, pattern: &str| {
+        let p = pattern.replace("{db}", db);
+        match p.split_once('*') {
+            None => name == p,
+            Some((head, tail)) => name
+                .strip_prefix(head)
+                .and_then(|r| r.strip_suffix(tail))
+                .is_some_and(|digits| {
+                    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+                }),
+        }
+    };
+    existing
+        .iter()
+        .map(String::as_str)
+        .filter(|n| *n != db && !protect.contains(n))
+        .filter(|n| patterns.iter().any(|p| matches(n, p)))
+        .collect()
+}
+
+/// The longest database name pwt gives: frameworks derive test databases from it (Django's
+/// `test_<db>` and `test_<db>_<N>`, Rails' `<db>_test`), which must still fit PostgreSQL's 63
+/// bytes, or they are cut and two worktrees' test databases become one.
+pub const DB_NAME_MAX: usize = 50;
+
+/// A rendered database name as pwt uses it: the default template's, when longer than
+/// [`DB_NAME_MAX`], is cut and given a hash of the whole name (so two long names stay two);
+/// a custom template's that long is an error naming the fix.
+fn database_name(name: &str, default: bool) -> Result<DbName, ResourceError> {
+    let named = |source| ResourceError::Name {
+        key: "postgres.database",
+        source,
+    };
+    if name.len() <= DB_NAME_MAX {
+        return DbName::parse(name).map_err(named);
+    }
+    if default {
+        let hex = hex_prefix(crate::hash::stable_hash(name.as_bytes()), 8);
+        let mut cut = DB_NAME_MAX - hex.len() - 1;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        return DbName::parse(&format!("{}_{hex}", &name[..cut])).map_err(named);
+    }
+    Err(named(NameError {
+        kind: "database name",
+        value: name.to_owned(),
+        reason: "it is longer than 50 bytes, which leaves no room for the test databases frameworks derive from it (Django's test_<db>_<N>, Rails' <db>_test) within PostgreSQL's 63; make `postgres.database` shorter (the default template cuts long names to 50 bytes with a hash)",
+    }))
 }
 
 /// The Redis key prefix of a worktree (prefix mode, or the fallback on a Redis Cluster),
@@ -393,7 +451,11 @@ pub fn service_variables(
             env.set("REDIS_KEY_PREFIX", prefix)?;
             env.set("REDIS_URL", r.url.clone())?;
         } else {
-            let db = leased_db.unwrap_or(0);
+            // The main worktree's index is the one its URL selects (`redis://h/2`), else 0.
+            let main_db = url_path(&r.url)
+                .and_then(|p| p.parse::<u16>().ok())
+                .unwrap_or(0);
+            let db = leased_db.unwrap_or(main_db);
             env.set("REDIS_DB", db.to_string())?;
             env.set("REDIS_URL", with_path(&r.url, &db.to_string()))?;
         }
@@ -490,6 +552,65 @@ mod tests {
         service_variables(&c, "demo", Worktree::Leased(&names), &mut env).expect("vars");
         assert_eq!(env.get("REDIS_DB"), Some("7"));
         assert_eq!(env.get("REDIS_URL"), Some("redis://localhost:6379/7"));
+    }
+
+    #[test]
+    fn derived_test_databases() {
+        let patterns = PostgresConfig::default().test_databases;
+        let existing: Vec<String> = [
+            "demo_x",
+            "test_demo_x",
+            "test_demo_x_1",
+            "test_demo_x_12",
+            "test_demo_x_a",
+            "demo_x_test",
+            "test_demo_xy",
+            "test_demo",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            derived_databases("demo_x", &patterns, &existing, &[]),
+            [
+                "test_demo_x",
+                "test_demo_x_1",
+                "test_demo_x_12",
+                "demo_x_test"
+            ]
+        );
+        assert!(derived_databases("demo_x", &patterns, &existing, &["test_demo_x"]).len() == 3);
+    }
+
+    #[test]
+    fn long_default_names_leave_room_for_test_databases() {
+        let mut c = full();
+        c.project = None;
+        let long = "feature-reporting-dashboard-with-a-very-long-name-indeed";
+        let ctx = TemplateContext {
+            project: "accdj_customer_portal_backend".into(),
+            ..ctx(long)
+        };
+        let a = resource_names(&c, &ctx, &Templates::new())
+            .expect("names")
+            .database
+            .expect("db");
+        assert!(a.as_str().len() <= DB_NAME_MAX, "{a}");
+        assert!(format!("test_{a}_12").len() <= 63);
+        let other = TemplateContext {
+            slug: format!("{long}-2"),
+            ..ctx.clone()
+        };
+        let b = resource_names(&c, &other, &Templates::new())
+            .expect("names")
+            .database
+            .expect("db");
+        assert_ne!(a, b, "two long names made one");
+        // A custom template that long is an error that says what to do.
+        if let Some(pg) = c.postgres.as_mut() {
+            pg.database = "{{ project }}_{{ slug | db_ident }}".into();
+        }
+        let e = resource_names(&c, &ctx, &Templates::new()).expect_err("too long");
+        assert!(e.to_string().contains("test databases"), "{e}");
     }
 
     #[test]

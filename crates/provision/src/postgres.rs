@@ -400,6 +400,32 @@ impl Postgres {
         Ok(outcome)
     }
 
+    /// Every database's name.
+    pub async fn database_names(&self) -> Result<Vec<String>, ProvisionError> {
+        let mut conn = self.connect().await?;
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT datname::text FROM pg_database")
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| self.failed("listing databases", e))?;
+        let _ = conn.close().await;
+        Ok(rows.into_iter().map(|(n,)| n).collect())
+    }
+
+    /// Drops `db`, marked or not: for the test databases a framework derived from a
+    /// worktree's database (they carry no marker; their name makes them the worktree's).
+    pub async fn drop_derived(&self, db: &DbName) -> Result<Outcome, ProvisionError> {
+        let mut conn = self.connect_locked(db).await?;
+        let outcome = match self.marker_of(&mut conn, db.as_str()).await? {
+            None => Outcome::Absent,
+            Some(_) => {
+                self.force_drop(&mut conn, db).await?;
+                Outcome::Removed
+            }
+        };
+        let _ = conn.close().await;
+        Ok(outcome)
+    }
+
     /// Databases carrying a pwt marker.
     pub async fn marked(&self) -> Result<Vec<Marked>, ProvisionError> {
         let mut conn = self.connect().await?;

@@ -86,16 +86,12 @@ impl Settings {
     }
 
     fn source_of(figment: &Figment, key: &str) -> String {
-        // A validation key may name an element (`ports.services.web.env`); its parents may
-        // be where the value came from.
-        let mut parts: Vec<&str> = key.split('.').collect();
-        while !parts.is_empty() {
-            if let Some(md) = figment.find_metadata(&parts.join(".")) {
-                return describe(md, &parts.join("."));
-            }
-            parts.pop();
+        // Only a layer that set this very key gets the credit: a section a file opened
+        // (`[postgres]` with its url) does not make the keys it left out the file's.
+        match figment.find_metadata(key) {
+            Some(md) if figment.find_value(key).is_ok() => describe(md, key),
+            _ => "default".into(),
         }
-        "built-in default".into()
     }
 
     /// Every leaf value of the merged configuration with its layer, in key order.
@@ -136,7 +132,7 @@ fn describe(md: &Metadata, key: &str) -> String {
                 key.to_uppercase().replace('.', "__")
             )
         }
-        _ => "built-in default".into(),
+        _ => "default".into(),
     }
 }
 

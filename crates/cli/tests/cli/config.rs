@@ -73,7 +73,7 @@ fn layers_and_sources() {
         v["proxy.listen"]["source"],
         "environment variable PWT_PROXY__LISTEN"
     );
-    assert_eq!(v["worktree.path"]["source"], "built-in default");
+    assert_eq!(v["worktree.path"]["source"], "default");
 }
 
 #[test]
@@ -124,4 +124,23 @@ fn every_command_teaches_and_reports_in_json() {
         String::from_utf8_lossy(&check.stderr)
     );
     assert!(bash.contains("new") && bash.contains("--keep-worktree"));
+}
+
+/// A section a file opens does not make the keys it leaves out the file's.
+#[test]
+fn defaults_inside_a_section_of_the_file_are_credited_to_the_default() {
+    let t = TestEnv::new();
+    let repo = t.repo(
+        "demo",
+        Some("[postgres]\nurl = \"postgres://u@h/postgres\"\n"),
+    );
+    let v = t.pwt(&repo, &["config", "--format", "json"]).ok().json();
+    assert!(
+        v["postgres.url"]["source"]
+            .as_str()
+            .expect("source")
+            .ends_with("pwt.toml")
+    );
+    assert_eq!(v["postgres.database"]["source"], "default", "{v}");
+    assert_eq!(v["postgres.clone_from_main"]["source"], "default");
 }

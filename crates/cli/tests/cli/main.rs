@@ -4,6 +4,7 @@ mod common;
 
 mod concurrency;
 mod config;
+mod frameworks;
 mod kills;
 mod lifecycle;
 mod names;
