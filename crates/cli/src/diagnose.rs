@@ -250,33 +250,58 @@ impl Project {
                     });
                 }
                 if let Some((redis, mode, fallback)) = &services.redis {
-                    out.push(match redis.status().await {
-                        Ok(s) if s.cluster && *mode == RedisMode::Db => Finding::error(
-                            format!("Redis at {} is a cluster: DB 0 only", redis.display_url()),
-                            "set `redis.mode = \"prefix\"`",
-                        ),
-                        Ok(s) if *mode == RedisMode::Db => Finding::ok(format!(
-                            "Redis {} at {}: {} DBs{}, db mode: the main worktree uses DB {} (redis.url's), never leased",
-                            s.version,
-                            redis.display_url(),
-                            s.databases.unwrap_or(*fallback),
-                            if s.databases.is_some() { "" } else { " (CONFIG GET not allowed: using redis.databases)" },
-                            crate::info::main_redis_db(&self.config.redis.as_ref().map(|r| r.url.clone()).unwrap_or_default()),
-                        )),
-                        Ok(s) => Finding::ok(format!(
-                            "Redis {} at {}: {} DBs{}, {} mode",
-                            s.version,
-                            redis.display_url(),
-                            s.databases.unwrap_or(*fallback),
-                            if s.databases.is_some() { "" } else { " (CONFIG GET not allowed: using redis.databases)" },
-                            if *mode == RedisMode::Db { "db" } else { "prefix" },
-                        )),
-                        Err(e) => Finding::error(chain(&e), e.hint().unwrap_or_else(|| "start Redis, or fix redis.url".into())),
-                    });
+                    out.push(self.redis_finding(redis, *mode, *fallback).await);
                 }
                 out
             })
             .unwrap_or_default()
+    }
+
+    async fn redis_finding(
+        &self,
+        redis: &pwt_provision::Redis,
+        mode: RedisMode,
+        fallback: u16,
+    ) -> Finding {
+        let s = match redis.status().await {
+            Ok(s) => s,
+            Err(e) => {
+                return Finding::error(
+                    chain(&e),
+                    e.hint()
+                        .unwrap_or_else(|| "start Redis, or fix redis.url".into()),
+                );
+            }
+        };
+        let dbs = s.databases.unwrap_or(fallback);
+        let counted = if s.databases.is_some() {
+            ""
+        } else {
+            " (CONFIG GET not allowed: using redis.databases)"
+        };
+        let url = self
+            .config
+            .redis
+            .as_ref()
+            .map(|r| r.url.clone())
+            .unwrap_or_default();
+        match mode {
+            RedisMode::Db if s.cluster => Finding::error(
+                format!("Redis at {} is a cluster: DB 0 only", redis.display_url()),
+                "set `redis.mode = \"prefix\"`",
+            ),
+            RedisMode::Db => Finding::ok(format!(
+                "Redis {} at {}: {dbs} DBs{counted}, db mode: the main worktree uses DB {} (redis.url's), never leased",
+                s.version,
+                redis.display_url(),
+                crate::info::main_redis_db(&url),
+            )),
+            RedisMode::Prefix => Finding::ok(format!(
+                "Redis {} at {}: {dbs} DBs{counted}, prefix mode",
+                s.version,
+                redis.display_url()
+            )),
+        }
     }
 
     /// The main worktree's database, and test databases a framework left behind (their

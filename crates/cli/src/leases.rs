@@ -11,6 +11,40 @@ use crate::plan::{Effects, LeaseAsk, LeaseFacts, LeasePlan, plan_lease};
 use crate::project::Project;
 use crate::services::RedisPlan;
 
+/// The lease plan, its ports claimed machine-wide. Another user's pwt may claim a port
+/// between the read and the claim: then plan again without it.
+fn plan_and_claim(
+    state: &pwt_alloc::State,
+    facts: &mut LeaseFacts<'_>,
+    ask: &LeaseAsk<'_>,
+    fx: &Effects<'_>,
+    claims: Option<&pwt_alloc::PortClaims>,
+    who: &pwt_alloc::Claimant,
+) -> Result<LeasePlan> {
+    for _ in 0..8 {
+        let plan = plan_lease(state, facts, ask, fx)?;
+        let Some(claims) = claims else {
+            return Ok(plan);
+        };
+        let lost: Vec<u16> = plan
+            .lease
+            .ports
+            .values()
+            .copied()
+            .filter(|p| !claims.claim(*p, who).unwrap_or(true))
+            .collect();
+        if lost.is_empty() {
+            return Ok(plan);
+        }
+        facts.claimed.extend(lost);
+    }
+    Err(Error::new(
+        ErrorKind::Exhausted,
+        "the ports pwt planned kept being claimed by other users' pwt meanwhile",
+    )
+    .hint("try again in a moment"))
+}
+
 /// Claims of this registry that no lease of it holds any more (a port a lease gave up, a
 /// release a kill cut short): other users may have them.
 fn release_stale_claims(
@@ -97,37 +131,12 @@ impl Project {
             names: &names,
             is_free: &port_is_free,
         };
-        // Another user's pwt may claim a port between the read and the claim: plan again
-        // without it.
-        let mut tries = 0;
-        let plan = loop {
-            let plan = plan_lease(&locked.state, &facts, ask, &fx)?;
-            let Some(claims) = &claims else { break plan };
-            tries += 1;
-            if tries > 8 {
-                return Err(Error::new(
-                    ErrorKind::Exhausted,
-                    "the ports pwt planned kept being claimed by other users' pwt meanwhile",
-                )
-                .hint("try again in a moment"));
-            }
-            let who = |_: u16| pwt_alloc::Claimant {
-                registry: registry_id.clone(),
-                repo: repo_key.clone(),
-                branch: branch.to_owned(),
-            };
-            let lost: Vec<u16> = plan
-                .lease
-                .ports
-                .values()
-                .copied()
-                .filter(|p| !claims.claim(*p, &who(*p)).unwrap_or(true))
-                .collect();
-            if lost.is_empty() {
-                break plan;
-            }
-            facts.claimed.extend(lost);
+        let who = pwt_alloc::Claimant {
+            registry: registry_id.clone(),
+            repo: repo_key.clone(),
+            branch: branch.to_owned(),
         };
+        let plan = plan_and_claim(&locked.state, &mut facts, ask, &fx, claims.as_ref(), &who)?;
         if plan.fresh && !plan.lease.journal.kept.is_empty() {
             locked.state.take_kept(&self.repo.common_dir, branch);
         }
