@@ -250,6 +250,8 @@ struct Run<'p> {
     checked_out: bool,
     /// How Redis isolates this lease.
     redis: crate::services::RedisPlan,
+    /// Redis DB indexes found someone else's: never tried again.
+    skip_dbs: std::collections::HashSet<u16>,
 }
 
 impl Project {
@@ -262,7 +264,8 @@ impl Project {
     ) -> Result<(SetUp, bool)> {
         let services = Services::new(self)?;
         let redis = services.redis_plan(reporter)?;
-        let plan = self.record_lease(ask, redis, how.explicit, how.root)?;
+        let held = self.team_held(ask.branch.as_str())?;
+        let plan = self.record_lease(ask, redis, how.explicit, how.root, &held)?;
         self.options.faults.pause("after-lease");
         let checkout = match (plan.fresh && ask.new, how.root) {
             (true, _) => Checkout::Add(add_args(
@@ -281,6 +284,7 @@ impl Project {
             created: Vec::new(),
             checked_out: false,
             redis,
+            skip_dbs: std::collections::HashSet::new(),
         };
         match run.forward(&checkout, &how, reporter) {
             Ok(done) => Ok((done, run.fresh)),
@@ -434,6 +438,7 @@ impl Run<'_> {
         reporter: &mut dyn Reporter,
     ) -> Result<SetUp> {
         let p = self.project;
+        self.lease = p.team_claim(self.lease.clone(), self.redis)?;
         self.journal_resources()?;
         p.options.faults.pause("after-journal");
         p.options.cancel.check()?;
@@ -498,10 +503,14 @@ impl Run<'_> {
             return Ok(());
         }
         let marker = self.marker();
-        let mut skip_dbs = std::collections::HashSet::new();
         // The servers arbitrate: a name (or DB index) someone else holds there, whoever
-        // they are, is given up for the next one; a few times at most.
-        for _ in 0..4 {
+        // they are, is given up for the next one; a few times at most for names, and up to
+        // every index for DB indexes (another person's registry may have the low ones).
+        let tries = 4 + match self.redis {
+            crate::services::RedisPlan::Db(n) => usize::from(n),
+            _ => 0,
+        };
+        for _ in 0..tries {
             let found = self
                 .services
                 .block_on(self.services.probe(&self.lease.resources))
@@ -532,9 +541,14 @@ impl Run<'_> {
                 return Ok(());
             }
             if let Some(n) = self.lease.resources.redis_db() {
-                skip_dbs.insert(n);
+                self.skip_dbs.insert(n);
             }
-            self.lease = p.reassign(self.lease.branch.as_str(), &held, &skip_dbs, self.redis)?;
+            self.lease = p.reassign(
+                self.lease.branch.as_str(),
+                &held,
+                &self.skip_dbs,
+                self.redis,
+            )?;
         }
         Err(Error::new(
             ErrorKind::Exists,
@@ -620,7 +634,7 @@ impl Run<'_> {
     /// registry creating the same branch at the same moment): give it up for the next one
     /// and create that, a couple of times at most.
     fn retry_taken(&mut self, mut steps: Vec<Step>) -> Result<Vec<Step>> {
-        for _ in 0..2 {
+        for _ in 0..4 {
             let taken: Vec<ResourceKind> = steps
                 .iter()
                 .filter(|s| matches!(s.result, Err(pwt_provision::ProvisionError::NotOurs { .. })))
@@ -630,8 +644,20 @@ impl Run<'_> {
                 break;
             }
             let p = self.project;
-            let skip = self.lease.resources.redis_db().into_iter().collect();
-            self.lease = p.reassign(self.lease.branch.as_str(), &taken, &skip, self.redis)?;
+            if let Some(n) = self
+                .lease
+                .resources
+                .redis_db()
+                .filter(|_| taken.contains(&ResourceKind::Redis))
+            {
+                self.skip_dbs.insert(n);
+            }
+            self.lease = p.reassign(
+                self.lease.branch.as_str(),
+                &taken,
+                &self.skip_dbs,
+                self.redis,
+            )?;
             self.journal_resources()?;
             let marker = self.marker();
             let again = self

@@ -88,6 +88,7 @@ impl Project {
         redis: RedisPlan,
         explicit: Option<&Path>,
         root: Option<&Path>,
+        held: &[Resources],
     ) -> Result<LeasePlan> {
         let mut locked = self.registry.lock()?;
         locked.state.prune_claims();
@@ -119,6 +120,7 @@ impl Project {
                 .redis
                 .as_ref()
                 .map_or(0, |r| crate::info::main_redis_db(&r.url)),
+            held,
         };
         let branch = ask.branch.as_str();
         let path = |slug: &pwt_core::Slug| match root {

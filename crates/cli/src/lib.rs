@@ -51,6 +51,7 @@ mod reconcile;
 mod remove;
 mod routes;
 mod services;
+mod team;
 
 pub use create::{AdoptRequest, CreateRequest, SetUp, SetUpOutcome};
 pub use diagnose::{Finding, Level};

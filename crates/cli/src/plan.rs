@@ -49,6 +49,8 @@ pub(crate) struct LeaseFacts<'a> {
     pub claimed: HashSet<u16>,
     /// The Redis DB index the main worktree uses (its URL's), never leased.
     pub main_redis_db: u16,
+    /// What others hold in the team store.
+    pub held: &'a [Resources],
 }
 
 /// What is asked for.
@@ -305,7 +307,7 @@ struct Others<'a> {
 }
 
 impl<'a> Others<'a> {
-    fn of(state: &'a State, lease: &Lease) -> Self {
+    fn of(state: &'a State, lease: &Lease, held: &'a [Resources]) -> Self {
         let mine = |repo: &Path, branch: &BranchName| repo == lease.repo && *branch == lease.branch;
         Self {
             leases: state
@@ -320,6 +322,7 @@ impl<'a> Others<'a> {
                         .filter(|k| !mine(&k.repo, &k.branch))
                         .map(|k| &k.resources),
                 )
+                .chain(held.iter())
                 .collect(),
             claims: state.claims.iter().filter(|c| c.owner.is_alive()).collect(),
         }
@@ -356,7 +359,7 @@ fn name_resources(
     lease: &mut Lease,
     fx: &Effects<'_>,
 ) -> Result<()> {
-    let others = Others::of(state, lease);
+    let others = Others::of(state, lease, facts.held);
     let slug = lease.slug.to_string();
     let render = |slug: &str| (fx.names)(slug, &lease.ports);
     let wanted = render(&slug)?;
@@ -474,6 +477,8 @@ pub enum Action {
     Orphan(Orphan),
     /// Data kept by `pwt rm --keep-data` (acted on only with `--kept`).
     Kept(Kept),
+    /// A name this holder holds in the team store that no lease or kept data accounts for.
+    TeamHold(pwt_provision::Hold),
 }
 
 /// A marked resource no lease owns.
@@ -738,6 +743,7 @@ mod tests {
             registry_id: "",
             claimed: HashSet::new(),
             main_redis_db: 0,
+            held: &[],
         }
     }
 

@@ -36,6 +36,8 @@ pub struct Options {
     /// The directory all users of the machine share (port claims, machine-wide locks);
     /// `None`: none, each registry on its own.
     pub machine_dir: Option<PathBuf>,
+    /// Who holds leases in the team store (`user@host`).
+    pub holder: String,
 }
 
 impl Options {
@@ -49,6 +51,7 @@ impl Options {
             child_output: ChildOutput::Inherit,
             lock_timeout: Duration::from_secs(30),
             machine_dir: None,
+            holder: "unknown@localhost".into(),
         }
     }
 }

@@ -65,6 +65,10 @@ impl Action {
                 "{}: pwt's, but no worktree owns it",
                 o.resources.describe(o.kind).unwrap_or_default()
             ),
+            Self::TeamHold(h) => format!(
+                "{} {:?} on {}: held in the team store for {}, which has no lease here: let it go",
+                h.kind, h.name, h.server, h.who.branch
+            ),
             Self::Kept(k) => {
                 let what: Vec<String> = k
                     .resources
@@ -90,6 +94,7 @@ impl Action {
             | Self::Moved(l, _)
             | Self::RepoGone(l) => Some(l.branch.as_str()),
             Self::Kept(k) => Some(k.branch.as_str()),
+            Self::TeamHold(h) => Some(h.who.branch.as_str()),
             Self::Orphan(_) => None,
         }
     }
@@ -122,10 +127,13 @@ impl Project {
             repo_exists: &|p: &Path| p.exists(),
             path_exists: &|p: &Path| p.exists(),
         };
-        Ok(Reconciliation {
-            plan: plan_gc(&state, &facts),
-            problems,
-        })
+        let mut plan = plan_gc(&state, &facts);
+        let mut problems = problems;
+        match self.stale_team_holds(&state, &declared) {
+            Ok(holds) => plan.actions.extend(holds.into_iter().map(Action::TeamHold)),
+            Err(e) => problems.push(format!("cannot read the team store: {}", chain(&e))),
+        }
+        Ok(Reconciliation { plan, problems })
     }
 
     /// Does one item of a reconcile plan, after checking under the lock that it still holds.
@@ -182,6 +190,21 @@ impl Project {
                 self.finish_teardown(&lease, &TeardownPlan::repo_gone(&lease), reporter)
             }
             Action::Orphan(o) => self.drop_orphan(o),
+            Action::TeamHold(h) => {
+                // Checked again: a lease made meanwhile accounts for it.
+                let state = self.state()?;
+                if self
+                    .stale_team_holds(&state, &self.declared(None)?)?
+                    .contains(h)
+                {
+                    self.release_hold(h)
+                } else {
+                    Err(Error::new(
+                        ErrorKind::Busy,
+                        "a lease holds it now; left alone",
+                    ))
+                }
+            }
             Action::Kept(k) => {
                 let taken = self.with_state(|state| {
                     let Some(k) = state.take_kept(&k.repo, k.branch.as_str()) else {
@@ -364,7 +387,11 @@ fn holds(r: &Resources, kind: ResourceKind, o: &Resources) -> bool {
 }
 
 fn declared_by(d: &pwt_alloc::Declared, o: &Orphan) -> bool {
-    let r = &o.resources;
+    declares(d, &o.resources)
+}
+
+/// True when a worktree's env file names one of `r`'s resources.
+pub(crate) fn declares(d: &pwt_alloc::Declared, r: &Resources) -> bool {
     r.database
         .as_ref()
         .is_some_and(|n| d.databases.contains(n.as_str()))

@@ -587,6 +587,21 @@ impl Project {
                 steps.extend(again);
             }
         }
+        let gone: Vec<ResourceKind> = ResourceKind::ALL
+            .into_iter()
+            .filter(|k| {
+                steps
+                    .iter()
+                    .filter(|s| s.kind == *k)
+                    .all(|s| s.result.is_ok())
+            })
+            .collect();
+        if let Err(e) = self.team_release(lease, &resources.only(&gone)) {
+            reporter.report(Event::Warning(format!(
+                "the team store still names them: {}",
+                chain(&e)
+            )));
+        }
         for s in steps {
             match s.result {
                 Ok(Outcome::Removed) => report.removed.push(s.what),

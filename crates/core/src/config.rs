@@ -36,6 +36,29 @@ pub struct Config {
     pub hooks: HooksConfig,
     /// The local reverse proxy.
     pub proxy: ProxyConfig,
+    /// A team store: who holds which name on the shared servers; absent means off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<TeamConfig>,
+}
+
+/// `[team]`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeamConfig {
+    /// The PostgreSQL database that keeps the team's leases (a schema `pwt_team` in it);
+    /// default: `postgres.url`'s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl Config {
+    /// The team store's URL, when there is a `[team]` section.
+    pub fn team_url(&self) -> Option<String> {
+        let team = self.team.as_ref()?;
+        team.url
+            .clone()
+            .or_else(|| self.postgres.as_ref().map(|p| p.url.clone()))
+    }
 }
 
 /// `[worktree]`
@@ -385,6 +408,12 @@ impl Config {
                 format!(
                     "{wrong:?} does not name the worktree's database: write `{{db}}` in it, as in \"test_{{db}}\""
                 ),
+            ));
+        }
+        if self.team.is_some() && self.team_url().is_none() {
+            return Err(bad(
+                "team.url",
+                "the team store needs a PostgreSQL: set `team.url`, or configure [postgres] (its url is the default)",
             ));
         }
         if let Some(r) = &self.redis

@@ -10,6 +10,9 @@
 //! - [`Redis`]: a key prefix (cleanup by `SCAN MATCH` + `UNLINK` in batches, never `KEYS` or
 //!   `FLUSHALL`) or a DB index (`FLUSHDB` only on a DB holding pwt's marker key).
 //!
+//! - [`TeamStore`]: who holds which name on the shared servers, in PostgreSQL tables
+//!   guarded by a unique key, for people and machines sharing them.
+//!
 //! Every operation is idempotent and reports an [`Outcome`]; a resource that has pwt's name
 //! but not its marker is a [`ProvisionError::NotOurs`], never adopted and never dropped.
 
@@ -18,11 +21,13 @@ mod http;
 mod postgres;
 mod rabbitmq;
 mod redis;
+mod team;
 
 pub use error::{BoxError, ProvisionError, Service, redact};
 pub use postgres::{PgStatus, Postgres, quote_ident, quote_literal};
 pub use rabbitmq::{RabbitMq, RabbitStatus};
 pub use redis::{REDIS_MARKER_KEY, Redis, RedisStatus, escape_glob};
+pub use team::{Hold, Holder, TEAM_VERSION, TeamStore};
 
 /// What an operation did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

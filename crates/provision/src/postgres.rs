@@ -328,7 +328,9 @@ impl Postgres {
 
     /// What is at `db`: nothing, an unmarked database, or a marked one.
     pub async fn presence(&self, db: &DbName) -> Result<Presence, ProvisionError> {
-        let mut conn = self.connect().await?;
+        // Under the name's lock: a database another pwt is creating is seen marked, never
+        // between its `CREATE DATABASE` and its comment.
+        let mut conn = self.connect_locked(db).await?;
         let found = self.marker_of(&mut conn, db.as_str()).await?;
         let _ = conn.close().await;
         Ok(match found {

@@ -21,12 +21,19 @@ pub struct ListArgs {
     /// List the worktrees of every repository on this machine.
     #[arg(long)]
     pub all_repos: bool,
+    /// Show who holds what on the shared servers (the `[team]` store): database names,
+    /// vhosts, Redis prefixes and DB indexes, by holder, repository and branch.
+    #[arg(long, conflicts_with = "all_repos")]
+    pub team: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }
 
 pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
+    if args.team {
+        return team(cwd, args.format);
+    }
     let rows = if args.all_repos {
         all_repos()?
     } else {
@@ -101,4 +108,49 @@ fn all_repos() -> Result<Vec<WorktreeInfo>> {
         Settings::load(&roots).ok().map(|s| s.config)
     };
     Ok(pwt::list_all(&super::state_dir()?, config_of)?)
+}
+
+fn team(cwd: &Path, format: Format) -> Result<i32> {
+    let holds = super::open(cwd, false)?.project.team_holds()?;
+    if format == Format::Json {
+        let rows: Vec<Value> = holds
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "kind": h.kind, "name": h.name, "server": h.server, "holder": h.who.holder,
+                    "repo": h.who.repo, "branch": h.who.branch, "since": h.since,
+                })
+            })
+            .collect();
+        print_json(&Value::Array(rows));
+        return Ok(exit_codes::OK);
+    }
+    if holds.is_empty() {
+        println!("nothing is held in the team store");
+        return Ok(exit_codes::OK);
+    }
+    let table: Vec<Vec<String>> = holds
+        .iter()
+        .map(|h| {
+            [
+                &h.kind,
+                &h.name,
+                &h.server,
+                &h.who.holder,
+                &h.who.branch,
+                &h.since,
+                &h.who.repo,
+            ]
+            .map(|s| printable(s))
+            .to_vec()
+        })
+        .collect();
+    print_table(
+        Style::stdout(),
+        &[
+            "KIND", "NAME", "SERVER", "HOLDER", "BRANCH", "SINCE", "REPO",
+        ],
+        &table,
+    );
+    Ok(exit_codes::OK)
 }

@@ -119,8 +119,24 @@ fn open_with(cwd: &Path, json: bool, cancel: Cancel) -> Result<Opened> {
         env_vars::get(env_vars::PWT_MACHINE_DIR)
             .map_or_else(|| PathBuf::from("/var/tmp/pwt"), PathBuf::from),
     );
+    options.holder = holder();
     let project = Project::open(cwd, options)?;
     Ok(Opened { project, settings })
+}
+
+/// `$PWT_HOLDER`, else `user@host`: who holds leases in the team store.
+fn holder() -> String {
+    if let Some(h) = env_vars::get(env_vars::PWT_HOLDER) {
+        return h;
+    }
+    let user = env_vars::get(env_vars::USER).unwrap_or_else(|| "someone".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{user}@{host}")
 }
 
 /// The state directory: `$PWT_STATE_DIR`, else `$XDG_STATE_HOME/pwt`, else

@@ -18,7 +18,7 @@ pub const PROJECT_FILE: &str = "pwt.toml";
 /// `PWT_URL`, `PWT_STATE_DIR`, …) is not configuration and is ignored here.
 const SECTIONS: &[&str] = &[
     "project", "worktree", "ports", "postgres", "rabbitmq", "redis", "env", "files", "hooks",
-    "proxy",
+    "proxy", "team",
 ];
 
 /// The merged configuration and where it came from.

@@ -10,6 +10,7 @@ mod lifecycle;
 mod names;
 mod oidc;
 mod ownership;
+mod people;
 mod proxy;
 mod recipes;
 mod services;

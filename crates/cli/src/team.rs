@@ -1,0 +1,225 @@
+//! The team store in the lifecycle: with a `[team]` section, the names of a lease's database,
+//! vhost and Redis prefix or DB index are claimed there (a unique key per server and name)
+//! before anything is created, so people and machines sharing the servers never get the same
+//! one; they are let go when the data goes; gc lets go only its own holder's.
+
+use pwt_alloc::Lease;
+use pwt_core::{DbName, RedisPrefix, RedisSlot, ResourceKind, Resources, Vhost};
+use pwt_provision::{Hold, Holder, TeamStore};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::project::Project;
+use crate::services::RedisPlan;
+
+/// One claimable name: (kind, server, name).
+type Item = (String, String, String);
+
+impl Project {
+    /// The team store, when configured.
+    fn team(&self) -> Option<TeamStore> {
+        self.config.team_url().map(|u| TeamStore::new(&u))
+    }
+
+    /// This pwt's holder for a branch.
+    pub(crate) fn holder(&self, branch: &str) -> Holder {
+        Holder {
+            holder: self.options.holder.clone(),
+            repo: self.repo.key(),
+            branch: branch.to_owned(),
+        }
+    }
+
+    /// The server a kind of resource lives on: its URL's host and port.
+    fn server_of(&self, kind: ResourceKind) -> Option<String> {
+        let url = match kind {
+            ResourceKind::Database => self.config.postgres.as_ref().map(|p| p.url.clone()),
+            ResourceKind::Vhost => self
+                .config
+                .rabbitmq
+                .as_ref()
+                .map(|m| m.management_url.clone()),
+            ResourceKind::Redis => self.config.redis.as_ref().map(|r| r.url.clone()),
+        }?;
+        let u = url::Url::parse(&url).ok()?;
+        Some(format!(
+            "{}:{}",
+            u.host_str()?,
+            u.port_or_known_default().unwrap_or(0)
+        ))
+    }
+
+    fn items(&self, resources: &Resources) -> Vec<Item> {
+        let mut out = Vec::new();
+        let mut push = |kind: ResourceKind, name: String| {
+            if let Some(server) = self.server_of(kind) {
+                out.push((kind.as_str().to_owned(), server, name));
+            }
+        };
+        if let Some(d) = &resources.database {
+            push(ResourceKind::Database, d.to_string());
+        }
+        if let Some(v) = &resources.vhost {
+            push(ResourceKind::Vhost, v.to_string());
+        }
+        match &resources.redis {
+            Some(RedisSlot::Prefix(p)) => push(ResourceKind::Redis, p.to_string()),
+            Some(RedisSlot::Db(n)) => push(ResourceKind::Redis, format!("db {n}")),
+            None => {}
+        }
+        out
+    }
+
+    /// What others hold in the team store on this project's servers, as resources for the
+    /// plan to keep away from. Empty without a store.
+    pub(crate) fn team_held(&self, branch: &str) -> Result<Vec<Resources>> {
+        let Some(team) = self.team() else {
+            return Ok(Vec::new());
+        };
+        let me = self.holder(branch);
+        let holds = self.block_on_team(team.holds())?;
+        Ok(holds
+            .into_iter()
+            .filter(|h| h.who != me)
+            .filter_map(|h| self.resource_of_hold(&h))
+            .collect())
+    }
+
+    fn resource_of_hold(&self, h: &Hold) -> Option<Resources> {
+        let mut r = Resources::default();
+        let kind = match h.kind.as_str() {
+            "database" => ResourceKind::Database,
+            "vhost" => ResourceKind::Vhost,
+            "redis" => ResourceKind::Redis,
+            _ => return None,
+        };
+        if self.server_of(kind).as_deref() != Some(h.server.as_str()) {
+            return None;
+        }
+        match kind {
+            ResourceKind::Database => r.database = DbName::parse(&h.name).ok(),
+            ResourceKind::Vhost => r.vhost = Vhost::parse(&h.name).ok(),
+            ResourceKind::Redis => {
+                r.redis = match h.name.strip_prefix("db ").map(str::parse::<u16>) {
+                    Some(Ok(n)) => Some(RedisSlot::Db(n)),
+                    _ => RedisPrefix::parse(&h.name).ok().map(RedisSlot::Prefix),
+                };
+            }
+        }
+        Some(r)
+    }
+
+    /// Claims the lease's names in the team store; a name someone else took meanwhile is
+    /// given up for the next one. Returns the lease as it ends up.
+    pub(crate) fn team_claim(&self, lease: Lease, redis: RedisPlan) -> Result<Lease> {
+        let Some(team) = self.team() else {
+            return Ok(lease);
+        };
+        let who = self.holder(lease.branch.as_str());
+        let mut lease = lease;
+        let mut skip = std::collections::HashSet::new();
+        for _ in 0..4 {
+            let items = self.items(&lease.resources);
+            let held = self.block_on_team(team.claim(&items, &who))?;
+            if held.is_empty() {
+                return Ok(lease);
+            }
+            let kinds: Vec<ResourceKind> = ResourceKind::ALL
+                .into_iter()
+                .filter(|k| held.iter().any(|(kind, _, _)| kind == k.as_str()))
+                .collect();
+            if let Some(n) = lease.resources.redis_db() {
+                skip.insert(n);
+            }
+            lease = self.reassign(lease.branch.as_str(), &kinds, &skip, redis)?;
+        }
+        Err(Error::new(ErrorKind::Exists, "the names pwt tried for this worktree are all held by others in the team store")
+            .hint("`pwt list --team` shows who holds what; put something of your own in the name templates"))
+    }
+
+    /// Lets go of what this pwt holds among `resources` (their data is gone).
+    pub(crate) fn team_release(&self, lease: &Lease, resources: &Resources) -> Result<()> {
+        let Some(team) = self.team() else {
+            return Ok(());
+        };
+        let items = self.items(resources);
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.block_on_team(team.release(&items, &self.holder(lease.branch.as_str())))
+    }
+
+    /// Everything the team store holds, for `pwt list --team`.
+    pub fn team_holds(&self) -> Result<Vec<Hold>> {
+        let Some(team) = self.team() else {
+            return Err(Error::new(ErrorKind::Config, "no team store is configured")
+                .hint("add a `[team]` section to pwt.toml (its url defaults to [postgres] url)"));
+        };
+        self.block_on_team(team.holds())
+    }
+
+    /// This holder's holds for this repository that no lease or kept data of this
+    /// registry accounts for and no worktree's env file declares (a pwt killed between its
+    /// claim and its lease): gc lets them go. Never another holder's, and never one a
+    /// worktree still uses (a lost registry leaves them all unaccounted).
+    pub(crate) fn stale_team_holds(
+        &self,
+        state: &pwt_alloc::State,
+        declared: &pwt_alloc::Declared,
+    ) -> Result<Vec<Hold>> {
+        let Some(team) = self.team() else {
+            return Ok(Vec::new());
+        };
+        let repo = self.repo.key();
+        let holds = self.block_on_team(team.holds())?;
+        Ok(holds
+            .into_iter()
+            .filter(|h| h.who.holder == self.options.holder && h.who.repo == repo)
+            .filter(|h| {
+                let r = self.resource_of_hold(h);
+                let accounted = state
+                    .leases
+                    .iter()
+                    .map(|l| &l.resources)
+                    .chain(state.kept.iter().map(|k| &k.resources))
+                    .any(|x| r.as_ref().is_some_and(|r| same_resource(r, x)));
+                !accounted
+                    && !r
+                        .as_ref()
+                        .is_some_and(|r| crate::reconcile::declares(declared, r))
+            })
+            .collect())
+    }
+
+    /// Lets one stale hold go.
+    pub(crate) fn release_hold(&self, h: &Hold) -> Result<()> {
+        let Some(team) = self.team() else {
+            return Ok(());
+        };
+        let item = (h.kind.clone(), h.server.clone(), h.name.clone());
+        self.block_on_team(team.release(&[item], &h.who))
+    }
+
+    fn block_on_team<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, pwt_provision::ProvisionError>>,
+    ) -> Result<T> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime always builds");
+        rt.block_on(fut).map_err(|e| {
+            let e = Error::from(e);
+            if e.hint_text().is_some() {
+                e
+            } else {
+                e.hint("the team store (`[team]` in pwt.toml) is a PostgreSQL every member reaches; is it up? `pwt doctor` checks it")
+            }
+        })
+    }
+}
+
+fn same_resource(a: &Resources, b: &Resources) -> bool {
+    (a.database.is_some() && a.database == b.database)
+        || (a.vhost.is_some() && a.vhost == b.vhost)
+        || (a.redis.is_some() && a.redis == b.redis)
+}

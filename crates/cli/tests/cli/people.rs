@@ -1,0 +1,244 @@
+//! Shared services shared by people: two people (two HOMEs, their own clones of one project)
+//! creating worktrees at once on one machine, in Redis db and prefix modes; and two
+//! machines (distinct holders) sharing servers through the team store.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+use sqlx::{Connection as _, Executor as _};
+
+use crate::common::{Run, TestEnv, services_toml};
+
+/// A person: a sandbox (HOME, registry) and a clone of the project.
+struct Person {
+    t: TestEnv,
+    repo: PathBuf,
+    machine: PathBuf,
+    holder: String,
+}
+
+impl Person {
+    fn new(toml: &str, machine: &Path, holder: &str) -> Self {
+        let t = TestEnv::new();
+        let repo = t.repo("shop", Some(toml));
+        Self {
+            t,
+            repo,
+            machine: machine.to_owned(),
+            holder: holder.to_owned(),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.t.cmd(&self.repo, args);
+        c.env("PWT_MACHINE_DIR", &self.machine)
+            .env("PWT_HOLDER", &self.holder);
+        c
+    }
+
+    fn pwt(&self, args: &[&str]) -> Run {
+        self.cmd(args).output().expect("pwt").into()
+    }
+
+    fn spawn_new(&self, branch: &str) -> Child {
+        self.cmd(&["new", branch, "--format", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    }
+}
+
+/// Everything one worktree has that must be nobody else's.
+fn holdings(v: &Value) -> Vec<String> {
+    let mut out: Vec<String> = v["ports"]
+        .as_object()
+        .expect("ports")
+        .values()
+        .map(|p| format!("port {}", p["port"]))
+        .collect();
+    for k in ["database", "vhost", "redis_prefix", "redis_db"] {
+        if !v[k].is_null() {
+            out.push(format!("{k} {}", v[k]));
+        }
+    }
+    out
+}
+
+fn twenty_each_at_once(mode: &str, redis_url: &str) {
+    let machine = tempfile::tempdir().expect("machine dir");
+    // The same project (one name for both people's databases), one shared machine.
+    let project = pwt_tests::unique("ppl");
+    let toml = services_toml(&project, mode).replace(pwt_tests::REDIS_URL, redis_url);
+    let alice = Person::new(&toml, machine.path(), "alice@m");
+    let bob = Person::new(&toml, machine.path(), "bob@m");
+    let branches: Vec<String> = (0..20).map(|i| format!("feature-{i}")).collect();
+    let mut children = Vec::new();
+    for b in &branches {
+        children.push(alice.spawn_new(b));
+        children.push(bob.spawn_new(b));
+    }
+    let mut seen = HashSet::new();
+    for c in children {
+        let run: Run = c.wait_with_output().expect("wait").into();
+        let v = run.ok().json();
+        for h in holdings(&v) {
+            assert!(seen.insert(h.clone()), "{h} handed out twice ({mode} mode)");
+        }
+    }
+    assert_eq!(seen.iter().filter(|h| h.starts_with("port")).count(), 80);
+    for p in [&alice, &bob] {
+        for b in &branches {
+            p.pwt(&["rm", b]).ok();
+        }
+    }
+}
+
+#[test]
+fn two_people_creating_twenty_worktrees_each_at_once_share_nothing() {
+    if !pwt_tests::all_services_up() {
+        return;
+    }
+    twenty_each_at_once("prefix", pwt_tests::REDIS_URL);
+    let Some(server) = pwt_tests::RedisServer::start(&["--databases", "64"]) else {
+        return;
+    };
+    twenty_each_at_once("db", &server.url());
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn admin(sql: &str) {
+    sql_at(pwt_tests::POSTGRES_URL, sql);
+}
+
+fn sql_at(url: &str, sql: &str) {
+    rt().block_on(async {
+        let mut c = sqlx::PgConnection::connect(url).await.expect("pg");
+        c.execute(sqlx::AssertSqlSafe(sql.to_owned()))
+            .await
+            .expect("sql");
+    });
+}
+
+#[test]
+fn two_machines_through_the_team_store_never_share_a_name_and_gc_minds_its_own() {
+    if !pwt_tests::all_services_up() {
+        return;
+    }
+    let store = pwt_tests::unique("team");
+    admin(&format!("CREATE DATABASE \"{store}\""));
+    let project = pwt_tests::unique("tm");
+    let store_url = format!("postgres://postgres@127.0.0.1:5432/{store}");
+    let toml = format!(
+        "{}[team]\nurl = \"{store_url}\"\n",
+        services_toml(&project, "prefix")
+    );
+    // Two machines: their own machine directories and holders.
+    let (m1, m2) = (
+        tempfile::tempdir().expect("m1"),
+        tempfile::tempdir().expect("m2"),
+    );
+    let alice = Person::new(&toml, m1.path(), "alice@m1");
+    let bob = Person::new(&toml, m2.path(), "bob@m2");
+    let mut children = Vec::new();
+    for i in 0..5 {
+        children.push(alice.spawn_new(&format!("f{i}")));
+        children.push(bob.spawn_new(&format!("f{i}")));
+    }
+    let mut seen = HashSet::new();
+    for c in children {
+        let v = Run::from(c.wait_with_output().expect("wait")).ok().json();
+        for h in holdings(&v).into_iter().filter(|h| !h.starts_with("port")) {
+            assert!(seen.insert(h.clone()), "{h} held twice across the machines");
+        }
+    }
+    let team = alice
+        .pwt(&["list", "--team", "--format", "json"])
+        .ok()
+        .json();
+    let holders: HashSet<&str> = team
+        .as_array()
+        .expect("holds")
+        .iter()
+        .filter_map(|h| h["holder"].as_str())
+        .collect();
+    assert_eq!(holders, HashSet::from(["alice@m1", "bob@m2"]), "{team}");
+    assert_eq!(team.as_array().expect("holds").len(), 30);
+    // Bob loses his registry: his worktrees still declare their names, so neither his gc
+    // nor Alice's lets his holds go.
+    std::fs::remove_file(bob.t.state_dir().join("registry.json")).expect("lose it");
+    for p in [&alice, &bob] {
+        let gc = p.pwt(&["gc", "--yes", "--format", "json"]).ok().json();
+        assert!(gc["done"].as_array().expect("done").is_empty(), "{gc}");
+    }
+    let after = alice
+        .pwt(&["list", "--team", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        after.as_array().expect("holds").len(),
+        30,
+        "a gc let go of live holds: {after}"
+    );
+    // A hold of Bob's nothing accounts for (a pwt killed between its claim and its lease):
+    // Alice's gc leaves it, Bob's lets it go.
+    let bob_repo = after
+        .as_array()
+        .expect("holds")
+        .iter()
+        .find(|h| h["holder"] == "bob@m2")
+        .and_then(|h| h["repo"].as_str())
+        .expect("bob's repo")
+        .to_owned();
+    sql_at(
+        &store_url,
+        &format!(
+            "INSERT INTO pwt_team.holds (kind, server, name, holder, repo, branch) \
+         VALUES ('database', '127.0.0.1:5432', '{project}_lost', 'bob@m2', '{bob_repo}', 'lost')"
+        ),
+    );
+    let gc = alice.pwt(&["gc", "--yes", "--format", "json"]).ok().json();
+    assert!(
+        gc["done"].as_array().expect("done").is_empty(),
+        "alice let bob's go: {gc}"
+    );
+    let gc = bob.pwt(&["gc", "--yes", "--format", "json"]).ok().json();
+    assert_eq!(gc["done"].as_array().expect("done").len(), 1, "{gc}");
+    assert_eq!(
+        alice
+            .pwt(&["list", "--team", "--format", "json"])
+            .ok()
+            .json()
+            .as_array()
+            .expect("holds")
+            .len(),
+        30
+    );
+    // Removing lets go: Alice's worktrees, then Bob's (his registry rebuilt first).
+    for i in 0..5 {
+        alice.pwt(&["rm", &format!("f{i}")]).ok();
+    }
+    let left = bob.pwt(&["list", "--team", "--format", "json"]).ok().json();
+    assert!(
+        left.as_array()
+            .expect("holds")
+            .iter()
+            .all(|h| h["holder"] == "bob@m2"),
+        "{left}"
+    );
+    bob.pwt(&["doctor", "--rebuild"]).ok();
+    for i in 0..5 {
+        bob.pwt(&["rm", &format!("f{i}")]).ok();
+    }
+    let none = bob.pwt(&["list", "--team", "--format", "json"]).ok().json();
+    assert!(none.as_array().expect("holds").is_empty(), "{none}");
+    admin(&format!("DROP DATABASE \"{store}\" WITH (FORCE)"));
+}
