@@ -26,6 +26,17 @@ pub fn stable_hash_parts(parts: &[&[u8]]) -> u64 {
     h
 }
 
+/// [`stable_hash`] with every input bit spread over every output bit (the splitmix64
+/// finalizer): FNV-1a alone changes only a few of its top bits when just the last byte
+/// changes, so two names differing at their end would get hashes differing in one digit.
+/// For hashes that are new; the ones already stored in users' names stay [`stable_hash`].
+pub fn mixed_hash(bytes: &[u8]) -> u64 {
+    let mut z = stable_hash(bytes);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The first `len` lowercase hex digits of the hash (at most 16).
 pub fn hex_prefix(hash: u64, len: usize) -> String {
     let full = format!("{hash:016x}");
@@ -35,6 +46,16 @@ pub fn hex_prefix(hash: u64, len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mixed_hash_spreads_a_last_byte_change_over_the_digits() {
+        let a = hex_prefix(mixed_hash(b"customer-portal-q1"), 8);
+        let b = hex_prefix(mixed_hash(b"customer-portal-q2"), 8);
+        let same = a.chars().zip(b.chars()).filter(|(x, y)| x == y).count();
+        assert!(same <= 3, "{a} and {b} share {same} of 8 digits");
+        // Pinned: a changed value would rename users' databases.
+        assert_eq!(format!("{:016x}", mixed_hash(b"pwt")), "d9fa97bca856283d");
+    }
 
     #[test]
     fn golden_values() {

@@ -249,7 +249,7 @@ fn database_name(name: &str, default: bool) -> Result<DbName, ResourceError> {
         return DbName::parse(name).map_err(named);
     }
     if default {
-        let hex = hex_prefix(crate::hash::stable_hash(name.as_bytes()), 8);
+        let hex = hex_prefix(crate::hash::mixed_hash(name.as_bytes()), 8);
         let mut cut = DB_NAME_MAX - hex.len() - 1;
         while !name.is_char_boundary(cut) {
             cut -= 1;

@@ -169,3 +169,132 @@ fn a_redis_url_that_selects_a_db_is_the_main_worktrees_and_never_leased() {
     let doctor = t.pwt(&repo, &["doctor"]).stdout;
     assert!(doctor.contains("uses DB 2"), "{doctor}");
 }
+
+/// The Python with Django, psycopg and python-dotenv (.ci/run makes it), or why it is missing.
+fn django_python() -> Result<std::path::PathBuf, String> {
+    let python = std::env::var_os("PWT_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/pwt-ci/django/bin/python"))
+        })
+        .ok_or("no HOME")?;
+    let probe = std::process::Command::new(&python)
+        .args(["-c", "import django, psycopg, dotenv"])
+        .output()
+        .map_err(|e| format!("{}: {e}", python.display()))?;
+    if !probe.status.success() {
+        return Err(format!(
+            "{} lacks Django, psycopg or python-dotenv",
+            python.display()
+        ));
+    }
+    Ok(python)
+}
+
+/// Copies the Django project under tests/cli/django into `repo` and commits it.
+fn add_django_project(t: &TestEnv, repo: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/django");
+    for rel in [
+        "manage.py",
+        "shop/__init__.py",
+        "shop/settings.py",
+        "orders/__init__.py",
+        "orders/models.py",
+        "orders/tests.py",
+    ] {
+        let to = repo.join(rel);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(src.join(rel), to).expect("copy");
+    }
+    std::fs::copy(src.join("gitignore"), repo.join(".gitignore")).expect("copy");
+    t.git(repo, &["add", "."]);
+    t.git(repo, &["commit", "-q", "-m", "a Django project"]);
+}
+
+#[test]
+fn two_django_worktrees_with_the_longest_names_run_their_parallel_tests_at_once() {
+    let python = match django_python() {
+        Ok(p) => p,
+        Err(why) if std::env::var_os("CI").is_some() => panic!("{why}: .ci/run installs it"),
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            return;
+        }
+    };
+    if !pwt_tests::all_services_up() {
+        return;
+    }
+    let t = TestEnv::new();
+    // A long project name and two long branches differing only at the end: the default
+    // template cuts both names to 50 bytes, and their hashes keep them two.
+    let project = format!("{}_customer_portal_backend", pwt_tests::unique("dj"));
+    let toml = services_toml(&project, "prefix")
+        .replace("database = \"{{ project }}_{{ slug | db_ident }}\"\n", "");
+    let repo = t.repo("portal", Some(&toml));
+    add_django_project(&t, &repo);
+    // The main worktree's test database, which no worktree's teardown may touch.
+    let main_test = format!("test_{project}_main");
+    sql(&format!("CREATE DATABASE \"{main_test}\""));
+    let branches = [
+        "feature/reporting-dashboard-for-enterprise-customers-q1",
+        "feature/reporting-dashboard-for-enterprise-customers-q2",
+    ];
+    let mut dbs = Vec::new();
+    let mut runs = Vec::new();
+    for b in branches {
+        let v = t.pwt(&repo, &["new", b, "--format", "json"]).ok().json();
+        let db = v["database"].as_str().expect("database").to_owned();
+        assert!(db.len() <= 50, "{db} is {} bytes", db.len());
+        let dir = Path::new(v["path"].as_str().expect("path")).to_owned();
+        // Django reads `.env.worktree` itself (python-dotenv); nothing pwt-made is inherited.
+        let child = std::process::Command::new(&python)
+            .args([
+                "manage.py",
+                "test",
+                "--parallel",
+                "2",
+                "--keepdb",
+                "--noinput",
+            ])
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", t.root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("manage.py test");
+        dbs.push(db);
+        runs.push(child);
+    }
+    assert_ne!(dbs[0], dbs[1]);
+    for (run, db) in runs.into_iter().zip(&dbs) {
+        let out = run.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "manage.py test for {db} failed:\n{err}"
+        );
+        assert!(err.contains("Ran 4 tests") && err.contains("OK"), "{err}");
+    }
+    // `--keepdb --parallel 2` left test_<db> and its two clones, each worktree its own.
+    let all = databases(&project);
+    for db in &dbs {
+        for name in [
+            format!("test_{db}"),
+            format!("test_{db}_1"),
+            format!("test_{db}_2"),
+        ] {
+            assert!(all.contains(&name), "{name} missing from {all:?}");
+        }
+    }
+    for b in branches {
+        t.pwt(&repo, &["rm", b]).ok();
+    }
+    assert_eq!(
+        databases(&project),
+        [main_test.clone()],
+        "rm left test databases"
+    );
+    sql(&format!("DROP DATABASE \"{main_test}\""));
+}

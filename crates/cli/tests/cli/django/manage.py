@@ -1,0 +1,10 @@
+#!/usr/bin/env python
+"""A small Django project whose settings come from pwt's env file, read by python-dotenv."""
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
