@@ -438,10 +438,6 @@ impl Run<'_> {
         reporter: &mut dyn Reporter,
     ) -> Result<SetUp> {
         let p = self.project;
-        self.lease = p.team_claim(self.lease.clone(), self.redis)?;
-        self.journal_resources()?;
-        p.options.faults.pause("after-journal");
-        p.options.cancel.check()?;
         self.checkout_and_provision(checkout, reporter)?;
         p.options.faults.pause("after-checkout");
         p.options.cancel.check()?;
@@ -569,14 +565,24 @@ impl Run<'_> {
         )
     }
 
-    /// `git worktree add` on a thread of its own and the services on this one, at once.
+    /// The names settled before anything is created: claimed in the team store, looked at
+    /// on the servers (someone else's given up for the next), the absent ones journaled.
+    fn settle_names(&mut self) -> Result<()> {
+        let p = self.project;
+        self.lease = p.team_claim(self.lease.clone(), self.redis)?;
+        self.journal_resources()?;
+        p.options.faults.pause("after-journal");
+        p.options.cancel.check()
+    }
+
+    /// `git worktree add` on a thread of its own and, at once on this one, the names
+    /// settled and the services created.
     fn checkout_and_provision(
         &mut self,
         checkout: &Checkout,
         reporter: &mut dyn Reporter,
     ) -> Result<()> {
         let p = self.project;
-        let marker = self.marker();
         if matches!(checkout, Checkout::Add(_)) {
             reporter.report(Event::Step(format!(
                 "creating worktree {} ...",
@@ -589,39 +595,34 @@ impl Run<'_> {
                 Checkout::Add(args) => adder.add(args),
                 Checkout::Existing => Ok(()),
             });
-            let steps = self
-                .services
-                .block_on(with_progress(
-                    vec!["setting up the worktree and its services".into()],
-                    reporter,
-                    self.services.provision(&self.lease.resources, &marker),
-                ))
-                .unwrap_or_default();
+            let steps = self.settle_names().map(|()| {
+                let marker = self.marker();
+                self.services
+                    .block_on(with_progress(
+                        vec!["setting up the worktree and its services".into()],
+                        reporter,
+                        self.services.provision(&self.lease.resources, &marker),
+                    ))
+                    .unwrap_or_default()
+            });
             let git = git
                 .join()
                 .unwrap_or_else(|_| Err(Error::new(ErrorKind::Git, "the git thread panicked")));
             (git, steps)
         });
+        let steps = match steps {
+            Ok(steps) => steps,
+            Err(e) => {
+                self.record_checkout(checkout, &git)?;
+                return Err(e);
+            }
+        };
         self.created = steps
             .iter()
             .filter(|s| matches!(s.result, Ok(Outcome::Created)))
             .map(|s| s.kind)
             .collect();
-        // Interrupted by our own cancel, git leaves what it had made: ours to remove too.
-        let cancelled = git
-            .as_ref()
-            .is_err_and(|e| e.kind() == ErrorKind::Cancelled);
-        if cancelled && matches!(checkout, Checkout::Add(_)) {
-            self.checked_out = true;
-        }
-        if git.is_ok() && matches!(checkout, Checkout::Add(_)) {
-            self.checked_out = true;
-            let head = crate::git::head_of(&self.lease.path).unwrap_or_default();
-            self.lease = p.update_lease(self.lease.branch.as_str(), |l| {
-                l.journal.checked_out = Some(head);
-                Ok(())
-            })?;
-        }
+        self.record_checkout(checkout, &git)?;
         git.map_err(|e| e.context(format!("cannot check out {:?}", self.lease.branch.as_str())))?;
         let steps = self.retry_taken(steps)?;
         match first_failure(steps) {
@@ -681,6 +682,30 @@ impl Run<'_> {
 
     fn marker(&self) -> String {
         lease_marker(&self.lease)
+    }
+
+    /// Notes what this run's `git worktree add` made, for an undo (and, in the journal, for
+    /// a later run's).
+    fn record_checkout(&mut self, checkout: &Checkout, git: &Result<()>) -> Result<()> {
+        if !matches!(checkout, Checkout::Add(_)) {
+            return Ok(());
+        }
+        // Interrupted by our own cancel, git leaves what it had made: ours to remove too.
+        if git
+            .as_ref()
+            .is_err_and(|e| e.kind() == ErrorKind::Cancelled)
+        {
+            self.checked_out = true;
+        }
+        if git.is_ok() {
+            self.checked_out = true;
+            let head = crate::git::head_of(&self.lease.path).unwrap_or_default();
+            self.lease = self.project.update_lease(self.lease.branch.as_str(), |l| {
+                l.journal.checked_out = Some(head);
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     /// Undoes what this run made and returns `cause`, saying what was undone and what not.

@@ -145,7 +145,7 @@ fn a_path_taken_meanwhile_is_never_removed_by_the_rollback() {
     let t = TestEnv::new();
     let repo = t.repo("demo", None);
     let root = sibling(&repo, "demo.m2");
-    let child = spawn(&t, &repo, &["new", "m2"], None, Some("after-journal:1500"));
+    let child = spawn(&t, &repo, &["new", "m2"], None, Some("after-lease:1500"));
     std::thread::sleep(Duration::from_millis(700));
     std::fs::create_dir_all(&root).expect("mkdir");
     std::fs::write(root.join("notes.txt"), "mine\n").expect("write");

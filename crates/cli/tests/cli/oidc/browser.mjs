@@ -42,12 +42,15 @@ for (const l of plan.logins) {
   await context.close();
 }
 // At the same time, in one browser profile (one cookie jar).
+// Logins at the same moment through the one callback, each in a browser session of its own:
+// oidc-provider binds a code to the session's latest grant for the client, so two logins of
+// one client racing in one browser session can void the first code whatever routes them.
 for (const group of plan.together || []) {
-  const context = await browser.newContext();
-  const pages = await Promise.all(group.map(() => context.newPage()));
+  const contexts = await Promise.all(group.map(() => browser.newContext()));
+  const pages = await Promise.all(contexts.map((c) => c.newPage()));
   const results = await Promise.all(group.map((l, i) => login(pages[i], l.start).catch(e => `failed: ${e.message.split('\n')[0]}`)));
   group.forEach((l, i) => { out[l.name] = results[i]; });
-  await context.close();
+  await Promise.all(contexts.map((c) => c.close()));
 }
 if (plan.foreign) {
   const context = await browser.newContext();
