@@ -704,6 +704,10 @@ impl Project {
                 if force {
                     // Twice: also a locked worktree, as the user asked for force.
                     args.extend([OsStr::new("--force"), OsStr::new("--force")]);
+                } else if plan.resume {
+                    // Killed half-way through git's own removal: the files it deleted read
+                    // as changes to git, and the check above found nothing else.
+                    args.push(OsStr::new("--force"));
                 }
                 args.push(path.as_os_str());
                 self.git_worktree(&args)
