@@ -14,9 +14,13 @@ use crate::route::RouteTable;
 /// `reverse_proxy` to a worktree's port on whichever loopback listens.
 fn upstream(port: u16) -> String {
     format!(
-        "\t\t\treverse_proxy 127.0.0.1:{port} [::1]:{port} {{\n\t\t\t\tlb_policy first\n\t\t\t\tlb_try_duration 1s\n\t\t\t\tfail_duration 5s\n\t\t\t}}\n"
+        "\t\t\treverse_proxy 127.0.0.1:{port} [::1]:{port} {{\n\t\t\t\tlb_policy first\n\t\t\t\tlb_try_duration 1s\n\t\t\t\tfail_duration 5s\n{SPOOFED}\t\t\t}}\n"
     )
 }
+
+/// The client's forwarding headers Caddy would pass on (it sets X-Forwarded-For, -Proto
+/// and -Host itself): replaced or dropped, as `pwt proxy` does.
+const SPOOFED: &str = "\t\t\t\theader_up X-Forwarded-Port {http.request.port}\n\t\t\t\theader_up -Forwarded\n\t\t\t\theader_up -X-Forwarded-Prefix\n\t\t\t\theader_up -X-Real-Ip\n\t\t\t\theader_up -X-Forwarded-Ssl\n\t\t\t\theader_up -X-Forwarded-Scheme\n\t\t\t\theader_up -Front-End-Https\n";
 
 fn matcher_name(slug: &str) -> String {
     slug.replace('-', "_")
@@ -41,7 +45,12 @@ pub fn caddyfile(table: &RouteTable, port: u16) -> String {
          #   was made by an OAuth library (not `<slug>~…`) is refused here, and the browser is\n\
          #   not sent back to the <slug>.localhost origin it began on;\n\
          # - read a response_mode=form_post body: a POST callback without ?state= is refused;\n\
-         # - answer 502 when the worktree's server is down (Caddy redirects anyway)."
+         # - answer 502 when the worktree's server is down (Caddy redirects anyway);\n\
+         # - refuse two Host headers, and callbacks whose state is not UTF-8.\n\
+         # Where the two differ in what they accept: `pwt proxy` also serves `<slug>.localhost.`\n\
+         # (a trailing dot) and names below `<slug>.localhost` (routed like localhost), and\n\
+         # matches paths case-sensitively (Caddy sends /A/ to worktree a); it sets its own\n\
+         # `Forwarded` header, which this file only removes."
     );
     let _ = writeln!(out, "http://:{port} {{");
     let _ = writeln!(out, "\tbind 127.0.0.1 [::1]\n");
@@ -49,7 +58,7 @@ pub fn caddyfile(table: &RouteTable, port: u16) -> String {
     // Loopback names only: a page on a foreign origin rebound to 127.0.0.1 reaches nothing.
     let _ = writeln!(
         out,
-        "\t\t@foreign not host localhost *.localhost 127.0.0.1 [::1]\n\t\thandle @foreign {{\n\t\t\trespond \"421 Misdirected Request: pwt's proxy serves localhost names only\" 421\n\t\t}}\n"
+        "\t\t@foreign not host localhost *.localhost 127.0.0.1 ::1\n\t\thandle @foreign {{\n\t\t\trespond \"421 Misdirected Request: pwt's proxy serves localhost names only\" 421\n\t\t}}\n"
     );
 
     // Status page (Caddy 2.6 has no heredocs: one line).

@@ -110,6 +110,18 @@ pub fn bad_gateway(target: &Target) -> String {
     page("Worktree not running", &body)
 }
 
+/// The worktree's server took the connection but the exchange failed: it closed it, or the
+/// request's body stalled.
+pub fn upstream_failed(target: &Target) -> String {
+    let body = format!(
+        "<p>Worktree <b>{}</b> (branch <code>{}</code>) on port {} did not answer this request: its server closed the connection, or the request's body stopped arriving.</p>\n<p>Its own log says more.</p>\n",
+        escape(&target.slug),
+        escape(&target.branch),
+        target.port,
+    );
+    page("Worktree did not answer", &body)
+}
+
 /// Nothing matched and the main worktree has no port.
 pub fn no_route(table: &RouteTable, proxy_port: u16, listening: &dyn Fn(u16) -> bool) -> String {
     let body = format!(

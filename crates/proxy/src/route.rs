@@ -44,20 +44,27 @@ pub struct Req<'a> {
     /// An `application/x-www-form-urlencoded` body of a POST to the callback path
     /// (form_post), read by the server up to its bound.
     pub form: Option<&'a str>,
+    /// The port this proxy listens on: a callback is sent back to where its login began
+    /// on this port, never on one a `Host` header named.
+    pub port: u16,
 }
 
-/// Where a login the proxy saw begin came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a login the proxy saw begin came from: the host name the browser used, exactly
+/// (lowercased; a trailing dot kept, as the browser keeps its cookies apart by it).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
-    /// `http://<slug>.localhost:<port>`: the callback is sent back there, with that origin's
-    /// cookies.
+    /// `<slug>.localhost`: the callback is sent back there, with that origin's cookies.
     SlugHost {
-        /// The port the browser used.
-        port: u16,
+        /// The name, e.g. `feat-x.localhost`.
+        name: String,
     },
-    /// The proxy's own `localhost` origin (the main worktree, or a `/<slug>/` path route):
-    /// the callback arrives on the same origin and is forwarded.
-    Proxy,
+    /// One of the proxy's own names (`localhost`, `127.0.0.1`, `[::1]`), where the main
+    /// worktree and the `/<slug>/` path routes are: a callback arriving on that very name is
+    /// forwarded; on another, it is sent to that name first.
+    Proxy {
+        /// The name, e.g. `localhost` or `[::1]`.
+        name: String,
+    },
 }
 
 /// A `state` the proxy saw a worktree send to an authorization endpoint with the registered
@@ -94,6 +101,9 @@ pub enum Decision {
         status: u16,
         /// Where, with the request's path and query byte for byte.
         location: String,
+        /// The state and what was learned of it, learned again: the browser comes back
+        /// with it on the proxy's name the login began on, where it is forwarded.
+        keep: Option<(String, Learned)>,
     },
     /// OAuth callback that cannot be routed: a 400 page, no Location.
     Reject {
@@ -273,10 +283,11 @@ impl RouteTable {
             .query
             .map(|q| query_values(q, "state"))
             .unwrap_or_default();
-        let states = match (from_query.is_empty(), req.form) {
-            (true, Some(form)) => query_values(form, "state"),
-            _ => from_query,
-        };
+        // Both count: a state in the query and another in the body is two states.
+        let mut states = from_query;
+        if let Some(form) = req.form {
+            states.extend(query_values(form, "state"));
+        }
         match states.as_slice() {
             [] if req.query.is_none() && req.form.is_none() => {
                 Err("the callback has no query string and no form body, so no state".into())
@@ -314,12 +325,17 @@ impl RouteTable {
         if let Some(l) = learned(&state)
             && let Some(target) = self.find(&l.slug)
         {
-            return match l.origin {
-                Origin::Proxy => Decision::forward(target),
-                Origin::SlugHost { port } => Decision::Redirect {
+            let here = req.host.and_then(exact_name);
+            return match &l.origin {
+                Origin::Proxy { name } if here.as_deref() == Some(name) => {
+                    Decision::forward(target)
+                }
+                Origin::Proxy { name } | Origin::SlugHost { name } => Decision::Redirect {
                     target: target.clone(),
                     status,
-                    location: format!("http://{}.localhost:{port}{rest}", target.slug),
+                    location: format!("http://{name}:{}{rest}", req.port),
+                    keep: matches!(l.origin, Origin::Proxy { .. })
+                        .then(|| (state.clone(), l.clone())),
                 },
             };
         }
@@ -337,6 +353,7 @@ impl RouteTable {
             target: target.clone(),
             status,
             location: format!("http://localhost:{}{rest}", target.port),
+            keep: None,
         }
     }
 
@@ -376,17 +393,29 @@ pub fn authorization_state(table: &RouteTable, location: &str, ports: &[u16]) ->
 }
 
 /// Where a login begins, from the `Host` of the request whose response started it.
-pub fn origin_of(host: Option<&str>, slug: &str, proxy_port: u16) -> Option<Origin> {
+pub fn origin_of(host: Option<&str>, slug: &str) -> Option<Origin> {
     let host = host?;
+    let name = exact_name(host)?;
     if slug_host(host).as_deref() == Some(slug) {
-        return Some(Origin::SlugHost {
-            port: host_port(host).unwrap_or(proxy_port),
-        });
+        return Some(Origin::SlugHost { name });
     }
-    let name = host_name(host);
-    let own =
-        host.starts_with("[::1]") || matches!(name.as_deref(), Some("localhost" | "127.0.0.1"));
-    own.then_some(Origin::Proxy)
+    let own = matches!(
+        name.trim_end_matches('.'),
+        "localhost" | "127.0.0.1" | "[::1]"
+    );
+    own.then_some(Origin::Proxy { name })
+}
+
+/// A `Host` without its port, lowercased, a trailing dot kept; `[::1]` as written.
+fn exact_name(host: &str) -> Option<String> {
+    if let Some(rest) = host.strip_prefix("[::1]") {
+        return (rest.is_empty() || rest.starts_with(':')).then(|| "[::1]".to_owned());
+    }
+    let name = match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    (!name.is_empty()).then(|| name.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -429,6 +458,7 @@ mod tests {
                 path,
                 query,
                 form: None,
+                port: 8080,
             },
             &mut none,
         )
@@ -588,15 +618,19 @@ mod tests {
         let mut learned = |s: &str| {
             (s == "random123").then(|| Learned {
                 slug: "b".into(),
-                origin: Origin::SlugHost { port: 8080 },
+                origin: Origin::SlugHost {
+                    name: "b.localhost".into(),
+                },
             })
         };
+        // The login began on port 8080: back there, whatever port the callback's Host names.
         let req = Req {
             method: "GET",
-            host: Some("localhost:8080"),
+            host: Some("localhost:65535"),
             path: "/auth/callback",
             query: Some("code=c&state=random123"),
             form: None,
+            port: 8080,
         };
         match t.decide(&req, &mut learned) {
             Decision::Redirect {
@@ -619,6 +653,7 @@ mod tests {
             path: "/auth/callback",
             query: None,
             form: Some("code=c&state=random123"),
+            port: 8080,
         };
         match t.decide(&req, &mut learned) {
             Decision::Redirect {
@@ -631,12 +666,27 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A state in the query and another in the body are two: refused.
+        assert!(matches!(
+            t.decide(
+                &Req {
+                    query: Some("state=random123"),
+                    form: Some("code=c&state=other"),
+                    ..req
+                },
+                &mut learned
+            ),
+            Decision::Reject { .. }
+        ));
         // A login begun on the proxy's own origin is forwarded, body and all.
-        let mut own = |_: &str| {
-            Some(Learned {
-                slug: "feat-x".into(),
-                origin: Origin::Proxy,
-            })
+        let at = |name: &str| {
+            let name = name.to_owned();
+            move |_: &str| {
+                Some(Learned {
+                    slug: "feat-x".into(),
+                    origin: Origin::Proxy { name: name.clone() },
+                })
+            }
         };
         assert_eq!(
             port(t.decide(
@@ -644,7 +694,32 @@ mod tests {
                     form: Some("state=z"),
                     ..req
                 },
-                &mut own
+                &mut at("localhost")
+            )),
+            21000
+        );
+        // Begun on 127.0.0.1 (its own cookie jar): sent there first, the state kept for it.
+        match t.decide(
+            &Req {
+                form: Some("state=z"),
+                ..req
+            },
+            &mut at("127.0.0.1"),
+        ) {
+            Decision::Redirect { location, keep, .. } => {
+                assert_eq!(location, "http://127.0.0.1:8080/auth/callback");
+                assert_eq!(keep.map(|(s, _)| s).as_deref(), Some("z"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            port(t.decide(
+                &Req {
+                    host: Some("127.0.0.1:8080"),
+                    form: Some("state=z"),
+                    ..req
+                },
+                &mut at("127.0.0.1")
             )),
             21000
         );
@@ -675,15 +750,20 @@ mod tests {
         assert_eq!(authorization_state(&t, &other, &[8080]), None);
         let evil = loc.replace("localhost", "evil.com");
         assert_eq!(authorization_state(&t, &evil, &[8080]), None);
+        let slug = |n: &str| Some(Origin::SlugHost { name: n.into() });
+        let own = |n: &str| Some(Origin::Proxy { name: n.into() });
         assert_eq!(
-            origin_of(Some("b.localhost:8080"), "b", 8080),
-            Some(Origin::SlugHost { port: 8080 })
+            origin_of(Some("b.localhost:8080"), "b"),
+            slug("b.localhost")
         );
         assert_eq!(
-            origin_of(Some("localhost:8080"), "b", 8080),
-            Some(Origin::Proxy)
+            origin_of(Some("B.localhost.:8080"), "b"),
+            slug("b.localhost.")
         );
-        assert_eq!(origin_of(Some("feat-x.localhost"), "b", 8080), None);
+        assert_eq!(origin_of(Some("localhost:8080"), "b"), own("localhost"));
+        assert_eq!(origin_of(Some("127.0.0.1:8080"), "b"), own("127.0.0.1"));
+        assert_eq!(origin_of(Some("[::1]:8080"), "b"), own("[::1]"));
+        assert_eq!(origin_of(Some("feat-x.localhost"), "b"), None);
     }
 
     #[test]

@@ -18,9 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::page;
-use crate::route::{
-    Decision, Learned, Req, RouteTable, Target, authorization_state, origin_of, query_values,
-};
+use crate::route::{Decision, Learned, Req, RouteTable, Target, authorization_state, origin_of};
 
 /// Any error, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -157,12 +155,17 @@ impl LearnedStates {
                 self.by_state.remove(&old);
             }
         }
-        if self
-            .by_state
-            .insert(state.clone(), (learned, now + ttl))
-            .is_none()
-        {
-            self.order.push_back(state);
+        // First writer wins: another worktree sending the same state never takes over a
+        // pending login (the same one again only renews it).
+        match self.by_state.get(&state) {
+            Some((had, until)) if had.slug != learned.slug && *until > now => {}
+            Some(_) => {
+                self.by_state.insert(state, (learned, now + ttl));
+            }
+            None => {
+                self.by_state.insert(state.clone(), (learned, now + ttl));
+                self.order.push_back(state);
+            }
         }
         // Forget what expired, oldest first.
         while let Some(front) = self.order.front() {
@@ -174,6 +177,12 @@ impl LearnedStates {
                 }
             }
         }
+    }
+
+    /// What was learned of `state`, left in place (a `HEAD` uses up nothing).
+    fn peek(&self, state: &str) -> Option<Learned> {
+        let (learned, until) = self.by_state.get(state)?;
+        (*until > Instant::now()).then(|| learned.clone())
     }
 
     fn take(&mut self, state: &str) -> Option<Learned> {
@@ -270,7 +279,20 @@ const FORWARDING: &[&str] = &[
     "x-forwarded-prefix",
     "forwarded",
     "x-real-ip",
+    // Scheme look-alikes frameworks read (Rack checks X-Forwarded-Ssl before the Proto).
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-protocol",
+    "x-url-scheme",
+    "front-end-https",
 ];
+
+/// True for a client header the proxy's own forwarding headers replace: one of
+/// [`FORWARDING`], also written with `_` for `-` (CGI-style servers merge the two).
+fn is_forwarding(name: &HeaderName) -> bool {
+    let dashed = name.as_str().replace('_', "-");
+    FORWARDING.contains(&dashed.as_str())
+}
 
 /// Removes hop-by-hop headers and every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -280,6 +302,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        // `Connection: Host` never takes the Host away from the worktree's server.
+        .filter(|n| *n != header::HOST)
         .collect();
     for name in named {
         headers.remove(name);
@@ -418,26 +442,44 @@ impl Proxy {
         let start = Instant::now();
         let table = self.table();
         let method = req.method().to_string();
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned);
+        let hosts: Vec<&HeaderValue> = req.headers().get_all(header::HOST).iter().collect();
+        // An absolute-form target's authority is the host (RFC 9112 3.2.2), whatever `Host`
+        // says; two `Host` fields are a malformed request.
+        let host = match req.uri().authority() {
+            Some(a) => Some(a.as_str().to_owned()),
+            None => hosts
+                .first()
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned),
+        };
         let path = req.uri().path().to_owned();
         let query = req.uri().query().map(str::to_owned);
-        let (route, resp) = match self.read_form(req, &table, &path, query.as_deref()).await {
-            Err(resp) => ("callback refused".to_owned(), resp),
-            Ok((req, form)) => {
-                let facts = Req {
-                    method: &method,
-                    host: host.as_deref(),
-                    path: &path,
-                    query: query.as_deref(),
-                    form: form.as_deref(),
-                };
-                let decision = table.decide(&facts, &mut |s| self.take_state(s));
-                self.answer(decision, req, &table, host.as_deref(), peer)
-                    .await
+        let (route, resp) = if hosts.len() > 1 {
+            ("bad request".to_owned(), two_hosts())
+        } else {
+            match self.read_form(req, &table, &path).await {
+                Err(resp) => ("callback refused".to_owned(), resp),
+                Ok((req, form)) => {
+                    let facts = Req {
+                        method: &method,
+                        host: host.as_deref(),
+                        path: &path,
+                        query: query.as_deref(),
+                        form: form.as_deref(),
+                        port: self.options.public_port,
+                    };
+                    // A HEAD (a link checker, `curl -I`) uses up no login.
+                    let head = method == "HEAD";
+                    let decision = table.decide(&facts, &mut |s| {
+                        if head {
+                            self.peek_state(s)
+                        } else {
+                            self.take_state(s)
+                        }
+                    });
+                    self.answer(decision, req, &table, host.as_deref(), peer)
+                        .await
+                }
             }
         };
         if let Some(log) = &self.options.log {
@@ -451,6 +493,13 @@ impl Proxy {
             });
         }
         resp
+    }
+
+    fn peek_state(&self, state: &str) -> Option<Learned> {
+        self.learned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .peek(state)
     }
 
     fn take_state(&self, state: &str) -> Option<Learned> {
@@ -467,11 +516,9 @@ impl Proxy {
         req: Request<Incoming>,
         table: &RouteTable,
         path: &str,
-        query: Option<&str>,
     ) -> Result<(Request<Body>, Option<String>), Response<Body>> {
         let form_post = path == table.callback
             && req.method() == hyper::Method::POST
-            && query.is_none_or(|q| query_values(q, "state").is_empty())
             && req
                 .headers()
                 .get(header::CONTENT_TYPE)
@@ -555,10 +602,24 @@ impl Proxy {
                 target,
                 status,
                 location,
-            } => (
-                format!("redirect {}:{}", target.slug, target.port),
-                self.redirect(&target, status, &location, table).await,
-            ),
+                keep,
+            } => {
+                if let Some((state, learned)) = keep {
+                    self.learned
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .learn(
+                            state,
+                            learned,
+                            self.options.state_ttl,
+                            self.options.max_states,
+                        );
+                }
+                (
+                    format!("redirect {}:{}", target.slug, target.port),
+                    self.redirect(&target, status, &location, table).await,
+                )
+            }
             Decision::Forward { target, path } => (
                 format!("{}:{}", target.slug, target.port),
                 self.forward(req, &target, path, host, peer).await,
@@ -637,8 +698,13 @@ impl Proxy {
     /// browser's origin for frameworks that build absolute URLs.
     fn forwarding_headers(&self, headers: &mut HeaderMap, host: Option<&str>, peer: SocketAddr) {
         strip_hop_by_hop(headers);
-        for name in FORWARDING {
-            headers.remove(*name);
+        let spoofed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| is_forwarding(n))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            headers.remove(name);
         }
         let ip = peer.ip().to_string();
         let port = host
@@ -692,21 +758,39 @@ impl Proxy {
                 .map_or("/", |p| p.as_str())
                 .to_owned(),
         };
-        let authority = match self.upstream_ip(target.port).await {
-            IpAddr::V6(_) => format!("[::1]:{}", target.port),
-            IpAddr::V4(_) => format!("127.0.0.1:{}", target.port),
-        };
-        match format!("http://{authority}{pq}").parse() {
-            Ok(uri) => *req.uri_mut() = uri,
-            Err(_) => return html(StatusCode::BAD_REQUEST, page::bad_gateway(target)),
+        if format!("http://127.0.0.1{pq}")
+            .parse::<hyper::Uri>()
+            .is_err()
+        {
+            return html(StatusCode::BAD_REQUEST, page::bad_gateway(target));
         }
         *req.version_mut() = Version::HTTP_11;
-        let mut resp = match self.client.request(req).await {
+        // A bodiless request can be sent again when the memo of the server's loopback was
+        // stale (it restarted on the other one): nothing of it reached anyone.
+        let again = req.body().is_end_stream().then(|| {
+            let mut copy = Request::new(Full::new(Bytes::new()).map_err(|e| match e {}).boxed());
+            *copy.method_mut() = req.method().clone();
+            *copy.headers_mut() = req.headers().clone();
+            *copy.version_mut() = Version::HTTP_11;
+            copy
+        });
+        let mut resp = match self.send(req, target.port, &pq).await {
             Ok(r) => r,
-            Err(_) => {
+            Err(e) if e.is_connect() => {
                 self.forget_upstream(target.port);
-                return html(StatusCode::BAD_GATEWAY, page::bad_gateway(target));
+                let retried = match again {
+                    Some(copy) => self.send(copy, target.port, &pq).await.ok(),
+                    None => None,
+                };
+                match retried {
+                    Some(r) => r,
+                    None => {
+                        self.forget_upstream(target.port);
+                        return html(StatusCode::BAD_GATEWAY, page::bad_gateway(target));
+                    }
+                }
             }
+            Err(_) => return html(StatusCode::BAD_GATEWAY, page::upstream_failed(target)),
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
@@ -730,6 +814,23 @@ impl Proxy {
         resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed())
     }
 
+    /// Sends `req` to the worktree's server at `port` (whichever loopback it listens on).
+    async fn send(
+        &self,
+        mut req: Request<Body>,
+        port: u16,
+        pq: &str,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        let authority = match self.upstream_ip(port).await {
+            IpAddr::V6(_) => format!("[::1]:{port}"),
+            IpAddr::V4(_) => format!("127.0.0.1:{port}"),
+        };
+        if let Ok(uri) = format!("http://{authority}{pq}").parse() {
+            *req.uri_mut() = uri;
+        }
+        self.client.request(req).await
+    }
+
     /// A redirect to an authorization endpoint with the registered redirect URI: remember
     /// its state for this worktree and the origin the browser is on.
     fn learn_from(&self, headers: &HeaderMap, target: &Target, host: Option<&str>) {
@@ -741,7 +842,7 @@ impl Proxy {
         let Some(state) = authorization_state(&table, location, &ports) else {
             return;
         };
-        let Some(origin) = origin_of(host, &target.slug, self.options.public_port) else {
+        let Some(origin) = origin_of(host, &target.slug) else {
             return;
         };
         let learned = Learned {
@@ -758,6 +859,18 @@ impl Proxy {
                 self.options.max_states,
             );
     }
+}
+
+/// 400 for a request with two `Host` fields (RFC 9112 3.2): which one a worktree's server
+/// would believe is anyone's guess.
+fn two_hosts() -> Response<Body> {
+    let mut r = html(
+        StatusCode::BAD_REQUEST,
+        page::reject_plain("the request has more than one Host header"),
+    );
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 /// 421 for a `Host` that is not a loopback name: no route, no status page, nothing about the

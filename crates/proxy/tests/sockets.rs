@@ -632,7 +632,8 @@ async fn learned_states_route_library_states_back_where_the_login_began() {
     assert!(r.starts_with("HTTP/1.1 302"), "{r}");
     assert_eq!(
         header(&r, "location"),
-        Some("http://b.localhost:8080/auth/callback?code=c1&state=Rnd1")
+        // On the port this proxy listens on, whatever port the login's `Host` named.
+        Some(format!("http://b.localhost:{port}/auth/callback?code=c1&state=Rnd1").as_str())
     );
     // Single use.
     let r = get(port, "localhost:8080", "/auth/callback?code=c1&state=Rnd1").await;
@@ -665,7 +666,7 @@ async fn learned_states_route_library_states_back_where_the_login_began() {
     assert!(r.starts_with("HTTP/1.1 307"), "{r}");
     assert_eq!(
         header(&r, "location"),
-        Some("http://b.localhost:8080/auth/callback")
+        Some(format!("http://b.localhost:{port}/auth/callback").as_str())
     );
 
     // Begun on the proxy's own origin (a path route): forwarded there, body intact.
@@ -761,5 +762,162 @@ async fn idle_upstream_connections_close_and_stalled_bodies_are_cut_off() {
         a.open.load(Ordering::SeqCst),
         0,
         "the stalled upload still holds the worktree's server"
+    );
+}
+
+/// A one-request-at-a-time HTTP server on `addr` answering `name`, stopped by aborting it.
+async fn tiny(addr: SocketAddr, name: &'static str) -> tokio::task::JoinHandle<()> {
+    let listener = TcpListener::bind(addr).await.expect("bind");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let body = format!("{name}\n");
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_server_restarted_on_the_other_loopback_answers_the_very_next_request() {
+    let port = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    let (proxy_port, _p) = start(table(&[("d", port)], None), ProxyOptions::default()).await;
+    let mut server = tiny(v4, "on v4").await;
+    for (next, name) in [(v6, "on v6"), (v4, "on v4 again")] {
+        let r = get(proxy_port, "d.localhost", "/").await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        server.abort();
+        let _ = server.await;
+        server = tiny(next, name).await;
+        let r = get(proxy_port, "d.localhost", "/").await;
+        assert!(
+            r.starts_with("HTTP/1.1 200") && r.contains(name),
+            "{name}: {r}"
+        );
+    }
+    server.abort();
+}
+
+#[tokio::test]
+async fn malformed_and_look_alike_hosts_and_headers() {
+    let a = upstream("a").await;
+    let (port, _p) = start(
+        table(&[("feat-a", a.port)], Some(a.port)),
+        ProxyOptions::default(),
+    )
+    .await;
+    // Two Host fields: 400, in either order, and nothing reaches a worktree.
+    for hosts in [
+        "Host: localhost\r\nHost: evil.com",
+        "Host: evil.com\r\nHost: localhost",
+    ] {
+        let req = format!("GET / HTTP/1.1\r\n{hosts}\r\nConnection: close\r\n\r\n");
+        let r = raw(port, req.as_bytes(), Duration::from_secs(5)).await;
+        assert!(r.starts_with("HTTP/1.1 400"), "{hosts}: {r}");
+    }
+    // An absolute-form target's authority is the host.
+    let req = "GET http://evil.com/_pwt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let r = raw(port, req.as_bytes(), Duration::from_secs(5)).await;
+    assert!(
+        r.starts_with("HTTP/1.1 421") && !r.contains("feat-a"),
+        "{r}"
+    );
+    assert_eq!(a.count.load(Ordering::SeqCst), 0);
+    // `Connection: Host` keeps the Host; look-alike forwarding headers never pass.
+    let req = "GET /h HTTP/1.1\r\nHost: feat-a.localhost\r\nConnection: close, Host\r\nx_forwarded_host: evil.com\r\nX-Forwarded-Ssl: on\r\nX-Forwarded-Scheme: https\r\nFront-End-Https: on\r\n\r\n";
+    let r = raw(port, req.as_bytes(), Duration::from_secs(5)).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let seen = a.seen.lock().expect("lock")[0].clone();
+    assert_eq!(seen.headers["host"], "feat-a.localhost");
+    for gone in [
+        "x_forwarded_host",
+        "x-forwarded-ssl",
+        "x-forwarded-scheme",
+        "front-end-https",
+    ] {
+        assert!(
+            !seen.headers.contains_key(gone),
+            "{gone}: {:?}",
+            seen.headers
+        );
+    }
+}
+
+#[tokio::test]
+async fn callbacks_head_conflicting_states_and_logins_begun_on_127_0_0_1() {
+    let b = upstream("b").await;
+    let c = upstream("c").await;
+    let mut t = table(&[("b", b.port), ("c", c.port)], None);
+    t.port = 8080;
+    let (port, _p) = start(t, ProxyOptions::default()).await;
+    let learn = |host: &'static str, path: &'static str, state: &'static str| async move {
+        let to = format!(
+            "http://idp.example/authorize?redirect_uri=http%3A%2F%2Flocalhost%3A8080%2Fauth%2Fcallback&state={state}"
+        )
+        .replace('%', "%25")
+        .replace('&', "%26")
+        .replace('?', "%3F")
+        .replace('=', "%3D");
+        let r = get(port, host, &format!("{path}?to={to}")).await;
+        assert!(r.starts_with("HTTP/1.1 302"), "{r}");
+    };
+    // A HEAD uses up nothing.
+    learn("b.localhost:8080", "/redirect", "H1").await;
+    let head = "HEAD /auth/callback?code=c&state=H1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let r = raw(port, head.as_bytes(), Duration::from_secs(5)).await;
+    assert!(r.starts_with("HTTP/1.1 302"), "{r}");
+    let r = get(port, "localhost", "/auth/callback?code=c&state=H1").await;
+    assert!(
+        r.starts_with("HTTP/1.1 302"),
+        "the HEAD used the login up: {r}"
+    );
+    // A state in the query and another in the form body: refused, neither used up.
+    learn("b.localhost:8080", "/redirect", "H2").await;
+    learn("b.localhost:8080", "/redirect", "H3").await;
+    let body = "code=c&state=H3";
+    let post = format!(
+        "POST /auth/callback?state=H2 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let r = raw(port, post.as_bytes(), Duration::from_secs(5)).await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    // Begun on 127.0.0.1 (a path route, its own cookies): sent back there, then forwarded.
+    learn("127.0.0.1:8080", "/b/redirect", "H4").await;
+    let r = get(port, "localhost", "/auth/callback?code=c4&state=H4").await;
+    assert_eq!(
+        header(&r, "location"),
+        Some(format!("http://127.0.0.1:{port}/auth/callback?code=c4&state=H4").as_str()),
+        "{r}"
+    );
+    let r = get(
+        port,
+        &format!("127.0.0.1:{port}"),
+        "/auth/callback?code=c4&state=H4",
+    )
+    .await;
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("b /auth/callback?code=c4"),
+        "{r}"
+    );
+    // Another worktree sending a pending login's state does not take the login over.
+    learn("c.localhost:8080", "/redirect", "H5").await;
+    learn("b.localhost:8080", "/redirect", "H5").await;
+    let r = get(port, "localhost", "/auth/callback?code=c5&state=H5").await;
+    assert_eq!(
+        header(&r, "location"),
+        Some(format!("http://c.localhost:{port}/auth/callback?code=c5&state=H5").as_str()),
+        "{r}"
     );
 }

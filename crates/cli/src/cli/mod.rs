@@ -125,6 +125,17 @@ fn open_with(cwd: &Path, json: bool, cancel: Cancel) -> Result<Opened> {
 }
 
 /// `$PWT_HOLDER`, else `user@host`: who holds leases in the team store.
+/// For the long-running commands that write to sockets (the proxy): a peer that goes away
+/// mid-write is an error on that connection, never the end of the process. (`main` sets
+/// SIGPIPE back to its default, for output piped into `head`.)
+pub fn ignore_sigpipe() {
+    // SAFETY: sets a signal's disposition to "ignore", with no handler to run.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
 fn holder() -> String {
     if let Some(h) = env_vars::get(env_vars::PWT_HOLDER) {
         return h;

@@ -1,5 +1,6 @@
 //! `pwt proxy`
 
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -65,6 +66,13 @@ fn parse_listen(listen: &str) -> Result<u16> {
             "refusing to listen on {host}: the proxy binds loopback only (127.0.0.1, ::1, localhost)"
         );
     }
+    // It always binds both 127.0.0.1 and ::1 (the names `localhost` resolves to); another
+    // 127.x address would be a promise it does not keep.
+    if !matches!(host, "localhost" | "127.0.0.1" | "::1") {
+        bail!(
+            "cannot listen on {host} only: the proxy binds 127.0.0.1 and ::1 together, which `localhost` and `*.localhost` resolve to\n  hint: write 127.0.0.1:{port}"
+        );
+    }
     port.parse()
         .with_context(|| format!("invalid port in listen address {listen:?}"))
 }
@@ -93,6 +101,7 @@ pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
         log: (!args.quiet).then(access_log),
         ..ProxyOptions::default()
     };
+    super::ignore_sigpipe();
     let proxy = Proxy::new(table, options);
     let addrs: Vec<String> = listeners
         .iter()
@@ -139,7 +148,9 @@ fn warn_if_not_configured(config: &pwt::Config, port: u16) {
 fn access_log() -> Arc<dyn Fn(LogLine) + Send + Sync> {
     let style = Style::stderr();
     Arc::new(move |l: LogLine| {
-        eprintln!(
+        // A closed stderr loses the log, never the proxy.
+        let _ = writeln!(
+            std::io::stderr(),
             "{} {} {} {} {} {}",
             l.method,
             printable(&l.host),

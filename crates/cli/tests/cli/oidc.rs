@@ -93,9 +93,9 @@ fn real_oidc_logins_through_the_one_redirect_uri() {
         }
     };
     let t = TestEnv::new();
-    let (pp, idp) = (free_port(), free_port());
+    let (pp, idp, main) = (free_port(), free_port(), free_port());
     let toml = format!(
-        "[ports]\nrange = [29800, 29899]\n[ports.services]\nfrontend = {{ env = \"FRONTEND_PORT\", main = 3000 }}\n[proxy]\nlisten = \"127.0.0.1:{pp}\"\n[env]\nOIDC_ISSUER = \"http://localhost:{idp}\"\n"
+        "[ports]\nrange = [29800, 29899]\n[ports.services]\nfrontend = {{ env = \"FRONTEND_PORT\", main = {main} }}\n[proxy]\nlisten = \"127.0.0.1:{pp}\"\n[env]\nOIDC_ISSUER = \"http://localhost:{idp}\"\n"
     );
     let repo = t.repo("demo", Some(&toml));
     for b in ["a", "b", "c"] {
@@ -122,7 +122,7 @@ fn real_oidc_logins_through_the_one_redirect_uri() {
     wait_listening(pp, "pwt proxy");
     let mut apps = Vec::new();
     let mut ports = std::collections::BTreeMap::new();
-    for b in ["a", "b", "c"] {
+    for b in ["main", "a", "b", "c"] {
         let env = t.pwt(&repo, &["env", b, "--format", "json"]).ok().json();
         let port: u16 = env["FRONTEND_PORT"]
             .as_str()
@@ -145,6 +145,11 @@ fn real_oidc_logins_through_the_one_redirect_uri() {
             { "name": "a_direct", "start": format!("http://localhost:{}/login?prefix=1", ports["a"]) },
             { "name": "b_direct_form_post", "start": format!("http://localhost:{}/login?prefix=1&mode=form_post", ports["b"]) },
             { "name": "c_ipv6_only", "start": format!("http://c.localhost:{pp}/login") },
+            // The proxy's other names keep their own cookie jars: back there, not localhost.
+            { "name": "a_trailing_dot", "start": format!("http://a.localhost.:{pp}/login") },
+            { "name": "main_on_127", "start": format!("http://127.0.0.1:{pp}/login") },
+            { "name": "main_on_v6", "start": format!("http://[::1]:{pp}/login") },
+            { "name": "main_on_localhost", "start": format!("http://localhost:{pp}/login") },
         ],
         "together": [[
             { "name": "a_together", "start": format!("http://a.localhost:{pp}/login") },
@@ -182,6 +187,10 @@ fn real_oidc_logins_through_the_one_redirect_uri() {
         "b",
     );
     expect("c_ipv6_only", format!("c.localhost:{pp}"), "c");
+    expect("a_trailing_dot", format!("a.localhost.:{pp}"), "a");
+    expect("main_on_127", format!("127.0.0.1:{pp}"), "main");
+    expect("main_on_v6", format!("[::1]:{pp}"), "main");
+    expect("main_on_localhost", format!("localhost:{pp}"), "main");
     expect("a_together", format!("a.localhost:{pp}"), "a");
     expect("b_together", format!("b.localhost:{pp}"), "b");
     let foreign = results["foreign"].as_str().unwrap_or_default();

@@ -308,6 +308,12 @@ fn proxy_refuses_non_loopback_and_taken_ports() {
         .fails(1)
         .stderr;
     assert!(err.contains("loopback only"), "{err}");
+    // It binds 127.0.0.1 and ::1 together; another 127.x would be a silent lie.
+    let err = t
+        .pwt(&repo, &["proxy", "--listen", "127.0.0.2:8080"])
+        .fails(1)
+        .stderr;
+    assert!(err.contains("127.0.0.1 and ::1 together"), "{err}");
     let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
     let p = taken.local_addr().expect("addr").port();
     let err = t
@@ -629,4 +635,77 @@ fn vite_hmr_works_through_the_proxy() {
             assert!(seen.len() < 20, "no HMR update after the edit: {seen:?}");
         }
     });
+}
+
+/// A worktree server answering in two writes a moment apart, keep-alive (as Node does).
+fn two_part_upstream(port: u16) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("bind");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(s.try_clone().expect("clone"));
+                let mut s = s;
+                loop {
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line == "\r\n" => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    let first =
+                        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n";
+                    if s.write_all(first.as_bytes()).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                    if s.write_all(b"5\r\nworld\r\n0\r\n\r\n").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn clients_leaving_mid_response_never_stop_the_proxy() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", Some(&toml(free_port(), (29300, 29399))));
+    let port = frontend(&t, &repo, "big");
+    two_part_upstream(port);
+    let (mut proxy, pport) = start_proxy(&t, &repo);
+    // Ten keep-alive clients asking as fast as they can, then leaving with a request in
+    // flight (as wrk does when it stops, or a browser when a busy tab closes): the proxy's
+    // writes to them meet reset sockets and EPIPE.
+    for _round in 0..3 {
+        let clients: Vec<_> = (0..10)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, pport)).expect("connect");
+                    let until = Instant::now() + Duration::from_millis(300);
+                    let mut buf = [0u8; 4096];
+                    while Instant::now() < until {
+                        if write!(s, "GET / HTTP/1.1\r\nHost: big.localhost\r\n\r\n").is_err() {
+                            return;
+                        }
+                        let _ = s.read(&mut buf);
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            let _ = c.join();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        proxy.0.try_wait().expect("wait").is_none(),
+        "the proxy died when clients left"
+    );
+    let r = request(pport, "GET", "localhost", "/_pwt");
+    assert_eq!(r.status, 200);
 }
