@@ -336,6 +336,18 @@ prefix = "{{{{ project }}}}:{{{{ slug }}}}:"
     sb.pwt(&repo, &["rm", "warm-pwt"])?;
     sb.pwt(&team, &["rm", "warm-team"])?;
     drop_database(&store)?;
+    report_services(rounds, [git, db, vh], pwt_t, team_t);
+    Ok(())
+}
+
+/// Prints `bench services`: the floors, both `pwt new`s and the goal they are held to.
+fn report_services(
+    rounds: usize,
+    floors: [Vec<Duration>; 3],
+    pwt_t: Vec<Duration>,
+    team_t: Vec<Duration>,
+) {
+    let [git, db, vh] = floors;
     let (g, d, v) = (stats(git), stats(db), stats(vh));
     let (p, t) = (stats(pwt_t), stats(team_t));
     let slowest = g.median.max(d.median).max(v.median);
@@ -358,7 +370,6 @@ prefix = "{{{{ project }}}}:{{{{ slug }}}}:"
             ms(goal)
         );
     }
-    Ok(())
 }
 
 pub fn run(args: &[String]) -> Result<()> {

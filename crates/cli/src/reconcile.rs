@@ -190,36 +190,42 @@ impl Project {
                 self.finish_teardown(&lease, &TeardownPlan::repo_gone(&lease), reporter)
             }
             Action::Orphan(o) => self.drop_orphan(o),
-            Action::TeamHold(h) => {
-                // Checked again: a lease made meanwhile accounts for it.
-                let state = self.state()?;
-                if self
-                    .stale_team_holds(&state, &self.declared(None)?)?
-                    .contains(h)
-                {
-                    self.release_hold(h)
-                } else {
-                    Err(Error::new(
-                        ErrorKind::Busy,
-                        "a lease holds it now; left alone",
-                    ))
-                }
-            }
-            Action::Kept(k) => {
-                let taken = self.with_state(|state| {
-                    let Some(k) = state.take_kept(&k.repo, k.branch.as_str()) else {
-                        return Ok(None);
-                    };
-                    state.claims.push(claim(&k.repo, &k.marker(), &k.resources));
-                    Ok(Some(k))
-                })?;
-                let Some(k) = taken else {
-                    return Err(changed(k.branch.as_str()));
-                };
-                let marker = k.marker();
-                self.drop_claimed(&k.resources, &marker)
-            }
+            Action::TeamHold(h) => self.release_stale_hold(h),
+            Action::Kept(k) => self.drop_kept(k),
         }
+    }
+
+    /// Lets go a team hold no lease accounts for, checked again first: a lease made
+    /// meanwhile accounts for it.
+    fn release_stale_hold(&self, h: &pwt_provision::Hold) -> Result<()> {
+        let state = self.state()?;
+        if self
+            .stale_team_holds(&state, &self.declared(None)?)?
+            .contains(h)
+        {
+            self.release_hold(h)
+        } else {
+            Err(Error::new(
+                ErrorKind::Busy,
+                "a lease holds it now; left alone",
+            ))
+        }
+    }
+
+    /// Drops data kept with `pwt rm --keep-data`, claimed first so no two runs drop it.
+    fn drop_kept(&self, k: &pwt_alloc::Kept) -> Result<()> {
+        let taken = self.with_state(|state| {
+            let Some(k) = state.take_kept(&k.repo, k.branch.as_str()) else {
+                return Ok(None);
+            };
+            state.claims.push(claim(&k.repo, &k.marker(), &k.resources));
+            Ok(Some(k))
+        })?;
+        let Some(k) = taken else {
+            return Err(changed(k.branch.as_str()));
+        };
+        let marker = k.marker();
+        self.drop_claimed(&k.resources, &marker)
     }
 
     /// True when git lists a worktree of `branch` whose directory exists.
