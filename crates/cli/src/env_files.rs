@@ -73,9 +73,9 @@ impl Project {
     ) -> Result<BTreeMap<String, String>> {
         let mut planned = Vec::new();
         for (_, name, text, skipped) in self.render_env_files(slug, env)? {
-            for var in skipped {
+            for (var, why) in skipped {
                 reporter.report(Event::Warning(format!(
-                    "{var} left out of {name}: its value holds both ' and one of \" $ ` \\, which dotenv readers do not read alike (`pwt env` and `pwt run` still have it)"
+                    "{var} left out of {name}: {why}, so no spelling reads back the same in every reader of such files (`pwt env` and `pwt run` still have it)"
                 )));
             }
             let path = root.join(&name);
@@ -108,7 +108,7 @@ impl Project {
         &self,
         slug: &str,
         env: &Environment,
-    ) -> Result<Vec<(EnvFileKind, String, String, Vec<String>)>> {
+    ) -> Result<Vec<(EnvFileKind, String, String, Vec<(String, &'static str)>)>> {
         let registry = self.registry_id();
         Ok(self
             .env_files()?
@@ -116,7 +116,7 @@ impl Project {
             .map(|(kind, name)| {
                 let (text, skipped) = match kind {
                     EnvFileKind::Dotenv => render_dotenv(env, slug, &registry),
-                    EnvFileKind::Mise => (render_mise(env, slug, &registry), Vec::new()),
+                    EnvFileKind::Mise => render_mise(env, slug, &registry),
                 };
                 (kind, name, text, skipped)
             })

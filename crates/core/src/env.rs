@@ -176,36 +176,54 @@ fn header(comment: &str, slug: &str, registry: &str) -> String {
     )
 }
 
-/// Quotes `value` for a dotenv file so that bash (`set -a; . file`), Docker Compose,
-/// python-dotenv and Node's dotenv all read back exactly `value`.
+/// Quotes `value` for a dotenv file so that bash (`set -a; . file`), python-dotenv (and
+/// Docker Compose v1, which reads with it), Node's dotenv, Compose v2 and direnv's `dotenv`
+/// all read back exactly `value`, evaluating nothing in it; or says why no spelling does.
 ///
-/// Single quotes are literal for all four. A value holding `'` goes in double quotes, which
-/// all four read literally as long as the value holds none of `"` `$` `` ` `` `\`. A value
-/// that needs both has no common spelling and gives `None`.
-pub fn dotenv_quote(value: &str) -> Option<String> {
+/// Single quotes are literal for all of them, except that python-dotenv unescapes `\\` and
+/// `\'` inside them and expands `${…}` in every value, quoted or not. A value holding `'`
+/// goes in double quotes, which all read literally as long as the value holds none of `"`
+/// `$` `` ` `` `\`.
+pub fn dotenv_quote(value: &str) -> Result<String, &'static str> {
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err("it holds a control character");
+    }
+    if value
+        .find("${")
+        .is_some_and(|i| value[i + 2..].contains('}'))
+    {
+        return Err("python-dotenv would expand its `${…}`");
+    }
     if !value.contains('\'') {
-        Some(format!("'{value}'"))
+        if value.contains("\\\\") || value.ends_with('\\') {
+            return Err("python-dotenv would unescape its backslashes");
+        }
+        Ok(format!("'{value}'"))
     } else if !value.contains(['"', '$', '`', '\\']) {
-        Some(format!("\"{value}\""))
+        Ok(format!("\"{value}\""))
     } else {
-        None
+        Err("it holds both ' and one of \" $ ` \\")
     }
 }
 
-/// The `.env.worktree` text, and the names of variables left out because no quoting reads
-/// the same in every dotenv reader (see [`dotenv_quote`]).
+/// The `.env.worktree` text, and the variables left out (each with why) because no quoting
+/// reads the same in every dotenv reader (see [`dotenv_quote`]).
 ///
 /// The header names the worktree's slug and the registry (`registry`, empty for none) that
 /// wrote it, so a file another registry rewrote is told from this one's.
-pub fn render_dotenv(env: &Environment, slug: &str, registry: &str) -> (String, Vec<String>) {
+pub fn render_dotenv(
+    env: &Environment,
+    slug: &str,
+    registry: &str,
+) -> (String, Vec<(String, &'static str)>) {
     let mut out = header("#", slug, registry);
     let mut skipped = Vec::new();
     for (k, v) in env.iter() {
         match dotenv_quote(v) {
-            Some(q) => {
+            Ok(q) => {
                 let _ = writeln!(out, "{k}={q}");
             }
-            None => skipped.push(k.to_owned()),
+            Err(why) => skipped.push((k.to_owned(), why)),
         }
     }
     (out, skipped)
@@ -230,14 +248,45 @@ fn toml_string(value: &str) -> String {
     out
 }
 
-/// The `.mise.local.toml` text: one `[env]` table.
-pub fn render_mise(env: &Environment, slug: &str, registry: &str) -> String {
-    let mut out = header("#", slug, registry);
-    out.push_str("[env]\n");
-    for (k, v) in env.iter() {
-        let _ = writeln!(out, "{k} = {}", toml_string(v));
+/// A value as mise reads it literally: mise renders every `[env]` value as a Tera template
+/// and then expands `$NAME` (`$$` for one `$`), so the value goes inside `{% raw %}` when it
+/// holds a brace, `%` or `#`, and each `$` doubled. A value that could end the raw block
+/// has no such spelling.
+fn mise_value(value: &str) -> Result<String, &'static str> {
+    if value.contains("endraw") {
+        return Err("it could end mise's raw block (`endraw`)");
     }
-    out
+    let value = value.replace('$', "$$");
+    Ok(if value.contains(['{', '}', '%', '#']) {
+        toml_string(&format!("{{% raw %}}{value}{{% endraw %}}"))
+    } else {
+        toml_string(&value)
+    })
+}
+
+/// The `.mise.local.toml` text, one `[env]` table in which mise evaluates nothing, and the
+/// variables left out (see [`mise_value`]). With a `$` in any value the file turns on
+/// mise's `env_shell_expand` for itself, so `$$` reads as `$` whatever the user's default.
+pub fn render_mise(
+    env: &Environment,
+    slug: &str,
+    registry: &str,
+) -> (String, Vec<(String, &'static str)>) {
+    let mut out = header("#", slug, registry);
+    if env.iter().any(|(_, v)| v.contains('$')) {
+        out.push_str("[settings]\nenv_shell_expand = true\n");
+    }
+    out.push_str("[env]\n");
+    let mut skipped = Vec::new();
+    for (k, v) in env.iter() {
+        match mise_value(v) {
+            Ok(v) => {
+                let _ = writeln!(out, "{k} = {v}");
+            }
+            Err(why) => skipped.push((k.to_owned(), why)),
+        }
+    }
+    (out, skipped)
 }
 
 /// POSIX-shell `export` lines, each value single-quoted (any byte is safe that way).
@@ -379,15 +428,20 @@ mod tests {
 
     #[test]
     fn dotenv_quoting() {
-        assert_eq!(dotenv_quote("a b$c`d\"e\\"), Some("'a b$c`d\"e\\'".into()));
-        assert_eq!(dotenv_quote("feat/x'y"), Some("\"feat/x'y\"".into()));
-        assert_eq!(dotenv_quote("x'y$z"), None);
+        assert_eq!(dotenv_quote("a b$c`d\"e\\f"), Ok("'a b$c`d\"e\\f'".into()));
+        assert_eq!(dotenv_quote("feat/x'y"), Ok("\"feat/x'y\"".into()));
+        assert!(dotenv_quote("x'y$z").is_err());
+        assert!(dotenv_quote("feat/${HOME}").is_err());
+        assert!(dotenv_quote("a\\\\b").is_err());
+        assert!(dotenv_quote("ends\\").is_err());
+        assert_eq!(dotenv_quote("${ no close"), Ok("'${ no close'".into()));
         let mut env = Environment::default();
         env.set("A", "1").expect("valid");
         env.set("B", "x'$").expect("valid");
         let (text, skipped) = render_dotenv(&env, "s", "");
         assert!(text.contains("A='1'\n"));
-        assert_eq!(skipped, vec!["B".to_owned()]);
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].0, "B");
     }
 
     #[test]
@@ -398,7 +452,7 @@ mod tests {
         let parsed = parse_assignments(&render_dotenv(&env, "s", "").0);
         assert_eq!(parsed["FRONTEND_PORT"], "21000");
         assert_eq!(parsed["X"], "a=b 'c'");
-        let parsed = parse_assignments(&render_mise(&env, "s", ""));
+        let parsed = parse_assignments(&render_mise(&env, "s", "").0);
         assert_eq!(parsed["FRONTEND_PORT"], "21000");
         assert_eq!(
             parse_assignments("export DJANGO_PORT=8012\n")["DJANGO_PORT"],
@@ -410,8 +464,18 @@ mod tests {
     fn mise_and_shell_escaping() {
         let mut env = Environment::default();
         env.set("A", "q\"\\'\t").expect("valid");
-        assert!(render_mise(&env, "s", "").contains("A = \"q\\\"\\\\'\\t\"\n"));
+        assert!(
+            render_mise(&env, "s", "")
+                .0
+                .contains("A = \"q\\\"\\\\'\\t\"\n")
+        );
         assert_eq!(render_sh(&env), "export A='q\"\\'\\''\t'\n");
         assert_eq!(render_fish(&env), "set -gx A 'q\"\\\\\\'\t'\n");
+        env.set("B", "pa$$w{{x}}").expect("valid");
+        env.set("C", "{% endraw %}").expect("valid");
+        let (text, skipped) = render_mise(&env, "s", "");
+        assert!(text.contains("[settings]\nenv_shell_expand = true\n[env]\n"));
+        assert!(text.contains("B = \"{% raw %}pa$$$$w{{x}}{% endraw %}\"\n"));
+        assert_eq!(skipped[0].0, "C");
     }
 }

@@ -61,9 +61,9 @@ pub fn run(cwd: &Path, args: EnvArgs) -> Result<i32> {
     match args.format {
         EnvFormat::Dotenv => {
             let (text, skipped) = render_dotenv(&env, &slug, "");
-            for var in skipped {
+            for (var, why) in skipped {
                 warn(&format!(
-                    "{var} left out: no dotenv quoting reads its value the same everywhere; use --format json or sh"
+                    "{var} left out: {why}, so no dotenv quoting reads it the same everywhere; use --format json or sh"
                 ));
             }
             print!("{text}");

@@ -12,6 +12,7 @@ mod oidc;
 mod ownership;
 mod people;
 mod proxy;
+mod readers;
 mod recipes;
 mod services;
 mod snapshots;
