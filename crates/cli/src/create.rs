@@ -536,15 +536,14 @@ impl Run<'_> {
                 }
                 return Ok(());
             }
+            if !self.fresh {
+                let kind = held[0];
+                return Err(self.not_ours(kind, "another worktree's marker is on it".into()));
+            }
             if let Some(n) = self.lease.resources.redis_db() {
                 self.skip_dbs.insert(n);
             }
-            self.lease = p.reassign(
-                self.lease.branch.as_str(),
-                &held,
-                &self.skip_dbs,
-                self.redis,
-            )?;
+            self.move_names(&held)?;
         }
         Err(Error::new(
             ErrorKind::Exists,
@@ -569,7 +568,7 @@ impl Run<'_> {
     /// on the servers (someone else's given up for the next), the absent ones journaled.
     fn settle_names(&mut self) -> Result<()> {
         let p = self.project;
-        self.lease = p.team_claim(self.lease.clone(), self.redis)?;
+        self.lease = p.team_claim(self.lease.clone(), self.redis, self.fresh)?;
         self.journal_resources()?;
         p.options.faults.pause("after-journal");
         p.options.cancel.check()
@@ -641,10 +640,11 @@ impl Run<'_> {
                 .filter(|s| matches!(s.result, Err(pwt_provision::ProvisionError::NotOurs { .. })))
                 .map(|s| s.kind)
                 .collect();
-            if taken.is_empty() {
+            // A lease that had its names before keeps them (its data is under them): the
+            // first failure is the answer.
+            if taken.is_empty() || !self.fresh {
                 break;
             }
-            let p = self.project;
             if let Some(n) = self
                 .lease
                 .resources
@@ -653,12 +653,7 @@ impl Run<'_> {
             {
                 self.skip_dbs.insert(n);
             }
-            self.lease = p.reassign(
-                self.lease.branch.as_str(),
-                &taken,
-                &self.skip_dbs,
-                self.redis,
-            )?;
+            self.move_names(&taken)?;
             self.journal_resources()?;
             let marker = self.marker();
             let again = self
@@ -682,6 +677,22 @@ impl Run<'_> {
 
     fn marker(&self) -> String {
         lease_marker(&self.lease)
+    }
+
+    /// Gives this run's new lease the next names for `kinds` (someone else's on a server);
+    /// the team store follows: the names given up are let go, the new ones claimed.
+    fn move_names(&mut self, kinds: &[ResourceKind]) -> Result<()> {
+        let p = self.project;
+        let before = self.lease.resources.only(kinds);
+        self.lease = p.reassign(
+            self.lease.branch.as_str(),
+            kinds,
+            &self.skip_dbs,
+            self.redis,
+        )?;
+        p.team_release(&self.lease, &before)?;
+        self.lease = p.team_claim(self.lease.clone(), self.redis, true)?;
+        Ok(())
     }
 
     /// Notes what this run's `git worktree add` made, for an undo (and, in the journal, for

@@ -9,6 +9,7 @@ use pwt_core::config::RedisMode;
 use pwt_core::{
     DbName, FILE_MARK, MAIN_SLUG, RedisPrefix, RedisSlot, Resources, Slug, Vhost, parse_assignments,
 };
+use pwt_provision::Presence;
 
 use crate::env_files::content_hash;
 use crate::error::Result;
@@ -89,7 +90,8 @@ impl Project {
                 "`pwt doctor --rebuild` moves it aside and rebuilds this repository's leases",
             )),
         }
-        let services = self.service_findings();
+        let mut services = self.service_findings();
+        services.extend(self.team_finding());
         let all_ok = services.iter().all(|f| f.level == Level::Ok);
         out.extend(services);
         if all_ok {
@@ -196,6 +198,31 @@ impl Project {
     }
 
     /// Each configured service: reachable, privileges, capacity.
+    /// The team store, when one is configured: reachable, pwt's format, and what this holder
+    /// holds in it.
+    fn team_finding(&self) -> Option<Finding> {
+        self.config.team_url()?;
+        Some(match self.team_holds() {
+            Ok(holds) => {
+                let mine = holds
+                    .iter()
+                    .filter(|h| h.who.holder == self.options.holder)
+                    .count();
+                Finding::ok(format!(
+                    "team store: {} names held, {mine} by {} (this pwt's holder)",
+                    holds.len(),
+                    self.options.holder
+                ))
+            }
+            Err(e) => Finding::error(
+                chain(&e),
+                e.hint_text()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| "fix [team] url in pwt.toml".into()),
+            ),
+        })
+    }
+
     fn service_findings(&self) -> Vec<Finding> {
         let services = match Services::new(self) {
             Ok(s) => s,
@@ -233,7 +260,9 @@ impl Project {
                         out.push(Finding::ok(format!("new databases are cloned from {:?} (clone_from_main)", t.as_str())));
                     }
                     if let Ok(names) = pg.database_names().await {
-                        out.extend(self.database_findings(&names, template.is_some()));
+                        let marked: Vec<String> =
+                            pg.marked().await.unwrap_or_default().into_iter().map(|m| m.name).collect();
+                        out.extend(self.database_findings(&names, &marked, template.is_some()));
                     }
                 }
                 if let Some(mq) = &services.rabbitmq {
@@ -290,12 +319,38 @@ impl Project {
                 format!("Redis at {} is a cluster: DB 0 only", redis.display_url()),
                 "set `redis.mode = \"prefix\"`",
             ),
-            RedisMode::Db => Finding::ok(format!(
-                "Redis {} at {}: {dbs} DBs{counted}, db mode: the main worktree uses DB {} (redis.url's), never leased",
-                s.version,
-                redis.display_url(),
-                crate::info::main_redis_db(&url),
-            )),
+            RedisMode::Db => {
+                let main = crate::info::main_redis_db(&url);
+                let leased = self.state().ok().and_then(|st| {
+                    st.leases
+                        .iter()
+                        .find(|l| l.resources.redis_db() == Some(main))
+                        .map(|l| l.branch.to_string())
+                });
+                let presence = redis.db_presence(main).await;
+                match (leased, presence) {
+                    (Some(branch), _) => Finding::error(
+                        format!(
+                            "Redis DB {main} is the main worktree's (redis.url selects it), but it is leased to {branch:?}: both write their keys into it"
+                        ),
+                        format!(
+                            "set redis.url back to the DB index it had; to give main this index, first `pwt rm {}` with the old redis.url, then change it (`pwt rm` never flushes main's index)",
+                            shell_word(&branch)
+                        ),
+                    ),
+                    (None, Ok(Presence::Marked(m))) => Finding::error(
+                        format!(
+                            "Redis DB {main} is the main worktree's (redis.url selects it), but a worktree's marker is in it ({m}): another person's or another registry's worktree leases it"
+                        ),
+                        "point redis.url at a DB index no worktree leases (`pwt list --team` or the other person's `pwt list` shows which)",
+                    ),
+                    _ => Finding::ok(format!(
+                        "Redis {} at {}: {dbs} DBs{counted}, db mode: the main worktree uses DB {main} (redis.url's), never leased",
+                        s.version,
+                        redis.display_url(),
+                    )),
+                }
+            }
             RedisMode::Prefix => Finding::ok(format!(
                 "Redis {} at {}: {dbs} DBs{counted}, prefix mode",
                 s.version,
@@ -306,7 +361,7 @@ impl Project {
 
     /// The main worktree's database, and test databases a framework left behind (their
     /// worktree's database is gone).
-    fn database_findings(&self, names: &[String], cloned: bool) -> Vec<Finding> {
+    fn database_findings(&self, names: &[String], marked: &[String], cloned: bool) -> Vec<Finding> {
         let Some(pg) = &self.config.postgres else {
             return Vec::new();
         };
@@ -330,28 +385,25 @@ impl Project {
             });
         }
         let prefix = format!("{}_", pwt_core::db_ident(&self.project_name()));
+        // Left behind: it derives from a database of this project's that is gone, and from
+        // none that exists (`test_x_2` of a live `x_2` is not `x`'s), and no worktree
+        // leases it as its own database (nor marks it: another person's).
+        let leased: Vec<String> = self
+            .state()
+            .map(|s| {
+                s.leases
+                    .iter()
+                    .filter_map(|l| l.resources.database.as_ref().map(|d| d.as_str().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let left: Vec<&String> = names
             .iter()
+            .filter(|n| *n != &main && !leased.contains(n) && !marked.contains(n))
             .filter(|n| {
-                let base = n
-                    .strip_prefix("test_")
-                    .map(|b| {
-                        b.rsplit_once('_')
-                            .filter(|(_, d)| d.bytes().all(|c| c.is_ascii_digit()))
-                            .map_or(b, |(b, _)| b)
-                    })
-                    .or_else(|| n.strip_suffix("_test"));
-                base.is_some_and(|b| {
-                    b.starts_with(&prefix)
-                        && !names.iter().any(|x| x == b)
-                        && !pwt_core::derived_databases(
-                            b,
-                            &pg.test_databases,
-                            std::slice::from_ref(n),
-                            &[main.as_str()],
-                        )
-                        .is_empty()
-                })
+                let bases = pwt_core::test_database_bases(n, &pg.test_databases);
+                bases.iter().any(|b| b.starts_with(&prefix))
+                    && !bases.iter().any(|b| names.contains(b))
             })
             .collect();
         if !left.is_empty() {

@@ -148,10 +148,8 @@ impl Error {
     /// for a log or a terminal.
     pub fn report(&self) -> String {
         let mut out = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
+        for c in causes(std::error::Error::source(self)) {
             out.push_str(&format!("\n  caused by: {c}"));
-            cause = c.source();
         }
         if let Some(r) = &self.rollback {
             out.push_str(&r.describe());
@@ -312,4 +310,19 @@ mod tests {
         assert_eq!(text.matches("1-15").count(), 1, "{text}");
         assert!(e.hint_text().is_some());
     }
+}
+
+/// The texts of `first` and every cause after it, leaving out one that only repeats the end
+/// of the one before (sqlx's "error returned from database: X" is caused by "X").
+pub fn causes(first: Option<&(dyn std::error::Error + 'static)>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut cause = first;
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.last().is_some_and(|prev| prev.ends_with(&text)) {
+            out.push(text);
+        }
+        cause = c.source();
+    }
+    out
 }

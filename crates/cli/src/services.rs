@@ -25,6 +25,8 @@ pub(crate) struct Services {
     machine: Option<std::path::PathBuf>,
     /// `postgres.test_databases`, and the main worktree's database they never touch.
     test_databases: (Vec<String>, String),
+    /// The main worktree's Redis DB index (redis.url's): never flushed.
+    main_redis_db: u16,
 }
 
 /// How a new lease isolates its Redis data.
@@ -89,6 +91,10 @@ impl Services {
             rabbitmq,
             redis,
             machine: project.options.machine_dir.clone(),
+            main_redis_db: config
+                .redis
+                .as_ref()
+                .map_or(0, |r| crate::info::main_redis_db(&r.url)),
             test_databases: (
                 config
                     .postgres
@@ -260,6 +266,12 @@ impl Services {
             let ((redis, _, _), slot) = self.redis.as_ref().zip(resources.redis.as_ref())?;
             let result = match slot {
                 RedisSlot::Prefix(p) => redis.clean_prefix(p, marker, spare).await,
+                RedisSlot::Db(n) if *n == self.main_redis_db => Err(ProvisionError::Config {
+                    service: pwt_provision::Service::Redis,
+                    message: format!(
+                        "DB {n} is the main worktree's now (redis.url selects it), so it is not flushed: the main worktree's keys are in it too; set redis.url back to finish, or delete the key __pwt_owner__ in DB {n} yourself and run `pwt rm` again (the keys stay)"
+                    ),
+                }),
                 RedisSlot::Db(n) => redis.flush_db(*n, marker).await,
             };
             Some(step(ResourceKind::Redis, resources, result))
@@ -388,11 +400,11 @@ pub(crate) fn resource_of(kind: ResourceKind, name: &str) -> Option<Resources> {
 /// An error and its causes on one line.
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
+    for c in crate::error::causes(e.source()) {
+        if !out.ends_with(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
     }
     out
 }

@@ -109,8 +109,16 @@ impl Project {
     }
 
     /// Claims the lease's names in the team store; a name someone else took meanwhile is
-    /// given up for the next one. Returns the lease as it ends up.
-    pub(crate) fn team_claim(&self, lease: Lease, redis: RedisPlan) -> Result<Lease> {
+    /// given up for the next one when `may_move` (a lease this run made, whose names hold no
+    /// data yet). A lease that had its names before keeps them: one held by another holder
+    /// is refused, since moving the worktree to new names would leave its data behind.
+    /// Returns the lease as it ends up.
+    pub(crate) fn team_claim(
+        &self,
+        lease: Lease,
+        redis: RedisPlan,
+        may_move: bool,
+    ) -> Result<Lease> {
         let Some(team) = self.team() else {
             return Ok(lease);
         };
@@ -123,6 +131,9 @@ impl Project {
             if held.is_empty() {
                 return Ok(lease);
             }
+            if !may_move {
+                return Err(self.held_elsewhere(&lease, &held));
+            }
             let kinds: Vec<ResourceKind> = ResourceKind::ALL
                 .into_iter()
                 .filter(|k| held.iter().any(|(kind, _, _)| kind == k.as_str()))
@@ -134,6 +145,38 @@ impl Project {
         }
         Err(Error::new(ErrorKind::Exists, "the names pwt tried for this worktree are all held by others in the team store")
             .hint("`pwt list --team` shows who holds what; put something of your own in the name templates"))
+    }
+
+    /// The refusal of a lease whose own names the team store gives to another holder.
+    fn held_elsewhere(&self, lease: &Lease, held: &[(String, String, String)]) -> Error {
+        let holds = self
+            .team()
+            .and_then(|t| self.block_on_team(t.holds()).ok())
+            .unwrap_or_default();
+        let lines: Vec<String> = held
+            .iter()
+            .map(|(kind, server, name)| {
+                let by = holds
+                    .iter()
+                    .find(|h| &h.kind == kind && &h.server == server && &h.name == name)
+                    .map_or("someone".to_owned(), |h| {
+                        format!("{} (branch {:?})", h.who.holder, h.who.branch)
+                    });
+                format!("{kind} {name:?} on {server} is held by {by}")
+            })
+            .collect();
+        Error::new(
+            ErrorKind::Refused,
+            format!(
+                "the names of {:?} are held by another holder in the team store, and pwt will not move a worktree to new names (its data would be left behind); nothing was changed:\n  {}",
+                lease.branch.as_str(),
+                lines.join("\n  ")
+            ),
+        )
+        .hint(format!(
+            "this pwt holds as {:?}: if that holder is you under another name, run with PWT_HOLDER set to it; `pwt list --team` shows who holds what",
+            self.options.holder
+        ))
     }
 
     /// Lets go of what this pwt holds among `resources` (their data is gone).
@@ -208,8 +251,15 @@ impl Project {
             .build()
             .expect("a current-thread runtime always builds");
         rt.block_on(fut).map_err(|e| {
+            let plain = matches!(
+                e,
+                pwt_provision::ProvisionError::Unreachable { .. }
+                    | pwt_provision::ProvisionError::Failed { .. }
+            );
             let e = Error::from(e);
-            if e.hint_text().is_some() {
+            if !plain {
+                e
+            } else if e.hint_text().is_some() {
                 e
             } else {
                 e.hint("the team store (`[team]` in pwt.toml) is a PostgreSQL every member reaches; is it up? `pwt doctor` checks it")

@@ -37,7 +37,7 @@ pub use resources::{
     DB_NAME_MAX, RedisSlot, ResourceError, ResourceKind, Resources, Worktree, base_marker,
     derived_databases, disambiguated_slug, is_kept_marker, is_marker, kept_marker, owner_marker,
     percent_encode, redis_prefix_name, registry_marker, repo_marker_prefix, resource_names,
-    same_owner, service_variables, url_path, with_path,
+    same_owner, service_variables, test_database_bases, url_path, with_path,
 };
 pub use slug::{MAIN_SLUG, MAX_SLUG_LEN, Slug, SlugError};
 pub use template::{TemplateContext, TemplateError, Templates};

@@ -203,33 +203,66 @@ pub fn resource_names(
     Ok(out)
 }
 
+/// Whether `name` derives from `db` by `pattern` (`test_{db}`, `test_{db}_*` with `*` one or
+/// more digits, `{db}_test`).
+fn derives(name: &str, db: &str, pattern: &str) -> bool {
+    let p = pattern.replace("{db}", db);
+    match p.split_once('*') {
+        None => name == p,
+        Some((head, tail)) => name
+            .strip_prefix(head)
+            .and_then(|r| r.strip_suffix(tail))
+            .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())),
+    }
+}
+
 /// The test databases that exist among `existing` and derive from `db` by one of
-/// `patterns` (`test_{db}`, `test_{db}_*` with `*` one or more digits, `{db}_test`), none of
-/// them one of `protect` (the main worktree's database).
+/// `patterns`, none of them one of `protect` (the main worktree's database, every database a
+/// worktree leases) and none that derives as well from another database of `existing`
+/// (`test_x_2` is `test_<x>_2` of `x`, but also `test_<x_2>` of a worktree whose database is
+/// `x_2`: whose it is cannot be told, so it is spared).
 pub fn derived_databases<'a>(
     db: &str,
     patterns: &[String],
     existing: &'a [String],
     protect: &[&str],
 ) -> Vec<&'a str> {
-    let matches = |name: &str, pattern: &str| {
-        let p = pattern.replace("{db}", db);
-        match p.split_once('*') {
-            None => name == p,
-            Some((head, tail)) => name
-                .strip_prefix(head)
-                .and_then(|r| r.strip_suffix(tail))
-                .is_some_and(|digits| {
-                    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-                }),
-        }
-    };
+    let from = |name: &str, base: &str| patterns.iter().any(|p| derives(name, base, p));
     existing
         .iter()
         .map(String::as_str)
         .filter(|n| *n != db && !protect.contains(n))
-        .filter(|n| patterns.iter().any(|p| matches(n, p)))
+        .filter(|n| from(n, db))
+        .filter(|n| {
+            !existing
+                .iter()
+                .any(|other| other != db && other != n && from(n, other))
+        })
         .collect()
+}
+
+/// The databases `name` could be a test database of, by `patterns` (for `test_x_2`: `x`
+/// and `x_2`).
+pub fn test_database_bases(name: &str, patterns: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = patterns
+        .iter()
+        .filter_map(|p| {
+            let (head, _) = p.split_once("{db}")?;
+            let rest = name.strip_prefix(head)?;
+            Some(
+                (1..=rest.len())
+                    .filter(|i| rest.is_char_boundary(*i))
+                    .map(|i| &rest[..i])
+                    .filter(|b| derives(name, b, p))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .flatten()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The longest database name pwt gives: frameworks derive test databases from it (Django's
@@ -579,6 +612,21 @@ mod tests {
             ]
         );
         assert!(derived_databases("demo_x", &patterns, &existing, &["test_demo_x"]).len() == 3);
+        // `test_demo_x_2` could be `test_<demo_x>_2` or `test_<demo_x_2>`: with a database
+        // `demo_x_2` it is spared; `demo_x_test` is also the database of a branch `x-test`.
+        let live: Vec<String> = ["demo_x", "demo_x_2", "test_demo_x_2", "test_demo_x"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            derived_databases("demo_x", &patterns, &live, &[]),
+            ["test_demo_x"]
+        );
+        assert_eq!(
+            test_database_bases("test_demo_x_2", &patterns),
+            ["demo_x", "demo_x_2"]
+        );
+        assert_eq!(test_database_bases("demo_x_test", &patterns), ["demo_x"]);
+        assert!(test_database_bases("demo_x", &patterns).is_empty());
     }
 
     #[test]

@@ -413,12 +413,15 @@ impl Postgres {
         Ok(rows.into_iter().map(|(n,)| n).collect())
     }
 
-    /// Drops `db`, marked or not: for the test databases a framework derived from a
-    /// worktree's database (they carry no marker; their name makes them the worktree's).
+    /// Drops `db` when it carries no pwt marker: for the test databases a framework derived
+    /// from a worktree's database (they carry none; their name makes them the worktree's).
+    /// One with a pwt marker is some worktree's own database (`<db>_test` is also the
+    /// database of a branch `…-test`): it is never dropped as a test database.
     pub async fn drop_derived(&self, db: &DbName) -> Result<Outcome, ProvisionError> {
         let mut conn = self.connect_locked(db).await?;
         let outcome = match self.marker_of(&mut conn, db.as_str()).await? {
             None => Outcome::Absent,
+            Some(Some(m)) if is_marker(&m) => Outcome::Absent,
             Some(_) => {
                 self.force_drop(&mut conn, db).await?;
                 Outcome::Removed

@@ -81,15 +81,16 @@ impl TeamStore {
     /// Connects, creating the tables on first use (once, under an advisory lock, however
     /// many pwt start at once) and refusing a store a newer pwt made.
     async fn connect(&self) -> Result<PgConnection, ProvisionError> {
+        let url = format!("{} (the team store)", self.display_url());
         let unreachable = |source| ProvisionError::Unreachable {
             service: Service::Postgres,
-            url: format!("{} (the team store)", self.display_url()),
+            url: url.clone(),
             source,
         };
-        let opts: PgConnectOptions = self
-            .url
-            .parse()
-            .map_err(|e: sqlx::Error| unreachable(Box::new(e)))?;
+        let opts: PgConnectOptions = self.url.parse().map_err(|e: sqlx::Error| ProvisionError::Config {
+            service: Service::Postgres,
+            message: format!("team.url {:?} is not a PostgreSQL URL ({e}): write it as postgres://user@host:5432/database", self.display_url()),
+        })?;
         let mut conn = match tokio::time::timeout(
             Duration::from_secs(10),
             opts.application_name("pwt").connect(),
@@ -97,14 +98,44 @@ impl TeamStore {
         .await
         {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(unreachable(Box::new(e))),
+            Ok(Err(e)) => {
+                let remedy = match e.as_database_error().and_then(|d| d.code()).as_deref() {
+                    Some("3D000") => format!(
+                        "create the team store's database once (`createdb {}` against that server), or point [team] url at an existing database",
+                        pwt_core::url_path(&self.url).unwrap_or("pwt")
+                    ),
+                    Some("28000" | "28P01") => {
+                        "check the role and password in [team] url (or PWT_TEAM__URL)".to_owned()
+                    }
+                    _ => return Err(unreachable(Box::new(e))),
+                };
+                return Err(ProvisionError::Denied {
+                    service: Service::Postgres,
+                    url,
+                    action: "connecting".into(),
+                    remedy,
+                    source: Box::new(e),
+                });
+            }
             Err(_) => return Err(unreachable(msg("no answer within 10 s"))),
         };
         let version: Option<(String,)> =
-            sqlx::query_as("SELECT value FROM pwt_team.meta WHERE key = 'version'")
+            match sqlx::query_as("SELECT value FROM pwt_team.meta WHERE key = 'version'")
                 .fetch_optional(&mut conn)
                 .await
-                .unwrap_or(None);
+            {
+                Ok(v) => v,
+                // No schema or table yet: the first use creates them.
+                Err(e)
+                    if matches!(
+                        e.as_database_error().and_then(|d| d.code()).as_deref(),
+                        Some("42P01" | "3F000")
+                    ) =>
+                {
+                    None
+                }
+                Err(e) => return Err(self.failed("reading the team store's version", e)),
+            };
         let version = match version {
             Some((v,)) => v,
             None => {

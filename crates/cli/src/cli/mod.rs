@@ -199,11 +199,14 @@ pub fn report_error(e: &anyhow::Error) -> i32 {
         style.red("error:"),
         output::printable_lines(&e.to_string())
     );
+    let mut shown = e.to_string();
     for cause in e.chain().skip(1) {
-        eprintln!(
-            "  caused by: {}",
-            output::printable_lines(&cause.to_string())
-        );
+        let text = cause.to_string();
+        if shown.ends_with(&text) {
+            continue;
+        }
+        eprintln!("  caused by: {}", output::printable_lines(&text));
+        shown = text;
     }
     let lib = e.chain().find_map(|c| c.downcast_ref::<pwt::Error>());
     if let Some(r) = lib.and_then(pwt::Error::rollback) {

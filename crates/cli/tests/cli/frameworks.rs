@@ -168,6 +168,44 @@ fn a_redis_url_that_selects_a_db_is_the_main_worktrees_and_never_leased() {
     assert!(err.contains("1-3"), "{err}");
     let doctor = t.pwt(&repo, &["doctor"]).stdout;
     assert!(doctor.contains("uses DB 2"), "{doctor}");
+    // redis.url changed afterwards to an index a worktree leases: doctor says so, and that
+    // worktree's `pwt rm` leaves the index (main's keys are in it) instead of flushing it.
+    let leased = if got[0] == env(&t, &repo, "a")["REDIS_DB"] {
+        "a"
+    } else {
+        "b"
+    };
+    let index = env(&t, &repo, leased)["REDIS_DB"]
+        .as_str()
+        .expect("db")
+        .to_owned();
+    std::fs::write(
+        repo.join("pwt.toml"),
+        toml.replace("/2\"", &format!("/{index}\"")),
+    )
+    .expect("toml");
+    let doctor = t.pwt(&repo, &["doctor"]);
+    assert!(
+        doctor.stdout.contains(&format!("leased to {leased:?}")),
+        "{}",
+        doctor.stdout
+    );
+    let url = format!("{}/{index}", server.url());
+    let main_key = |op: &str| {
+        std::process::Command::new("redis-cli")
+            .args(["-u", &url, op, "main:important"])
+            .args(if op == "SET" { &["1"][..] } else { &[][..] })
+            .output()
+            .expect("redis-cli")
+    };
+    main_key("SET");
+    let rm = t.pwt(&repo, &["rm", leased]).fails(1);
+    assert!(rm.stderr.contains("main worktree's"), "{}", rm.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&main_key("GET").stdout).trim(),
+        "1",
+        "main's key is gone"
+    );
 }
 
 /// The Python with Django, psycopg and python-dotenv (.ci/run makes it), or why it is missing.
@@ -297,4 +335,46 @@ fn two_django_worktrees_with_the_longest_names_run_their_parallel_tests_at_once(
         "rm left test databases"
     );
     sql(&format!("DROP DATABASE \"{main_test}\""));
+}
+
+/// A name that looks derived but is another worktree's: `<db>_test` of `x` is the database
+/// of a branch `x-test`, and `test_<db>_2` of `b` is Django's `test_<db>` of a branch `b-2`.
+#[test]
+fn test_databases_of_one_worktree_never_include_another_worktrees_data() {
+    if !pwt_tests::all_services_up() {
+        return;
+    }
+    let t = TestEnv::new();
+    let project = pwt_tests::unique("fl");
+    let repo = t.repo("demo", Some(&services_toml(&project, "prefix")));
+    let mut db = std::collections::BTreeMap::new();
+    for b in ["x", "x-test", "b", "b-2"] {
+        let v = t.pwt(&repo, &["new", b, "--format", "json"]).ok().json();
+        db.insert(b, v["database"].as_str().expect("database").to_owned());
+    }
+    assert_eq!(db["x-test"], format!("{}_test", db["x"]));
+    let django_of_b2 = format!("test_{}", db["b-2"]);
+    let own_of_b = format!("test_{}", db["b"]);
+    sql(&format!("CREATE DATABASE \"{django_of_b2}\""));
+    sql(&format!("CREATE DATABASE \"{own_of_b}\""));
+    let doctor = t.pwt(&repo, &["doctor"]);
+    assert!(!doctor.stdout.contains(&django_of_b2), "{}", doctor.stdout);
+    t.pwt(&repo, &["rm", "x"]).ok();
+    t.pwt(&repo, &["rm", "b"]).ok();
+    let left = databases(&project);
+    assert!(
+        left.contains(&db["x-test"]),
+        "x-test's database was dropped: {left:?}"
+    );
+    assert!(
+        left.contains(&django_of_b2),
+        "b-2's test database was dropped: {left:?}"
+    );
+    assert!(
+        !left.contains(&own_of_b),
+        "b's own test database stayed: {left:?}"
+    );
+    t.pwt(&repo, &["rm", "x-test"]).ok();
+    t.pwt(&repo, &["rm", "b-2"]).ok();
+    assert!(databases(&project).is_empty(), "{:?}", databases(&project));
 }

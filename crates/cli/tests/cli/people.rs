@@ -242,3 +242,99 @@ fn two_machines_through_the_team_store_never_share_a_name_and_gc_minds_its_own()
     assert!(none.as_array().expect("holds").is_empty(), "{none}");
     admin(&format!("DROP DATABASE \"{store}\" WITH (FORCE)"));
 }
+
+/// The holds of `who` in the team store at `url`, as `kind name` lines.
+fn holds_of(p: &Person, who: &str) -> Vec<String> {
+    let v = p.pwt(&["list", "--team", "--format", "json"]).ok().json();
+    let mut out: Vec<String> = v
+        .as_array()
+        .expect("holds")
+        .iter()
+        .filter(|h| h["holder"] == who)
+        .map(|h| {
+            format!(
+                "{} {}",
+                h["kind"].as_str().unwrap_or(""),
+                h["name"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_worktree_never_moves_to_new_names_and_the_store_holds_the_names_in_use() {
+    if !pwt_tests::all_services_up() {
+        return;
+    }
+    let store = pwt_tests::unique("team");
+    admin(&format!("CREATE DATABASE \"{store}\""));
+    let project = pwt_tests::unique("tv");
+    let store_url = format!("postgres://postgres@127.0.0.1:5432/{store}");
+    let toml = format!(
+        "{}[team]\nurl = \"{store_url}\"\n",
+        services_toml(&project, "prefix")
+    );
+    let (m1, m2) = (
+        tempfile::tempdir().expect("m1"),
+        tempfile::tempdir().expect("m2"),
+    );
+    let alice = Person::new(&toml, m1.path(), "alice@m1");
+    let bob = Person::new(&toml, m2.path(), "bob@m2");
+    let made = alice
+        .pwt(&["new", "legacy", "--format", "json"])
+        .ok()
+        .json();
+    let db = made["database"].as_str().expect("database").to_owned();
+    // Alice's holds vanish (a worktree made before `[team]` was set): Bob's `legacy` finds
+    // her database on the server, takes other names, and the store holds those, not hers.
+    sql_at(
+        &store_url,
+        "DELETE FROM pwt_team.holds WHERE holder = 'alice@m1'",
+    );
+    let bobs = bob.pwt(&["new", "legacy", "--format", "json"]).ok().json();
+    let bob_db = bobs["database"].as_str().expect("database").to_owned();
+    assert_ne!(bob_db, db);
+    let held = holds_of(&bob, "bob@m2");
+    assert!(held.contains(&format!("database {bob_db}")), "{held:?}");
+    assert!(!held.contains(&format!("database {db}")), "{held:?}");
+    // Alice under another holder name, and with her names now someone else's: `pwt up`
+    // keeps her worktree where its data is, or refuses, and gc drops nothing of hers.
+    sql_at(
+        &store_url,
+        &format!(
+            "INSERT INTO pwt_team.holds (kind, server, name, holder, repo, branch) \
+             VALUES ('database', '127.0.0.1:5432', '{db}', 'eve@m3', 'elsewhere', 'x')"
+        ),
+    );
+    let up = alice.pwt(&["up", "legacy", "--format", "json"]).fails(3);
+    assert!(up.stderr.contains("eve@m3"), "{}", up.stderr);
+    let env = alice
+        .pwt(&["env", "legacy", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        env["DATABASE_URL"]
+            .as_str()
+            .map(|u| u.ends_with(&format!("/{db}"))),
+        Some(true)
+    );
+    let gc = alice
+        .pwt(&["gc", "--dry-run", "--format", "json"])
+        .ok()
+        .json();
+    assert!(
+        !gc.to_string().contains(&format!("\\\"{db}\\\"")),
+        "gc would drop alice's database: {gc}"
+    );
+    sql_at(
+        &store_url,
+        "DELETE FROM pwt_team.holds WHERE holder = 'eve@m3'",
+    );
+    alice.pwt(&["up", "legacy"]).ok();
+    alice.pwt(&["rm", "legacy"]).ok();
+    bob.pwt(&["rm", "legacy"]).ok();
+    assert!(holds_of(&bob, "bob@m2").is_empty());
+    admin(&format!("DROP DATABASE \"{store}\" WITH (FORCE)"));
+}
