@@ -70,6 +70,8 @@ pub struct SetUp {
     pub outcome: SetUpOutcome,
     /// Where it was before, when `pwt up` found it moved.
     pub moved_from: Option<PathBuf>,
+    /// The gitignored files brought from the main worktree (a new lease only).
+    pub brought: crate::include::Brought,
 }
 
 /// How the worktree comes to be.
@@ -441,6 +443,12 @@ impl Run<'_> {
         self.checkout_and_provision(checkout, reporter)?;
         p.options.faults.pause("after-checkout");
         p.options.cancel.check()?;
+        let brought = if self.fresh {
+            p.bring_files(&self.lease.path, reporter)?
+        } else {
+            Default::default()
+        };
+        p.options.cancel.check()?;
         let env = p.lease_environment(&self.lease)?;
         let files = p.write_env_files(
             &self.lease.path,
@@ -488,6 +496,7 @@ impl Run<'_> {
             env,
             outcome,
             moved_from: None,
+            brought,
         })
     }
 

@@ -37,12 +37,18 @@ impl Project {
     /// Adds the env files to the repository's `info/exclude` so worktrees stay clean. Shared
     /// by all worktrees, so the caller holds the registry lock.
     pub(crate) fn ensure_excluded(&self) -> Result<()> {
+        let names: Vec<String> = self.env_files()?.into_iter().map(|(_, n)| n).collect();
+        self.exclude(&names, "env files written by pwt")
+    }
+
+    /// Adds `/<name>` for each of `names` to the repository's `info/exclude`, under
+    /// `comment`, where missing. The caller holds the registry lock or the repository's.
+    pub(crate) fn exclude(&self, names: &[String], comment: &str) -> Result<()> {
         let path = self.repo.common_dir.join("info").join("exclude");
         let current = fs::read_to_string(&path).unwrap_or_default();
-        let missing: Vec<String> = self
-            .env_files()?
-            .into_iter()
-            .map(|(_, n)| format!("/{n}"))
+        let missing: Vec<String> = names
+            .iter()
+            .map(|n| format!("/{n}"))
             .filter(|line| !current.lines().any(|l| l.trim() == line))
             .collect();
         if missing.is_empty() {
@@ -52,7 +58,7 @@ impl Project {
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
-        text.push_str("# env files written by pwt\n");
+        text.push_str(&format!("# {comment}\n"));
         for line in missing {
             text.push_str(&line);
             text.push('\n');

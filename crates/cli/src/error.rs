@@ -273,6 +273,21 @@ pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -
     move |e| Error::new(ErrorKind::Io, what).caused_by(e)
 }
 
+/// The texts of `first` and every cause after it, leaving out one that only repeats the end
+/// of the one before (sqlx's "error returned from database: X" is caused by "X").
+pub fn causes(first: Option<&(dyn std::error::Error + 'static)>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut cause = first;
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.last().is_some_and(|prev| prev.ends_with(&text)) {
+            out.push(text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,19 +325,4 @@ mod tests {
         assert_eq!(text.matches("1-15").count(), 1, "{text}");
         assert!(e.hint_text().is_some());
     }
-}
-
-/// The texts of `first` and every cause after it, leaving out one that only repeats the end
-/// of the one before (sqlx's "error returned from database: X" is caused by "X").
-pub fn causes(first: Option<&(dyn std::error::Error + 'static)>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut cause = first;
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.last().is_some_and(|prev| prev.ends_with(&text)) {
-            out.push(text);
-        }
-        cause = c.source();
-    }
-    out
 }

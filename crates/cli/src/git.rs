@@ -284,6 +284,55 @@ pub(crate) fn changes(root: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The ignored files of the worktree at `root` (an ignored directory as one entry ending in
+/// `/`), relative to it.
+pub(crate) fn ignored(root: &Path) -> Result<Vec<String>> {
+    let out = Command::new("git")
+        .current_dir(root)
+        .args([
+            "ls-files",
+            "-z",
+            "--others",
+            "--ignored",
+            "--exclude-standard",
+            "--directory",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::new(ErrorKind::Git, "cannot run git ls-files").caused_by(e))?;
+    if !out.status.success() {
+        return Err(Error::new(
+            ErrorKind::Git,
+            format!(
+                "`git ls-files --ignored` failed in {}: {}",
+                root.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    Ok(out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect())
+}
+
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters.
+pub(crate) fn name_matches(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, tail)) => {
+            let Some(rest) = name.strip_prefix(head) else {
+                return false;
+            };
+            (0..=rest.len())
+                .filter(|i| rest.is_char_boundary(*i))
+                .any(|i| name_matches(tail, &rest[i..]))
+        }
+    }
+}
+
 /// [`changes`] of a worktree whose removal was interrupted: files the killed
 /// `git worktree remove` already deleted (` D`) are that removal's, not the user's.
 pub(crate) fn changes_besides_removal(root: &Path) -> Result<Vec<String>> {

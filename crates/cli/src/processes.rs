@@ -23,12 +23,12 @@ pub(crate) fn working_in(dir: &Path) -> Vec<Found> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let me = std::process::id();
+    let spared = ancestors();
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| *pid != me)
+        .filter(|pid| !spared.contains(pid))
         .filter_map(|pid| {
             let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
             // A deleted directory reads as "<path> (deleted)".
@@ -41,6 +41,82 @@ pub(crate) fn working_in(dir: &Path) -> Vec<Found> {
                     .unwrap_or_default(),
                 cwd,
             })
+        })
+        .collect()
+}
+
+/// pwt and the processes that started it (the shell, or Worktrunk running `pwt rm` as its
+/// hook from inside the worktree): never stopped.
+fn ancestors() -> Vec<u32> {
+    let mut out = vec![std::process::id()];
+    let mut pid = std::process::id();
+    while let Some(parent) = parent_of(pid).filter(|p| *p > 1 && !out.contains(p)) {
+        out.push(parent);
+        pid = parent;
+    }
+    out
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Every process (that this user may look into) listening on one of `ports` over TCP, on
+/// any address, pwt and its ancestors left out. Empty where there is no `/proc`.
+pub(crate) fn listening_on(ports: &[u16]) -> Vec<Found> {
+    if ports.is_empty() {
+        return Vec::new();
+    }
+    // Socket inodes in state LISTEN (0A) on those ports, from /proc/net/tcp and tcp6.
+    let mut inodes = std::collections::HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let port = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if *state == "0A" && port.is_some_and(|p| ports.contains(&p)) {
+                inodes.insert(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let spared = ancestors();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| !spared.contains(pid))
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|l| inodes.contains(l.to_string_lossy().as_ref()))
+                })
+            })
+        })
+        .map(|pid| Found {
+            pid,
+            name: comm(pid),
+            cwd: std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default(),
         })
         .collect()
 }

@@ -259,6 +259,7 @@ impl Project {
         let exists = lease.path.exists();
         if exists && !req.keep_worktree && !req.force {
             self.refuse_dirty(&lease)?;
+            self.refuse_losses(&lease)?;
         }
         // A set-up that stopped half-way, or the undo of one: finish undoing it.
         let plan = if lease.state == LeaseState::Creating || !lease.journal.is_empty() {
@@ -277,6 +278,7 @@ impl Project {
             |_| Ok(()),
         )?;
         self.options.faults.pause("after-mark-removing");
+        self.stop_processes(&lease, exists && !req.keep_worktree, reporter);
         let report = self.teardown(&lease, &plan, reporter)?;
         if !report.stuck.is_empty() {
             return Err(self.incomplete(&lease, &report));
@@ -287,6 +289,42 @@ impl Project {
             data_kept: req.keep_data && !lease.resources.is_empty(),
             branch_deleted: report.branch_deleted,
         }))
+    }
+
+    /// Stops what runs for the worktree before anything of it goes: every process listening
+    /// on its leased ports and, when its directory goes too (`in_dir`), every process working
+    /// inside it; each named as it goes (SIGTERM, SIGKILL after a grace period), and those
+    /// that outlive both in a warning. pwt and the processes that started it are spared.
+    fn stop_processes(&self, lease: &Lease, in_dir: bool, reporter: &mut dyn Reporter) {
+        let ports: Vec<u16> = lease.ports.values().copied().collect();
+        let mut found: Vec<(crate::processes::Found, String)> =
+            crate::processes::listening_on(&ports)
+                .into_iter()
+                .map(|f| (f, "listening on a port of the worktree".to_owned()))
+                .collect();
+        if in_dir {
+            for f in crate::processes::working_in(&lease.path) {
+                if !found.iter().any(|(g, _)| g.pid == f.pid) {
+                    found.push((f, "working in the worktree".to_owned()));
+                }
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        for (f, why) in &found {
+            reporter.report(Event::Step(format!(
+                "stopping {} (pid {}), {why} ...",
+                f.name, f.pid
+            )));
+        }
+        let procs: Vec<crate::processes::Found> = found.into_iter().map(|(f, _)| f).collect();
+        for f in crate::processes::stop(&procs, std::time::Duration::from_secs(5)) {
+            reporter.report(Event::Warning(format!(
+                "could not stop {} (pid {}): it belongs to another user, or ignores SIGKILL; stop it yourself",
+                f.name, f.pid
+            )));
+        }
     }
 
     /// The lease `pwt rm` may remove (or why there is nothing to do): never the main
@@ -349,6 +387,47 @@ impl Project {
             "fix the cause and run `pwt rm {}` again to finish",
             shell_word(lease.branch.as_str())
         ))
+    }
+
+    /// Refuses to delete what git does not see as changes but someone would miss: an env
+    /// file of pwt's edited by hand since pwt wrote it, and ignored files matching
+    /// `files.keep` (`.env*`, `*.sqlite3`).
+    fn refuse_losses(&self, lease: &Lease) -> Result<()> {
+        let mut lost = Vec::new();
+        for (name, hash) in &lease.files {
+            if let Ok(bytes) = std::fs::read(lease.path.join(name))
+                && &content_hash(&bytes) != hash
+            {
+                lost.push(format!(
+                    "{name} (pwt's env file, edited by hand since pwt wrote it)"
+                ));
+            }
+        }
+        let keep = &self.config.files.keep;
+        if !keep.is_empty() {
+            for entry in crate::git::ignored(&lease.path)? {
+                let trimmed = entry.trim_end_matches('/');
+                if lease.files.contains_key(trimmed) {
+                    continue;
+                }
+                let name = trimmed.rsplit('/').next().unwrap_or(trimmed);
+                if keep.iter().any(|p| crate::git::name_matches(p, name)) {
+                    lost.push(format!("{entry} (ignored by git, matches files.keep)"));
+                }
+            }
+        }
+        if lost.is_empty() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Refused,
+            format!(
+                "{} holds files that would be lost with it; nothing was removed:\n    {}",
+                lease.path.display(),
+                lost.join("\n    ")
+            ),
+        )
+        .hint("move them out of the worktree, or pass --force to delete them with it (`pwt rm --keep-worktree` leaves the directory and releases the rest)"))
     }
 
     fn refuse_dirty(&self, lease: &Lease) -> Result<()> {

@@ -257,9 +257,7 @@ impl Project {
                     | pwt_provision::ProvisionError::Failed { .. }
             );
             let e = Error::from(e);
-            if !plain {
-                e
-            } else if e.hint_text().is_some() {
+            if !plain || e.hint_text().is_some() {
                 e
             } else {
                 e.hint("the team store (`[team]` in pwt.toml) is a PostgreSQL every member reaches; is it up? `pwt doctor` checks it")

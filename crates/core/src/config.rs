@@ -228,6 +228,13 @@ pub struct FilesConfig {
     pub dotenv: FileSetting,
     /// The mise file.
     pub mise: FileSetting,
+    /// Gitignored files of the main worktree copied into each new one (gitignore patterns,
+    /// as in `.worktreeinclude`, which is read too).
+    pub copy: Vec<String>,
+    /// Gitignored files or directories of the main worktree linked into each new one.
+    pub link: Vec<String>,
+    /// Ignored files `pwt rm` will not delete without `--force` (file-name patterns).
+    pub keep: Vec<String>,
 }
 
 impl Default for FilesConfig {
@@ -235,6 +242,9 @@ impl Default for FilesConfig {
         Self {
             dotenv: FileSetting::Name(DOTENV_FILE.into()),
             mise: FileSetting::Name(MISE_FILE.into()),
+            copy: Vec::new(),
+            link: Vec::new(),
+            keep: vec![".env*".into(), "*.sqlite3".into()],
         }
     }
 }

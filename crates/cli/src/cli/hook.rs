@@ -64,6 +64,8 @@ pub fn run(cwd: &Path, args: HookArgs) -> Result<i32> {
     let dir = field(&v, &["cwd"]).map_or_else(|| cwd.to_owned(), PathBuf::from);
     // stdout is Claude Code's: only the path goes there; everything else to stderr.
     let opened = super::open_interruptible(&dir, true)?;
+    // Claude Code runs this unattended: the repository's hooks run once `pwt trust`ed.
+    super::trust::ensure(&dir, &opened, false)?;
     let mut reporter = Terminal { quiet: false };
     match args.kind {
         HookKind::ClaudeCodeCreate => {

@@ -29,6 +29,7 @@ mod rm;
 mod run;
 mod settings;
 mod state;
+mod trust;
 mod up;
 mod url;
 
@@ -52,6 +53,7 @@ pub enum Command {
     Hook(hook::HookArgs),
     Config(config::ConfigArgs),
     Init(init::InitArgs),
+    Trust(trust::TrustArgs),
     Completions(completions::CompletionsArgs),
 }
 
@@ -78,6 +80,7 @@ pub fn run(dir: Option<PathBuf>, command: Command) -> Result<i32> {
         Command::Hook(a) => hook::run(&cwd, a),
         Command::Config(a) => config::run(&cwd, a),
         Command::Init(a) => init::run(&cwd, a),
+        Command::Trust(a) => trust::run(&cwd, a),
         Command::Completions(a) => completions::run(a),
     }
 }

@@ -43,6 +43,10 @@ pub struct NewArgs {
     /// Do not run the post-create hooks.
     #[arg(long)]
     pub no_hooks: bool,
+    /// Run the repository's hooks without asking for their approval (automation, CI; see
+    /// `pwt trust`).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// When a post-create hook fails, keep what was set up instead of rolling it all back;
     /// `pwt up` then runs the hooks again.
     #[arg(long)]
@@ -59,6 +63,9 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
     }
     let json = args.format == Format::Json;
     let opened = super::open_interruptible(cwd, json)?;
+    if !args.no_hooks {
+        super::trust::ensure(cwd, &opened, args.yes)?;
+    }
     let req = CreateRequest {
         branch,
         base: args.base.clone(),

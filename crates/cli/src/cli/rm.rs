@@ -41,6 +41,10 @@ pub struct RmArgs {
     /// Do not run the pre-remove hooks.
     #[arg(long)]
     pub no_hooks: bool,
+    /// Run the repository's hooks without asking for their approval (automation, CI; see
+    /// `pwt trust`).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -49,6 +53,9 @@ pub struct RmArgs {
 pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
     let json = args.format == Format::Json;
     let opened = super::open_interruptible(cwd, json)?;
+    if !args.no_hooks {
+        super::trust::ensure(cwd, &opened, args.yes)?;
+    }
     let req = RemoveRequest {
         target: args.target.clone(),
         force: args.force,

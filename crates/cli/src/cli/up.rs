@@ -28,6 +28,10 @@ pub struct UpArgs {
     /// Do not run the post-create hooks.
     #[arg(long)]
     pub no_hooks: bool,
+    /// Run the repository's hooks without asking for their approval (automation, CI; see
+    /// `pwt trust`).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// When a post-create hook fails, keep what was set up; the next `pwt up` runs the hooks
     /// again.
     #[arg(long)]
@@ -40,6 +44,9 @@ pub struct UpArgs {
 pub fn run(cwd: &Path, args: UpArgs) -> Result<i32> {
     let json = args.format == Format::Json;
     let opened = super::open_interruptible(cwd, json)?;
+    if !args.no_hooks {
+        super::trust::ensure(cwd, &opened, args.yes)?;
+    }
     let req = AdoptRequest {
         target: args.target.clone(),
         force: args.force,

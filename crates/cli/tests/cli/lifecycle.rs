@@ -654,3 +654,167 @@ fn repository_git_hooks_run_as_with_git_worktree_add() {
         "checked out 1\n"
     );
 }
+
+/// Polls until `port` accepts on 127.0.0.1, for a few seconds.
+fn wait_listening(port: u16) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port}");
+}
+
+/// Waits (up to 10 s) for `child` to end.
+fn ended(child: &mut std::process::Child) -> bool {
+    for _ in 0..200 {
+        if child.try_wait().expect("wait").is_some() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn rm_keeps_its_word_on_ignored_files_and_stops_what_runs_for_the_worktree() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", Some(&seed_toml((27600, 27699))));
+    std::fs::write(
+        repo.join(".gitignore"),
+        "db.sqlite3\n.env.local\nnode_modules/\n",
+    )
+    .expect("gitignore");
+    t.git(&repo, &["add", ".gitignore"]);
+    t.git(&repo, &["commit", "-q", "-m", "ignore"]);
+    let made = t.pwt(&repo, &["new", "a", "--format", "json"]).ok().json();
+    let dir = std::path::PathBuf::from(made["path"].as_str().expect("path"));
+    // A hand-edited env file: refused, exit 3, nothing touched.
+    let env = dir.join(".env.worktree");
+    let mut text = std::fs::read_to_string(&env).expect("env");
+    text.push_str("MINE='1'\n");
+    std::fs::write(&env, &text).expect("edit");
+    let rm = t.pwt(&repo, &["rm", "a"]).fails(3);
+    assert!(rm.stderr.contains(".env.worktree"), "{}", rm.stderr);
+    t.pwt(&repo, &["up", "a", "--force"]).ok();
+    // Ignored files matching files.keep: listed, refused; others (node_modules) are not.
+    std::fs::write(dir.join("db.sqlite3"), "data").expect("db");
+    std::fs::write(dir.join(".env.local"), "SECRET=1\n").expect("secret");
+    std::fs::create_dir_all(dir.join("node_modules/x")).expect("nm");
+    std::fs::write(dir.join("node_modules/x/index.js"), "").expect("nm");
+    let rm = t.pwt(&repo, &["rm", "a"]).fails(3);
+    assert!(
+        rm.stderr.contains("db.sqlite3") && rm.stderr.contains(".env.local"),
+        "{}",
+        rm.stderr
+    );
+    assert!(!rm.stderr.contains("node_modules"), "{}", rm.stderr);
+    assert!(dir.join("db.sqlite3").exists());
+    // What runs for it: a server on a leased port (started elsewhere) and a worker inside.
+    let port = crate::common::ports(&made)[0];
+    let mut server = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(t.root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("server");
+    let mut worker = std::process::Command::new("sleep")
+        .arg("600")
+        .current_dir(&dir)
+        .spawn()
+        .expect("worker");
+    wait_listening(port);
+    let rm = t.pwt(&repo, &["rm", "a", "--force"]).ok();
+    assert!(
+        rm.stderr.contains(&format!("pid {}", server.id())),
+        "{}",
+        rm.stderr
+    );
+    assert!(
+        rm.stderr.contains(&format!("pid {}", worker.id())),
+        "{}",
+        rm.stderr
+    );
+    assert!(
+        ended(&mut server),
+        "the server on the leased port still runs"
+    );
+    assert!(ended(&mut worker), "the worker in the worktree still runs");
+    assert!(!dir.exists());
+}
+
+#[test]
+fn a_new_worktree_gets_the_ignored_files_it_needs_from_the_main_one() {
+    let t = TestEnv::new();
+    let repo = t.repo(
+        "demo",
+        Some("[files]\nlink = [\".venv\"]\ncopy = [\"*.local\"]\n"),
+    );
+    let w = |rel: &str, text: &str| {
+        let p = repo.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    };
+    w(
+        ".gitignore",
+        ".env\n*.local\nnode_modules/\ncerts/\n*.log\n.venv/\nescape\n",
+    );
+    w(
+        ".worktreeinclude",
+        ".env\nnode_modules/\ncerts/*.pem\nescape\nREADME\n",
+    );
+    t.git(&repo, &["add", "."]);
+    t.git(&repo, &["commit", "-q", "-m", "ignores"]);
+    w(".env", "SECRET=s3cr3t\n");
+    w("settings.local", "local\n");
+    w("node_modules/a/index.js", "module.exports = 1\n");
+    std::os::unix::fs::symlink("../a/index.js", repo.join("node_modules/a/link.js")).expect("link");
+    w("certs/dev.pem", "PEM\n");
+    w("certs/dev.key", "KEY\n");
+    w("debug.log", "log\n");
+    w(".venv/bin/python", "#!/bin/sh\n");
+    std::os::unix::fs::symlink("/etc", repo.join("escape")).expect("link out");
+    let made = t.pwt(&repo, &["new", "a", "--format", "json"]).ok();
+    let dir = std::path::PathBuf::from(made.json()["path"].as_str().expect("path"));
+    let read = |rel: &str| std::fs::read_to_string(dir.join(rel)).ok();
+    assert_eq!(read(".env").as_deref(), Some("SECRET=s3cr3t\n"));
+    assert_eq!(read("settings.local").as_deref(), Some("local\n"));
+    assert_eq!(
+        read("node_modules/a/index.js").as_deref(),
+        Some("module.exports = 1\n")
+    );
+    assert_eq!(
+        std::fs::read_link(dir.join("node_modules/a/link.js")).expect("a link stays a link"),
+        std::path::Path::new("../a/index.js")
+    );
+    assert_eq!(read("certs/dev.pem").as_deref(), Some("PEM\n"));
+    assert_eq!(read("certs/dev.key"), None, "not included");
+    assert_eq!(read("debug.log"), None, "ignored but not included");
+    assert_eq!(
+        std::fs::read_link(dir.join(".venv")).expect("linked"),
+        repo.join(".venv")
+    );
+    assert!(
+        dir.join("escape").symlink_metadata().is_err(),
+        "a link out of the repository"
+    );
+    assert!(made.stderr.contains("escape not copied"), "{}", made.stderr);
+    // The README is tracked: git brought it, pwt did not copy over it.
+    assert_eq!(read("README").as_deref(), Some("hello\n"));
+    // The copied secrets are the worktree's now: `pwt rm` will not delete them unasked.
+    let rm = t.pwt(&repo, &["rm", "a"]).fails(3);
+    assert!(rm.stderr.contains(".env"), "{}", rm.stderr);
+    t.pwt(&repo, &["rm", "a", "--force"]).ok();
+    assert!(
+        repo.join(".venv/bin/python").exists(),
+        "the linked original stays"
+    );
+}

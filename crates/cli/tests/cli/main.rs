@@ -16,3 +16,4 @@ mod readers;
 mod recipes;
 mod services;
 mod snapshots;
+mod trust;

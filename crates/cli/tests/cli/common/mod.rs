@@ -96,6 +96,9 @@ impl TestEnv {
             .env("PWT_STATE_DIR", self.state_dir())
             .env("PWT_MACHINE_DIR", self.root().join("machine"))
             .env("NO_COLOR", "1")
+            // Automation's setting: the repositories' hooks run without asking (the trust
+            // tests take it away).
+            .env("PWT_TRUST_HOOKS", "1")
             .stdin(Stdio::null());
     }
 

@@ -1,0 +1,167 @@
+//! `pwt trust`: the commands a committed pwt.toml would run (its hooks) run only once their
+//! user has approved that exact text on this machine; changed commands are asked about again.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use sha2::{Digest as _, Sha256};
+
+use super::Opened;
+use super::exit_codes;
+use super::output::display_path;
+use super::settings::Settings;
+
+/// Approve the hooks of this repository's pwt.toml, so pwt may run them
+///
+/// A pwt.toml comes with the repository: its `[hooks]` are commands someone else wrote. pwt
+/// runs them only once you have seen and approved that exact text on this machine (`pwt new`
+/// asks on a terminal, and refuses elsewhere); when they change, it asks again. For
+/// automation and CI, `--yes` on `pwt new` / `up` / `rm`, or `PWT_TRUST_HOOKS=1`, runs them
+/// without asking. Hooks from your own config file (~/.config/pwt/config.toml) need no
+/// approval.
+///
+///   pwt trust            show the commands and approve them
+///   pwt trust --show     only show them, and whether they are approved
+///   pwt trust --revoke   withdraw the approval
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct TrustArgs {
+    /// Only show the commands and whether they are approved.
+    #[arg(long, conflicts_with = "revoke")]
+    pub show: bool,
+    /// Withdraw the approval of these commands.
+    #[arg(long)]
+    pub revoke: bool,
+}
+
+/// The variable that approves every repository's hooks, for automation.
+pub const PWT_TRUST_HOOKS: &str = "PWT_TRUST_HOOKS";
+
+/// The commands the repository's pwt.toml would run, as shown to the user (the text that is
+/// approved); `None` when it has none.
+fn commands(settings: &Settings) -> Result<Option<(PathBuf, String)>> {
+    let Some(file) = &settings.project_file else {
+        return Ok(None);
+    };
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let value: serde_json::Value = figment::Figment::from(
+        <figment::providers::Toml as figment::providers::Format>::string(&text),
+    )
+    .extract()
+    .with_context(|| format!("cannot parse {}", file.display()))?;
+    let mut out = String::new();
+    if let Some(hooks) = value.get("hooks").and_then(|h| h.as_object()) {
+        for (stage, list) in hooks {
+            let cmds: Vec<&str> = list
+                .as_array()
+                .map(|a| a.iter().filter_map(|c| c.as_str()).collect())
+                .unwrap_or_default();
+            if cmds.is_empty() {
+                continue;
+            }
+            out.push_str(&format!("[hooks] {stage}:\n"));
+            for c in cmds {
+                out.push_str(&format!("  {c}\n"));
+            }
+        }
+    }
+    Ok((!out.is_empty()).then(|| (file.clone(), out)))
+}
+
+fn digest(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The approvals of this user: one SHA-256 of approved text per line.
+fn store() -> Result<PathBuf> {
+    Ok(super::state_dir()?.join("trusted-commands"))
+}
+
+fn approved(text: &str) -> bool {
+    let want = digest(text);
+    store()
+        .ok()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .is_some_and(|s| s.lines().any(|l| l.trim() == want))
+}
+
+fn set_approved(text: &str, on: bool) -> Result<()> {
+    let path = store()?;
+    let want = digest(text);
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut lines: Vec<&str> = current.lines().filter(|l| l.trim() != want).collect();
+    if on {
+        lines.push(&want);
+    }
+    let mut body = lines.join("\n");
+    body.push('\n');
+    pwt::write_atomic(&path, body.as_bytes())?;
+    Ok(())
+}
+
+/// Before a command runs the repository's hooks: returns when they are approved, or `yes`
+/// (or `PWT_TRUST_HOOKS`) says to run them anyway, or the user approves them now on a
+/// terminal; else the refusal, showing the commands.
+pub fn ensure(cwd: &Path, opened: &Opened, yes: bool) -> Result<()> {
+    let Some((file, text)) = commands(&opened.settings)? else {
+        return Ok(());
+    };
+    if yes || approved(&text) || super::env_vars::get(PWT_TRUST_HOOKS).is_some_and(|v| v != "0") {
+        return Ok(());
+    }
+    let shown = display_path(&file, cwd);
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        eprint!(
+            "{shown} would run these commands, which you have not approved on this machine:\n{text}Run them, now and from now on? [y/N] "
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if matches!(answer.trim(), "y" | "Y" | "yes") {
+            set_approved(&text, true)?;
+            return Ok(());
+        }
+    }
+    Err(pwt::Error::new(
+        pwt::ErrorKind::Invalid,
+        format!(
+            "{shown} would run commands you have not approved on this machine; nothing was done:\n{}",
+            text.trim_end()
+        ),
+    )
+    .hint("read them, then `pwt trust` approves them (asked again when they change); `--yes` or PWT_TRUST_HOOKS=1 runs them without asking, for automation; --no-hooks skips them")
+    .into())
+}
+
+pub fn run(cwd: &Path, args: TrustArgs) -> Result<i32> {
+    let opened = super::open(cwd, false)?;
+    let Some((file, text)) = commands(&opened.settings)? else {
+        println!("this repository's pwt.toml runs no commands: nothing to approve");
+        return Ok(exit_codes::OK);
+    };
+    let shown = display_path(&file, cwd);
+    let was = approved(&text);
+    print!("{shown} runs:\n{text}");
+    if args.show {
+        println!(
+            "{}",
+            if was {
+                "approved on this machine"
+            } else {
+                "not approved on this machine: `pwt trust` approves it"
+            }
+        );
+    } else if args.revoke {
+        set_approved(&text, false)?;
+        println!("approval withdrawn: pwt asks again before running them");
+    } else {
+        set_approved(&text, true)?;
+        println!("approved: pwt runs these commands from now on, until they change");
+    }
+    Ok(exit_codes::OK)
+}

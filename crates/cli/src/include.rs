@@ -1,0 +1,219 @@
+//! The files a worktree needs that git does not bring along: gitignored files of the main
+//! worktree matching `.worktreeinclude` (gitignore syntax, as Claude Code reads it) or
+//! `files.copy` are copied into a new worktree, copy-on-write where the filesystem can;
+//! those matching `files.link` are linked. Nothing is ever overwritten, and no link leading
+//! out of the repository is followed.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Reporter};
+use crate::project::Project;
+
+/// The file Claude Code, Worktrunk, gtr and ccmanager read for this.
+pub const WORKTREE_INCLUDE: &str = ".worktreeinclude";
+
+/// What [`Project::bring_files`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Brought {
+    /// Copied (relative paths; a directory ends in `/`).
+    pub copied: Vec<String>,
+    /// Linked to the main worktree's.
+    pub linked: Vec<String>,
+    /// Left alone: the worktree has it already, or it is a link out of the repository.
+    pub skipped: Vec<String>,
+}
+
+impl Project {
+    /// Brings the gitignored files the configuration asks for from the main worktree into
+    /// the new worktree at `to`.
+    pub(crate) fn bring_files(&self, to: &Path, reporter: &mut dyn Reporter) -> Result<Brought> {
+        let mut done = Brought::default();
+        let Some(main) = self.repo.main_root.clone() else {
+            return Ok(done);
+        };
+        if main == to {
+            return Ok(done);
+        }
+        let include = main.join(WORKTREE_INCLUDE);
+        let include = include.is_file().then_some(include);
+        let links = matching(&main, None, &self.config.files.link)?;
+        let copies: Vec<String> = matching(&main, include.as_deref(), &self.config.files.copy)?
+            .into_iter()
+            .filter(|c| !links.iter().any(|l| within(c, l)))
+            .collect();
+        if !links.is_empty() {
+            // A link is no directory: `node_modules/` in .gitignore does not cover it, so
+            // git is told to leave the links alone.
+            let _guard = self.registry.repo_lock(&self.repo.key())?;
+            let names: Vec<String> = links.iter().map(|l| trim(l).to_owned()).collect();
+            self.exclude(
+                &names,
+                "links to the main worktree's, made by pwt (files.link)",
+            )?;
+        }
+        for entry in links {
+            let (src, dst) = (main.join(trim(&entry)), to.join(trim(&entry)));
+            if dst.symlink_metadata().is_ok() {
+                done.skipped.push(entry);
+                continue;
+            }
+            make_parent(&dst)?;
+            std::os::unix::fs::symlink(&src, &dst).map_err(|e| {
+                Error::new(ErrorKind::Io, format!("cannot link {}", dst.display())).caused_by(e)
+            })?;
+            done.linked.push(entry);
+        }
+        for entry in copies {
+            let (src, dst) = (main.join(trim(&entry)), to.join(trim(&entry)));
+            if dst.symlink_metadata().is_ok() {
+                done.skipped.push(entry);
+                continue;
+            }
+            if leads_out(&src, &main) {
+                reporter.report(Event::Warning(format!(
+                    "{entry} not copied: it is a link out of the repository"
+                )));
+                done.skipped.push(entry);
+                continue;
+            }
+            reporter.report(Event::Step(format!(
+                "copying {entry} from the main worktree ..."
+            )));
+            make_parent(&dst)?;
+            copy_tree(&src, &dst)?;
+            done.copied.push(entry);
+        }
+        Ok(done)
+    }
+}
+
+fn trim(entry: &str) -> &str {
+    entry.trim_end_matches('/')
+}
+
+/// Whether `entry` is `dir` or inside it (`dir` a directory entry ending in `/`).
+fn within(entry: &str, dir: &str) -> bool {
+    entry == dir || (dir.ends_with('/') && entry.starts_with(dir))
+}
+
+/// The gitignored entries of `main` that `file` (gitignore syntax) or `patterns` match, as
+/// git itself reads those patterns; an ignored directory as one entry ending in `/`.
+fn matching(main: &Path, file: Option<&Path>, patterns: &[String]) -> Result<Vec<String>> {
+    if file.is_none() && patterns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ignored = crate::git::ignored(main)?;
+    let mut args: Vec<OsString> = ["ls-files", "-z", "--others", "--ignored", "--directory"]
+        .map(OsString::from)
+        .to_vec();
+    if let Some(f) = file {
+        let mut a = OsString::from("--exclude-from=");
+        a.push(f);
+        args.push(a);
+    }
+    for p in patterns {
+        args.push(format!("--exclude={p}").into());
+    }
+    let out = Command::new("git")
+        .current_dir(main)
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::new(ErrorKind::Git, "cannot run git ls-files").caused_by(e))?;
+    if !out.status.success() {
+        return Err(Error::new(
+            ErrorKind::Git,
+            format!(
+                "`git ls-files` of the files to bring failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    let wanted: Vec<String> = out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    // Only what git ignores: a wanted entry that is (inside) an ignored one, or the ignored
+    // entries inside a wanted directory.
+    let mut chosen: Vec<String> = Vec::new();
+    for w in &wanted {
+        if ignored.iter().any(|i| within(w, i)) {
+            chosen.push(w.clone());
+        } else if w.ends_with('/') {
+            chosen.extend(
+                ignored
+                    .iter()
+                    .filter(|i| i.starts_with(w.as_str()))
+                    .cloned(),
+            );
+        }
+    }
+    chosen.sort();
+    chosen.dedup();
+    let outer = chosen.clone();
+    chosen.retain(|c| !outer.iter().any(|o| o != c && within(c, o)));
+    Ok(chosen)
+}
+
+/// Whether `path` is a link whose target lies outside `root`.
+fn leads_out(path: &Path, root: &Path) -> bool {
+    let is_link = path
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return false;
+    }
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_owned());
+    std::fs::canonicalize(path).map_or(true, |t| !t.starts_with(&root))
+}
+
+fn make_parent(dst: &Path) -> Result<()> {
+    if let Some(parent) = dst.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            Error::new(ErrorKind::Io, format!("cannot create {}", parent.display())).caused_by(e)
+        })?;
+    }
+    Ok(())
+}
+
+/// Copies `src` (a file, link or directory) to `dst` with `cp`: links as links, and
+/// copy-on-write clones where the filesystem has them (btrfs, XFS, APFS), a plain copy
+/// otherwise.
+fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    let clone_flag = if cfg!(target_os = "macos") {
+        "-c"
+    } else {
+        "--reflink=auto"
+    };
+    let run = |flags: &[&str]| {
+        Command::new("cp")
+            .args(flags)
+            .arg(src)
+            .arg(dst)
+            .stdin(Stdio::null())
+            .output()
+    };
+    let mut out = run(&["-R", "-P", "-p", clone_flag]);
+    if cfg!(target_os = "macos") && out.as_ref().is_ok_and(|o| !o.status.success()) {
+        // Not APFS: a plain copy.
+        let _ = std::fs::remove_dir_all(dst).or_else(|_| std::fs::remove_file(dst));
+        out = run(&["-R", "-P", "-p"]);
+    }
+    let out = out.map_err(|e| Error::new(ErrorKind::Io, "cannot run cp").caused_by(e))?;
+    if !out.status.success() {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "cannot copy {} into the new worktree: {}",
+                src.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    Ok(())
+}
