@@ -49,6 +49,8 @@ pub struct WorktreeInfo {
     pub redis_prefix: Option<String>,
     /// Redis DB index (db mode).
     pub redis_db: Option<u16>,
+    /// The processes `pwt dev` started there, with what each does now.
+    pub processes: Vec<(crate::dev::DevProcess, crate::dev::ProcessState)>,
     /// Repository common dir.
     pub repo: PathBuf,
 }
@@ -67,7 +69,9 @@ impl Project {
         let mut leases: Vec<_> = state.of_repo(repo).collect();
         leases.sort_by(|a, b| a.branch.cmp(&b.branch));
         for l in &leases {
-            rows.push(lease_info(&self.config, l, probe));
+            let mut info = lease_info(&self.config, l, probe);
+            info.processes = self.dev_processes(l.slug.as_str());
+            rows.push(info);
         }
         for w in worktrees.iter().filter(|w| !w.is_main) {
             if leases.iter().any(|l| l.path == w.root) {
@@ -86,6 +90,7 @@ impl Project {
                 vhost: None,
                 redis_prefix: None,
                 redis_db: None,
+                processes: Vec::new(),
             });
         }
         Ok(rows)
@@ -127,6 +132,7 @@ impl Project {
             redis_db: redis
                 .filter(|r| r.mode == RedisMode::Db)
                 .map(|r| main_redis_db(&r.url)),
+            processes: self.dev_processes(MAIN_SLUG),
         }
     }
 }
@@ -203,6 +209,7 @@ pub fn lease_info(config: &Config, lease: &Lease, probe: bool) -> WorktreeInfo {
         vhost: lease.resources.vhost.as_ref().map(ToString::to_string),
         redis_prefix: lease.resources.redis_prefix().map(ToString::to_string),
         redis_db: lease.resources.redis_db(),
+        processes: Vec::new(),
     }
 }
 

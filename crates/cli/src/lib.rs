@@ -35,6 +35,7 @@
 //!   [`Error`]s with an [`ErrorKind`], a hint and their whole cause chain.
 
 mod create;
+mod dev;
 mod diagnose;
 mod env_files;
 mod error;
@@ -55,6 +56,7 @@ mod services;
 mod team;
 
 pub use create::{AdoptRequest, CreateRequest, SetUp, SetUpOutcome};
+pub use dev::{DevProcess, ProcessState, Spawned};
 pub use diagnose::{Finding, Level};
 pub use env_files::write_atomic;
 pub use error::{Error, ErrorKind, Result, Rollback};

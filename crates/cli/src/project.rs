@@ -221,6 +221,11 @@ impl Project {
         &self.config
     }
 
+    /// What stops this project's long operations (the caller's Ctrl-C).
+    pub fn cancel(&self) -> &Cancel {
+        &self.options.cancel
+    }
+
     /// The machine-wide registry.
     pub fn registry(&self) -> &Registry {
         &self.registry

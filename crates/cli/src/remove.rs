@@ -283,6 +283,7 @@ impl Project {
         if !report.stuck.is_empty() {
             return Err(self.incomplete(&lease, &report));
         }
+        self.forget_dev_processes(lease.slug.as_str());
         Ok(Removal::Removed(Removed {
             branch: lease.branch.clone(),
             removed: report.removed,
@@ -296,6 +297,25 @@ impl Project {
     /// inside it; each named as it goes (SIGTERM, SIGKILL after a grace period), and those
     /// that outlive both in a warning. pwt and the processes that started it are spared.
     fn stop_processes(&self, lease: &Lease, in_dir: bool, reporter: &mut dyn Reporter) {
+        let slug = lease.slug.as_str();
+        for (p, _) in self
+            .dev_processes(slug)
+            .iter()
+            .filter(|(_, s)| *s == crate::dev::ProcessState::Running)
+        {
+            reporter.report(Event::Step(format!(
+                "stopping {} (pid {}), started by `pwt dev` ...",
+                p.name, p.pid
+            )));
+        }
+        for (p, stopped) in self.stop_dev_processes(slug, std::time::Duration::from_secs(5)) {
+            if !stopped {
+                reporter.report(Event::Warning(format!(
+                    "could not stop {} (pid {}), started by `pwt dev`; stop it yourself",
+                    p.name, p.pid
+                )));
+            }
+        }
         let ports: Vec<u16> = lease.ports.values().copied().collect();
         let mut found: Vec<(crate::processes::Found, String)> =
             crate::processes::listening_on(&ports)

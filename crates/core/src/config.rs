@@ -34,6 +34,8 @@ pub struct Config {
     pub files: FilesConfig,
     /// Commands run in the worktree at set-up and teardown.
     pub hooks: HooksConfig,
+    /// `[processes]`: what `pwt dev` starts in the worktree (name → shell command).
+    pub processes: BTreeMap<String, String>,
     /// The local reverse proxy.
     pub proxy: ProxyConfig,
     /// A team store: who holds which name on the shared servers; absent means off.
@@ -370,6 +372,24 @@ impl Config {
     /// Checks what serde cannot: ranges, names, references between keys.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_ports()?;
+        for (name, command) in &self.processes {
+            let fine = !name.is_empty()
+                && name.len() <= 40
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !fine {
+                return Err(bad(
+                    "processes",
+                    format!(
+                        "{name:?} is not a process name: use letters, digits, - and _ (at most 40)"
+                    ),
+                ));
+            }
+            if command.trim().is_empty() {
+                return Err(bad(format!("processes.{name}"), "the command is empty"));
+            }
+        }
         let services = self.services();
         if let Some(route) = &self.proxy.route
             && !services.contains_key(route)

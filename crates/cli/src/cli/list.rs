@@ -45,6 +45,7 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
     }
     let style = Style::stdout();
     let with_data = rows.iter().any(|r| !r.data_cell().is_empty());
+    let with_processes = rows.iter().any(|r| !r.processes.is_empty());
     let mut table = Vec::new();
     for r in &rows {
         let state = match r.state.as_str() {
@@ -74,6 +75,23 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
         if with_data {
             row.push(r.data_cell());
         }
+        if with_processes {
+            row.push(
+                r.processes
+                    .iter()
+                    .map(|(p, state)| match state {
+                        pwt::ProcessState::Running => format!("{} {}", p.name, style.green("●")),
+                        pwt::ProcessState::Exited(Some(c)) => {
+                            format!("{} {}", p.name, style.yellow(&format!("exited {c}")))
+                        }
+                        pwt::ProcessState::Exited(None) => {
+                            format!("{} {}", p.name, style.dim("stopped"))
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("  "),
+            );
+        }
         row.push(display_path(&r.path, cwd));
         if args.all_repos {
             row.push(display_path(&r.repo, cwd));
@@ -83,6 +101,9 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
     let mut headers = vec!["BRANCH", "STATE", "PORTS", "URL"];
     if with_data {
         headers.push("DATA");
+    }
+    if with_processes {
+        headers.push("PROCESSES");
     }
     headers.push("PATH");
     if args.all_repos {

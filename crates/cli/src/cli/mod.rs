@@ -12,6 +12,7 @@ use pwt::{Cancel, ChildOutput, Faults, Options, Project};
 
 mod completions;
 mod config;
+mod dev;
 mod doctor;
 mod env;
 mod env_vars;
@@ -43,6 +44,8 @@ pub enum Command {
     List(list::ListArgs),
     Env(env::EnvArgs),
     Run(run::RunArgs),
+    Dev(dev::DevArgs),
+    Stop(dev::StopArgs),
     Url(url::UrlArgs),
     State(state::StateArgs),
     Rm(rm::RmArgs),
@@ -70,6 +73,8 @@ pub fn run(dir: Option<PathBuf>, command: Command) -> Result<i32> {
         Command::List(a) => list::run(&cwd, a),
         Command::Env(a) => env::run(&cwd, a),
         Command::Run(a) => run::run(&cwd, a),
+        Command::Dev(a) => dev::run(&cwd, a),
+        Command::Stop(a) => dev::stop(&cwd, a),
         Command::Url(a) => url::run(&cwd, a),
         Command::State(a) => state::run(&cwd, a),
         Command::Rm(a) => rm::run(&cwd, a),

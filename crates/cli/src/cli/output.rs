@@ -65,6 +65,10 @@ impl Style {
     pub fn dim(self, s: &str) -> String {
         self.paint("2", s)
     }
+    /// The `n`th of six colours, for telling apart the lines of several processes.
+    pub fn nth(self, n: usize, s: &str) -> String {
+        self.paint(["36", "35", "33", "32", "34", "31"][n % 6], s)
+    }
 }
 
 /// Prints a table: a bold header row and left-aligned columns. Cells may hold colour codes;

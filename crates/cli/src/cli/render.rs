@@ -48,6 +48,17 @@ impl Show for WorktreeInfo {
             "vhost": self.vhost,
             "redis_prefix": self.redis_prefix,
             "redis_db": self.redis_db,
+            "processes": self.processes.iter().map(|(p, state)| json!({
+                "name": p.name,
+                "command": p.command,
+                "pid": p.pid,
+                "running": *state == pwt::ProcessState::Running,
+                "exit_code": match state {
+                    pwt::ProcessState::Exited(code) => *code,
+                    pwt::ProcessState::Running => None,
+                },
+                "log": p.log,
+            })).collect::<Vec<_>>(),
         })
     }
 

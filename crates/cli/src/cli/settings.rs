@@ -17,8 +17,18 @@ pub const PROJECT_FILE: &str = "pwt.toml";
 /// Top-level keys a `PWT_*` variable may set. Everything else with that prefix (`PWT_SLUG`,
 /// `PWT_URL`, `PWT_STATE_DIR`, …) is not configuration and is ignored here.
 const SECTIONS: &[&str] = &[
-    "project", "worktree", "ports", "postgres", "rabbitmq", "redis", "env", "files", "hooks",
-    "proxy", "team",
+    "project",
+    "worktree",
+    "ports",
+    "postgres",
+    "rabbitmq",
+    "redis",
+    "env",
+    "files",
+    "hooks",
+    "proxy",
+    "team",
+    "processes",
 ];
 
 /// The merged configuration and where it came from.

@@ -1,4 +1,4 @@
-//! `pwt trust`: the commands a committed pwt.toml would run (its hooks) run only once their
+//! `pwt trust`: the commands a committed pwt.toml would run (its hooks and processes) run only once their
 //! user has approved that exact text on this machine; changed commands are asked about again.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
@@ -12,7 +12,7 @@ use super::exit_codes;
 use super::output::display_path;
 use super::settings::Settings;
 
-/// Approve the hooks of this repository's pwt.toml, so pwt may run them
+/// Approve the commands of this repository's pwt.toml (hooks, processes), so pwt may run them
 ///
 /// A pwt.toml comes with the repository: its `[hooks]` are commands someone else wrote. pwt
 /// runs them only once you have seen and approved that exact text on this machine (`pwt new`
@@ -64,6 +64,13 @@ fn commands(settings: &Settings) -> Result<Option<(PathBuf, String)>> {
             out.push_str(&format!("[hooks] {stage}:\n"));
             for c in cmds {
                 out.push_str(&format!("  {c}\n"));
+            }
+        }
+    }
+    if let Some(procs) = value.get("processes").and_then(|p| p.as_object()) {
+        for (name, cmd) in procs {
+            if let Some(cmd) = cmd.as_str() {
+                out.push_str(&format!("[processes] {name}:\n  {cmd}\n"));
             }
         }
     }

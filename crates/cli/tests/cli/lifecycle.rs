@@ -818,3 +818,91 @@ fn a_new_worktree_gets_the_ignored_files_it_needs_from_the_main_one() {
         "the linked original stays"
     );
 }
+
+#[test]
+fn dev_starts_the_worktrees_processes_list_shows_them_and_stop_and_rm_end_them() {
+    let t = TestEnv::new();
+    let toml = format!(
+        "{}[processes]\nweb = \"exec python3 -m http.server $FRONTEND_PORT --bind 127.0.0.1\"\nonce = \"echo hello from $PWT_BRANCH; exit 7\"\n",
+        seed_toml((27700, 27799))
+    );
+    let repo = t.repo("demo", Some(&toml));
+    let made = t
+        .pwt(&repo, &["new", "feat/$(x)", "--format", "json"])
+        .ok()
+        .json();
+    let port = made["ports"]["frontend"]["port"].as_u64().expect("port") as u16;
+    t.pwt(&repo, &["dev", "feat/$(x)", "--detach"]).ok();
+    wait_listening(port);
+    let procs = |t: &TestEnv| {
+        let list = t.pwt(&repo, &["list", "--format", "json"]).ok().json();
+        list.as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["branch"] == "feat/$(x)")
+            .map(|r| r["processes"].clone())
+            .expect("row")
+    };
+    let mut once = serde_json::Value::Null;
+    for _ in 0..100 {
+        let p = procs(&t);
+        once = p
+            .as_array()
+            .expect("procs")
+            .iter()
+            .find(|p| p["name"] == "once")
+            .cloned()
+            .expect("once");
+        if once["running"] == false {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(once["exit_code"], 7, "{once}");
+    let log = std::fs::read_to_string(once["log"].as_str().expect("log")).expect("log");
+    assert_eq!(log, "hello from feat/$(x)\n");
+    let p = procs(&t);
+    let web = p
+        .as_array()
+        .expect("procs")
+        .iter()
+        .find(|p| p["name"] == "web")
+        .expect("web");
+    assert_eq!(web["running"], true, "{p}");
+    let busy = t.pwt(&repo, &["dev", "feat/$(x)", "--detach"]).fails(1);
+    assert!(busy.stderr.contains("pwt stop"), "{}", busy.stderr);
+    let stop = t.pwt(&repo, &["stop", "feat/$(x)"]).ok();
+    assert!(stop.stdout.contains("stopped web"), "{}", stop.stdout);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "web still answers"
+    );
+    // Started again, then `pwt rm` stops it before anything else.
+    t.pwt(&repo, &["dev", "feat/$(x)", "--detach"]).ok();
+    wait_listening(port);
+    let rm = t.pwt(&repo, &["rm", "feat/$(x)"]).ok();
+    assert!(rm.stderr.contains("started by `pwt dev`"), "{}", rm.stderr);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "web outlived rm"
+    );
+}
+
+#[test]
+fn dev_in_the_foreground_prefixes_each_line_and_exits_with_the_worst_code() {
+    let t = TestEnv::new();
+    let repo = t.repo(
+        "demo",
+        Some("[processes]\nfirst = \"echo out; echo err >&2; exit 3\"\nsecond = \"echo two\"\n"),
+    );
+    t.pwt(&repo, &["new", "a"]).ok();
+    let run = t.pwt(&repo, &["dev", "a"]).fails(3);
+    assert!(run.stdout.contains("first  | out"), "{}", run.stdout);
+    assert!(run.stdout.contains("first  | err"), "{}", run.stdout);
+    assert!(run.stdout.contains("second | two"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("first exited with code 3"),
+        "{}",
+        run.stderr
+    );
+}
