@@ -372,10 +372,166 @@ fn report_services(
     }
 }
 
+/// A `node_modules` of `dirs` x `per_dir` files of `size` bytes under `root`.
+fn synthetic_node_modules(root: &Path, dirs: usize, per_dir: usize, size: usize) -> Result<()> {
+    let body = vec![b'x'; size];
+    for d in 0..dirs {
+        let dir = root
+            .join("node_modules")
+            .join(format!("pkg{d}"))
+            .join("lib");
+        std::fs::create_dir_all(&dir)?;
+        for f in 0..per_dir {
+            std::fs::write(dir.join(format!("m{f}.js")), &body)?;
+        }
+    }
+    Ok(())
+}
+
+/// A command's wall time, failing on a non-zero exit.
+fn timed(cmd: &mut Command) -> Result<Duration> {
+    let start = Instant::now();
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run a baseline")?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(took)
+}
+
+/// `pwt new` bringing a 200 MB, 20,000-file `node_modules` (`.worktreeinclude`) against
+/// `git worktree add` + `cp -r` of it; then a real `node_modules` (Vite's, from npm) against
+/// `npm ci` from a warm cache.
+fn bench_files(pwt: &Path, rounds: usize) -> Result<()> {
+    let sb = Sandbox::new(pwt.to_owned())?;
+    let repo = sb.repo("files", 300, "")?;
+    std::fs::write(repo.join(".gitignore"), "node_modules/\n")?;
+    std::fs::write(repo.join(".worktreeinclude"), "node_modules/\n")?;
+    sb.git(&repo, &["add", "-A"])?;
+    sb.git(&repo, &["commit", "-q", "-m", "include"])?;
+    synthetic_node_modules(&repo, 200, 100, 10 * 1024)?;
+    let (mut manual, mut cp, mut new) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let to = sb.root.join(format!("cp{i}"));
+        cp.push(timed(
+            Command::new("cp")
+                .arg("-r")
+                .arg(repo.join("node_modules"))
+                .arg(&to),
+        )?);
+        let g = sb.git(
+            &repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                &format!("g{i}"),
+                &format!("../g{i}"),
+            ],
+        )?;
+        let c = timed(
+            Command::new("cp")
+                .arg("-r")
+                .arg(repo.join("node_modules"))
+                .arg(sb.root.join(format!("g{i}"))),
+        )?;
+        manual.push(g + c);
+        new.push(sb.pwt(&repo, &["new", &format!("p{i}")])?);
+    }
+    println!(
+        "\n`pwt new` with a 200 MB, 20,000-file node_modules from .worktreeinclude, {rounds} rounds"
+    );
+    header();
+    let (cp, manual, new) = (stats(cp), stats(manual), stats(new));
+    row("cp -r node_modules", &cp, None, "");
+    row("git worktree add + cp -r (baseline)", &manual, None, "");
+    row(
+        "pwt new",
+        &new,
+        Some(&manual),
+        "<= 1.00x (no slower than cp -r)",
+    );
+    bench_npm_ci(&sb, rounds)
+}
+
+/// A real `node_modules` (Vite 7's) brought by `pwt new` against `npm ci` from a warm cache.
+fn bench_npm_ci(sb: &Sandbox, rounds: usize) -> Result<()> {
+    let repo = sb.repo("npm", 300, "")?;
+    std::fs::write(repo.join(".gitignore"), "node_modules/\n")?;
+    std::fs::write(repo.join(".worktreeinclude"), "node_modules/\n")?;
+    std::fs::write(
+        repo.join("package.json"),
+        r#"{"name":"bench","private":true,"dependencies":{"vite":"^7"}}"#,
+    )?;
+    let npm = |dir: &Path, args: &[&str]| {
+        timed(
+            Command::new("npm")
+                .args(args)
+                .args([
+                    "--no-audit",
+                    "--no-fund",
+                    "--prefer-offline",
+                    "--loglevel=error",
+                ])
+                .current_dir(dir),
+        )
+    };
+    // Fills the cache and writes the lock file.
+    npm(&repo, &["install"]).context("npm install (is npm on PATH, the registry reachable?)")?;
+    sb.git(&repo, &["add", "-A"])?;
+    sb.git(&repo, &["commit", "-q", "-m", "npm"])?;
+    let (mut ci, mut new) = (Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let g = sb.git(
+            &repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                &format!("n{i}"),
+                &format!("../n{i}"),
+            ],
+        )?;
+        ci.push(g + npm(&sb.root.join(format!("n{i}")), &["ci"])?);
+        new.push(sb.pwt(&repo, &["new", &format!("q{i}")])?);
+    }
+    let files = count_files(&repo.join("node_modules"));
+    println!(
+        "\n`pwt new` bringing Vite's node_modules ({files} files) vs `npm ci` from a warm cache, {rounds} rounds"
+    );
+    header();
+    let (ci, new) = (stats(ci), stats(new));
+    row("git worktree add + npm ci (baseline)", &ci, None, "");
+    row("pwt new (worktree + copy)", &new, Some(&ci), "<= 0.30x");
+    Ok(())
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => count_files(&e.path()),
+                _ => 1,
+            })
+            .sum()
+    })
+}
+
 pub fn run(args: &[String]) -> Result<()> {
     let which = args.first().map(String::as_str).unwrap_or("all");
-    if !matches!(which, "all" | "new" | "list" | "services" | "proxy") {
-        bail!("unknown benchmark {which:?}: use new, list, services, proxy, or nothing for all");
+    if !matches!(
+        which,
+        "all" | "new" | "list" | "services" | "proxy" | "files"
+    ) {
+        bail!(
+            "unknown benchmark {which:?}: use new, list, services, proxy, files, or nothing for all"
+        );
     }
     let pwt = build_pwt()?;
     if matches!(which, "all" | "new") {
@@ -386,6 +542,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if matches!(which, "all" | "services") {
         bench_services(&pwt, 10)?;
+    }
+    if matches!(which, "all" | "files") {
+        bench_files(&pwt, 5)?;
     }
     if matches!(which, "all" | "proxy") {
         crate::bench_proxy::run(&pwt)?;

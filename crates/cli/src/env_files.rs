@@ -85,6 +85,16 @@ impl Project {
                 )));
             }
             let path = root.join(&name);
+            if !no_link_on_the_way(root, Path::new(&name)) {
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "{} leads through a symbolic link (one the branch carries, say): pwt writes env files only inside the worktree",
+                        path.display()
+                    ),
+                )
+                .hint("remove the link, or have pwt write another file (`files.dotenv` / `files.mise` in pwt.toml)"));
+            }
             if let Ok(existing) = fs::read(&path)
                 && existing != text.as_bytes()
                 && previous.get(&name) != Some(&content_hash(&existing))
@@ -148,6 +158,21 @@ impl Project {
         }
         kept
     }
+}
+
+/// Whether `rel` under `root` passes no symbolic link: neither one of its directories nor
+/// itself is a link (a path a branch made lead out of the worktree).
+pub(crate) fn no_link_on_the_way(root: &Path, rel: &Path) -> bool {
+    let mut at = root.to_owned();
+    for c in rel.components() {
+        at.push(c);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => return false,
+            Ok(_) => {}
+            Err(_) => return true,
+        }
+    }
+    true
 }
 
 /// Hash recorded for env files: stable across versions.

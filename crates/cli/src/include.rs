@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::env_files::no_link_on_the_way;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Reporter};
 use crate::project::Project;
@@ -54,8 +55,21 @@ impl Project {
                 "links to the main worktree's, made by pwt (files.link)",
             )?;
         }
+        let through_link = |entry: &str, reporter: &mut dyn Reporter| {
+            let blocked = !no_link_on_the_way(to, Path::new(trim(entry)));
+            if blocked {
+                reporter.report(Event::Warning(format!(
+                    "{entry} not brought: the new worktree has a symbolic link on its way (the branch's), which could lead anywhere"
+                )));
+            }
+            blocked
+        };
         for entry in links {
             let (src, dst) = (main.join(trim(&entry)), to.join(trim(&entry)));
+            if through_link(&entry, reporter) {
+                done.skipped.push(entry);
+                continue;
+            }
             if dst.symlink_metadata().is_ok() {
                 done.skipped.push(entry);
                 continue;
@@ -68,6 +82,10 @@ impl Project {
         }
         for entry in copies {
             let (src, dst) = (main.join(trim(&entry)), to.join(trim(&entry)));
+            if through_link(&entry, reporter) {
+                done.skipped.push(entry);
+                continue;
+            }
             if dst.symlink_metadata().is_ok() {
                 done.skipped.push(entry);
                 continue;

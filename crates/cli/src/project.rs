@@ -38,6 +38,10 @@ pub struct Options {
     pub machine_dir: Option<PathBuf>,
     /// Who holds leases in the team store (`user@host`).
     pub holder: String,
+    /// `worktree.path` came from a file the repository carries: the worktrees it names must
+    /// stay beside the main worktree (under its parent directory, in no hidden directory),
+    /// so a committed pwt.toml cannot check a branch out into `~/.config/git`, say.
+    pub confine_worktrees: bool,
 }
 
 impl Options {
@@ -52,6 +56,7 @@ impl Options {
             lock_timeout: Duration::from_secs(30),
             machine_dir: None,
             holder: "unknown@localhost".into(),
+            confine_worktrees: false,
         }
     }
 }
@@ -429,6 +434,31 @@ impl Project {
         };
         let path = normalize(&path);
         let refuse = |why: String| Err(Error::new(ErrorKind::Invalid, why));
+        if explicit.is_none() && self.options.confine_worktrees {
+            let beside = self
+                .repo
+                .main_root
+                .as_deref()
+                .and_then(Path::parent)
+                .map(normalize);
+            let inside = beside.as_ref().is_some_and(|b| {
+                path.strip_prefix(b).is_ok_and(|rest| {
+                    rest.components().all(|c| {
+                        matches!(c, std::path::Component::Normal(n) if !n.to_string_lossy().starts_with('.'))
+                    })
+                })
+            });
+            if !inside {
+                return Err(Error::new(
+                    ErrorKind::Invalid,
+                    format!(
+                        "the repository's pwt.toml puts the worktree at {}, outside the directory beside the main worktree (or in a hidden directory); pwt will not check a branch out there",
+                        path.display()
+                    ),
+                )
+                .hint("pass --path, or set worktree.path in your own config (~/.config/pwt/config.toml), which is not confined"));
+            }
+        }
         if path.starts_with(&self.repo.common_dir) {
             return refuse(format!(
                 "{} is inside the repository's git directory; choose another --path",

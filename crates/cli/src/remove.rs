@@ -425,14 +425,24 @@ impl Project {
         }
         let keep = &self.config.files.keep;
         if !keep.is_empty() {
+            let matches = |rel: &str| {
+                let name = rel.rsplit('/').next().unwrap_or(rel);
+                keep.iter().any(|p| crate::git::name_matches(p, name))
+            };
             for entry in crate::git::ignored(&lease.path)? {
                 let trimmed = entry.trim_end_matches('/');
                 if lease.files.contains_key(trimmed) {
                     continue;
                 }
-                let name = trimmed.rsplit('/').next().unwrap_or(trimmed);
-                if keep.iter().any(|p| crate::git::name_matches(p, name)) {
+                if matches(trimmed) {
                     lost.push(format!("{entry} (ignored by git, matches files.keep)"));
+                } else if entry.ends_with('/') {
+                    // git names an ignored directory once: what is in it counts too.
+                    for inner in files_within(&lease.path, trimmed) {
+                        if matches(&inner) {
+                            lost.push(format!("{inner} (ignored by git, matches files.keep)"));
+                        }
+                    }
                 }
             }
         }
@@ -840,4 +850,46 @@ impl Project {
             }
         }
     }
+}
+
+/// Directories of installed dependencies: their files are the package manager's, not
+/// someone's work (`.env.example` files ship in npm packages).
+const DEPENDENCY_DIRS: &[&str] = &[
+    "node_modules",
+    ".venv",
+    "venv",
+    "vendor",
+    "target",
+    "__pycache__",
+    ".tox",
+    ".git",
+];
+
+/// The files under `root/rel` (relative to `root`), links not followed, dependency
+/// directories left out.
+fn files_within(root: &std::path::Path, rel: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![rel.to_owned()];
+    while let Some(dir) = todo.pop() {
+        if dir
+            .rsplit('/')
+            .next()
+            .is_some_and(|n| DEPENDENCY_DIRS.contains(&n))
+        {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(root.join(&dir)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = format!("{dir}/{}", e.file_name().to_string_lossy());
+            match e.file_type() {
+                Ok(t) if t.is_dir() => todo.push(path),
+                Ok(_) => out.push(path),
+                Err(_) => {}
+            }
+        }
+    }
+    out.sort();
+    out
 }

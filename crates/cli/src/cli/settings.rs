@@ -95,6 +95,19 @@ impl Settings {
         })
     }
 
+    /// Whether `key`'s value comes from the repository's pwt.toml (a file someone else wrote).
+    pub fn from_project_file(&self, key: &str) -> bool {
+        let Some(file) = &self.project_file else {
+            return false;
+        };
+        match self.figment.find_metadata(key) {
+            Some(md) if self.figment.find_value(key).is_ok() => {
+                matches!(&md.source, Some(figment::Source::File(p)) if p == file)
+            }
+            _ => false,
+        }
+    }
+
     fn source_of(figment: &Figment, key: &str) -> String {
         // Only a layer that set this very key gets the credit: a section a file opened
         // (`[postgres]` with its url) does not make the keys it left out the file's.

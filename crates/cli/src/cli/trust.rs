@@ -10,7 +10,6 @@ use sha2::{Digest as _, Sha256};
 use super::Opened;
 use super::exit_codes;
 use super::output::display_path;
-use super::settings::Settings;
 
 /// Approve the commands of this repository's pwt.toml (hooks, processes), so pwt may run them
 ///
@@ -38,10 +37,20 @@ pub struct TrustArgs {
 /// The variable that approves every repository's hooks, for automation.
 pub const PWT_TRUST_HOOKS: &str = "PWT_TRUST_HOOKS";
 
-/// The commands the repository's pwt.toml would run, as shown to the user (the text that is
-/// approved); `None` when it has none.
-fn commands(settings: &Settings) -> Result<Option<(PathBuf, String)>> {
-    let Some(file) = &settings.project_file else {
+/// What a repository's pwt.toml would have pwt run: its hooks, its processes, and the
+/// `[env]` they run with (a `GIT_CONFIG_*`, `PATH` or `NODE_OPTIONS` there decides what an
+/// approved `git status` or `npm run dev` does).
+struct Commands {
+    file: PathBuf,
+    /// As shown to the user.
+    shown: String,
+    /// What an approval is of: this repository and exactly these sections.
+    key: String,
+}
+
+/// The commands of the repository's pwt.toml; `None` when it has none.
+fn commands(opened: &Opened) -> Result<Option<Commands>> {
+    let Some(file) = &opened.settings.project_file else {
         return Ok(None);
     };
     let text =
@@ -51,30 +60,56 @@ fn commands(settings: &Settings) -> Result<Option<(PathBuf, String)>> {
     )
     .extract()
     .with_context(|| format!("cannot parse {}", file.display()))?;
-    let mut out = String::new();
+    let section = |name: &str| value.get(name).cloned().unwrap_or(serde_json::Value::Null);
+    let mut shown = String::new();
     if let Some(hooks) = value.get("hooks").and_then(|h| h.as_object()) {
         for (stage, list) in hooks {
-            let cmds: Vec<&str> = list
+            for c in list
                 .as_array()
-                .map(|a| a.iter().filter_map(|c| c.as_str()).collect())
-                .unwrap_or_default();
-            if cmds.is_empty() {
-                continue;
-            }
-            out.push_str(&format!("[hooks] {stage}:\n"));
-            for c in cmds {
-                out.push_str(&format!("  {c}\n"));
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str())
+            {
+                shown.push_str(&format!("  [hooks] {stage}: {c}\n"));
             }
         }
     }
-    if let Some(procs) = value.get("processes").and_then(|p| p.as_object()) {
-        for (name, cmd) in procs {
-            if let Some(cmd) = cmd.as_str() {
-                out.push_str(&format!("[processes] {name}:\n  {cmd}\n"));
-            }
-        }
+    for (name, cmd) in value
+        .get("processes")
+        .and_then(|p| p.as_object())
+        .into_iter()
+        .flatten()
+    {
+        shown.push_str(&format!(
+            "  [processes] {name}: {}\n",
+            cmd.as_str().unwrap_or_default()
+        ));
     }
-    Ok((!out.is_empty()).then(|| (file.clone(), out)))
+    if shown.is_empty() {
+        return Ok(None);
+    }
+    for (name, v) in value
+        .get("env")
+        .and_then(|p| p.as_object())
+        .into_iter()
+        .flatten()
+    {
+        shown.push_str(&format!(
+            "  [env] {name} = {}\n",
+            v.as_str().unwrap_or_default()
+        ));
+    }
+    let approved = serde_json::json!({
+        "repository": opened.project.repo().common_dir,
+        "hooks": section("hooks"),
+        "processes": section("processes"),
+        "env": section("env"),
+    });
+    Ok(Some(Commands {
+        file: file.clone(),
+        shown,
+        key: digest(&approved.to_string()),
+    }))
 }
 
 fn digest(text: &str) -> String {
@@ -89,21 +124,21 @@ fn store() -> Result<PathBuf> {
     Ok(super::state_dir()?.join("trusted-commands"))
 }
 
-fn approved(text: &str) -> bool {
-    let want = digest(text);
+fn approved(key: &str) -> bool {
+    let want = key;
     store()
         .ok()
         .and_then(|p| std::fs::read_to_string(p).ok())
         .is_some_and(|s| s.lines().any(|l| l.trim() == want))
 }
 
-fn set_approved(text: &str, on: bool) -> Result<()> {
+fn set_approved(key: &str, on: bool) -> Result<()> {
     let path = store()?;
-    let want = digest(text);
+    let want = key;
     let current = std::fs::read_to_string(&path).unwrap_or_default();
     let mut lines: Vec<&str> = current.lines().filter(|l| l.trim() != want).collect();
     if on {
-        lines.push(&want);
+        lines.push(want);
     }
     let mut body = lines.join("\n");
     body.push('\n');
@@ -115,60 +150,63 @@ fn set_approved(text: &str, on: bool) -> Result<()> {
 /// (or `PWT_TRUST_HOOKS`) says to run them anyway, or the user approves them now on a
 /// terminal; else the refusal, showing the commands.
 pub fn ensure(cwd: &Path, opened: &Opened, yes: bool) -> Result<()> {
-    let Some((file, text)) = commands(&opened.settings)? else {
+    let Some(c) = commands(opened)? else {
         return Ok(());
     };
-    if yes || approved(&text) || super::env_vars::get(PWT_TRUST_HOOKS).is_some_and(|v| v != "0") {
+    if yes || approved(&c.key) || super::env_vars::get(PWT_TRUST_HOOKS).is_some_and(|v| v != "0") {
         return Ok(());
     }
-    let shown = display_path(&file, cwd);
+    let shown = display_path(&c.file, cwd);
     if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
         eprint!(
-            "{shown} would run these commands, which you have not approved on this machine:\n{text}Run them, now and from now on? [y/N] "
+            "{shown} would run these commands, which you have not approved for this repository on this machine:\n{}Run them, now and from now on? [y/N] ",
+            c.shown
         );
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer)?;
         if matches!(answer.trim(), "y" | "Y" | "yes") {
-            set_approved(&text, true)?;
+            set_approved(&c.key, true)?;
             return Ok(());
         }
     }
     Err(pwt::Error::new(
         pwt::ErrorKind::Invalid,
         format!(
-            "{shown} would run commands you have not approved on this machine; nothing was done:\n{}",
-            text.trim_end()
+            "{shown} would run commands you have not approved for this repository on this machine; nothing was done:\n{}",
+            c.shown.trim_end()
         ),
     )
-    .hint("read them, then `pwt trust` approves them (asked again when they change); `--yes` or PWT_TRUST_HOOKS=1 runs them without asking, for automation; --no-hooks skips them")
+    .hint("read them, then `pwt trust` approves them (asked again when they or their [env] change); `--yes` or PWT_TRUST_HOOKS=1 runs them without asking, for automation; --no-hooks skips the hooks")
     .into())
 }
 
 pub fn run(cwd: &Path, args: TrustArgs) -> Result<i32> {
     let opened = super::open(cwd, false)?;
-    let Some((file, text)) = commands(&opened.settings)? else {
+    let Some(c) = commands(&opened)? else {
         println!("this repository's pwt.toml runs no commands: nothing to approve");
         return Ok(exit_codes::OK);
     };
-    let shown = display_path(&file, cwd);
-    let was = approved(&text);
-    print!("{shown} runs:\n{text}");
+    let shown = display_path(&c.file, cwd);
+    let was = approved(&c.key);
+    print!("{shown} runs:\n{}", c.shown);
     if args.show {
         println!(
             "{}",
             if was {
-                "approved on this machine"
+                "approved for this repository on this machine"
             } else {
-                "not approved on this machine: `pwt trust` approves it"
+                "not approved for this repository on this machine: `pwt trust` approves it"
             }
         );
     } else if args.revoke {
-        set_approved(&text, false)?;
+        set_approved(&c.key, false)?;
         println!("approval withdrawn: pwt asks again before running them");
     } else {
-        set_approved(&text, true)?;
-        println!("approved: pwt runs these commands from now on, until they change");
+        set_approved(&c.key, true)?;
+        println!(
+            "approved: pwt runs these commands in this repository from now on, until they or their [env] change"
+        );
     }
     Ok(exit_codes::OK)
 }

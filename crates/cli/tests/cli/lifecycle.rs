@@ -906,3 +906,42 @@ fn dev_in_the_foreground_prefixes_each_line_and_exits_with_the_worst_code() {
         run.stderr
     );
 }
+
+#[test]
+fn files_are_brought_only_inside_the_worktree_and_kept_files_in_ignored_directories_count() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    std::fs::write(repo.join(".gitignore"), "conf/*.ini\nbuild/\n").expect("gitignore");
+    std::fs::write(repo.join(".worktreeinclude"), "conf/*.ini\n").expect("include");
+    std::fs::create_dir_all(repo.join("conf")).expect("conf");
+    std::fs::write(repo.join("conf/tracked"), "t\n").expect("tracked");
+    t.git(&repo, &["add", "."]);
+    t.git(&repo, &["commit", "-q", "-m", "conf"]);
+    // A branch that makes `conf` a link to somewhere else.
+    let victim = t.root().join("victim");
+    std::fs::create_dir_all(&victim).expect("victim");
+    t.git(&repo, &["checkout", "-q", "-b", "evil"]);
+    t.git(&repo, &["rm", "-rq", "conf"]);
+    std::os::unix::fs::symlink(&victim, repo.join("conf")).expect("link");
+    t.git(&repo, &["add", "conf"]);
+    t.git(&repo, &["commit", "-q", "-m", "evil"]);
+    t.git(&repo, &["checkout", "-q", "main"]);
+    std::fs::write(repo.join("conf/app.ini"), "MAINSECRET\n").expect("secret");
+    let made = t.pwt(&repo, &["new", "evil"]).ok();
+    assert!(
+        made.stderr.contains("conf/app.ini not brought"),
+        "{}",
+        made.stderr
+    );
+    assert!(
+        !victim.join("app.ini").exists(),
+        "copied through the branch's link"
+    );
+    // A kept file inside an ignored directory: refused like one at the top.
+    let made = t.pwt(&repo, &["new", "b", "--format", "json"]).ok().json();
+    let dir = std::path::PathBuf::from(made["path"].as_str().expect("path"));
+    std::fs::create_dir_all(dir.join("build/deep")).expect("build");
+    std::fs::write(dir.join("build/deep/.env"), "SECRET=1\n").expect("env");
+    let rm = t.pwt(&repo, &["rm", "b"]).fails(3);
+    assert!(rm.stderr.contains("build/deep/.env"), "{}", rm.stderr);
+}

@@ -52,7 +52,8 @@ fn hostile_branch_names_give_valid_distinct_slugs_and_run_nothing() {
             repo.parent(),
             "{name:?} put its worktree elsewhere"
         );
-        if !name.contains('\'') {
+        // A `${…}` python-dotenv would expand: no spelling carries it (readers.rs).
+        if !name.contains('\'') && !name.contains("${") {
             assert_eq!(dotenv(&root.join(".env.worktree"))["PWT_BRANCH"], name);
         }
         assert_eq!(

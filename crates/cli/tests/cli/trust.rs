@@ -57,3 +57,54 @@ fn a_fresh_clones_hooks_run_only_once_approved_and_again_when_changed() {
     pwt(&t, &repo, &["trust", "--revoke"]).ok();
     pwt(&t, &repo, &["new", "d"]).fails(1);
 }
+
+#[test]
+fn an_approval_covers_one_repository_and_the_env_its_commands_run_with() {
+    let t = TestEnv::new();
+    let toml = "[hooks]\npost-create = [\"git status --short\"]\n";
+    let repo = t.repo("demo", Some(toml));
+    pwt(&t, &repo, &["trust"]).ok();
+    pwt(&t, &repo, &["new", "a"]).ok();
+    // The same commands with an [env] that turns `git status` into anything: asked again.
+    std::fs::write(
+        repo.join("pwt.toml"),
+        format!("{toml}[env]\nGIT_CONFIG_COUNT = \"1\"\nGIT_CONFIG_KEY_0 = \"core.fsmonitor\"\nGIT_CONFIG_VALUE_0 = \"touch pwned; false\"\n"),
+    )
+    .expect("edit");
+    let again = pwt(&t, &repo, &["new", "b"]).fails(1);
+    assert!(
+        again.stderr.contains("GIT_CONFIG_VALUE_0"),
+        "{}",
+        again.stderr
+    );
+    // Another repository with the very text approved here: its own approval is needed.
+    let other = t.repo("other", Some(toml));
+    pwt(&t, &other, &["new", "c"]).fails(1);
+}
+
+#[test]
+fn a_committed_pwt_toml_cannot_put_files_outside_the_worktree() {
+    let t = TestEnv::new();
+    // worktree.path from the repository's file: confined beside the main worktree.
+    let repo = t.repo("demo", Some("[worktree]\npath = \"../home/.config/git\"\n"));
+    let out = pwt(&t, &repo, &["new", "a"]).fails(1);
+    assert!(
+        out.stderr.contains("outside the directory beside"),
+        "{}",
+        out.stderr
+    );
+    assert!(!t.home().join(".config/git").exists());
+    // An env file name that a tracked link turns into a path elsewhere.
+    let victim = t.root().join("victim");
+    std::fs::create_dir_all(&victim).expect("victim");
+    let linked = t.repo("linked", Some("[files]\ndotenv = \"conf/.bash_profile\"\n"));
+    std::os::unix::fs::symlink(&victim, linked.join("conf")).expect("link");
+    t.git(&linked, &["add", "conf"]);
+    t.git(&linked, &["commit", "-q", "-m", "link"]);
+    let out = pwt(&t, &linked, &["new", "b"]).fails(3);
+    assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
+    assert!(
+        !victim.join(".bash_profile").exists(),
+        "written through the link"
+    );
+}
