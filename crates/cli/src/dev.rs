@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::env_files::write_atomic;
 use crate::error::{Error, ErrorKind, Result};
+use crate::processes::is_zombie;
 use crate::project::{Project, Target};
 
 /// Runs the command (in a subshell, so its own `exit` ends only that) and notes its exit
@@ -300,14 +301,4 @@ fn group_all_zombies(pgid: u32) -> bool {
             (group == pgid).then_some(state)
         })
         .any(|state| state != "Z")
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rfind(')')
-                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
 }

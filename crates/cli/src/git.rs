@@ -254,68 +254,67 @@ pub(crate) fn head_of(root: &Path) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// Uncommitted or untracked changes of a worktree (`git status --porcelain`), ignoring
-/// ignored files (pwt's env files among them).
-pub(crate) fn changes(root: &Path) -> Result<Vec<String>> {
+/// The stdout of `git ARGS` run in `root`; a failure names the command and git's words.
+fn git_output(root: &Path, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>> {
+    let shown = args
+        .iter()
+        .take(2)
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
     let out = Command::new("git")
         .current_dir(root)
-        .args([
-            "status",
-            "--porcelain=v1",
-            "--untracked-files=normal",
-            "--ignore-submodules=none",
-        ])
+        .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| Error::new(ErrorKind::Git, "cannot run git status").caused_by(e))?;
+        .map_err(|e| Error::new(ErrorKind::Git, format!("cannot run git {shown}")).caused_by(e))?;
     if !out.status.success() {
         return Err(Error::new(
             ErrorKind::Git,
             format!(
-                "`git status` failed in {}: {}",
+                "`git {shown}` failed in {}: {}",
                 root.display(),
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
         ));
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
+    Ok(out.stdout)
+}
+
+/// Uncommitted or untracked changes of a worktree (`git status --porcelain`), ignoring
+/// ignored files (pwt's env files among them).
+pub(crate) fn changes(root: &Path) -> Result<Vec<String>> {
+    let args = [
+        "status",
+        "--porcelain=v1",
+        "--untracked-files=normal",
+        "--ignore-submodules=none",
+    ]
+    .map(std::ffi::OsStr::new);
+    Ok(String::from_utf8_lossy(&git_output(root, &args)?)
         .lines()
         .map(str::to_owned)
         .collect())
 }
 
-/// The ignored files of the worktree at `root` (an ignored directory as one entry ending in
-/// `/`), relative to it.
-pub(crate) fn ignored(root: &Path) -> Result<Vec<String>> {
-    let out = Command::new("git")
-        .current_dir(root)
-        .args([
-            "ls-files",
-            "-z",
-            "--others",
-            "--ignored",
-            "--exclude-standard",
-            "--directory",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::new(ErrorKind::Git, "cannot run git ls-files").caused_by(e))?;
-    if !out.status.success() {
-        return Err(Error::new(
-            ErrorKind::Git,
-            format!(
-                "`git ls-files --ignored` failed in {}: {}",
-                root.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ));
-    }
-    Ok(out
-        .stdout
+/// The untracked files of the worktree at `root` that `args` (patterns, as `git ls-files`
+/// takes them) make ignored, an ignored directory as one entry ending in `/`, relative to
+/// it.
+pub(crate) fn ignored_by(root: &Path, args: &[std::ffi::OsString]) -> Result<Vec<String>> {
+    let mut all: Vec<&std::ffi::OsStr> = ["ls-files", "-z", "--others", "--ignored", "--directory"]
+        .map(std::ffi::OsStr::new)
+        .to_vec();
+    all.extend(args.iter().map(|a| a.as_os_str()));
+    Ok(git_output(root, &all)?
         .split(|b| *b == 0)
         .filter(|p| !p.is_empty())
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .collect())
+}
+
+/// The ignored files of the worktree at `root`, by the repository's own ignore rules.
+pub(crate) fn ignored(root: &Path) -> Result<Vec<String>> {
+    ignored_by(root, &["--exclude-standard".into()])
 }
 
 /// Whether `name` matches `pattern`, where `*` stands for any run of characters.

@@ -124,9 +124,7 @@ fn matching(main: &Path, file: Option<&Path>, patterns: &[String]) -> Result<Vec
         return Ok(Vec::new());
     }
     let ignored = crate::git::ignored(main)?;
-    let mut args: Vec<OsString> = ["ls-files", "-z", "--others", "--ignored", "--directory"]
-        .map(OsString::from)
-        .to_vec();
+    let mut args: Vec<OsString> = Vec::new();
     if let Some(f) = file {
         let mut a = OsString::from("--exclude-from=");
         a.push(f);
@@ -135,27 +133,7 @@ fn matching(main: &Path, file: Option<&Path>, patterns: &[String]) -> Result<Vec
     for p in patterns {
         args.push(format!("--exclude={p}").into());
     }
-    let out = Command::new("git")
-        .current_dir(main)
-        .args(&args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::new(ErrorKind::Git, "cannot run git ls-files").caused_by(e))?;
-    if !out.status.success() {
-        return Err(Error::new(
-            ErrorKind::Git,
-            format!(
-                "`git ls-files` of the files to bring failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ));
-    }
-    let wanted: Vec<String> = out
-        .stdout
-        .split(|b| *b == 0)
-        .filter(|p| !p.is_empty())
-        .map(|p| String::from_utf8_lossy(p).into_owned())
-        .collect();
+    let wanted = crate::git::ignored_by(main, &args)?;
     // Only what git ignores: a wanted entry that is (inside) an ignored one, or the ignored
     // entries inside a wanted directory.
     let mut chosen: Vec<String> = Vec::new();

@@ -148,7 +148,7 @@ pub(crate) fn stop(found: &[Found], grace: Duration) -> Vec<Found> {
     found.iter().filter(alive).cloned().collect()
 }
 
-fn is_zombie(pid: u32) -> bool {
+pub(crate) fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {

@@ -370,8 +370,7 @@ impl Config {
     }
 
     /// Checks what serde cannot: ranges, names, references between keys.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.validate_ports()?;
+    fn validate_processes(&self) -> Result<(), ConfigError> {
         for (name, command) in &self.processes {
             let fine = !name.is_empty()
                 && name.len() <= 40
@@ -390,6 +389,12 @@ impl Config {
                 return Err(bad(format!("processes.{name}"), "the command is empty"));
             }
         }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_ports()?;
+        self.validate_processes()?;
         let services = self.services();
         if let Some(route) = &self.proxy.route
             && !services.contains_key(route)

@@ -58,7 +58,6 @@ pub fn run(cwd: &Path, args: DevArgs) -> Result<i32> {
     super::trust::ensure(cwd, &opened, args.yes)?;
     let project = &opened.project;
     let spawned = project.start_processes(args.target.as_deref(), args.detach)?;
-    let err = Style::stderr();
     if args.detach {
         for s in &spawned {
             let log = s.process.log.as_ref().map(|l| l.display().to_string());
@@ -73,6 +72,13 @@ pub fn run(cwd: &Path, args: DevArgs) -> Result<i32> {
         return Ok(exit_codes::OK);
     }
     let slug = slug_of(project, args.target.as_deref())?;
+    Ok(foreground(project, &slug, spawned))
+}
+
+/// Shows the processes' output line by line, each prefixed with its name, until all have
+/// ended (or Ctrl-C stops them); returns the worst exit code.
+fn foreground(project: &pwt::Project, slug: &str, spawned: Vec<pwt::Spawned>) -> i32 {
+    let err = Style::stderr();
     let width = spawned
         .iter()
         .map(|s| s.process.name.len())
@@ -83,27 +89,7 @@ pub fn run(cwd: &Path, args: DevArgs) -> Result<i32> {
     let mut readers = Vec::new();
     for (i, mut s) in spawned.into_iter().enumerate() {
         let prefix = out.nth(i, &format!("{:width$} |", s.process.name));
-        for stream in [
-            s.child
-                .stdout
-                .take()
-                .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
-            s.child
-                .stderr
-                .take()
-                .map(|e| Box::new(e) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let prefix = prefix.clone();
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(stream).split(b'\n').map_while(|l| l.ok()) {
-                    let mut o = std::io::stdout().lock();
-                    let _ = writeln!(o, "{prefix} {}", String::from_utf8_lossy(&line));
-                }
-            }));
-        }
+        readers.extend(prefix_lines(&mut s.child, &prefix));
         eprintln!(
             "{} {} (pid {})",
             err.dim("started"),
@@ -117,7 +103,7 @@ pub fn run(cwd: &Path, args: DevArgs) -> Result<i32> {
     while done.iter().any(|d| !d) {
         if project.cancel().is_cancelled() {
             eprintln!("{}", err.dim("stopping ..."));
-            for (p, stopped) in project.stop_dev_processes(&slug, Duration::from_secs(5)) {
+            for (p, stopped) in project.stop_dev_processes(slug, Duration::from_secs(5)) {
                 if !stopped {
                     eprintln!(
                         "{} {} (pid {}) did not stop",
@@ -147,11 +133,38 @@ pub fn run(cwd: &Path, args: DevArgs) -> Result<i32> {
     for r in readers {
         let _ = r.join();
     }
-    Ok(if project.cancel().is_cancelled() {
+    if project.cancel().is_cancelled() {
         exit_codes::INTERRUPTED
     } else {
         worst
-    })
+    }
+}
+
+/// Threads that copy the child's stdout and stderr to ours, each line after `prefix`.
+fn prefix_lines(child: &mut std::process::Child, prefix: &str) -> Vec<std::thread::JoinHandle<()>> {
+    let streams = [
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn std::io::Read + Send>),
+    ];
+    streams
+        .into_iter()
+        .flatten()
+        .map(|stream| {
+            let prefix = prefix.to_owned();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).split(b'\n').map_while(|l| l.ok()) {
+                    let mut o = std::io::stdout().lock();
+                    let _ = writeln!(o, "{prefix} {}", String::from_utf8_lossy(&line));
+                }
+            })
+        })
+        .collect()
 }
 
 fn slug_of(project: &pwt::Project, target: Option<&str>) -> Result<String> {

@@ -76,21 +76,7 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
             row.push(r.data_cell());
         }
         if with_processes {
-            row.push(
-                r.processes
-                    .iter()
-                    .map(|(p, state)| match state {
-                        pwt::ProcessState::Running => format!("{} {}", p.name, style.green("●")),
-                        pwt::ProcessState::Exited(Some(c)) => {
-                            format!("{} {}", p.name, style.yellow(&format!("exited {c}")))
-                        }
-                        pwt::ProcessState::Exited(None) => {
-                            format!("{} {}", p.name, style.dim("stopped"))
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("  "),
-            );
+            row.push(processes_cell(style, &r.processes));
         }
         row.push(display_path(&r.path, cwd));
         if args.all_repos {
@@ -174,4 +160,18 @@ fn team(cwd: &Path, format: Format) -> Result<i32> {
         &table,
     );
     Ok(exit_codes::OK)
+}
+
+/// `web ●  worker exited 1`: what `pwt dev` started, for the table.
+fn processes_cell(style: Style, list: &[(pwt::DevProcess, pwt::ProcessState)]) -> String {
+    list.iter()
+        .map(|(p, state)| match state {
+            pwt::ProcessState::Running => format!("{} {}", p.name, style.green("●")),
+            pwt::ProcessState::Exited(Some(c)) => {
+                format!("{} {}", p.name, style.yellow(&format!("exited {c}")))
+            }
+            pwt::ProcessState::Exited(None) => format!("{} {}", p.name, style.dim("stopped")),
+        })
+        .collect::<Vec<_>>()
+        .join("  ")
 }

@@ -128,26 +128,57 @@ fn sql_at(url: &str, sql: &str) {
     });
 }
 
+/// Two machines (their own machine directories and holders) sharing servers through a
+/// fresh team store.
+struct Machines {
+    store: String,
+    store_url: String,
+    project: String,
+    alice: Person,
+    bob: Person,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl Machines {
+    fn new(tag: &str) -> Self {
+        let store = pwt_tests::unique("team");
+        admin(&format!("CREATE DATABASE \"{store}\""));
+        let project = pwt_tests::unique(tag);
+        let store_url = format!("postgres://postgres@127.0.0.1:5432/{store}");
+        let toml = format!(
+            "{}[team]\nurl = \"{store_url}\"\n",
+            services_toml(&project, "prefix")
+        );
+        let dirs = (
+            tempfile::tempdir().expect("m1"),
+            tempfile::tempdir().expect("m2"),
+        );
+        let alice = Person::new(&toml, dirs.0.path(), "alice@m1");
+        let bob = Person::new(&toml, dirs.1.path(), "bob@m2");
+        Self {
+            store,
+            store_url,
+            project,
+            alice,
+            bob,
+            _dirs: dirs,
+        }
+    }
+}
+
 #[test]
 fn two_machines_through_the_team_store_never_share_a_name_and_gc_minds_its_own() {
     if !pwt_tests::all_services_up() {
         return;
     }
-    let store = pwt_tests::unique("team");
-    admin(&format!("CREATE DATABASE \"{store}\""));
-    let project = pwt_tests::unique("tm");
-    let store_url = format!("postgres://postgres@127.0.0.1:5432/{store}");
-    let toml = format!(
-        "{}[team]\nurl = \"{store_url}\"\n",
-        services_toml(&project, "prefix")
-    );
-    // Two machines: their own machine directories and holders.
-    let (m1, m2) = (
-        tempfile::tempdir().expect("m1"),
-        tempfile::tempdir().expect("m2"),
-    );
-    let alice = Person::new(&toml, m1.path(), "alice@m1");
-    let bob = Person::new(&toml, m2.path(), "bob@m2");
+    let Machines {
+        store,
+        store_url,
+        project,
+        alice,
+        bob,
+        _dirs,
+    } = Machines::new("tm");
     let mut children = Vec::new();
     for i in 0..5 {
         children.push(alice.spawn_new(&format!("f{i}")));
@@ -268,20 +299,14 @@ fn a_worktree_never_moves_to_new_names_and_the_store_holds_the_names_in_use() {
     if !pwt_tests::all_services_up() {
         return;
     }
-    let store = pwt_tests::unique("team");
-    admin(&format!("CREATE DATABASE \"{store}\""));
-    let project = pwt_tests::unique("tv");
-    let store_url = format!("postgres://postgres@127.0.0.1:5432/{store}");
-    let toml = format!(
-        "{}[team]\nurl = \"{store_url}\"\n",
-        services_toml(&project, "prefix")
-    );
-    let (m1, m2) = (
-        tempfile::tempdir().expect("m1"),
-        tempfile::tempdir().expect("m2"),
-    );
-    let alice = Person::new(&toml, m1.path(), "alice@m1");
-    let bob = Person::new(&toml, m2.path(), "bob@m2");
+    let Machines {
+        store,
+        store_url,
+        alice,
+        bob,
+        _dirs,
+        ..
+    } = Machines::new("tv");
     let made = alice
         .pwt(&["new", "legacy", "--format", "json"])
         .ok()
