@@ -544,7 +544,7 @@ pub fn run(args: &[String]) -> Result<()> {
         bench_services(&pwt, 10)?;
     }
     if matches!(which, "all" | "files") {
-        bench_files(&pwt, 5)?;
+        bench_files(&pwt, 3)?;
     }
     if matches!(which, "all" | "proxy") {
         crate::bench_proxy::run(&pwt)?;
