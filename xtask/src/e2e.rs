@@ -363,6 +363,8 @@ listen = "127.0.0.1:{proxy_port}"
     ctx.git(&["init", "-q"])?;
     ctx.git(&["add", "."])?;
     ctx.git(&["commit", "-q", "-m", "init"])?;
+    // The repository's [env] is approved once, as its user would (`pwt trust`).
+    ctx.pwt(&["trust"])?;
 
     let result = exercise(&ctx, &project, proxy_port, idp_port, break_isolation);
     if result.is_err() {

@@ -55,7 +55,11 @@ pub struct StopArgs {
 
 pub fn run(cwd: &Path, args: DevArgs) -> Result<i32> {
     let opened = super::open_interruptible(cwd, false)?;
-    super::trust::ensure(cwd, &opened, args.yes)?;
+    let gate = super::trust::Gate {
+        commands: true,
+        env: true,
+    };
+    super::trust::ensure(cwd, &opened, args.yes, gate)?;
     let project = &opened.project;
     let spawned = project.start_processes(args.target.as_deref(), args.detach)?;
     if args.detach {

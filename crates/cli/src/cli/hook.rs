@@ -65,7 +65,11 @@ pub fn run(cwd: &Path, args: HookArgs) -> Result<i32> {
     // stdout is Claude Code's: only the path goes there; everything else to stderr.
     let opened = super::open_interruptible(&dir, true)?;
     // Claude Code runs this unattended: the repository's hooks run once `pwt trust`ed.
-    super::trust::ensure(&dir, &opened, false)?;
+    let gate = super::trust::Gate {
+        commands: true,
+        env: matches!(args.kind, HookKind::ClaudeCodeCreate),
+    };
+    super::trust::ensure(&dir, &opened, false, gate)?;
     let mut reporter = Terminal { quiet: false };
     match args.kind {
         HookKind::ClaudeCodeCreate => {

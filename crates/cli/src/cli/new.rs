@@ -63,9 +63,11 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
     }
     let json = args.format == Format::Json;
     let opened = super::open_interruptible(cwd, json)?;
-    if !args.no_hooks {
-        super::trust::ensure(cwd, &opened, args.yes)?;
-    }
+    let gate = super::trust::Gate {
+        commands: !args.no_hooks,
+        env: true,
+    };
+    super::trust::ensure(cwd, &opened, args.yes, gate)?;
     let req = CreateRequest {
         branch,
         base: args.base.clone(),

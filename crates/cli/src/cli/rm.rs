@@ -53,9 +53,11 @@ pub struct RmArgs {
 pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
     let json = args.format == Format::Json;
     let opened = super::open_interruptible(cwd, json)?;
-    if !args.no_hooks {
-        super::trust::ensure(cwd, &opened, args.yes)?;
-    }
+    let gate = super::trust::Gate {
+        commands: !args.no_hooks,
+        env: false,
+    };
+    super::trust::ensure(cwd, &opened, args.yes, gate)?;
     let req = RemoveRequest {
         target: args.target.clone(),
         force: args.force,

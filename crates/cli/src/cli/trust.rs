@@ -48,8 +48,19 @@ struct Commands {
     key: String,
 }
 
-/// The commands of the repository's pwt.toml; `None` when it has none.
-fn commands(opened: &Opened) -> Result<Option<Commands>> {
+/// What a command is about to use of the repository's pwt.toml.
+#[derive(Clone, Copy, Debug)]
+pub struct Gate {
+    /// It runs its hooks or processes.
+    pub commands: bool,
+    /// It writes env files: an `[env]` counts even without commands, since direnv and mise
+    /// load those files into every shell of the worktree, where `GIT_CONFIG_*` or `BASH_ENV`
+    /// run code.
+    pub env: bool,
+}
+
+/// What of the repository's pwt.toml `gate` needs approved; `None` when nothing.
+fn commands(opened: &Opened, gate: Gate) -> Result<Option<Commands>> {
     let Some(file) = &opened.settings.project_file else {
         return Ok(None);
     };
@@ -61,44 +72,42 @@ fn commands(opened: &Opened) -> Result<Option<Commands>> {
     .extract()
     .with_context(|| format!("cannot parse {}", file.display()))?;
     let section = |name: &str| value.get(name).cloned().unwrap_or(serde_json::Value::Null);
-    let mut shown = String::new();
-    if let Some(hooks) = value.get("hooks").and_then(|h| h.as_object()) {
-        for (stage, list) in hooks {
-            for c in list
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c.as_str())
-            {
-                shown.push_str(&format!("  [hooks] {stage}: {c}\n"));
-            }
+    let table = |name: &str| {
+        value
+            .get(name)
+            .and_then(|v| v.as_object())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut cmds = String::new();
+    for (stage, list) in table("hooks") {
+        for c in list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str())
+        {
+            cmds.push_str(&format!("  [hooks] {stage}: {c}\n"));
         }
     }
-    for (name, cmd) in value
-        .get("processes")
-        .and_then(|p| p.as_object())
-        .into_iter()
-        .flatten()
-    {
-        shown.push_str(&format!(
+    for (name, cmd) in table("processes") {
+        cmds.push_str(&format!(
             "  [processes] {name}: {}\n",
             cmd.as_str().unwrap_or_default()
         ));
     }
-    if shown.is_empty() {
-        return Ok(None);
-    }
-    for (name, v) in value
-        .get("env")
-        .and_then(|p| p.as_object())
-        .into_iter()
-        .flatten()
-    {
-        shown.push_str(&format!(
+    let mut env = String::new();
+    for (name, v) in table("env") {
+        env.push_str(&format!(
             "  [env] {name} = {}\n",
             v.as_str().unwrap_or_default()
         ));
     }
+    let needed = (gate.commands && !cmds.is_empty()) || (gate.env && !env.is_empty());
+    if !needed {
+        return Ok(None);
+    }
+    // The approval is of this repository and all three sections, whatever this command uses.
     let approved = serde_json::json!({
         "repository": opened.project.repo().common_dir,
         "hooks": section("hooks"),
@@ -107,7 +116,7 @@ fn commands(opened: &Opened) -> Result<Option<Commands>> {
     });
     Ok(Some(Commands {
         file: file.clone(),
-        shown,
+        shown: cmds + &env,
         key: digest(&approved.to_string()),
     }))
 }
@@ -149,8 +158,8 @@ fn set_approved(key: &str, on: bool) -> Result<()> {
 /// Before a command runs the repository's hooks: returns when they are approved, or `yes`
 /// (or `PWT_TRUST_HOOKS`) says to run them anyway, or the user approves them now on a
 /// terminal; else the refusal, showing the commands.
-pub fn ensure(cwd: &Path, opened: &Opened, yes: bool) -> Result<()> {
-    let Some(c) = commands(opened)? else {
+pub fn ensure(cwd: &Path, opened: &Opened, yes: bool, gate: Gate) -> Result<()> {
+    let Some(c) = commands(opened, gate)? else {
         return Ok(());
     };
     if yes || approved(&c.key) || super::env_vars::get(PWT_TRUST_HOOKS).is_some_and(|v| v != "0") {
@@ -183,8 +192,12 @@ pub fn ensure(cwd: &Path, opened: &Opened, yes: bool) -> Result<()> {
 
 pub fn run(cwd: &Path, args: TrustArgs) -> Result<i32> {
     let opened = super::open(cwd, false)?;
-    let Some(c) = commands(&opened)? else {
-        println!("this repository's pwt.toml runs no commands: nothing to approve");
+    let all = Gate {
+        commands: true,
+        env: true,
+    };
+    let Some(c) = commands(&opened, all)? else {
+        println!("this repository's pwt.toml has no hooks, processes or [env]: nothing to approve");
         return Ok(exit_codes::OK);
     };
     let shown = display_path(&c.file, cwd);

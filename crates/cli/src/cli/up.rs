@@ -44,9 +44,11 @@ pub struct UpArgs {
 pub fn run(cwd: &Path, args: UpArgs) -> Result<i32> {
     let json = args.format == Format::Json;
     let opened = super::open_interruptible(cwd, json)?;
-    if !args.no_hooks {
-        super::trust::ensure(cwd, &opened, args.yes)?;
-    }
+    let gate = super::trust::Gate {
+        commands: !args.no_hooks,
+        env: true,
+    };
+    super::trust::ensure(cwd, &opened, args.yes, gate)?;
     let req = AdoptRequest {
         target: args.target.clone(),
         force: args.force,

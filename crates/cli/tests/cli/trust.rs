@@ -108,3 +108,17 @@ fn a_committed_pwt_toml_cannot_put_files_outside_the_worktree() {
         "written through the link"
     );
 }
+
+#[test]
+fn an_env_from_the_repository_is_approved_before_pwt_writes_it_for_direnv_and_mise() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", Some("[env]\nBASH_ENV = \"./payload.sh\"\n"));
+    let out = pwt(&t, &repo, &["new", "a", "--no-hooks"]).fails(1);
+    assert!(out.stderr.contains("BASH_ENV"), "{}", out.stderr);
+    assert!(!t.root().join("demo.a").exists());
+    pwt(&t, &repo, &["trust"]).ok();
+    pwt(&t, &repo, &["new", "a"]).ok();
+    // Removing writes no env file: nothing to approve for it.
+    pwt(&t, &repo, &["trust", "--revoke"]).ok();
+    pwt(&t, &repo, &["rm", "a"]).ok();
+}
