@@ -11,16 +11,17 @@ use super::Opened;
 use super::exit_codes;
 use super::output::display_path;
 
-/// Approve the commands of this repository's pwt.toml (hooks, processes), so pwt may run them
+/// Approve what this repository's pwt.toml runs: its hooks, processes and [env]
 ///
-/// A pwt.toml comes with the repository: its `[hooks]` are commands someone else wrote. pwt
-/// runs them only once you have seen and approved that exact text on this machine (`pwt new`
-/// asks on a terminal, and refuses elsewhere); when they change, it asks again. For
-/// automation and CI, `--yes` on `pwt new` / `up` / `rm`, or `PWT_TRUST_HOOKS=1`, runs them
-/// without asking. Hooks from your own config file (~/.config/pwt/config.toml) need no
-/// approval.
+/// A pwt.toml comes with the repository: its `[hooks]` and `[processes]` are commands
+/// someone else wrote, and its `[env]` is what they, and every shell direnv or mise loads
+/// the env files into, run with. pwt runs them and writes that [env] only once you have
+/// seen and approved that exact text for this repository on this machine (`pwt new` asks on
+/// a terminal, and refuses elsewhere); when they change, it asks again. For automation and
+/// CI, `--yes` on `pwt new` / `up` / `rm` / `dev`, or `PWT_TRUST_HOOKS=1`, goes ahead
+/// without asking. Your own config file (~/.config/pwt/config.toml) needs no approval.
 ///
-///   pwt trust            show the commands and approve them
+///   pwt trust            show them and approve them
 ///   pwt trust --show     only show them, and whether they are approved
 ///   pwt trust --revoke   withdraw the approval
 #[derive(clap::Args, Debug)]
