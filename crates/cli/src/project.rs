@@ -435,24 +435,16 @@ impl Project {
         let path = normalize(&path);
         let refuse = |why: String| Err(Error::new(ErrorKind::Invalid, why));
         if explicit.is_none() && self.options.confine_worktrees {
-            let beside = self
+            let inside = self
                 .repo
                 .main_root
                 .as_deref()
-                .and_then(Path::parent)
-                .map(normalize);
-            let inside = beside.as_ref().is_some_and(|b| {
-                path.strip_prefix(b).is_ok_and(|rest| {
-                    rest.components().all(|c| {
-                        matches!(c, std::path::Component::Normal(n) if !n.to_string_lossy().starts_with('.'))
-                    })
-                })
-            });
+                .is_some_and(|main| confined(&path, main));
             if !inside {
                 return Err(Error::new(
                     ErrorKind::Invalid,
                     format!(
-                        "the repository's pwt.toml puts the worktree at {}, outside the directory beside the main worktree (or in a hidden directory); pwt will not check a branch out there",
+                        "the repository's pwt.toml puts the worktree at {}, which is neither inside the main worktree nor a `<repo>.…` / `<repo>-…` directory beside it (or is in a hidden directory); pwt will not check a branch out there",
                         path.display()
                     ),
                 )
@@ -484,4 +476,34 @@ impl Project {
         }
         Ok(path)
     }
+}
+
+/// Where a committed `worktree.path` may put a worktree: inside the main worktree, or in a
+/// directory beside it named after it (`../demo.feat`, `../demo-worktrees/feat`), never in a
+/// hidden directory, so it cannot land in `~/.config/git` or `~/bin`.
+fn confined(path: &Path, main: &Path) -> bool {
+    let main = normalize(main);
+    let visible = |rest: &Path| {
+        rest.components().all(|c| {
+            matches!(c, std::path::Component::Normal(n) if !n.to_string_lossy().starts_with('.'))
+        })
+    };
+    if let Ok(rest) = path.strip_prefix(&main) {
+        return !rest.as_os_str().is_empty() && visible(rest);
+    }
+    let (Some(parent), Some(name)) = (main.parent(), main.file_name()) else {
+        return false;
+    };
+    let name = name.to_string_lossy();
+    path.strip_prefix(parent).is_ok_and(|rest| {
+        let first = rest
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let named = [".", "-", "_"]
+            .iter()
+            .any(|sep| first.len() > name.len() + 1 && first.starts_with(&format!("{name}{sep}")));
+        named && visible(rest)
+    })
 }

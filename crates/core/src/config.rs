@@ -500,6 +500,17 @@ impl Config {
                     format!("{:?} is not a valid environment variable name", svc.env),
                 ));
             }
+            // A port's variable holds a number: a name like GIT_CONFIG_GLOBAL, PYTHONPATH or
+            // PWT_CONFIG would make a committed pwt.toml point programs at files it carries.
+            if !svc.env.contains("PORT") || svc.env.starts_with("PWT_") {
+                return Err(bad(
+                    format!("{key}.env"),
+                    format!(
+                        "{:?}: a port's variable must have PORT in its name (FRONTEND_PORT, DJANGO_PORT), and not start with PWT_; use [env] to give the port another name (`NAME = \"{{{{ ports.{name} }}}}\"`)",
+                        svc.env
+                    ),
+                ));
+            }
             if let Some(other) = seen_env.insert(svc.env.clone(), name.clone()) {
                 return Err(bad(
                     format!("{key}.env"),

@@ -57,6 +57,12 @@ pub fn env_of(
 
 pub fn run(cwd: &Path, args: EnvArgs) -> Result<i32> {
     let opened = super::open(cwd, false)?;
+    // The repository's [env] is in what it gives: approved first.
+    let gate = super::trust::Gate {
+        commands: false,
+        env: true,
+    };
+    super::trust::ensure(cwd, &opened, false, gate)?;
     let (env, _, slug) = env_of(&opened.project, args.target.as_deref())?;
     match args.format {
         EnvFormat::Dotenv => {

@@ -28,6 +28,12 @@ pub struct RunArgs {
 
 pub fn run(cwd: &Path, args: RunArgs) -> Result<i32> {
     let opened = super::open(cwd, false)?;
+    // The repository's [env] is in what it gives: approved first.
+    let gate = super::trust::Gate {
+        commands: false,
+        env: true,
+    };
+    super::trust::ensure(cwd, &opened, false, gate)?;
     let (env, root, _) = env_of(&opened.project, args.target.as_deref())?;
     // Stay in the same subdirectory when already inside that worktree.
     let dir = if cwd.starts_with(&root) {

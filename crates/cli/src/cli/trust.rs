@@ -9,7 +9,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::Opened;
 use super::exit_codes;
-use super::output::display_path;
+use super::output::{display_path, printable_lines};
 
 /// Approve what this repository's pwt.toml runs: its hooks, processes and [env]
 ///
@@ -117,7 +117,8 @@ fn commands(opened: &Opened, gate: Gate) -> Result<Option<Commands>> {
     });
     Ok(Some(Commands {
         file: file.clone(),
-        shown: cmds + &env,
+        // Escape sequences shown as text, never played: what is approved is what was seen.
+        shown: printable_lines(&(cmds + &env)),
         key: digest(&approved.to_string()),
     }))
 }

@@ -86,14 +86,29 @@ fn an_approval_covers_one_repository_and_the_env_its_commands_run_with() {
 fn a_committed_pwt_toml_cannot_put_files_outside_the_worktree() {
     let t = TestEnv::new();
     // worktree.path from the repository's file: confined beside the main worktree.
-    let repo = t.repo("demo", Some("[worktree]\npath = \"../home/.config/git\"\n"));
-    let out = pwt(&t, &repo, &["new", "a"]).fails(1);
-    assert!(
-        out.stderr.contains("outside the directory beside"),
-        "{}",
-        out.stderr
+    for (name, path) in [("demo", "../home/.config/git"), ("proj", "../bin")] {
+        let repo = t.repo(name, Some(&format!("[worktree]\npath = \"{path}\"\n")));
+        let out = pwt(&t, &repo, &["new", "a"]).fails(1);
+        assert!(
+            out.stderr.contains("will not check a branch out there"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(!t.home().join(".config/git").exists() && !t.root().join("bin").exists());
+    // Beside it under its own name, or inside it: fine.
+    let ok = t.repo(
+        "fine",
+        Some("[worktree]\npath = \"../fine-worktrees/{{ slug }}\"\n"),
     );
-    assert!(!t.home().join(".config/git").exists());
+    pwt(&t, &ok, &["new", "a", "--no-hooks"]).ok();
+    // A port's variable cannot be a name programs take a path from.
+    let ports = t.repo(
+        "ports",
+        Some("[ports.services]\napp = { env = \"GIT_CONFIG_GLOBAL\", main = 3000 }\n"),
+    );
+    let out = pwt(&t, &ports, &["new", "a"]).fails(1);
+    assert!(out.stderr.contains("PORT in its name"), "{}", out.stderr);
     // An env file name that a tracked link turns into a path elsewhere.
     let victim = t.root().join("victim");
     std::fs::create_dir_all(&victim).expect("victim");
@@ -116,8 +131,13 @@ fn an_env_from_the_repository_is_approved_before_pwt_writes_it_for_direnv_and_mi
     let out = pwt(&t, &repo, &["new", "a", "--no-hooks"]).fails(1);
     assert!(out.stderr.contains("BASH_ENV"), "{}", out.stderr);
     assert!(!t.root().join("demo.a").exists());
+    // Nor does `pwt run` or `pwt env` hand it out unapproved.
+    pwt(&t, &repo, &["run", "--", "true"]).fails(1);
+    pwt(&t, &repo, &["env", "--format", "sh"]).fails(1);
     pwt(&t, &repo, &["trust"]).ok();
     pwt(&t, &repo, &["new", "a"]).ok();
+    let env = pwt(&t, &repo, &["env", "a", "--format", "sh"]).ok();
+    assert!(env.stdout.contains("BASH_ENV"), "{}", env.stdout);
     // Removing writes no env file: nothing to approve for it.
     pwt(&t, &repo, &["trust", "--revoke"]).ok();
     pwt(&t, &repo, &["rm", "a"]).ok();
