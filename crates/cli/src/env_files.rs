@@ -124,7 +124,7 @@ impl Project {
         &self,
         slug: &str,
         env: &Environment,
-    ) -> Result<Vec<(EnvFileKind, String, String, Vec<(String, &'static str)>)>> {
+    ) -> Result<Vec<RenderedFile>> {
         let registry = self.registry_id();
         Ok(self
             .env_files()?
@@ -174,6 +174,10 @@ pub(crate) fn no_link_on_the_way(root: &Path, rel: &Path) -> bool {
     }
     true
 }
+
+/// An env file as rendered: its kind, name, text, and the variables it leaves out (each with
+/// why).
+pub(crate) type RenderedFile = (EnvFileKind, String, String, Vec<(String, &'static str)>);
 
 /// Hash recorded for env files: stable across versions.
 pub(crate) fn content_hash(bytes: &[u8]) -> String {

@@ -128,7 +128,7 @@ fn open_with(cwd: &Path, json: bool, cancel: Cancel) -> Result<Opened> {
             .map_or_else(|| PathBuf::from("/var/tmp/pwt"), PathBuf::from),
     );
     options.holder = holder();
-    options.confine_worktrees = settings.from_project_file("worktree.path");
+    options.confine_worktrees = settings.set_by_project_file("worktree.path");
     let project = Project::open(cwd, options)?;
     Ok(Opened { project, settings })
 }

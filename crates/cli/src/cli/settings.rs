@@ -96,7 +96,7 @@ impl Settings {
     }
 
     /// Whether `key`'s value comes from the repository's pwt.toml (a file someone else wrote).
-    pub fn from_project_file(&self, key: &str) -> bool {
+    pub fn set_by_project_file(&self, key: &str) -> bool {
         let Some(file) = &self.project_file else {
             return false;
         };

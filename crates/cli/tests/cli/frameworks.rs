@@ -331,7 +331,7 @@ fn two_django_worktrees_with_the_longest_names_run_their_parallel_tests_at_once(
     }
     assert_eq!(
         databases(&project),
-        [main_test.clone()],
+        std::slice::from_ref(&main_test),
         "rm left test databases"
     );
     sql(&format!("DROP DATABASE \"{main_test}\""));
