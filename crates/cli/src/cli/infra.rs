@@ -1,6 +1,5 @@
 //! `pwt infra`
 
-use std::net::{TcpStream, ToSocketAddrs as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -124,24 +123,6 @@ fn compose(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// host:port of a service URL.
-fn endpoint(url: &str, default_port: u16) -> Option<(String, u16)> {
-    let u = url::Url::parse(url).ok()?;
-    Some((
-        u.host_str()?.trim_matches(['[', ']']).to_owned(),
-        u.port().unwrap_or(default_port),
-    ))
-}
-
-fn reachable(host: &str, port: u16) -> bool {
-    (host, port)
-        .to_socket_addrs()
-        .map(|mut addrs| {
-            addrs.any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
-        })
-        .unwrap_or(false)
-}
-
 /// Compose services of project `pwt` that are running.
 fn compose_running() -> Vec<String> {
     let Some(cmd) = compose_command() else {
@@ -167,63 +148,6 @@ fn compose_running() -> Vec<String> {
             .collect()
     })
     .unwrap_or_default()
-}
-
-struct Check {
-    service: &'static str,
-    url: String,
-    host: String,
-    port: u16,
-}
-
-fn checks(config: Option<&pwt::Config>) -> Vec<Check> {
-    let defaults = pwt_core::Config {
-        postgres: Some(Default::default()),
-        rabbitmq: Some(Default::default()),
-        redis: Some(Default::default()),
-        ..Default::default()
-    };
-    // Without service sections in this repository, check the defaults: `infra` is about the
-    // machine, not one repository.
-    let config = match config {
-        Some(c) if c.postgres.is_some() || c.rabbitmq.is_some() || c.redis.is_some() => c.clone(),
-        _ => defaults,
-    };
-    let mut out = Vec::new();
-    let mut push = |service, url: String, default_port| {
-        if let Some((host, port)) = endpoint(&url, default_port) {
-            out.push(Check {
-                service,
-                url: pwt_provision::redact(&url),
-                host,
-                port,
-            });
-        }
-    };
-    if let Some(pg) = &config.postgres {
-        push("postgres", pg.url.clone(), 5432);
-    }
-    if let Some(mq) = &config.rabbitmq {
-        push("rabbitmq", mq.url.clone(), 5672);
-        push("rabbitmq-management", mq.management_url.clone(), 15672);
-    }
-    if let Some(r) = &config.redis {
-        push("redis", r.url.clone(), 6379);
-    }
-    out
-}
-
-fn fix_hint(service: &str) -> &'static str {
-    match service {
-        "postgres" => {
-            "`pwt infra up`, or natively: `pg_ctlcluster <version> main start` / `brew services start postgresql`"
-        }
-        "rabbitmq" => "`pwt infra up`, or natively: `rabbitmq-server -detached`",
-        "rabbitmq-management" => {
-            "`rabbitmq-plugins enable rabbitmq_management` (the Compose image has it)"
-        }
-        _ => "`pwt infra up`, or natively: `redis-server --daemonize yes`",
-    }
 }
 
 pub fn run(cwd: &Path, args: InfraArgs) -> Result<i32> {
@@ -262,18 +186,15 @@ fn up() -> Result<i32> {
         // Compose v1 has no --wait: poll the published ports instead.
         compose(&["up", "-d"])?;
         let deadline = Instant::now() + Duration::from_secs(180);
-        for c in checks(None) {
-            while !reachable(&c.host, c.port) {
-                if Instant::now() > deadline {
-                    bail!(
-                        "{} did not come up on {}:{} within 3 minutes",
-                        c.service,
-                        c.host,
-                        c.port
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(500));
+        while let Some(c) = pwt::service_checks(None).into_iter().find(|c| !c.up) {
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not come up on {} within 3 minutes",
+                    c.service,
+                    c.url
+                );
             }
+            std::thread::sleep(Duration::from_millis(500));
         }
     }
     println!(
@@ -286,10 +207,10 @@ fn up() -> Result<i32> {
 fn status(cwd: &Path, format: Format) -> Result<i32> {
     let opened = super::open(cwd, false).ok();
     let in_compose = compose_running();
-    let rows: Vec<_> = checks(opened.as_ref().map(|o| o.project.config()))
+    let rows: Vec<_> = pwt::service_checks(opened.as_ref().map(|o| o.project.config()))
         .into_iter()
         .map(|c| {
-            let up = reachable(&c.host, c.port);
+            let up = c.up;
             let base = c.service.trim_end_matches("-management");
             let runs = if !up {
                 "-"
@@ -305,7 +226,7 @@ fn status(cwd: &Path, format: Format) -> Result<i32> {
     if format == Format::Json {
         let items: Vec<_> = rows
             .iter()
-            .map(|(c, up, runs)| json!({ "service": c.service, "url": c.url, "reachable": up, "runs_in": runs, "hint": (!up).then(|| fix_hint(c.service)) }))
+            .map(|(c, up, runs)| json!({ "service": c.service, "url": c.url, "reachable": up, "runs_in": runs, "hint": (!up).then(|| c.fix) }))
             .collect();
         print_json(&json!({ "services": items }));
     } else {
@@ -318,7 +239,7 @@ fn status(cwd: &Path, format: Format) -> Result<i32> {
                 } else {
                     style.red("down")
                 };
-                let fix = if *up { "" } else { fix_hint(c.service) };
+                let fix = if *up { "" } else { c.fix };
                 vec![
                     c.service.to_owned(),
                     c.url.clone(),

@@ -1,0 +1,103 @@
+//! Approvals of what a repository's pwt.toml runs: its `[hooks]`, its `[processes]` and the
+//! `[env]` they run with (a `GIT_CONFIG_*`, `PATH` or `NODE_OPTIONS` there decides what an
+//! approved `git status` or `npm run dev` does). An approval is a SHA-256 of the repository's
+//! git directory and those three sections, one per line in `<state dir>/trusted-commands`.
+//! The caller reads the file (it knows the configuration's layers) and asks the user.
+
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::env_files::write_atomic;
+use crate::error::Result;
+use crate::project::Project;
+
+/// What a command is about to use of the repository's pwt.toml.
+#[derive(Clone, Copy, Debug)]
+pub struct Gate {
+    /// It runs its hooks or processes.
+    pub commands: bool,
+    /// It writes or hands out the environment: an `[env]` counts even without commands,
+    /// since direnv and mise load the env files into every shell of the worktree, where
+    /// `GIT_CONFIG_*` or `BASH_ENV` run code.
+    pub env: bool,
+}
+
+/// What needs approving before a command goes on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Approval {
+    /// One line per command or variable, control characters removed (what is approved is
+    /// what was seen).
+    pub shown: String,
+    /// What the approval is of.
+    pub key: String,
+}
+
+impl Project {
+    /// What of `file` (the repository's pwt.toml, parsed) `gate` needs approved, or `None`.
+    /// The key covers this repository and all three sections, whatever `gate` uses.
+    pub fn approval(&self, file: &Value, gate: Gate) -> Option<Approval> {
+        let table = |name: &str| {
+            file.get(name)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let mut cmds = String::new();
+        for (stage, list) in table("hooks") {
+            for c in list.as_array().into_iter().flatten() {
+                cmds.push_str(&format!("  [hooks] {stage}: {}\n", text(c)));
+            }
+        }
+        for (name, cmd) in table("processes") {
+            cmds.push_str(&format!("  [processes] {name}: {}\n", text(&cmd)));
+        }
+        let mut env = String::new();
+        for (name, v) in table("env") {
+            env.push_str(&format!("  [env] {name} = {}\n", text(&v)));
+        }
+        if !((gate.commands && !cmds.is_empty()) || (gate.env && !env.is_empty())) {
+            return None;
+        }
+        let section = |name: &str| file.get(name).cloned().unwrap_or(Value::Null);
+        let of = serde_json::json!({
+            "repository": self.repo.common_dir,
+            "hooks": section("hooks"),
+            "processes": section("processes"),
+            "env": section("env"),
+        });
+        Some(Approval {
+            shown: (cmds + &env)
+                .chars()
+                .filter(|c| *c == '\n' || !c.is_control())
+                .collect(),
+            key: Sha256::digest(of.to_string().as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        })
+    }
+
+    fn approvals(&self) -> std::path::PathBuf {
+        self.options.state_dir.join("trusted-commands")
+    }
+
+    /// Whether this user approved it on this machine.
+    pub fn is_approved(&self, a: &Approval) -> bool {
+        std::fs::read_to_string(self.approvals())
+            .is_ok_and(|s| s.lines().any(|l| l.trim() == a.key))
+    }
+
+    /// Records the approval (`on`) or withdraws it.
+    pub fn set_approved(&self, a: &Approval, on: bool) -> Result<()> {
+        let path = self.approvals();
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut lines: Vec<&str> = current.lines().filter(|l| l.trim() != a.key).collect();
+        if on {
+            lines.push(&a.key);
+        }
+        let mut body = lines.join("\n");
+        body.push('\n');
+        write_atomic(&path, body.as_bytes())
+    }
+}
