@@ -361,6 +361,31 @@ impl Project {
 
     /// The main worktree's database, and test databases a framework left behind (their
     /// worktree's database is gone).
+    /// Ready worktrees of this repository whose own database is gone (dropped by hand, or
+    /// by a tool): `pwt up` creates it again.
+    fn missing_databases(&self, names: &[String]) -> Vec<Finding> {
+        let Ok(state) = self.state() else {
+            return Vec::new();
+        };
+        state
+            .of_repo(&self.repo.common_dir)
+            .filter(|l| l.state == LeaseState::Ready)
+            .filter_map(|l| {
+                let db = l.resources.database.as_ref()?;
+                (!names.iter().any(|n| n == db.as_str())).then(|| {
+                    Finding::warning(
+                        format!(
+                            "the database {:?} of worktree {:?} does not exist: its app has nothing to connect to",
+                            db.as_str(),
+                            l.branch.as_str()
+                        ),
+                        format!("`pwt up {}` creates it again (empty)", shell_word(l.branch.as_str())),
+                    )
+                })
+            })
+            .collect()
+    }
+
     fn database_findings(&self, names: &[String], marked: &[String], cloned: bool) -> Vec<Finding> {
         let Some(pg) = &self.config.postgres else {
             return Vec::new();
@@ -369,7 +394,7 @@ impl Project {
             .main_database
             .clone()
             .unwrap_or_else(|| self.project_name());
-        let mut out = Vec::new();
+        let mut out = self.missing_databases(names);
         if !names.contains(&main) {
             let what = format!(
                 "the main worktree's database {main:?} does not exist: its app has nothing to connect or migrate to"

@@ -51,6 +51,8 @@ pub struct WorktreeInfo {
     pub redis_db: Option<u16>,
     /// The processes `pwt dev` started there, with what each does now.
     pub processes: Vec<(crate::dev::DevProcess, crate::dev::ProcessState)>,
+    /// Post-create hooks failed and were kept (`--keep-on-failure`): `pwt up` runs them.
+    pub hooks_pending: bool,
     /// Repository common dir.
     pub repo: PathBuf,
 }
@@ -91,6 +93,7 @@ impl Project {
                 redis_prefix: None,
                 redis_db: None,
                 processes: Vec::new(),
+                hooks_pending: false,
             });
         }
         Ok(rows)
@@ -133,6 +136,7 @@ impl Project {
                 .filter(|r| r.mode == RedisMode::Db)
                 .map(|r| main_redis_db(&r.url)),
             processes: self.dev_processes(MAIN_SLUG),
+            hooks_pending: false,
         }
     }
 }
@@ -210,6 +214,7 @@ pub fn lease_info(config: &Config, lease: &Lease, probe: bool) -> WorktreeInfo {
         redis_prefix: lease.resources.redis_prefix().map(ToString::to_string),
         redis_db: lease.resources.redis_db(),
         processes: Vec::new(),
+        hooks_pending: lease.pending_hooks,
     }
 }
 

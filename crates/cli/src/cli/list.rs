@@ -49,6 +49,7 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
     let mut table = Vec::new();
     for r in &rows {
         let state = match r.state.as_str() {
+            "ready" if r.hooks_pending => style.yellow("ready, hooks pending"),
             "ready" | "main" => style.green(&r.state),
             "missing" | "removing" | "creating" => style.yellow(&r.state),
             _ => style.dim(&r.state),

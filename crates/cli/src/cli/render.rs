@@ -48,6 +48,7 @@ impl Show for WorktreeInfo {
             "vhost": self.vhost,
             "redis_prefix": self.redis_prefix,
             "redis_db": self.redis_db,
+            "hooks_pending": self.hooks_pending,
             "processes": self.processes.iter().map(|(p, state)| json!({
                 "name": p.name,
                 "command": p.command,

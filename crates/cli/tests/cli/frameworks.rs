@@ -359,6 +359,18 @@ fn test_databases_of_one_worktree_never_include_another_worktrees_data() {
     sql(&format!("CREATE DATABASE \"{own_of_b}\""));
     let doctor = t.pwt(&repo, &["doctor"]);
     assert!(!doctor.stdout.contains(&django_of_b2), "{}", doctor.stdout);
+    // A worktree's own database dropped by hand: doctor says so, `pwt up` makes it again.
+    sql(&format!("DROP DATABASE \"{}\"", db["b-2"]));
+    let doctor = t.pwt(&repo, &["doctor"]).stdout;
+    assert!(
+        doctor.contains(&format!(
+            "the database {:?} of worktree \"b-2\" does not exist",
+            db["b-2"]
+        )),
+        "{doctor}"
+    );
+    t.pwt(&repo, &["up", "b-2"]).ok();
+    assert!(databases(&project).contains(&db["b-2"]));
     t.pwt(&repo, &["rm", "x"]).ok();
     t.pwt(&repo, &["rm", "b"]).ok();
     let left = databases(&project);

@@ -294,6 +294,16 @@ fn run_exec_and_hooks_get_the_environment() {
     assert!(out.contains("it was kept"), "{out}");
     assert!(out.contains("pwt up hooked"), "{out}");
     assert_eq!(t.registry()["leases"][0]["pending_hooks"], true);
+    let list = t.pwt(&repo, &["list", "--format", "json"]).ok().json();
+    let row = list
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["branch"] == "hooked")
+        .cloned();
+    assert_eq!(row.expect("row")["hooks_pending"], true);
+    let table = t.pwt(&repo, &["list"]).ok().stdout;
+    assert!(table.contains("ready, hooks pending"), "{table}");
     let again = t
         .pwt(&repo.parent().expect("parent").join("demo.hooked"), &["up"])
         .fails(1)
