@@ -56,7 +56,8 @@ impl Project {
         for (name, v) in table("env") {
             env.push_str(&format!("  [env] {name} = {}\n", text(&v)));
         }
-        if !((gate.commands && !cmds.is_empty()) || (gate.env && !env.is_empty())) {
+        let needed = (gate.commands && !cmds.is_empty()) || (gate.env && !env.is_empty());
+        if !needed {
             return None;
         }
         let section = |name: &str| file.get(name).cloned().unwrap_or(Value::Null);

@@ -226,7 +226,7 @@ fn status(cwd: &Path, format: Format) -> Result<i32> {
     if format == Format::Json {
         let items: Vec<_> = rows
             .iter()
-            .map(|(c, up, runs)| json!({ "service": c.service, "url": c.url, "reachable": up, "runs_in": runs, "hint": (!up).then(|| c.fix) }))
+            .map(|(c, up, runs)| json!({ "service": c.service, "url": c.url, "reachable": up, "runs_in": runs, "hint": (!up).then_some(c.fix) }))
             .collect();
         print_json(&json!({ "services": items }));
     } else {
