@@ -26,6 +26,7 @@ use clap::Parser;
 ///   pwt new feature-b -x claude -- "Add the bell"   # ... then run an agent in it
 ///   pwt list                           # every worktree, its ports, URLs, listening or not
 ///   pwt run feature-a -- npm run dev   # a command with that worktree's environment
+///   pwt dev feature-a --detach         # its [processes], with that environment
 ///   pwt rm feature-a                   # teardown (refuses uncommitted changes)
 ///
 /// Configuration: `pwt init` writes a commented pwt.toml; `pwt config` shows what is in

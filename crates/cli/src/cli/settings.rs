@@ -238,10 +238,18 @@ backend  = { env = "BACKEND_PORT",  main = 5000 }
 [files]
 dotenv = ".env.worktree"               # false to turn off
 mise = ".mise.local.toml"              # false to turn off
+# copy = [".env.local", "node_modules/"]   # gitignored files brought from the main worktree
+#                                          # (.worktreeinclude is read too)
+# link = [".venv/"]                        # ... or linked to the main worktree's
+# keep = [".env*", "*.sqlite3"]            # ignored files `pwt rm` will not delete unasked
 
-[hooks]
+[hooks]                                # run only once approved on each machine (`pwt trust`)
 post-create = []                       # e.g. ["npm install --prefix frontend"]
 pre-remove = []
+
+# [processes]                          # what `pwt dev` starts, with the worktree's environment
+# backend = "python manage.py runserver $BACKEND_PORT"
+# frontend = "npm run dev -- --port $FRONTEND_PORT"
 
 [proxy]
 listen = "127.0.0.1:8080"
