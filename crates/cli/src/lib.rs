@@ -65,7 +65,10 @@ pub use error::{Error, ErrorKind, Result, Rollback};
 pub use events::{Collect, Event, Reporter, Silent};
 pub use include::{Brought, WORKTREE_INCLUDE};
 pub use info::{PortInfo, WorktreeInfo, lease_info, list_all, listening, main_redis_db};
-pub use infra::{ServiceCheck, service_checks};
+pub use infra::{
+    COMPOSE_FILE, COMPOSE_PROJECT, ServiceCheck, compose, compose_command, compose_running,
+    engine_reachable, service_checks,
+};
 pub use paths::shell_word;
 pub use plan::{Action, GcPlan, Orphan, Spared};
 pub use project::{Cancel, ChildOutput, Faults, Options, Project, Target, config_roots};

@@ -1,22 +1,14 @@
 //! `pwt infra`
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::json;
-
-use pwt::write_atomic;
 
 use super::exit_codes;
 use super::output::{Format, Style, note, print_json, print_table};
 use super::state_dir;
-
-/// The Compose file for the shared services.
-pub const COMPOSE_FILE: &str = include_str!("../infra/compose.yaml");
-/// The fixed Compose project name: one set of shared services per machine.
-pub const PROJECT: &str = "pwt";
 
 /// Start, stop or check the shared PostgreSQL, RabbitMQ and Redis
 ///
@@ -57,103 +49,14 @@ pub enum InfraAction {
     Compose,
 }
 
-/// `docker compose` (v2 plugin) or `docker-compose` (v1), whichever works.
-fn compose_command() -> Option<Vec<&'static str>> {
-    let works = |cmd: &str, args: &[&str]| {
-        Command::new(cmd)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if works("docker", &["compose", "version"]) {
-        Some(vec!["docker", "compose"])
-    } else if works("docker-compose", &["version"]) {
-        Some(vec!["docker-compose"])
-    } else {
-        None
-    }
-}
-
-/// True when a Docker engine answers.
-pub fn engine_reachable() -> bool {
-    Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Writes the Compose file into the state directory and returns its path.
-fn compose_path() -> Result<PathBuf> {
-    let path = state_dir()?.join("infra").join("compose.yaml");
-    write_atomic(&path, COMPOSE_FILE.as_bytes())?;
-    Ok(path)
-}
-
 fn compose(args: &[&str]) -> Result<()> {
-    let Some(cmd) = compose_command() else {
-        bail!(
-            "Docker Compose is not installed (neither `docker compose` nor `docker-compose`)\n  hint: install Docker with the Compose plugin, or run PostgreSQL, RabbitMQ and Redis natively; `pwt infra status` checks them either way"
-        );
-    };
-    if !engine_reachable() {
-        bail!(
-            "no Docker engine answers (`docker info` fails)\n  hint: start Docker, or run the services natively; `pwt infra status` checks them either way"
-        );
-    }
-    let file = compose_path()?;
-    let status = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .args(["-p", PROJECT, "-f"])
-        .arg(&file)
-        .args(args)
-        .status()
-        .with_context(|| format!("cannot run {}", cmd.join(" ")))?;
-    if !status.success() {
-        bail!(
-            "`{} -p {PROJECT} -f {} {}` failed ({status})",
-            cmd.join(" "),
-            file.display(),
-            args.join(" ")
-        );
-    }
-    Ok(())
-}
-
-/// Compose services of project `pwt` that are running.
-fn compose_running() -> Vec<String> {
-    let Some(cmd) = compose_command() else {
-        return Vec::new();
-    };
-    if !engine_reachable() {
-        return Vec::new();
-    }
-    let Ok(file) = compose_path() else {
-        return Vec::new();
-    };
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .args(["-p", PROJECT, "-f"])
-        .arg(&file)
-        .args(["ps", "--services", "--filter", "status=running"])
-        .stderr(Stdio::null())
-        .output();
-    out.map(|o| {
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    })
-    .unwrap_or_default()
+    Ok(pwt::compose(&state_dir()?, args)?)
 }
 
 pub fn run(cwd: &Path, args: InfraArgs) -> Result<i32> {
     match args.action {
         InfraAction::Compose => {
-            print!("{COMPOSE_FILE}");
+            print!("{}", pwt::COMPOSE_FILE);
             Ok(exit_codes::OK)
         }
         InfraAction::Up => up(),
@@ -179,7 +82,7 @@ pub fn run(cwd: &Path, args: InfraArgs) -> Result<i32> {
 
 fn up() -> Result<i32> {
     note("starting PostgreSQL, RabbitMQ and Redis (Compose project \"pwt\") ...");
-    let v2 = compose_command().is_some_and(|c| c.len() == 2);
+    let v2 = pwt::compose_command().is_some_and(|c| c.len() == 2);
     if v2 {
         compose(&["up", "-d", "--wait"])?;
     } else {
@@ -206,7 +109,9 @@ fn up() -> Result<i32> {
 
 fn status(cwd: &Path, format: Format) -> Result<i32> {
     let opened = super::open(cwd, false).ok();
-    let in_compose = compose_running();
+    let in_compose = state_dir()
+        .map(|d| pwt::compose_running(&d))
+        .unwrap_or_default();
     let rows: Vec<_> = pwt::service_checks(opened.as_ref().map(|o| o.project.config()))
         .into_iter()
         .map(|c| {
