@@ -62,6 +62,21 @@ impl Sandbox {
         self.run(dir, Path::new("git"), args)
     }
 
+    /// `git worktree add -q -b BRANCH ../BRANCH`, timed.
+    fn add_worktree(&self, repo: &Path, branch: &str) -> Result<Duration> {
+        self.git(
+            repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                branch,
+                &format!("../{branch}"),
+            ],
+        )
+    }
+
     fn pwt(&self, dir: &Path, args: &[&str]) -> Result<Duration> {
         self.run(dir, &self.pwt, args)
     }
@@ -148,27 +163,12 @@ fn bench_new(pwt: &Path, rounds: usize) -> Result<()> {
     let toml = "[ports.services]\nfrontend = { env = \"FRONTEND_PORT\", main = 3000 }\nbackend = { env = \"BACKEND_PORT\", main = 5000 }\n";
     let repo = sb.repo("demo", 3000, toml)?;
     // Warm the page cache and git's own caches once for both.
-    sb.git(
-        &repo,
-        &["worktree", "add", "-q", "-b", "warm-git", "../warm-git"],
-    )?;
+    sb.add_worktree(&repo, "warm-git")?;
     sb.pwt(&repo, &["new", "warm-pwt"])?;
     let (mut git, mut pwt_t) = (Vec::new(), Vec::new());
     for i in 0..rounds {
         // Alternate which goes first, so drift hurts both alike.
-        let g = |sb: &Sandbox| {
-            sb.git(
-                &repo,
-                &[
-                    "worktree",
-                    "add",
-                    "-q",
-                    "-b",
-                    &format!("g{i}"),
-                    &format!("../g{i}"),
-                ],
-            )
-        };
+        let g = |sb: &Sandbox| sb.add_worktree(&repo, &format!("g{i}"));
         let p = |sb: &Sandbox| sb.pwt(&repo, &["new", &format!("p{i}")]);
         if i % 2 == 0 {
             git.push(g(&sb)?);
@@ -302,26 +302,13 @@ prefix = "{{{{ project }}}}:{{{{ slug }}}}:"
     create_database(&store)?;
     let team_toml = format!("{toml}[team]\nurl = \"postgres://postgres@127.0.0.1:5432/{store}\"\n");
     let team = sb.repo("team", 3000, &team_toml)?;
-    sb.git(
-        &repo,
-        &["worktree", "add", "-q", "-b", "warm-git", "../warm-git"],
-    )?;
+    sb.add_worktree(&repo, "warm-git")?;
     sb.pwt(&repo, &["new", "warm-pwt"])?;
     sb.pwt(&team, &["new", "warm-team"])?;
     let (mut git, mut db, mut vh) = (Vec::new(), Vec::new(), Vec::new());
     let (mut pwt_t, mut team_t) = (Vec::new(), Vec::new());
     for i in 0..rounds {
-        git.push(sb.git(
-            &repo,
-            &[
-                "worktree",
-                "add",
-                "-q",
-                "-b",
-                &format!("g{i}"),
-                &format!("../g{i}"),
-            ],
-        )?);
+        git.push(sb.add_worktree(&repo, &format!("g{i}"))?);
         db.push(create_database(&format!("{project}_floor_{i}"))?);
         vh.push(put_vhost(&format!("{project}-floor-{i}"), "PUT")?);
         pwt_t.push(sb.pwt(&repo, &["new", &format!("s{i}")])?);
@@ -422,17 +409,7 @@ fn bench_files(pwt: &Path, rounds: usize) -> Result<()> {
                 .arg(repo.join("node_modules"))
                 .arg(&to),
         )?);
-        let g = sb.git(
-            &repo,
-            &[
-                "worktree",
-                "add",
-                "-q",
-                "-b",
-                &format!("g{i}"),
-                &format!("../g{i}"),
-            ],
-        )?;
+        let g = sb.add_worktree(&repo, &format!("g{i}"))?;
         let c = timed(
             Command::new("cp")
                 .arg("-r")
@@ -486,17 +463,7 @@ fn bench_npm_ci(sb: &Sandbox, rounds: usize) -> Result<()> {
     sb.git(&repo, &["commit", "-q", "-m", "npm"])?;
     let (mut ci, mut new) = (Vec::new(), Vec::new());
     for i in 0..rounds {
-        let g = sb.git(
-            &repo,
-            &[
-                "worktree",
-                "add",
-                "-q",
-                "-b",
-                &format!("n{i}"),
-                &format!("../n{i}"),
-            ],
-        )?;
+        let g = sb.add_worktree(&repo, &format!("n{i}"))?;
         ci.push(g + npm(&sb.root.join(format!("n{i}")), &["ci"])?);
         new.push(sb.pwt(&repo, &["new", &format!("q{i}")])?);
     }

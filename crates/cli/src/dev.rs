@@ -125,10 +125,9 @@ impl Project {
             .environment(&t)?
             .ok_or_else(|| Error::new(ErrorKind::NotFound, "this worktree has no environment"))?;
         let running: Vec<String> = self
-            .dev_processes(&slug)
-            .into_iter()
-            .filter(|(_, s)| *s == ProcessState::Running)
-            .map(|(p, _)| format!("{} (pid {})", p.name, p.pid))
+            .running_processes(&slug)
+            .iter()
+            .map(|p| format!("{} (pid {})", p.name, p.pid))
             .collect();
         if !running.is_empty() {
             return Err(Error::new(
@@ -182,23 +181,19 @@ impl Project {
         Ok(out)
     }
 
-    /// Stops the processes `pwt dev` started for the worktree of `slug` (SIGTERM to each
-    /// group, SIGKILL after `grace`). Returns each running one with whether it stopped.
-    pub fn stop_dev_processes(&self, slug: &str, grace: Duration) -> Vec<(DevProcess, bool)> {
-        let running: Vec<DevProcess> = self
-            .dev_processes(slug)
+    /// Those of [`Project::dev_processes`] that run now.
+    pub fn running_processes(&self, slug: &str) -> Vec<DevProcess> {
+        self.dev_processes(slug)
             .into_iter()
             .filter(|(_, s)| *s == ProcessState::Running)
             .map(|(p, _)| p)
-            .collect();
-        let left = stop_groups(&running, grace);
-        running
-            .into_iter()
-            .map(|p| {
-                let stopped = !left.contains(&p.pid);
-                (p, stopped)
-            })
             .collect()
+    }
+
+    /// Stops the processes `pwt dev` started for the worktree of `slug` (SIGTERM to each
+    /// group, SIGKILL after `grace`). Returns each running one with whether it stopped.
+    pub fn stop_dev_processes(&self, slug: &str, grace: Duration) -> Vec<(DevProcess, bool)> {
+        stop_these(self.running_processes(slug), grace)
     }
 
     /// Forgets the worktree's process records (its logs go too): for `pwt rm`.
@@ -245,6 +240,19 @@ fn spawn(
     }
     cmd.spawn()
         .map_err(|e| Error::new(ErrorKind::Io, "cannot run sh").caused_by(e))
+}
+
+/// Stops `running` (SIGTERM to each group, SIGKILL after `grace`); each with whether it
+/// stopped.
+pub(crate) fn stop_these(running: Vec<DevProcess>, grace: Duration) -> Vec<(DevProcess, bool)> {
+    let left = stop_groups(&running, grace);
+    running
+        .into_iter()
+        .map(|p| {
+            let stopped = !left.contains(&p.pid);
+            (p, stopped)
+        })
+        .collect()
 }
 
 /// SIGTERM to each process group, SIGKILL after `grace` to those still there. Returns the

@@ -363,10 +363,7 @@ impl Project {
     /// worktree's database is gone).
     /// Ready worktrees of this repository whose own database is gone (dropped by hand, or
     /// by a tool): `pwt up` creates it again.
-    fn missing_databases(&self, names: &[String]) -> Vec<Finding> {
-        let Ok(state) = self.state() else {
-            return Vec::new();
-        };
+    fn missing_databases(&self, state: &State, names: &[String]) -> Vec<Finding> {
         state
             .of_repo(&self.repo.common_dir)
             .filter(|l| l.state == LeaseState::Ready)
@@ -394,7 +391,11 @@ impl Project {
             .main_database
             .clone()
             .unwrap_or_else(|| self.project_name());
-        let mut out = self.missing_databases(names);
+        let state = self.state().ok();
+        let mut out = state
+            .as_ref()
+            .map(|s| self.missing_databases(s, names))
+            .unwrap_or_default();
         if !names.contains(&main) {
             let what = format!(
                 "the main worktree's database {main:?} does not exist: its app has nothing to connect or migrate to"
@@ -413,15 +414,11 @@ impl Project {
         // Left behind: it derives from a database of this project's that is gone, and from
         // none that exists (`test_x_2` of a live `x_2` is not `x`'s), and no worktree
         // leases it as its own database (nor marks it: another person's).
-        let leased: Vec<String> = self
-            .state()
-            .map(|s| {
-                s.leases
-                    .iter()
-                    .filter_map(|l| l.resources.database.as_ref().map(|d| d.as_str().to_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let leased: Vec<String> = state
+            .iter()
+            .flat_map(|s| &s.leases)
+            .filter_map(|l| l.resources.database.as_ref().map(|d| d.as_str().to_owned()))
+            .collect();
         let left: Vec<&String> = names
             .iter()
             .filter(|n| *n != &main && !leased.contains(n) && !marked.contains(n))

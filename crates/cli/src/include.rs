@@ -55,25 +55,22 @@ impl Project {
                 "links to the main worktree's, made by pwt (files.link)",
             )?;
         }
-        let through_link = |entry: &str, reporter: &mut dyn Reporter| {
-            let blocked = !no_link_on_the_way(to, Path::new(trim(entry)));
-            if blocked {
+        // Nothing over what the worktree has, nor through a link the branch carries.
+        let free = |entry: &str, reporter: &mut dyn Reporter| {
+            if !no_link_on_the_way(to, Path::new(trim(entry))) {
                 reporter.report(Event::Warning(format!(
                     "{entry} not brought: the new worktree has a symbolic link on its way (the branch's), which could lead anywhere"
                 )));
+                return false;
             }
-            blocked
+            to.join(trim(entry)).symlink_metadata().is_err()
         };
         for entry in links {
+            if !free(&entry, reporter) {
+                done.skipped.push(entry);
+                continue;
+            }
             let (src, dst) = (main.join(trim(&entry)), to.join(trim(&entry)));
-            if through_link(&entry, reporter) {
-                done.skipped.push(entry);
-                continue;
-            }
-            if dst.symlink_metadata().is_ok() {
-                done.skipped.push(entry);
-                continue;
-            }
             make_parent(&dst)?;
             std::os::unix::fs::symlink(&src, &dst).map_err(|e| {
                 Error::new(ErrorKind::Io, format!("cannot link {}", dst.display())).caused_by(e)
@@ -81,15 +78,11 @@ impl Project {
             done.linked.push(entry);
         }
         for entry in copies {
+            if !free(&entry, reporter) {
+                done.skipped.push(entry);
+                continue;
+            }
             let (src, dst) = (main.join(trim(&entry)), to.join(trim(&entry)));
-            if through_link(&entry, reporter) {
-                done.skipped.push(entry);
-                continue;
-            }
-            if dst.symlink_metadata().is_ok() {
-                done.skipped.push(entry);
-                continue;
-            }
             if leads_out(&src, &main) {
                 reporter.report(Event::Warning(format!(
                     "{entry} not copied: it is a link out of the repository"

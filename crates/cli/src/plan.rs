@@ -613,11 +613,14 @@ pub(crate) fn plan_gc(state: &State, facts: &GcFacts<'_>) -> GcPlan {
 
 /// True when a worktree git lists declares the lease's slug or one of its resources.
 fn declares(d: &Declared, l: &Lease) -> bool {
-    let r = &l.resources;
-    d.slugs.contains(l.slug.as_str())
-        || r.database
-            .as_ref()
-            .is_some_and(|n| d.databases.contains(n.as_str()))
+    d.slugs.contains(l.slug.as_str()) || declares_resources(d, &l.resources)
+}
+
+/// True when a worktree's env file names one of `r`'s resources.
+pub(crate) fn declares_resources(d: &Declared, r: &Resources) -> bool {
+    r.database
+        .as_ref()
+        .is_some_and(|n| d.databases.contains(n.as_str()))
         || r.vhost
             .as_ref()
             .is_some_and(|n| d.vhosts.contains(n.as_str()))

@@ -36,9 +36,7 @@ pub(crate) fn working_in(dir: &Path) -> Vec<Found> {
             let cwd = PathBuf::from(shown.strip_suffix(" (deleted)").unwrap_or(&shown));
             cwd.starts_with(&dir).then(|| Found {
                 pid,
-                name: std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .map(|s| s.trim().to_owned())
-                    .unwrap_or_default(),
+                name: comm(pid),
                 cwd,
             })
         })

@@ -393,20 +393,7 @@ fn holds(r: &Resources, kind: ResourceKind, o: &Resources) -> bool {
 }
 
 fn declared_by(d: &pwt_alloc::Declared, o: &Orphan) -> bool {
-    declares(d, &o.resources)
-}
-
-/// True when a worktree's env file names one of `r`'s resources.
-pub(crate) fn declares(d: &pwt_alloc::Declared, r: &Resources) -> bool {
-    r.database
-        .as_ref()
-        .is_some_and(|n| d.databases.contains(n.as_str()))
-        || r.vhost
-            .as_ref()
-            .is_some_and(|n| d.vhosts.contains(n.as_str()))
-        || r.redis_prefix()
-            .is_some_and(|p| d.prefixes.contains(p.as_str()))
-        || r.redis_db().is_some_and(|n| d.redis_dbs.contains(&n))
+    crate::plan::declares_resources(d, &o.resources)
 }
 
 fn still(holds: bool, branch: &str) -> Result<()> {

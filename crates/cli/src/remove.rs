@@ -297,18 +297,14 @@ impl Project {
     /// inside it; each named as it goes (SIGTERM, SIGKILL after a grace period), and those
     /// that outlive both in a warning. pwt and the processes that started it are spared.
     fn stop_processes(&self, lease: &Lease, in_dir: bool, reporter: &mut dyn Reporter) {
-        let slug = lease.slug.as_str();
-        for (p, _) in self
-            .dev_processes(slug)
-            .iter()
-            .filter(|(_, s)| *s == crate::dev::ProcessState::Running)
-        {
+        let running = self.running_processes(lease.slug.as_str());
+        for p in &running {
             reporter.report(Event::Step(format!(
                 "stopping {} (pid {}), started by `pwt dev` ...",
                 p.name, p.pid
             )));
         }
-        for (p, stopped) in self.stop_dev_processes(slug, std::time::Duration::from_secs(5)) {
+        for (p, stopped) in crate::dev::stop_these(running, std::time::Duration::from_secs(5)) {
             if !stopped {
                 reporter.report(Event::Warning(format!(
                     "could not stop {} (pid {}), started by `pwt dev`; stop it yourself",

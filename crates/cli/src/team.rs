@@ -228,7 +228,7 @@ impl Project {
                 !accounted
                     && !r
                         .as_ref()
-                        .is_some_and(|r| crate::reconcile::declares(declared, r))
+                        .is_some_and(|r| crate::plan::declares_resources(declared, r))
             })
             .collect())
     }

@@ -217,16 +217,28 @@ pub fn render_dotenv(
     registry: &str,
 ) -> (String, Vec<(String, &'static str)>) {
     let mut out = header("#", slug, registry);
+    let skipped = assignments(&mut out, env, "=", dotenv_quote);
+    (out, skipped)
+}
+
+/// Appends `KEY<sep>VALUE` for every variable `spell` can write; returns the others, each
+/// with why.
+fn assignments(
+    out: &mut String,
+    env: &Environment,
+    sep: &str,
+    spell: fn(&str) -> Result<String, &'static str>,
+) -> Vec<(String, &'static str)> {
     let mut skipped = Vec::new();
     for (k, v) in env.iter() {
-        match dotenv_quote(v) {
-            Ok(q) => {
-                let _ = writeln!(out, "{k}={q}");
+        match spell(v) {
+            Ok(v) => {
+                let _ = writeln!(out, "{k}{sep}{v}");
             }
             Err(why) => skipped.push((k.to_owned(), why)),
         }
     }
-    (out, skipped)
+    skipped
 }
 
 /// A TOML basic string.
@@ -277,15 +289,7 @@ pub fn render_mise(
         out.push_str("[settings]\nenv_shell_expand = true\n");
     }
     out.push_str("[env]\n");
-    let mut skipped = Vec::new();
-    for (k, v) in env.iter() {
-        match mise_value(v) {
-            Ok(v) => {
-                let _ = writeln!(out, "{k} = {v}");
-            }
-            Err(why) => skipped.push((k.to_owned(), why)),
-        }
-    }
+    let skipped = assignments(&mut out, env, " = ", mise_value);
     (out, skipped)
 }
 

@@ -545,39 +545,43 @@ mod tests {
         ));
     }
 
+    /// The status and location of a redirect, or the test fails.
+    fn redirect(d: Decision) -> (u16, String) {
+        match d {
+            Decision::Redirect {
+                status, location, ..
+            } => (status, location),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn callback_redirects_byte_for_byte() {
         let t = table();
         let q = "code=abc%2B%2F&state=feat-x~R&iss=https%3A%2F%2Fidp";
-        match decide(&t, "GET", Some("localhost:8080"), "/auth/callback", Some(q)) {
-            Decision::Redirect {
-                status, location, ..
-            } => {
-                assert_eq!(status, 302);
-                assert_eq!(
-                    location,
-                    format!("http://localhost:21000/auth/callback?{q}")
-                );
-            }
-            other => panic!("{other:?}"),
-        }
-        match decide(
+        let (status, location) = redirect(decide(
+            &t,
+            "GET",
+            Some("localhost:8080"),
+            "/auth/callback",
+            Some(q),
+        ));
+        assert_eq!(status, 302);
+        assert_eq!(
+            location,
+            format!("http://localhost:21000/auth/callback?{q}")
+        );
+        let (status, location) = redirect(decide(
             &t,
             "POST",
             Some("localhost"),
             "/auth/callback",
             Some("state=b.x"),
-        ) {
-            Decision::Redirect {
-                status, location, ..
-            } => {
-                assert_eq!(
-                    (status, location.as_str()),
-                    (307, "http://localhost:21002/auth/callback?state=b.x")
-                );
-            }
-            other => panic!("{other:?}"),
-        }
+        ));
+        assert_eq!(
+            (status, location.as_str()),
+            (307, "http://localhost:21002/auth/callback?state=b.x")
+        );
         // error= responses route like successes.
         assert!(matches!(
             decide(
@@ -632,20 +636,14 @@ mod tests {
             form: None,
             port: 8080,
         };
-        match t.decide(&req, &mut learned) {
-            Decision::Redirect {
-                status, location, ..
-            } => {
-                assert_eq!(
-                    (status, location.as_str()),
-                    (
-                        302,
-                        "http://b.localhost:8080/auth/callback?code=c&state=random123"
-                    )
-                );
-            }
-            other => panic!("{other:?}"),
-        }
+        let (status, location) = redirect(t.decide(&req, &mut learned));
+        assert_eq!(
+            (status, location.as_str()),
+            (
+                302,
+                "http://b.localhost:8080/auth/callback?code=c&state=random123"
+            )
+        );
         // form_post: the state from the body, a 307 so the browser posts it again.
         let req = Req {
             method: "POST",
@@ -655,17 +653,11 @@ mod tests {
             form: Some("code=c&state=random123"),
             port: 8080,
         };
-        match t.decide(&req, &mut learned) {
-            Decision::Redirect {
-                status, location, ..
-            } => {
-                assert_eq!(
-                    (status, location.as_str()),
-                    (307, "http://b.localhost:8080/auth/callback")
-                );
-            }
-            other => panic!("{other:?}"),
-        }
+        let (status, location) = redirect(t.decide(&req, &mut learned));
+        assert_eq!(
+            (status, location.as_str()),
+            (307, "http://b.localhost:8080/auth/callback")
+        );
         // A state in the query and another in the body are two: refused.
         assert!(matches!(
             t.decide(

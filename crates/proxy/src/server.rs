@@ -605,15 +605,7 @@ impl Proxy {
                 keep,
             } => {
                 if let Some((state, learned)) = keep {
-                    self.learned
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .learn(
-                            state,
-                            learned,
-                            self.options.state_ttl,
-                            self.options.max_states,
-                        );
+                    self.learn(state, learned);
                 }
                 (
                     format!("redirect {}:{}", target.slug, target.port),
@@ -845,10 +837,17 @@ impl Proxy {
         let Some(origin) = origin_of(host, &target.slug) else {
             return;
         };
-        let learned = Learned {
-            slug: target.slug.clone(),
-            origin,
-        };
+        self.learn(
+            state,
+            Learned {
+                slug: target.slug.clone(),
+                origin,
+            },
+        );
+    }
+
+    /// Remembers `state` as `learned`'s, within the configured lifetime and bound.
+    fn learn(&self, state: String, learned: Learned) {
         self.learned
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
-use pwt::{ProcessState, Target};
+use pwt::Target;
 
 use super::exit_codes;
 use super::output::{Style, printable};
@@ -181,21 +181,15 @@ fn slug_of(project: &pwt::Project, target: Option<&str>) -> Result<String> {
 pub fn stop(cwd: &Path, args: StopArgs) -> Result<i32> {
     let opened = super::open(cwd, false)?;
     let slug = slug_of(&opened.project, args.target.as_deref())?;
-    let running = opened
+    let stopped = opened
         .project
-        .dev_processes(&slug)
-        .into_iter()
-        .filter(|(_, s)| *s == ProcessState::Running)
-        .count();
-    if running == 0 {
+        .stop_dev_processes(&slug, Duration::from_secs(args.grace));
+    if stopped.is_empty() {
         println!("nothing of `pwt dev` runs there");
         return Ok(exit_codes::OK);
     }
     let mut code = exit_codes::OK;
-    for (p, stopped) in opened
-        .project
-        .stop_dev_processes(&slug, Duration::from_secs(args.grace))
-    {
+    for (p, stopped) in stopped {
         if stopped {
             println!("stopped {} (pid {})", p.name, p.pid);
         } else {

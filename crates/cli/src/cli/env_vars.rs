@@ -15,6 +15,9 @@ pub const PWT_FAULT: &str = "PWT_FAULT";
 /// The directory all users of the machine share: port claims and machine-wide locks.
 /// Default: `/var/tmp/pwt` (made world-writable with the sticky bit, like `/tmp`).
 pub const PWT_MACHINE_DIR: &str = "PWT_MACHINE_DIR";
+/// Set (to anything but `0`): a repository's hooks, processes and `[env]` need no approval
+/// (`pwt trust`), for automation and CI.
+pub const PWT_TRUST_HOOKS: &str = "PWT_TRUST_HOOKS";
 /// Who holds leases in the team store: `user@host` by default.
 pub const PWT_HOLDER: &str = "PWT_HOLDER";
 /// The user name, for the holder.

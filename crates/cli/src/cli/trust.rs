@@ -36,9 +36,6 @@ pub struct TrustArgs {
     pub revoke: bool,
 }
 
-/// The variable that approves every repository's hooks, for automation.
-pub const PWT_TRUST_HOOKS: &str = "PWT_TRUST_HOOKS";
-
 pub use pwt::Gate;
 
 /// What of the repository's pwt.toml `gate` needs approved, and the file; `None` when
@@ -70,7 +67,7 @@ pub fn ensure(cwd: &Path, opened: &Opened, yes: bool, gate: Gate) -> Result<()> 
     let project = &opened.project;
     if yes
         || project.is_approved(&c)
-        || super::env_vars::get(PWT_TRUST_HOOKS).is_some_and(|v| v != "0")
+        || super::env_vars::get(super::env_vars::PWT_TRUST_HOOKS).is_some_and(|v| v != "0")
     {
         return Ok(());
     }

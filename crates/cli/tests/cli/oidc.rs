@@ -84,13 +84,8 @@ fn ready(mut cmd: Command, what: &str) -> Running {
 
 #[test]
 fn real_oidc_logins_through_the_one_redirect_uri() {
-    let modules = match modules() {
-        Ok(m) => m,
-        Err(why) if std::env::var_os("CI").is_some() => panic!("{why}: .ci/run installs it"),
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            return;
-        }
+    let Some(modules) = crate::common::installed(modules()) else {
+        return;
     };
     let t = TestEnv::new();
     let (pp, idp, main) = (free_port(), free_port(), free_port());

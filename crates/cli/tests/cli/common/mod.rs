@@ -140,6 +140,19 @@ impl TestEnv {
     }
 }
 
+/// A third-party tool a test needs: under CI, one that is missing fails the test (.ci/run
+/// installs it); elsewhere the test is skipped, saying why.
+pub fn installed<T>(found: Result<T, String>) -> Option<T> {
+    match found {
+        Ok(t) => Some(t),
+        Err(why) if std::env::var_os("CI").is_some() => panic!("{why}: .ci/run installs it"),
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            None
+        }
+    }
+}
+
 /// The seed workflow's two ports, in a range of its own.
 pub fn seed_toml(range: (u16, u16)) -> String {
     format!(
