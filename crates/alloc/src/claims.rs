@@ -102,6 +102,40 @@ impl PortClaims {
         }
     }
 
+    /// Releases every claim whose repository is gone (`gone` says so of its common dir),
+    /// whoever made it: no worktree of a repository that no longer exists uses its ports.
+    /// The directory is sticky, so another user's claims stay unless the caller may remove
+    /// them. Returns how many went.
+    pub fn release_gone(&self, gone: impl Fn(&Path) -> bool) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut seen: std::collections::HashMap<String, bool> = Default::default();
+        let mut released = 0;
+        for e in entries.flatten() {
+            if e.file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u16>().ok())
+                .is_none()
+            {
+                continue;
+            }
+            let Some(who) = std::fs::read_to_string(e.path())
+                .ok()
+                .and_then(|t| Claimant::parse(&t))
+            else {
+                continue;
+            };
+            let is_gone = *seen
+                .entry(who.repo.clone())
+                .or_insert_with(|| gone(Path::new(&who.repo)));
+            if is_gone && std::fs::remove_file(e.path()).is_ok() {
+                released += 1;
+            }
+        }
+        released
+    }
+
     /// Gives up `port` if `registry` holds it.
     pub fn release(&self, port: u16, registry: &str) {
         let path = self.dir.join(port.to_string());
@@ -142,5 +176,23 @@ mod tests {
         assert!(!claims.claim(20001, &b).expect("still a's"));
         claims.release(20001, "a");
         assert!(claims.claim(20001, &b).expect("free now"));
+    }
+
+    #[test]
+    fn claims_of_repositories_that_are_gone_are_released() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let claims = PortClaims::open(dir.path()).expect("open");
+        let who = |repo: &str| Claimant {
+            registry: "r".into(),
+            repo: repo.into(),
+            branch: "x".into(),
+        };
+        assert!(claims.claim(20001, &who("/gone/.git")).expect("claim"));
+        assert!(claims.claim(20002, &who("/gone/.git")).expect("claim"));
+        assert!(claims.claim(20003, &who("/here/.git")).expect("claim"));
+        let released = claims.release_gone(|p| p == Path::new("/gone/.git"));
+        assert_eq!(released, 2);
+        let left: Vec<u16> = claims.all().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(left, vec![20003]);
     }
 }

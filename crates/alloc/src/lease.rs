@@ -143,10 +143,15 @@ pub struct Lease {
     /// Hash of what pwt last wrote to each env file, by file name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, String>,
-    /// The post-create hooks failed and the set-up was kept (`--keep-on-failure`): the next
-    /// `pwt up` runs them again.
+    /// The post-create hooks have not run to the end yet: a set-up is on its way to them,
+    /// was killed before them, or they failed and the set-up was kept
+    /// (`--keep-on-failure`). The next `pwt up` runs them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pending_hooks: bool,
+    /// The main worktree's files (`files.copy`, `files.link`, `.worktreeinclude`) have not
+    /// been brought yet: the next `pwt up` brings them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending_files: bool,
     /// What teardown could not remove yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leftover: Vec<Leftover>,

@@ -379,6 +379,7 @@ mod tests {
             journal: Journal::default(),
             files: BTreeMap::new(),
             pending_hooks: false,
+            pending_files: false,
             leftover: vec![],
             keep: Vec::new(),
             created_at: 1,

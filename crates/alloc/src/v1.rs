@@ -144,6 +144,7 @@ pub(crate) fn migrate(bytes: &[u8]) -> Result<State, String> {
             state: l.state,
             files: l.files,
             pending_hooks: false,
+            pending_files: false,
             created_at: l.created_at,
             updated_at: l.updated_at,
         });

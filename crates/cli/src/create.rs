@@ -252,8 +252,8 @@ struct Run<'p> {
     checked_out: bool,
     /// How Redis isolates this lease.
     redis: crate::services::RedisPlan,
-    /// Redis DB indexes found someone else's: never tried again.
-    skip_dbs: std::collections::HashSet<u16>,
+    /// Names and Redis DB indexes found someone else's: never tried again.
+    avoid: crate::leases::Avoid,
 }
 
 impl Project {
@@ -286,7 +286,7 @@ impl Project {
             created: Vec::new(),
             checked_out: false,
             redis,
-            skip_dbs: std::collections::HashSet::new(),
+            avoid: Default::default(),
         };
         match run.forward(&checkout, &how, reporter) {
             Ok(done) => Ok((done, run.fresh)),
@@ -443,7 +443,9 @@ impl Run<'_> {
         self.checkout_and_provision(checkout, reporter)?;
         p.options.faults.pause("after-checkout");
         p.options.cancel.check()?;
-        let brought = if self.fresh {
+        // A new lease brings them; one whose set-up was killed before they were all here
+        // brings what is missing (nothing is ever written over).
+        let brought = if self.fresh || self.lease.pending_files {
             p.bring_files(&self.lease.path, reporter)?
         } else {
             Default::default()
@@ -461,6 +463,7 @@ impl Run<'_> {
         let branch = self.lease.branch.to_string();
         self.lease = p.update_lease(&branch, |l| {
             l.files = files;
+            l.pending_files = false;
             Ok(())
         })?;
         p.options.faults.pause("after-env-files");
@@ -470,8 +473,7 @@ impl Run<'_> {
                 &p.config.hooks.post_create,
                 &self.lease.path,
                 &env,
-                p.options.child_output,
-                &p.options.cancel,
+                &p.options,
                 reporter,
             )?;
         }
@@ -509,13 +511,9 @@ impl Run<'_> {
         }
         let marker = self.marker();
         // The servers arbitrate: a name (or DB index) someone else holds there, whoever
-        // they are, is given up for the next one; a few times at most for names, and up to
-        // every index for DB indexes (another person's registry may have the low ones).
-        let tries = 4 + match self.redis {
-            crate::services::RedisPlan::Db(n) => usize::from(n),
-            _ => 0,
-        };
-        for _ in 0..tries {
+        // they are, is given up for the next one, until one is free (each one given up is
+        // never tried again, so this ends), or no DB index is left.
+        loop {
             let found = self
                 .services
                 .block_on(self.services.probe(&self.lease.resources))
@@ -545,20 +543,12 @@ impl Run<'_> {
                 }
                 return Ok(());
             }
-            if !self.fresh {
+            if !self.fresh || !self.avoid.note(&self.lease.resources, &held) {
                 let kind = held[0];
                 return Err(self.not_ours(kind, "another worktree's marker is on it".into()));
             }
-            if let Some(n) = self.lease.resources.redis_db() {
-                self.skip_dbs.insert(n);
-            }
             self.move_names(&held)?;
         }
-        Err(Error::new(
-            ErrorKind::Exists,
-            "the names pwt tried for this worktree's data are all held by someone else on the servers",
-        )
-        .hint("configure a `[team]` store, so people and machines sharing the servers never pick the same names, or put something of your own in the name templates"))
     }
 
     fn not_ours(&self, kind: ResourceKind, found: String) -> Error {
@@ -577,7 +567,7 @@ impl Run<'_> {
     /// on the servers (someone else's given up for the next), the absent ones journaled.
     fn settle_names(&mut self) -> Result<()> {
         let p = self.project;
-        self.lease = p.team_claim(self.lease.clone(), self.redis, self.fresh)?;
+        self.lease = p.team_claim(self.lease.clone(), self.redis, self.fresh, &mut self.avoid)?;
         self.journal_resources()?;
         p.options.faults.pause("after-journal");
         p.options.cancel.check()
@@ -641,9 +631,9 @@ impl Run<'_> {
 
     /// A name found free that someone else took between the look and the create (another
     /// registry creating the same branch at the same moment): give it up for the next one
-    /// and create that, a couple of times at most.
+    /// and create that, until one holds (each one given up is never tried again).
     fn retry_taken(&mut self, mut steps: Vec<Step>) -> Result<Vec<Step>> {
-        for _ in 0..4 {
+        loop {
             let taken: Vec<ResourceKind> = steps
                 .iter()
                 .filter(|s| matches!(s.result, Err(pwt_provision::ProvisionError::NotOurs { .. })))
@@ -651,16 +641,8 @@ impl Run<'_> {
                 .collect();
             // A lease that had its names before keeps them (its data is under them): the
             // first failure is the answer.
-            if taken.is_empty() || !self.fresh {
+            if taken.is_empty() || !self.fresh || !self.avoid.note(&self.lease.resources, &taken) {
                 break;
-            }
-            if let Some(n) = self
-                .lease
-                .resources
-                .redis_db()
-                .filter(|_| taken.contains(&ResourceKind::Redis))
-            {
-                self.skip_dbs.insert(n);
             }
             self.move_names(&taken)?;
             self.journal_resources()?;
@@ -693,14 +675,9 @@ impl Run<'_> {
     fn move_names(&mut self, kinds: &[ResourceKind]) -> Result<()> {
         let p = self.project;
         let before = self.lease.resources.only(kinds);
-        self.lease = p.reassign(
-            self.lease.branch.as_str(),
-            kinds,
-            &self.skip_dbs,
-            self.redis,
-        )?;
+        self.lease = p.reassign(self.lease.branch.as_str(), kinds, &self.avoid, self.redis)?;
         p.team_release(&self.lease, &before)?;
-        self.lease = p.team_claim(self.lease.clone(), self.redis, true)?;
+        self.lease = p.team_claim(self.lease.clone(), self.redis, true, &mut self.avoid)?;
         Ok(())
     }
 

@@ -49,12 +49,16 @@ pub enum ProcessState {
 }
 
 impl DevProcess {
-    /// Whether it runs now (the same process: pid and start time).
+    /// Whether it runs now: its leader (the same process: pid and start time), or, once the
+    /// leader is gone, anything left in its process group (`cmd &` leaves the command
+    /// there). A group's id is its leader's pid, which the kernel does not hand out again
+    /// while any member of the group lives, so members of a group whose leader is gone are
+    /// this process's; a live process with the leader's pid and another start time means
+    /// the group ended and the pid went to someone else.
     pub fn state(&self) -> ProcessState {
-        let same = process_alive(self.pid)
-            && !is_zombie(self.pid)
-            && (self.started.is_none() || start_time(self.pid) == self.started);
-        if same {
+        let leader = process_alive(self.pid) && !is_zombie(self.pid);
+        let same = leader && (self.started.is_none() || start_time(self.pid) == self.started);
+        if same || (!leader && group_alive(self.pid)) {
             return ProcessState::Running;
         }
         ProcessState::Exited(
@@ -267,7 +271,7 @@ fn stop_groups(list: &[DevProcess], grace: Duration) -> Vec<u32> {
             }
         }
     };
-    let alive = |p: &&DevProcess| p.state() == ProcessState::Running || group_alive(p.pid);
+    let alive = |p: &&DevProcess| p.state() == ProcessState::Running;
     for p in list.iter().filter(alive) {
         signal(p.pid, libc::SIGTERM);
     }

@@ -573,6 +573,7 @@ impl Project {
             journal: Journal::default(),
             files: hashes,
             pending_hooks: false,
+            pending_files: false,
             leftover: Vec::new(),
             keep: Vec::new(),
             created_at: t,

@@ -38,18 +38,26 @@ impl Project {
     /// by all worktrees, so the caller holds the registry lock.
     pub(crate) fn ensure_excluded(&self) -> Result<()> {
         let names: Vec<String> = self.env_files()?.into_iter().map(|(_, n)| n).collect();
-        self.exclude(&names, "env files written by pwt")
+        let mut lines: Vec<String> = names.iter().map(|n| format!("/{n}")).collect();
+        // What a pwt stopped mid-write leaves is never someone's change.
+        lines.push(format!("{TEMP_MARK}*"));
+        self.exclude_lines(&lines, "env files written by pwt")
     }
 
     /// Adds `/<name>` for each of `names` to the repository's `info/exclude`, under
     /// `comment`, where missing. The caller holds the registry lock or the repository's.
     pub(crate) fn exclude(&self, names: &[String], comment: &str) -> Result<()> {
+        let lines: Vec<String> = names.iter().map(|n| format!("/{n}")).collect();
+        self.exclude_lines(&lines, comment)
+    }
+
+    fn exclude_lines(&self, lines: &[String], comment: &str) -> Result<()> {
         let path = self.repo.common_dir.join("info").join("exclude");
         let current = fs::read_to_string(&path).unwrap_or_default();
-        let missing: Vec<String> = names
+        let missing: Vec<String> = lines
             .iter()
-            .map(|n| format!("/{n}"))
-            .filter(|line| !current.lines().any(|l| l.trim() == line))
+            .filter(|line| !current.lines().any(|l| l.trim() == line.as_str()))
+            .cloned()
             .collect();
         if missing.is_empty() {
             return Ok(());
@@ -184,6 +192,20 @@ pub(crate) fn content_hash(bytes: &[u8]) -> String {
     hex_prefix(stable_hash(bytes), 16)
 }
 
+/// How the names of pwt's temporary files begin: `.pwt-tmp-<pid>-<name>`, beside `<name>`.
+pub(crate) const TEMP_MARK: &str = ".pwt-tmp-";
+
+/// The name a temporary file of pwt's stands for (`.pwt-tmp-123-.env` → `.env`); `None` for
+/// any other file.
+pub(crate) fn temp_of(name: &std::ffi::OsStr) -> Option<&std::ffi::OsStr> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let rest = name.as_bytes().strip_prefix(TEMP_MARK.as_bytes())?;
+    let dash = rest.iter().position(|b| *b == b'-')?;
+    let (pid, name) = (&rest[..dash], &rest[dash + 1..]);
+    (!pid.is_empty() && pid.iter().all(u8::is_ascii_digit) && !name.is_empty())
+        .then(|| std::ffi::OsStr::from_bytes(name))
+}
+
 /// Writes `path` atomically: a temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -192,7 +214,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.pwt-tmp-{}", std::process::id()));
+    let tmp = dir.join(format!("{TEMP_MARK}{}-{name}", std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;

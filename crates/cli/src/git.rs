@@ -293,27 +293,39 @@ pub(crate) fn changes(root: &Path) -> Result<Vec<String>> {
     .map(std::ffi::OsStr::new);
     Ok(String::from_utf8_lossy(&git_output(root, &args)?)
         .lines()
+        .filter(|l| !is_pwt_temp(l))
         .map(str::to_owned)
         .collect())
 }
 
+/// An untracked temporary file of pwt's (`?? dir/.pwt-tmp-123-.env.worktree`), which a
+/// stopped pwt may leave: nobody's change.
+fn is_pwt_temp(status_line: &str) -> bool {
+    status_line.strip_prefix("?? ").is_some_and(|p| {
+        Path::new(p.trim_matches('"'))
+            .file_name()
+            .is_some_and(|n| crate::env_files::temp_of(n).is_some())
+    })
+}
+
 /// The untracked files of the worktree at `root` that `args` (patterns, as `git ls-files`
 /// takes them) make ignored, an ignored directory as one entry ending in `/`, relative to
-/// it.
-pub(crate) fn ignored_by(root: &Path, args: &[std::ffi::OsString]) -> Result<Vec<String>> {
-    let mut all: Vec<&std::ffi::OsStr> = ["ls-files", "-z", "--others", "--ignored", "--directory"]
-        .map(std::ffi::OsStr::new)
+/// it. Names are git's bytes, whatever their encoding.
+pub(crate) fn ignored_by(root: &Path, args: &[OsString]) -> Result<Vec<OsString>> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut all: Vec<&OsStr> = ["ls-files", "-z", "--others", "--ignored", "--directory"]
+        .map(OsStr::new)
         .to_vec();
     all.extend(args.iter().map(|a| a.as_os_str()));
     Ok(git_output(root, &all)?
         .split(|b| *b == 0)
         .filter(|p| !p.is_empty())
-        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .map(|p| OsStr::from_bytes(p).to_owned())
         .collect())
 }
 
 /// The ignored files of the worktree at `root`, by the repository's own ignore rules.
-pub(crate) fn ignored(root: &Path) -> Result<Vec<String>> {
+pub(crate) fn ignored(root: &Path) -> Result<Vec<OsString>> {
     ignored_by(root, &["--exclude-standard".into()])
 }
 

@@ -9,7 +9,7 @@ use pwt_core::Environment;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Reporter};
-use crate::project::{Cancel, ChildOutput};
+use crate::project::{ChildOutput, Options};
 
 /// The stdout a child gets.
 pub(crate) fn child_stdout(output: ChildOutput) -> Stdio {
@@ -81,12 +81,15 @@ pub(crate) fn run_hooks(
     hooks: &[String],
     root: &Path,
     env: &Environment,
-    output: ChildOutput,
-    cancel: &Cancel,
+    options: &Options,
     reporter: &mut dyn Reporter,
 ) -> Result<()> {
+    let (output, cancel, faults) = (options.child_output, &options.cancel, &options.faults);
     use std::os::unix::process::CommandExt as _;
-    for cmd in hooks {
+    for (i, cmd) in hooks.iter().enumerate() {
+        if i > 0 {
+            faults.pause("between-hooks");
+        }
         reporter.report(Event::Hook {
             stage,
             command: cmd.clone(),

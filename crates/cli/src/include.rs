@@ -4,7 +4,8 @@
 //! those matching `files.link` are linked. Nothing is ever overwritten, and no link leading
 //! out of the repository is followed.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -41,7 +42,7 @@ impl Project {
         let include = main.join(WORKTREE_INCLUDE);
         let include = include.is_file().then_some(include);
         let links = matching(&main, None, &self.config.files.link)?;
-        let copies: Vec<String> = matching(&main, include.as_deref(), &self.config.files.copy)?
+        let copies: Vec<OsString> = matching(&main, include.as_deref(), &self.config.files.copy)?
             .into_iter()
             .filter(|c| !links.iter().any(|l| within(c, l)))
             .collect();
@@ -49,17 +50,21 @@ impl Project {
             // A link is no directory: `node_modules/` in .gitignore does not cover it, so
             // git is told to leave the links alone.
             let _guard = self.registry.repo_lock(&self.repo.key())?;
-            let names: Vec<String> = links.iter().map(|l| trim(l).to_owned()).collect();
+            let names: Vec<String> = links
+                .iter()
+                .map(|l| trim(l).to_string_lossy().into_owned())
+                .collect();
             self.exclude(
                 &names,
                 "links to the main worktree's, made by pwt (files.link)",
             )?;
         }
         // Nothing over what the worktree has, nor through a link the branch carries.
-        let free = |entry: &str, reporter: &mut dyn Reporter| {
+        let free = |entry: &OsStr, reporter: &mut dyn Reporter| {
             if !no_link_on_the_way(to, Path::new(trim(entry))) {
                 reporter.report(Event::Warning(format!(
-                    "{entry} not brought: the new worktree has a symbolic link on its way (the branch's), which could lead anywhere"
+                    "{} not brought: the new worktree has a symbolic link on its way (the branch's), which could lead anywhere",
+                    shown(entry)
                 )));
                 return false;
             }
@@ -67,7 +72,7 @@ impl Project {
         };
         for entry in links {
             if !free(&entry, reporter) {
-                done.skipped.push(entry);
+                done.skipped.push(shown(&entry));
                 continue;
             }
             let (src, dst) = (main.join(trim(&entry)), to.join(trim(&entry)));
@@ -75,44 +80,60 @@ impl Project {
             std::os::unix::fs::symlink(&src, &dst).map_err(|e| {
                 Error::new(ErrorKind::Io, format!("cannot link {}", dst.display())).caused_by(e)
             })?;
-            done.linked.push(entry);
+            done.linked.push(shown(&entry));
         }
         for entry in copies {
+            let (src, dst) = (main.join(trim(&entry)), to.join(trim(&entry)));
+            // A copy a killed pwt left half-made goes first (it never reached its name).
+            remove_temp_copies(&dst);
             if !free(&entry, reporter) {
-                done.skipped.push(entry);
+                done.skipped.push(shown(&entry));
                 continue;
             }
-            let (src, dst) = (main.join(trim(&entry)), to.join(trim(&entry)));
             if leads_out(&src, &main) {
                 reporter.report(Event::Warning(format!(
-                    "{entry} not copied: it is a link out of the repository"
+                    "{} not copied: it is a link out of the repository",
+                    shown(&entry)
                 )));
-                done.skipped.push(entry);
+                done.skipped.push(shown(&entry));
                 continue;
             }
             reporter.report(Event::Step(format!(
-                "copying {entry} from the main worktree ..."
+                "copying {} from the main worktree ...",
+                shown(&entry)
             )));
+            if !done.copied.is_empty() {
+                self.options.faults.pause("between-copies");
+            }
             make_parent(&dst)?;
             copy_tree(&src, &dst)?;
-            done.copied.push(entry);
+            done.copied.push(shown(&entry));
         }
         Ok(done)
     }
 }
 
-fn trim(entry: &str) -> &str {
-    entry.trim_end_matches('/')
+fn trim(entry: &OsStr) -> &OsStr {
+    let b = entry.as_bytes();
+    let end = b.iter().rposition(|c| *c != b'/').map_or(0, |i| i + 1);
+    OsStr::from_bytes(&b[..end])
+}
+
+/// An entry as people read it (a name that is not UTF-8 shows replacement characters).
+fn shown(entry: &OsStr) -> String {
+    entry.to_string_lossy().into_owned()
 }
 
 /// Whether `entry` is `dir` or inside it (`dir` a directory entry ending in `/`).
-fn within(entry: &str, dir: &str) -> bool {
-    entry == dir || (dir.ends_with('/') && entry.starts_with(dir))
+fn within(entry: &OsStr, dir: &OsStr) -> bool {
+    let (e, d) = (entry.as_bytes(), dir.as_bytes());
+    e == d || (d.ends_with(b"/") && e.starts_with(d))
 }
 
 /// The gitignored entries of `main` that `file` (gitignore syntax) or `patterns` match, as
-/// git itself reads those patterns; an ignored directory as one entry ending in `/`.
-fn matching(main: &Path, file: Option<&Path>, patterns: &[String]) -> Result<Vec<String>> {
+/// git itself reads those patterns; an ignored directory as one entry ending in `/`. Names
+/// are bytes: a file whose name is not UTF-8 is brought like any other.
+fn matching(main: &Path, file: Option<&Path>, patterns: &[String]) -> Result<Vec<OsString>> {
     if file.is_none() && patterns.is_empty() {
         return Ok(Vec::new());
     }
@@ -129,15 +150,15 @@ fn matching(main: &Path, file: Option<&Path>, patterns: &[String]) -> Result<Vec
     let wanted = crate::git::ignored_by(main, &args)?;
     // Only what git ignores: a wanted entry that is (inside) an ignored one, or the ignored
     // entries inside a wanted directory.
-    let mut chosen: Vec<String> = Vec::new();
+    let mut chosen: Vec<OsString> = Vec::new();
     for w in &wanted {
         if ignored.iter().any(|i| within(w, i)) {
             chosen.push(w.clone());
-        } else if w.ends_with('/') {
+        } else if w.as_bytes().ends_with(b"/") {
             chosen.extend(
                 ignored
                     .iter()
-                    .filter(|i| i.starts_with(w.as_str()))
+                    .filter(|i| i.as_bytes().starts_with(w.as_bytes()))
                     .cloned(),
             );
         }
@@ -170,10 +191,40 @@ fn make_parent(dst: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The name a copy is made under before it is renamed to `dst`: beside it, so the rename
+/// stays on one filesystem; marked as pwt's, so a copy a killed pwt left is known as such.
+fn temp_copy(dst: &Path) -> std::path::PathBuf {
+    let mut name = OsString::from(format!(
+        "{}{}-",
+        crate::env_files::TEMP_MARK,
+        std::process::id()
+    ));
+    name.push(dst.file_name().unwrap_or_default());
+    dst.with_file_name(name)
+}
+
+/// Removes the copies of `dst` that pwts killed mid-copy left beside it.
+fn remove_temp_copies(dst: &Path) {
+    let (Some(parent), Some(name)) = (dst.parent(), dst.file_name()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if crate::env_files::temp_of(&e.file_name()).is_some_and(|n| n == name) {
+            let p = e.path();
+            let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+        }
+    }
+}
+
 /// Copies `src` (a file, link or directory) to `dst` with `cp`: links as links, and
 /// copy-on-write clones where the filesystem has them (btrfs, XFS, APFS), a plain copy
-/// otherwise.
+/// otherwise. The copy is made under a temporary name and renamed into place, so `dst` is
+/// either whole or absent, whenever pwt is stopped.
 fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    let tmp = temp_copy(dst);
     let clone_flag = if cfg!(target_os = "macos") {
         "-c"
     } else {
@@ -183,18 +234,22 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         Command::new("cp")
             .args(flags)
             .arg(src)
-            .arg(dst)
+            .arg(&tmp)
             .stdin(Stdio::null())
             .output()
+    };
+    let remove_tmp = || {
+        let _ = std::fs::remove_dir_all(&tmp).or_else(|_| std::fs::remove_file(&tmp));
     };
     let mut out = run(&["-R", "-P", "-p", clone_flag]);
     if cfg!(target_os = "macos") && out.as_ref().is_ok_and(|o| !o.status.success()) {
         // Not APFS: a plain copy.
-        let _ = std::fs::remove_dir_all(dst).or_else(|_| std::fs::remove_file(dst));
+        remove_tmp();
         out = run(&["-R", "-P", "-p"]);
     }
     let out = out.map_err(|e| Error::new(ErrorKind::Io, "cannot run cp").caused_by(e))?;
     if !out.status.success() {
+        remove_tmp();
         return Err(Error::new(
             ErrorKind::Io,
             format!(
@@ -204,5 +259,12 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
             ),
         ));
     }
-    Ok(())
+    std::fs::rename(&tmp, dst).map_err(|e| {
+        remove_tmp();
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot move the copy into {}", dst.display()),
+        )
+        .caused_by(e)
+    })
 }

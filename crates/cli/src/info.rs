@@ -120,7 +120,7 @@ impl Project {
                     })
                 })
                 .collect(),
-            url: Some(format!("http://localhost:{}", proxy_port(c))),
+            url: Some(format!("http://localhost:{}", c.proxy_port())),
             leftover: vec![],
             repo: self.repo.common_dir.clone(),
             database: c.postgres.as_ref().map(|pg| {
@@ -169,10 +169,6 @@ pub fn main_redis_db(url: &str) -> u16 {
         .unwrap_or(0)
 }
 
-fn proxy_port(config: &Config) -> u16 {
-    pwt_core::proxy_port(&config.proxy.listen).unwrap_or(8080)
-}
-
 /// Info of a lease, given the configuration that names its ports.
 pub fn lease_info(config: &Config, lease: &Lease, probe: bool) -> WorktreeInfo {
     let services = config.services();
@@ -201,7 +197,7 @@ pub fn lease_info(config: &Config, lease: &Lease, probe: bool) -> WorktreeInfo {
         url: Some(format!(
             "http://{}.localhost:{}",
             lease.slug,
-            proxy_port(config)
+            config.proxy_port()
         )),
         leftover: lease
             .leftover

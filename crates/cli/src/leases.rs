@@ -1,6 +1,7 @@
 //! Changes to leases, each under the registry lock: file work only (no network, no hooks, no
 //! git writes), so the lock is held for milliseconds.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use pwt_alloc::{Lease, LeaseState, Leftover, Owner, State, now, port_is_free, scan_env_files};
@@ -47,11 +48,12 @@ fn plan_and_claim(
 
 /// Claims of this registry that no lease of it holds any more (a port a lease gave up, a
 /// release a kill cut short): other users may have them.
-fn release_stale_claims(
-    claims: &pwt_alloc::PortClaims,
-    registry_id: &str,
-    held: &std::collections::HashSet<u16>,
-) {
+fn release_stale_claims(claims: &pwt_alloc::PortClaims, registry_id: &str, state: &State) {
+    let held: HashSet<u16> = state
+        .leases
+        .iter()
+        .flat_map(|l| l.ports.values().copied())
+        .collect();
     for (port, who) in claims.all() {
         if who.is_some_and(|w| w.registry == registry_id) && !held.contains(&port) {
             claims.release(port, registry_id);
@@ -59,7 +61,53 @@ fn release_stale_claims(
     }
 }
 
+/// What a lease moving to new names keeps away from: the names and Redis DB indexes found
+/// held by someone else (on a server, or in the team store), and what others hold in the
+/// team store, as last read. It only grows while a set-up runs, so every move makes
+/// progress.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Avoid {
+    /// (kind, name as described) found someone else's.
+    pub names: HashSet<(ResourceKind, String)>,
+    /// Redis DB indexes found someone else's.
+    pub dbs: HashSet<u16>,
+    /// What others hold in the team store.
+    pub held: Vec<Resources>,
+}
+
+impl Avoid {
+    /// Notes `kinds` of `resources` as someone else's. False when all of them were noted
+    /// already: a move would not get anywhere.
+    pub(crate) fn note(&mut self, resources: &Resources, kinds: &[ResourceKind]) -> bool {
+        let mut progress = false;
+        for kind in kinds {
+            if let (ResourceKind::Redis, Some(n)) = (kind, resources.redis_db()) {
+                progress |= self.dbs.insert(n);
+            } else if let Some(name) = resources.describe(*kind) {
+                progress |= self.names.insert((*kind, name));
+            }
+        }
+        progress
+    }
+}
+
+/// A repository (its common dir) that no longer exists: not there at all, as opposed to
+/// one this user may not look into.
+pub(crate) fn repo_is_gone(common_dir: &Path) -> bool {
+    std::fs::symlink_metadata(common_dir).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+}
+
 impl Project {
+    /// Releases the machine's port claims of repositories that no longer exist (`pwt gc`;
+    /// `pwt new` does it too). Returns how many went.
+    pub fn release_gone_claims(&self) -> Result<usize> {
+        let Some(claims) = self.port_claims() else {
+            return Ok(0);
+        };
+        let _locked = self.registry.lock()?;
+        Ok(claims.release_gone(repo_is_gone))
+    }
+
     /// What the env files of the repository's worktrees declare (the cooperative scan),
     /// leaving out `skip`.
     pub(crate) fn declared(&self, skip: Option<&Path>) -> Result<pwt_alloc::Declared> {
@@ -94,11 +142,17 @@ impl Project {
         locked.state.prune_claims();
         let declared = self.declared(root)?;
         let services = self.services();
-        let main_ports = self.main_ports().into_values().collect();
+        let mut main_ports: HashSet<u16> = self.main_ports().into_values().collect();
+        main_ports.insert(self.config.proxy_port());
         let project = self.project_name();
         let repo_key = self.repo.key();
         let registry_id = self.registry_id();
         let claims = self.port_claims();
+        if let Some(c) = &claims {
+            // Repositories made and deleted by the hundred (agents, CI, scratch clones)
+            // would otherwise leave their ports claimed for good.
+            c.release_gone(repo_is_gone);
+        }
         let mut facts = LeaseFacts {
             repo: &self.repo.common_dir,
             repo_key: &repo_key,
@@ -148,13 +202,7 @@ impl Project {
         }
         if let Some(claims) = &claims {
             // Under the lock: no pwt of this registry is between its claim and its commit.
-            let held = locked
-                .state
-                .leases
-                .iter()
-                .flat_map(|l| l.ports.values().copied())
-                .collect();
-            release_stale_claims(claims, &registry_id, &held);
+            release_stale_claims(claims, &registry_id, &locked.state);
         }
         self.ensure_excluded()?;
         locked.commit()?;
@@ -167,15 +215,16 @@ impl Project {
         pwt_alloc::PortClaims::open(dir).ok()
     }
 
-    /// Gives the lease other resources of `kinds`, held by someone on the servers whom this
-    /// registry does not know: the names the templates give the disambiguated slug, or the
-    /// next free Redis DB index past `skip_dbs`. Under the lock, so no lease of this registry
-    /// gets them either.
+    /// Gives the lease other resources of `kinds`, held by someone on the servers or in the
+    /// team store whom this registry does not know: the first names, of the disambiguated
+    /// slugs in turn, that nobody holds as far as `avoid` and this registry know, or the
+    /// lowest free Redis DB index. Under the lock, so no lease of this registry gets them
+    /// either. Fails only when no DB index is left (naming who holds them).
     pub(crate) fn reassign(
         &self,
         branch: &str,
         kinds: &[ResourceKind],
-        skip_dbs: &std::collections::HashSet<u16>,
+        avoid: &Avoid,
         redis: RedisPlan,
     ) -> Result<Lease> {
         let mut locked = self.registry.lock()?;
@@ -193,38 +242,17 @@ impl Project {
             .filter(|l| !(l.repo == repo && l.branch.as_str() == branch))
             .map(|l| &l.resources)
             .chain(state.kept.iter().map(|k| &k.resources))
+            .chain(avoid.held.iter())
             .collect();
-        let alt_slug = pwt_core::disambiguated_slug(lease.slug.as_str(), &self.repo.key(), branch);
-        let alt = self.resource_names(branch, &alt_slug, &lease.ports, redis)?;
         for kind in kinds {
-            let now = lease.resources.describe(*kind).unwrap_or_default();
             match (kind, &lease.resources.redis) {
                 (ResourceKind::Redis, Some(pwt_core::RedisSlot::Db(_))) => {
                     let RedisPlan::Db(n) = redis else { continue };
-                    let used: std::collections::HashSet<u16> = others
-                        .iter()
-                        .filter_map(|r| r.redis_db())
-                        .chain(skip_dbs.iter().copied())
-                        .collect();
-                    let next = (1..n).find(|i| !used.contains(i)).ok_or_else(|| {
-                        Error::from(pwt_alloc::AllocError::RedisDbsExhausted {
-                            max: n.saturating_sub(1),
-                        })
-                    })?;
+                    let next = self.next_db(n, &others, avoid, &state)?;
                     lease.resources.redis = Some(pwt_core::RedisSlot::Db(next));
                 }
                 _ => {
-                    let new = alt.only(&[*kind]);
-                    let taken = others
-                        .iter()
-                        .any(|o| o.describe(*kind) == new.describe(*kind));
-                    if new.describe(*kind) == Some(now.clone()) || !new.has(*kind) || taken {
-                        return Err(Error::new(
-                            ErrorKind::Exists,
-                            format!("{now} is held by someone else on the server, and so is the name pwt would try next"),
-                        )
-                        .hint("configure a `[team]` store, so people and machines sharing the servers never pick the same names, or put something of your own in the name template"));
-                    }
+                    let new = self.next_name(lease, *kind, &others, avoid, redis)?;
                     match kind {
                         ResourceKind::Database => lease.resources.database = new.database,
                         ResourceKind::Vhost => lease.resources.vhost = new.vhost,
@@ -236,6 +264,82 @@ impl Project {
         let lease = lease.clone();
         locked.commit()?;
         Ok(lease)
+    }
+
+    /// The lowest Redis DB index below `n` nobody holds as far as `others` and `avoid` know
+    /// (the main worktree's never).
+    fn next_db(&self, n: u16, others: &[&Resources], avoid: &Avoid, state: &State) -> Result<u16> {
+        let main = self
+            .config
+            .redis
+            .as_ref()
+            .map_or(0, |r| crate::info::main_redis_db(&r.url));
+        let used: HashSet<u16> = others
+            .iter()
+            .filter_map(|r| r.redis_db())
+            .chain(avoid.dbs.iter().copied())
+            .chain([main])
+            .collect();
+        (1..n).find(|i| !used.contains(i)).ok_or_else(|| {
+            let held = avoid.dbs.len()
+                + avoid.held.iter().filter(|r| r.redis_db().is_some()).count();
+            let here = state
+                .leases
+                .iter()
+                .filter(|l| l.resources.redis_db().is_some())
+                .count();
+            Error::from(pwt_alloc::AllocError::RedisDbsExhausted {
+                max: n.saturating_sub(1),
+            })
+            .context(format!(
+                "every DB index of the Redis server is taken: {held} held by others in the team store or on the server, {here} by this registry's leases"
+            ))
+        })
+    }
+
+    /// The first names of `kind`, of the disambiguated slugs in turn, that nobody holds as
+    /// far as `others` and `avoid` know. Each name that is not free is one someone holds,
+    /// so among one more candidate than there are holders, one is free.
+    fn next_name(
+        &self,
+        lease: &Lease,
+        kind: ResourceKind,
+        others: &[&Resources],
+        avoid: &Avoid,
+        redis: RedisPlan,
+    ) -> Result<Resources> {
+        let branch = lease.branch.as_str();
+        let now = lease.resources.describe(kind).unwrap_or_default();
+        let free = |new: &Resources| {
+            let name = new.describe(kind);
+            new.has(kind)
+                && name != Some(now.clone())
+                && name
+                    .as_ref()
+                    .is_some_and(|n| !avoid.names.contains(&(kind, n.clone())))
+                && !others.iter().any(|o| o.describe(kind) == name)
+        };
+        let candidates = others.len() + avoid.names.len() + 2;
+        for n in 1..=u32::try_from(candidates).unwrap_or(u32::MAX) {
+            let slug = pwt_core::disambiguated_slug_nth(
+                lease.slug.as_str(),
+                &self.repo.key(),
+                branch,
+                &self.options.holder,
+                n,
+            );
+            let new = self
+                .resource_names(branch, &slug, &lease.ports, redis)?
+                .only(&[kind]);
+            if free(&new) {
+                return Ok(new);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Exists,
+            format!("{now} is held by someone else, and so is every other name pwt tried ({candidates})"),
+        )
+        .hint("put something of your own in the name template (`postgres.database`, `rabbitmq.vhost`, `redis.prefix`)"))
     }
 
     /// The names the templates give a worktree; on a Redis Cluster in db mode, a prefix.

@@ -33,7 +33,8 @@ pub(crate) struct LeaseFacts<'a> {
     pub services: &'a [String],
     /// The inclusive port range.
     pub range: (u16, u16),
-    /// The main worktree's ports: never leased.
+    /// Never leased: the main worktree's ports, and the proxy's own (a worktree on it would
+    /// have the proxy call itself).
     pub main_ports: HashSet<u16>,
     /// What the worktrees' env files declare (the cooperative scan).
     pub declared: &'a Declared,
@@ -203,7 +204,9 @@ fn new_lease(
             ..Journal::default()
         },
         files: BTreeMap::new(),
-        pending_hooks: false,
+        // Until they are done: a set-up killed before them leaves them for `pwt up`.
+        pending_hooks: true,
+        pending_files: true,
         leftover: Vec::new(),
         keep: Vec::new(),
         created_at: facts.now,
@@ -273,7 +276,10 @@ fn plan_ports(
     if let Some(l) = existing {
         let same_services = l.ports.keys().eq(facts.services.iter());
         let in_range = l.ports.values().all(|p| (lo..=hi).contains(p));
-        let unclaimed = !l.ports.values().any(|p| facts.claimed.contains(p));
+        let unclaimed = !l
+            .ports
+            .values()
+            .any(|p| facts.claimed.contains(p) || facts.main_ports.contains(p));
         if same_services && in_range && unclaimed {
             return Ok(l.ports.clone());
         }
@@ -296,7 +302,22 @@ fn plan_ports(
         range: facts.range,
         remembered,
     };
-    Ok(allocate_ports(&req, &taken, fx.is_free)?)
+    allocate_ports(&req, &taken, fx.is_free).map_err(|e| {
+        let inside = |p: &&u16| (lo..=hi).contains(*p);
+        let leased = state
+            .leases
+            .iter()
+            .flat_map(|l| l.ports.values())
+            .filter(inside)
+            .count();
+        let claimed = facts.claimed.iter().filter(inside).count();
+        let declared = facts.declared.ports.iter().filter(inside).count();
+        let span = usize::from(hi - lo) + 1;
+        Error::from(e).context(format!(
+            "no block of {} free ports left in {lo}-{hi} ({span} ports): {leased} leased in this registry, {claimed} claimed by other users' pwt, {declared} named in worktrees' env files, the rest in use by other programs or in blocks too broken up",
+            facts.services.len().max(1)
+        ))
+    })
 }
 
 /// Everything another holder has: other leases (any repository), other branches' kept data,

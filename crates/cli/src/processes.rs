@@ -30,10 +30,7 @@ pub(crate) fn working_in(dir: &Path) -> Vec<Found> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| !spared.contains(pid))
         .filter_map(|pid| {
-            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
-            // A deleted directory reads as "<path> (deleted)".
-            let shown = cwd.to_string_lossy();
-            let cwd = PathBuf::from(shown.strip_suffix(" (deleted)").unwrap_or(&shown));
+            let cwd = cwd_of(pid)?;
             cwd.starts_with(&dir).then(|| Found {
                 pid,
                 name: comm(pid),
@@ -41,6 +38,27 @@ pub(crate) fn working_in(dir: &Path) -> Vec<Found> {
             })
         })
         .collect()
+}
+
+/// A process's working directory. The kernel shows a deleted one as "<path> (deleted)";
+/// a directory really named so (it exists, and is the one the process is in) is itself.
+fn cwd_of(pid: u32) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    let proc_cwd = format!("/proc/{pid}/cwd");
+    let link = std::fs::read_link(&proc_cwd).ok()?;
+    let shown = link.to_string_lossy();
+    let Some(stripped) = shown.strip_suffix(" (deleted)") else {
+        return Some(link);
+    };
+    let same = match (std::fs::metadata(&link), std::fs::metadata(&proc_cwd)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    };
+    Some(if same {
+        link.clone()
+    } else {
+        PathBuf::from(stripped)
+    })
 }
 
 /// pwt and the processes that started it (the shell, or Worktrunk running `pwt rm` as its

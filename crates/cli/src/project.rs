@@ -82,7 +82,8 @@ pub struct Faults {
 impl Faults {
     /// Pause for `pause` at the moment named `point`. The moments: `hold-lock` and
     /// `before-rename` (inside a registry write), `after-lease`, `after-journal`,
-    /// `database-unmarked`, `after-checkout`, `after-env-files`, `before-ready` (set-up),
+    /// `database-unmarked`, `after-checkout`, `between-copies`, `after-env-files`,
+    /// `between-hooks`, `before-ready` (set-up),
     /// `after-mark-removing`, `after-data`, `after-worktree` (teardown).
     pub fn pause_at(point: impl Into<String>, pause: Duration) -> Self {
         Self {
@@ -451,6 +452,18 @@ impl Project {
                 .hint("pass --path, or set worktree.path in your own config (~/.config/pwt/config.toml), which is not confined"));
             }
         }
+        if let Some(outer) = self.worktree_around(&path) {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                format!(
+                    "{} is inside the worktree {} ({}); a worktree inside another would be deleted with it",
+                    path.display(),
+                    outer.root.display(),
+                    outer.what
+                ),
+            )
+            .hint("choose a --path outside every worktree but the main one (the default, `worktree.path`, puts it beside the main worktree)"));
+        }
         if path.starts_with(&self.repo.common_dir) {
             return refuse(format!(
                 "{} is inside the repository's git directory; choose another --path",
@@ -475,6 +488,78 @@ impl Project {
             .hint("choose another --path, or adopt an existing worktree with `pwt up PATH`"));
         }
         Ok(path)
+    }
+}
+
+/// A worktree pwt knows of: its canonical root, its branch, and what it is for a message
+/// (`branch "x"`, `branch "x" of the repository at /src/other`).
+#[derive(Clone, Debug)]
+pub(crate) struct KnownWorktree {
+    pub root: PathBuf,
+    pub branch: Option<String>,
+    pub what: String,
+}
+
+impl Project {
+    /// Every worktree this pwt knows of besides the main one: git's (of this repository)
+    /// and the registry's leases (of any).
+    fn known_worktrees(&self) -> Vec<KnownWorktree> {
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| normalize(p));
+        let mut out: Vec<KnownWorktree> = self
+            .repo
+            .worktrees()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|w| !w.is_main && w.exists)
+            .map(|w| KnownWorktree {
+                root: canonical(&w.root),
+                what: match &w.branch {
+                    Some(b) => format!("branch {b:?}"),
+                    None => "detached HEAD".to_owned(),
+                },
+                branch: w.branch,
+            })
+            .collect();
+        if let Ok(state) = self.state() {
+            for l in state.leases.iter().filter(|l| l.path.exists()) {
+                let root = canonical(&l.path);
+                if out.iter().any(|k| k.root == root) {
+                    continue;
+                }
+                let branch = l.branch.as_str();
+                let what = match l.repo == self.repo.common_dir {
+                    true => format!("branch {branch:?}"),
+                    false => format!(
+                        "branch {branch:?} of the repository at {}",
+                        l.repo.display()
+                    ),
+                };
+                out.push(KnownWorktree {
+                    root,
+                    branch: Some(branch.to_owned()),
+                    what,
+                });
+            }
+        }
+        out
+    }
+
+    /// The worktree (not the main one) that `path` would be inside of, if any.
+    pub(crate) fn worktree_around(&self, path: &Path) -> Option<KnownWorktree> {
+        let path = normalize(path);
+        self.known_worktrees()
+            .into_iter()
+            .filter(|k| path != k.root && path.starts_with(&k.root))
+            .max_by_key(|k| k.root.as_os_str().len())
+    }
+
+    /// The worktrees inside `dir` (a worktree about to be deleted): each would go with it.
+    pub(crate) fn worktrees_inside(&self, dir: &Path) -> Vec<KnownWorktree> {
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| normalize(dir));
+        self.known_worktrees()
+            .into_iter()
+            .filter(|k| k.root != dir && k.root.starts_with(&dir))
+            .collect()
     }
 }
 

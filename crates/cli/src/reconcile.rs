@@ -128,6 +128,7 @@ impl Project {
             path_exists: &|p: &Path| p.exists(),
         };
         let mut plan = plan_gc(&state, &facts);
+        self.spare_interrupted_work(&mut plan);
         let mut problems = problems;
         match self.stale_team_holds(&state, &declared) {
             Ok(holds) => plan.actions.extend(holds.into_iter().map(Action::TeamHold)),
@@ -264,6 +265,28 @@ impl Project {
         })
     }
 
+    /// An interrupted set-up whose worktree holds someone's work since its checkout is
+    /// not rolled back: it is named among what gc spares, with the two ways on.
+    fn spare_interrupted_work(&self, plan: &mut GcPlan) {
+        let mut spared = Vec::new();
+        plan.actions.retain(|a| {
+            let Action::Undo(l) = a else { return true };
+            let Some(work) = self.work_since_checkout(l) else {
+                return true;
+            };
+            let b = shell_word(l.branch.as_str());
+            spared.push(crate::plan::Spared {
+                what: format!("the interrupted set-up of {}", l.branch.as_str()),
+                why: format!(
+                    "{} has {work} since its checkout: `pwt up {b}` finishes the set-up and keeps it, `pwt rm --force {b}` discards it",
+                    l.path.display()
+                ),
+            });
+            false
+        });
+        plan.spared.extend(spared);
+    }
+
     fn finish_teardown(
         &self,
         lease: &pwt_alloc::Lease,
@@ -272,13 +295,22 @@ impl Project {
     ) -> Result<()> {
         let report = self.teardown(lease, plan, reporter)?;
         if report.stuck.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::new(ErrorKind::Incomplete, report.stuck.join("; ")).hint(format!(
-                "the lease stays `removing`; `pwt rm {}` or `pwt gc` finishes it once the cause is fixed",
-                shell_word(lease.branch.as_str())
-            )))
+            return Ok(());
         }
+        let b = shell_word(lease.branch.as_str());
+        let now = self
+            .state()
+            .ok()
+            .and_then(|s| s.find(&lease.repo, lease.branch.as_str()).map(|l| l.state));
+        let hint = match now {
+            Some(LeaseState::Creating) => format!(
+                "the set-up stays interrupted: `pwt up {b}` finishes it, `pwt rm --force {b}` discards it"
+            ),
+            _ => format!(
+                "the lease stays `removing`; `pwt rm {b}` or `pwt gc` finishes it once the cause is fixed"
+            ),
+        };
+        Err(Error::new(ErrorKind::Incomplete, report.stuck.join("; ")).hint(hint))
     }
 
     fn finish_interrupted_teardown(

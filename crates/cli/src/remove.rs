@@ -257,6 +257,10 @@ impl Project {
             Err(why) => return Ok(Removal::Nothing(why)),
         };
         let exists = lease.path.exists();
+        if exists && !req.keep_worktree {
+            // Not even with --force: the other worktree's work is not this one's to discard.
+            self.refuse_nested(&lease)?;
+        }
         if exists && !req.keep_worktree && !req.force {
             self.refuse_dirty(&lease)?;
             self.refuse_losses(&lease)?;
@@ -426,7 +430,14 @@ impl Project {
                 keep.iter().any(|p| crate::git::name_matches(p, name))
             };
             for entry in crate::git::ignored(&lease.path)? {
+                let entry = entry.to_string_lossy().into_owned();
                 let trimmed = entry.trim_end_matches('/');
+                let name = std::path::Path::new(trimmed)
+                    .file_name()
+                    .unwrap_or_default();
+                if crate::env_files::temp_of(name).is_some() {
+                    continue;
+                }
                 if lease.files.contains_key(trimmed) {
                     continue;
                 }
@@ -454,6 +465,31 @@ impl Project {
             ),
         )
         .hint("move them out of the worktree, or pass --force to delete them with it (`pwt rm --keep-worktree` leaves the directory and releases the rest)"))
+    }
+
+    /// Refuses to delete a worktree that holds another one (made with `--path`, or by
+    /// another tool): its files, processes and git record are that worktree's.
+    fn refuse_nested(&self, lease: &Lease) -> Result<()> {
+        let inner = self.worktrees_inside(&lease.path);
+        if inner.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> = inner
+            .iter()
+            .map(|k| format!("    {} ({})", k.root.display(), k.what))
+            .collect();
+        Err(Error::new(
+            ErrorKind::Refused,
+            format!(
+                "{} holds another worktree, which would be deleted with it (--force included); nothing was removed:\n{}",
+                lease.path.display(),
+                lines.join("\n")
+            ),
+        )
+        .hint(format!(
+            "remove it first (`pwt rm {}` or `git worktree remove`), or move it out (`git worktree move`); `pwt rm --keep-worktree` releases the rest and leaves the directory",
+            inner[0].branch.as_deref().map_or("BRANCH".into(), shell_word)
+        )))
     }
 
     fn refuse_dirty(&self, lease: &Lease) -> Result<()> {
@@ -496,6 +532,7 @@ impl Project {
             self.pre_remove_hooks(lease, plan.force, reporter)?;
         }
         let spared;
+        let mut theirs_now = false;
         let plan = match self.in_use(lease, plan) {
             None => plan,
             Some(InUse::Elsewhere(why)) => {
@@ -510,6 +547,7 @@ impl Project {
                     branch: BranchStep::Keep,
                     ..plan.clone()
                 };
+                theirs_now = true;
                 &spared
             }
             Some(InUse::Work(why)) => {
@@ -545,8 +583,7 @@ impl Project {
             return Ok(report);
         }
         if plan.release {
-            self.release(&lease.repo, &lease.branch, &plan.keep)?;
-            self.mark_kept(lease, &plan.keep, reporter);
+            self.release_all(lease, plan, !theirs_now, reporter)?;
         }
         match plan.branch {
             BranchStep::Keep => {}
@@ -560,6 +597,35 @@ impl Project {
             },
         }
         Ok(report)
+    }
+
+    /// Releases the lease at the end of a teardown (kept data marked so on its servers),
+    /// and, with `holds`, its names in the team store, also those a killed set-up claimed
+    /// and never got to create.
+    fn release_all(
+        &self,
+        lease: &Lease,
+        plan: &TeardownPlan,
+        holds: bool,
+        reporter: &mut dyn Reporter,
+    ) -> Result<()> {
+        if holds {
+            let kinds: Vec<ResourceKind> = lease
+                .resources
+                .kinds()
+                .into_iter()
+                .filter(|k| !plan.keep.has(*k))
+                .collect();
+            if let Err(e) = self.team_release(lease, &lease.resources.only(&kinds)) {
+                reporter.report(Event::Warning(format!(
+                    "the team store still names them: {}",
+                    chain(&e)
+                )));
+            }
+        }
+        self.release(&lease.repo, &lease.branch, &plan.keep)?;
+        self.mark_kept(lease, &plan.keep, reporter);
+        Ok(())
     }
 
     /// Whether the half-made worktree an undo would remove is in use now: set up again by
@@ -594,16 +660,26 @@ impl Project {
                 )));
             }
         }
-        let tip = lease.journal.checked_out.as_ref()?;
         if plan.force {
             return None;
         }
-        if crate::git::head_of(path).as_ref() != Some(tip) {
-            return Some(InUse::Work("new commits".into()));
+        self.work_since_checkout(lease).map(InUse::Work)
+    }
+
+    /// What someone did in the worktree of an interrupted set-up since its checkout
+    /// finished (`new commits`, `uncommitted or untracked changes`): then it is theirs to
+    /// keep, not the set-up's to roll back.
+    pub(crate) fn work_since_checkout(&self, lease: &Lease) -> Option<String> {
+        let tip = lease.journal.checked_out.as_ref()?;
+        if !lease.path.exists() {
+            return None;
         }
-        match changes(path) {
+        if crate::git::head_of(&lease.path).as_ref() != Some(tip) {
+            return Some("new commits".into());
+        }
+        match changes(&lease.path) {
             Ok(c) if c.is_empty() => None,
-            Ok(_) => Some(InUse::Work("uncommitted or untracked changes".into())),
+            Ok(_) => Some("uncommitted or untracked changes".into()),
             Err(_) => None,
         }
     }
@@ -620,8 +696,7 @@ impl Project {
             &self.config.hooks.pre_remove,
             &lease.path,
             &env,
-            self.options.child_output,
-            &self.options.cancel,
+            &self.options,
             reporter,
         );
         match result {
@@ -779,6 +854,23 @@ impl Project {
         let path = &lease.path;
         let step = plan.worktree;
         let prune = [OsStr::new("worktree"), OsStr::new("prune")];
+        let deletes = matches!(step, WorktreeStep::Made | WorktreeStep::Remove { .. });
+        if deletes && path.exists() {
+            let inner = self.worktrees_inside(path);
+            if !inner.is_empty() {
+                let names: Vec<String> = inner
+                    .iter()
+                    .map(|k| format!("{} ({})", k.root.display(), k.what))
+                    .collect();
+                left.push(Leftover::Worktree);
+                report.stuck.push(format!(
+                    "worktree {}: it holds another worktree, left in place with it: {}",
+                    path.display(),
+                    names.join(", ")
+                ));
+                return;
+            }
+        }
         let result = match step {
             WorktreeStep::Keep => return,
             WorktreeStep::EnvFiles => {

@@ -50,7 +50,7 @@ impl Project {
             worktrees,
             main,
             callback: self.config.proxy.callback.clone(),
-            port: pwt_core::proxy_port(&self.config.proxy.listen).unwrap_or(8080),
+            port: self.config.proxy_port(),
             strip_prefix: self.config.proxy.strip_prefix,
         }
     }

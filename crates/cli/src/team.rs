@@ -8,6 +8,7 @@ use pwt_core::{DbName, RedisPrefix, RedisSlot, ResourceKind, Resources, Vhost};
 use pwt_provision::{Hold, Holder, TeamStore};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::leases::Avoid;
 use crate::project::Project;
 use crate::services::RedisPlan;
 
@@ -112,20 +113,22 @@ impl Project {
     /// given up for the next one when `may_move` (a lease this run made, whose names hold no
     /// data yet). A lease that had its names before keeps them: one held by another holder
     /// is refused, since moving the worktree to new names would leave its data behind.
-    /// Returns the lease as it ends up.
+    /// There is no fixed number of tries: each lost claim adds a name (or index) to
+    /// `avoid`, so it ends when a claim holds, or when no DB index is left. Returns the
+    /// lease as it ends up.
     pub(crate) fn team_claim(
         &self,
         lease: Lease,
         redis: RedisPlan,
         may_move: bool,
+        avoid: &mut Avoid,
     ) -> Result<Lease> {
         let Some(team) = self.team() else {
             return Ok(lease);
         };
         let who = self.holder(lease.branch.as_str());
         let mut lease = lease;
-        let mut skip = std::collections::HashSet::new();
-        for _ in 0..4 {
+        loop {
             let items = self.items(&lease.resources);
             let held = self.block_on_team(team.claim(&items, &who))?;
             if held.is_empty() {
@@ -138,13 +141,13 @@ impl Project {
                 .into_iter()
                 .filter(|k| held.iter().any(|(kind, _, _)| kind == k.as_str()))
                 .collect();
-            if let Some(n) = lease.resources.redis_db() {
-                skip.insert(n);
+            if !avoid.note(&lease.resources, &kinds) {
+                return Err(self.held_elsewhere(&lease, &held));
             }
-            lease = self.reassign(lease.branch.as_str(), &kinds, &skip, redis)?;
+            // What others hold now, so the next names avoid all of it at once.
+            avoid.held = self.team_held(lease.branch.as_str())?;
+            lease = self.reassign(lease.branch.as_str(), &kinds, avoid, redis)?;
         }
-        Err(Error::new(ErrorKind::Exists, "the names pwt tried for this worktree are all held by others in the team store")
-            .hint("`pwt list --team` shows who holds what; put something of your own in the name templates"))
     }
 
     /// The refusal of a lease whose own names the team store gives to another holder.

@@ -30,6 +30,10 @@ pub struct Approval {
     pub shown: String,
     /// What the approval is of.
     pub key: String,
+    /// It covers commands (hooks, processes).
+    pub commands: bool,
+    /// It covers `[env]` entries that are not inert (see [`pwt_core::env_entry_is_inert`]).
+    pub env: bool,
 }
 
 impl Project {
@@ -53,8 +57,12 @@ impl Project {
             cmds.push_str(&format!("  [processes] {name}: {}\n", text(&cmd)));
         }
         let mut env = String::new();
+        // An entry that can only be an identifier of pwt's own names, under a name no
+        // program takes a file, program or options from, is written without asking.
         for (name, v) in table("env") {
-            env.push_str(&format!("  [env] {name} = {}\n", text(&v)));
+            if !pwt_core::env_entry_is_inert(&name, &text(&v)) {
+                env.push_str(&format!("  [env] {name} = {}\n", text(&v)));
+            }
         }
         let needed = (gate.commands && !cmds.is_empty()) || (gate.env && !env.is_empty());
         if !needed {
@@ -68,6 +76,8 @@ impl Project {
             "env": section("env"),
         });
         Some(Approval {
+            commands: !cmds.is_empty(),
+            env: !env.is_empty(),
             shown: (cmds + &env)
                 .chars()
                 .filter(|c| *c == '\n' || !c.is_control())

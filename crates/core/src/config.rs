@@ -369,6 +369,11 @@ impl Config {
         })
     }
 
+    /// The port the proxy listens on (`proxy.listen`), which every worktree's URLs name.
+    pub fn proxy_port(&self) -> u16 {
+        crate::env::proxy_port(&self.proxy.listen).unwrap_or(crate::env::DEFAULT_PROXY_PORT)
+    }
+
     /// Checks what serde cannot: ranges, names, references between keys.
     fn validate_processes(&self) -> Result<(), ConfigError> {
         for (name, command) in &self.processes {
@@ -470,6 +475,14 @@ impl Config {
                 "ports.range",
                 format!(
                     "[{lo}, {hi}] is empty or starts at 0; write [low, high] with 0 < low <= high"
+                ),
+            ));
+        }
+        if lo < 1024 {
+            return Err(bad(
+                "ports.range",
+                format!(
+                    "[{lo}, {hi}] reaches below 1024: those ports are the system's (only root may listen on them); choose a range like [20000, 29999]"
                 ),
             ));
         }

@@ -93,6 +93,9 @@ pub struct WorktreeFacts {
 }
 
 /// The port the proxy listens on, from `proxy.listen` (`127.0.0.1:8080`, `[::1]:8080`).
+/// The proxy's port when `proxy.listen` names none.
+pub const DEFAULT_PROXY_PORT: u16 = 8080;
+
 pub fn proxy_port(listen: &str) -> Option<u16> {
     listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
 }
@@ -118,7 +121,7 @@ pub fn build_environment(
             env.set(&svc.env, port.to_string())?;
         }
     }
-    let proxy_port = proxy_port(&config.proxy.listen).unwrap_or(8080);
+    let proxy_port = config.proxy_port();
     env.set(
         "COMPOSE_PROJECT_NAME",
         if facts.is_main {

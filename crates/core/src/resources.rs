@@ -335,6 +335,31 @@ pub fn disambiguated_slug(slug: &str, repo_key: &str, branch: &str) -> String {
     format!("{slug}-{hex}")
 }
 
+/// The `n`th slug tried for names someone else holds: `n` = 1 is [`disambiguated_slug`];
+/// later ones also hash `n` and who asks (`holder`), so people racing for one branch's names
+/// walk apart.
+pub fn disambiguated_slug_nth(
+    slug: &str,
+    repo_key: &str,
+    branch: &str,
+    holder: &str,
+    n: u32,
+) -> String {
+    if n <= 1 {
+        return disambiguated_slug(slug, repo_key, branch);
+    }
+    let hex = hex_prefix(
+        stable_hash_parts(&[
+            repo_key.as_bytes(),
+            branch.as_bytes(),
+            holder.as_bytes(),
+            &n.to_le_bytes(),
+        ]),
+        6,
+    );
+    format!("{slug}-{hex}")
+}
+
 /// The ownership marker stored with every resource pwt creates (database comment, vhost
 /// description, Redis marker key): `pwt:`, 8 hex digits of the repository, 8 of (repository,
 /// slug). pwt drops a resource only when the marker is exactly this; the repository part

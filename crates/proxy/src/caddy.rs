@@ -26,6 +26,20 @@ fn matcher_name(slug: &str) -> String {
     slug.replace('-', "_")
 }
 
+/// What Caddy cannot do of `pwt proxy`, said at the top of the file.
+const DIFFERENCES: &str = "# What Caddy cannot do that `pwt proxy` does (use pwt's proxy if your apps need it):\n\
+# - learn the state a worktree sends to the identity provider, so a login whose state\n\
+#   was made by an OAuth library (not `<slug>~…`) is refused here, and the browser is\n\
+#   not sent back to the <slug>.localhost origin it began on;\n\
+# - read a response_mode=form_post body: a POST callback without ?state= is refused;\n\
+# - answer 502 when the worktree's server is down (Caddy redirects anyway);\n\
+# - refuse two Host headers, and callbacks whose state is not UTF-8.\n\
+# Where the two differ in what they accept: `pwt proxy` also serves `<slug>.localhost.`\n\
+# (a trailing dot), answers 404 for names below `<slug>.localhost` (Caddy sends them to\n\
+# the main worktree), cuts off requests that loop back through it (508), and matches\n\
+# paths case-sensitively (Caddy sends /A/ to worktree a); it sets its own `Forwarded`\n\
+# header, which this file only removes.\n";
+
 /// Renders `table` for Caddy listening on `port` (loopback only).
 pub fn caddyfile(table: &RouteTable, port: u16) -> String {
     let mut out = String::new();
@@ -38,20 +52,7 @@ pub fn caddyfile(table: &RouteTable, port: u16) -> String {
         "# Regenerate after `pwt new` / `pwt rm` (pwt's own proxy follows them live)."
     );
     let _ = writeln!(out, "{{\n\tadmin off\n\tauto_https off\n}}\n");
-    let _ = writeln!(
-        out,
-        "# What Caddy cannot do that `pwt proxy` does (use pwt's proxy if your apps need it):\n\
-         # - learn the state a worktree sends to the identity provider, so a login whose state\n\
-         #   was made by an OAuth library (not `<slug>~…`) is refused here, and the browser is\n\
-         #   not sent back to the <slug>.localhost origin it began on;\n\
-         # - read a response_mode=form_post body: a POST callback without ?state= is refused;\n\
-         # - answer 502 when the worktree's server is down (Caddy redirects anyway);\n\
-         # - refuse two Host headers, and callbacks whose state is not UTF-8.\n\
-         # Where the two differ in what they accept: `pwt proxy` also serves `<slug>.localhost.`\n\
-         # (a trailing dot) and names below `<slug>.localhost` (routed like localhost), and\n\
-         # matches paths case-sensitively (Caddy sends /A/ to worktree a); it sets its own\n\
-         # `Forwarded` header, which this file only removes."
-    );
+    out.push_str(DIFFERENCES);
     let _ = writeln!(out, "http://:{port} {{");
     let _ = writeln!(out, "\tbind 127.0.0.1 [::1]\n");
     let _ = writeln!(out, "\troute {{");
@@ -80,15 +81,27 @@ pub fn caddyfile(table: &RouteTable, port: u16) -> String {
         let _ = writeln!(out, "\t\t@host_{m} host {}.localhost", t.slug);
         let _ = writeln!(out, "\t\thandle @host_{m} {{\n{}\t\t}}", upstream(t.port));
     }
+    // A name below localhost that is no worktree's: never another worktree's app.
+    let _ = writeln!(
+        out,
+        "\t\t@unknown_host {{\n\t\t\thost *.localhost\n\t\t\tnot host main.localhost\n\t\t}}\n\t\thandle @unknown_host {{\n\t\t\trespond \"404 no such worktree: pwt list shows them\" 404\n\t\t}}\n"
+    );
     callback_block(&mut out, table);
     for t in table.worktrees.values() {
         let m = matcher_name(&t.slug);
-        let _ = writeln!(out, "\t\t@path_{m} path /{s} /{s}/*", s = t.slug);
         let strip = if table.strip_prefix {
             format!("\t\t\turi strip_prefix /{}\n", t.slug)
         } else {
             String::new()
         };
+        // A browser navigating to a path route goes to the worktree's own name, where the
+        // page's absolute paths (`/@vite/client`) reach the worktree too.
+        let _ = writeln!(
+            out,
+            "\t\t@nav_{m} {{\n\t\t\tpath /{s} /{s}/*\n\t\t\tmethod GET HEAD\n\t\t\theader Sec-Fetch-Mode navigate\n\t\t}}\n\t\thandle @nav_{m} {{\n{strip}\t\t\tredir http://{s}.localhost:{port}{{uri}} 302\n\t\t}}",
+            s = t.slug
+        );
+        let _ = writeln!(out, "\t\t@path_{m} path /{s} /{s}/*", s = t.slug);
         let _ = writeln!(
             out,
             "\t\thandle @path_{m} {{\n{strip}{}\t\t}}",

@@ -98,16 +98,77 @@ pub fn reject_plain(reason: &str) -> String {
     )
 }
 
+/// How to name a worktree on a command line: its slug, which is always safe to paste into
+/// a shell (`[a-z0-9-]`), never its branch (which may hold `$(…)`).
+fn cli_name(target: &Target) -> String {
+    if target.slug == "main" {
+        String::new()
+    } else {
+        format!(" {}", target.slug)
+    }
+}
+
 /// The worktree's server is not listening.
 pub fn bad_gateway(target: &Target) -> String {
     let body = format!(
-        "<p>Worktree <b>{}</b> (branch <code>{}</code>) has nothing listening on port {}.</p>\n<p>Start its server there, e.g. <code>pwt run {} -- npm run dev</code>.</p>\n",
+        "<p>Worktree <b>{}</b> (branch <code>{}</code>) has nothing listening on port {}.</p>\n<p>Start its server there, e.g. <code>pwt dev{n}</code> (its <code>[processes]</code>) or <code>pwt run{n} -- npm run dev</code>.</p>\n",
         escape(&target.slug),
         escape(&target.branch),
         target.port,
-        escape(&target.branch)
+        n = escape(&cli_name(target))
     );
     page("Worktree not running", &body)
+}
+
+/// `<slug>.localhost` names no worktree: never another worktree's app instead.
+pub fn unknown_worktree(
+    slug: &str,
+    removed: Option<(String, std::time::Duration)>,
+    table: &RouteTable,
+    proxy_port: u16,
+    listening: &dyn Fn(u16) -> bool,
+) -> String {
+    let what = match removed {
+        Some((branch, ago)) => format!(
+            "The worktree <b>{}</b> (branch <code>{}</code>) was removed {} ago.",
+            escape(slug),
+            escape(&branch),
+            escape(&ago_text(ago))
+        ),
+        None => format!("No worktree is named <b>{}</b>.", escape(slug)),
+    };
+    let body = format!(
+        "<p>{what} Each worktree has its own name, <code>http://&lt;slug&gt;.localhost:{proxy_port}/</code>; <code>pwt list</code> shows them.</p>\n{}",
+        worktree_list(table, proxy_port, listening)
+    );
+    page("No such worktree", &body)
+}
+
+fn ago_text(d: std::time::Duration) -> String {
+    match d.as_secs() {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min", s / 60),
+        s => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// A request that would come back to the proxy itself.
+pub fn loop_detected(target: &Target, own_port: bool) -> String {
+    let why = if own_port {
+        format!(
+            "its route port {} is the proxy's own port, so the proxy would call itself",
+            target.port
+        )
+    } else {
+        "this request has passed through the proxy too many times: a server behind it sends it back to the proxy".to_owned()
+    };
+    let body = format!(
+        "<p>Worktree <b>{}</b> (branch <code>{}</code>) cannot be reached: {}.</p>\n<p>Keep the proxy's port (<code>proxy.listen</code>) out of <code>ports.range</code>; pwt never leases it.</p>\n",
+        escape(&target.slug),
+        escape(&target.branch),
+        escape(&why)
+    );
+    page("Loop", &body)
 }
 
 /// The worktree's server took the connection but the exchange failed: it closed it, or the

@@ -47,6 +47,9 @@ pub struct Req<'a> {
     /// The port this proxy listens on: a callback is sent back to where its login began
     /// on this port, never on one a `Host` header named.
     pub port: u16,
+    /// A browser's top-level navigation (`Sec-Fetch-Mode: navigate`): a path route sends it
+    /// to the worktree's own name, where a page's absolute paths reach the worktree too.
+    pub navigate: bool,
 }
 
 /// Where a login the proxy saw begin came from: the host name the browser used, exactly
@@ -104,6 +107,20 @@ pub enum Decision {
         /// The state and what was learned of it, learned again: the browser comes back
         /// with it on the proxy's name the login began on, where it is forwarded.
         keep: Option<(String, Learned)>,
+    },
+    /// `<slug>.localhost` names no worktree (any more): a 404 page, never another
+    /// worktree's app.
+    UnknownWorktree {
+        /// The slug the host names.
+        slug: String,
+    },
+    /// A browser navigating to a path route `/<slug>/…`: sent to `<slug>.localhost` on the
+    /// proxy's port (302), with the path the worktree would have been sent and the query.
+    ToSlugHost {
+        /// The worktree.
+        target: Target,
+        /// Where.
+        location: String,
     },
     /// OAuth callback that cannot be routed: a 400 page, no Location.
     Reject {
@@ -239,13 +256,13 @@ impl RouteTable {
         if path == "/_pwt" || path.starts_with("/_pwt/") {
             return Decision::Status;
         }
-        let on_slug = req
-            .host
-            .and_then(slug_host)
-            .and_then(|s| self.worktrees.get(&s));
-        if let Some(t) = on_slug {
-            // Also the callback, when the browser came back to where its login began.
-            return Decision::forward(t);
+        if let Some(slug) = req.host.and_then(slug_host) {
+            match self.worktrees.get(&slug) {
+                // Also the callback, when the browser came back to where its login began.
+                Some(t) => return Decision::forward(t),
+                None if slug == "main" => {}
+                None => return Decision::UnknownWorktree { slug },
+            }
         }
         if path == self.callback {
             return self.callback(req, learned);
@@ -266,6 +283,14 @@ impl RouteTable {
                     rest.to_owned()
                 }
             });
+            if req.navigate && (req.method == "GET" || req.method == "HEAD") {
+                let sent = stripped.as_deref().unwrap_or(path);
+                let query = req.query.map(|q| format!("?{q}")).unwrap_or_default();
+                return Decision::ToSlugHost {
+                    target: t.clone(),
+                    location: format!("http://{first}.localhost:{}{sent}{query}", req.port),
+                };
+            }
             return Decision::Forward {
                 target: t.clone(),
                 path: stripped,
@@ -459,6 +484,7 @@ mod tests {
                 query,
                 form: None,
                 port: 8080,
+                navigate: false,
             },
             &mut none,
         )
@@ -480,7 +506,13 @@ mod tests {
         assert_eq!(port(get("localhost:8080", "/b/assets/x.js")), 21002);
         assert_eq!(port(get("localhost:8080", "/b")), 21002);
         assert_eq!(port(get("localhost:8080", "/bb")), 3000);
-        assert_eq!(port(get("nope.localhost:8080", "/")), 3000);
+        assert_eq!(
+            get("nope.localhost:8080", "/"),
+            Decision::UnknownWorktree {
+                slug: "nope".into()
+            }
+        );
+        assert_eq!(port(get("main.localhost:8080", "/")), 3000);
         assert_eq!(port(get("[::1]:8080", "/")), 3000);
         assert_eq!(port(get("127.0.0.1", "/")), 3000);
         assert_eq!(get("localhost", "/_pwt"), Decision::Status);
@@ -492,6 +524,54 @@ mod tests {
             decide(&no_main, "GET", Some("localhost"), "/", None),
             Decision::NoRoute
         );
+    }
+
+    #[test]
+    fn a_browser_navigating_to_a_path_route_goes_to_the_worktree_name() {
+        let nav = |t: &RouteTable, method: &str, path: &str, query: Option<&str>| {
+            t.decide(
+                &Req {
+                    method,
+                    host: Some("localhost:8080"),
+                    path,
+                    query,
+                    port: 8080,
+                    navigate: true,
+                    ..Req::default()
+                },
+                &mut none,
+            )
+        };
+        let t = table();
+        let to = |location: &str| Decision::ToSlugHost {
+            target: table().worktrees["b"].clone(),
+            location: location.into(),
+        };
+        // The prefix kept (an app with a base path), or dropped, as it would be sent.
+        assert_eq!(
+            nav(&t, "GET", "/b/app/", Some("x=1")),
+            to("http://b.localhost:8080/b/app/?x=1")
+        );
+        let strip = RouteTable {
+            strip_prefix: true,
+            ..table()
+        };
+        assert_eq!(
+            nav(&strip, "GET", "/b/app/", None),
+            to("http://b.localhost:8080/app/")
+        );
+        assert_eq!(
+            nav(&strip, "HEAD", "/b", None),
+            to("http://b.localhost:8080/")
+        );
+        // Not a navigation, or not a GET: forwarded as before.
+        assert_eq!(port(nav(&t, "POST", "/b/api", None)), 21002);
+        assert_eq!(
+            port(decide(&t, "GET", Some("localhost"), "/b/x.js", None)),
+            21002
+        );
+        // The main worktree and unknown first segments are not path routes.
+        assert_eq!(port(nav(&t, "GET", "/bb", None)), 3000);
     }
 
     #[test]
@@ -635,6 +715,7 @@ mod tests {
             query: Some("code=c&state=random123"),
             form: None,
             port: 8080,
+            navigate: false,
         };
         let (status, location) = redirect(t.decide(&req, &mut learned));
         assert_eq!(
@@ -652,6 +733,7 @@ mod tests {
             query: None,
             form: Some("code=c&state=random123"),
             port: 8080,
+            navigate: false,
         };
         let (status, location) = redirect(t.decide(&req, &mut learned));
         assert_eq!(

@@ -138,7 +138,20 @@ pub struct Proxy {
     client: Client<HttpConnector, Body>,
     learned: Mutex<LearnedStates>,
     families: RwLock<HashMap<u16, IpAddr>>,
+    /// The ports this proxy listens on: never a worktree's upstream (it would call itself).
+    own_ports: RwLock<Vec<u16>>,
+    /// Worktrees that left the route table while this proxy ran, with when: their names get
+    /// a page saying so.
+    removed: Mutex<HashMap<String, (String, Instant)>>,
 }
+
+/// How many times one request may pass through pwt's proxy (a worktree's server may call
+/// another worktree through it; a loop through some server is cut off here).
+const MAX_HOPS: u32 = 8;
+/// The header that counts the passes.
+const HOPS: &str = "x-pwt-hops";
+/// How many removed worktrees are remembered.
+const MAX_REMOVED: usize = 1000;
 
 /// States seen going to an authorization endpoint: single use, expiring, bounded.
 #[derive(Default)]
@@ -386,11 +399,34 @@ impl Proxy {
             client,
             learned: Mutex::new(LearnedStates::default()),
             families: RwLock::new(HashMap::new()),
+            own_ports: RwLock::new(Vec::new()),
+            removed: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Swaps in a new route table; requests already in flight keep the old one.
+    /// Swaps in a new route table; requests already in flight keep the old one. Worktrees
+    /// that are gone from it are remembered (with when), those back again forgotten.
     pub fn set_table(&self, table: RouteTable) {
+        let old = self.table();
+        {
+            let mut removed = self.removed.lock().unwrap_or_else(|p| p.into_inner());
+            for (slug, t) in &old.worktrees {
+                if !table.worktrees.contains_key(slug) {
+                    removed.insert(slug.clone(), (t.branch.clone(), Instant::now()));
+                }
+            }
+            removed.retain(|slug, _| !table.worktrees.contains_key(slug));
+            if removed.len() > MAX_REMOVED {
+                let mut by_age: Vec<(String, Instant)> = removed
+                    .iter()
+                    .map(|(k, (_, at))| (k.clone(), *at))
+                    .collect();
+                by_age.sort_by_key(|(_, at)| *at);
+                for (k, _) in by_age.iter().take(removed.len() - MAX_REMOVED) {
+                    removed.remove(k);
+                }
+            }
+        }
         *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
     }
 
@@ -402,6 +438,12 @@ impl Proxy {
     /// Accepts connections on `listener` until the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: std::net::TcpListener) -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::from_std(listener)?;
+        if let Ok(addr) = listener.local_addr() {
+            self.own_ports
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(addr.port());
+        }
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(c) => c,
@@ -460,6 +502,10 @@ impl Proxy {
             match self.read_form(req, &table, &path).await {
                 Err(resp) => ("callback refused".to_owned(), resp),
                 Ok((req, form)) => {
+                    let navigate = req
+                        .headers()
+                        .get("sec-fetch-mode")
+                        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"navigate"));
                     let facts = Req {
                         method: &method,
                         host: host.as_deref(),
@@ -467,6 +513,7 @@ impl Proxy {
                         query: query.as_deref(),
                         form: form.as_deref(),
                         port: self.options.public_port,
+                        navigate,
                     };
                     // A HEAD (a link checker, `curl -I`) uses up no login.
                     let head = method == "HEAD";
@@ -591,6 +638,28 @@ impl Proxy {
                     page::no_route(table, port, &listening_blocking),
                 ),
             ),
+            Decision::UnknownWorktree { slug } => {
+                let removed = self
+                    .removed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&slug)
+                    .map(|(branch, at)| (branch.clone(), at.elapsed()));
+                (
+                    "unknown worktree".to_owned(),
+                    html(
+                        StatusCode::NOT_FOUND,
+                        page::unknown_worktree(&slug, removed, table, port, &listening_blocking),
+                    ),
+                )
+            }
+            Decision::ToSlugHost { target, location } => {
+                let mut r = html(StatusCode::FOUND, String::new());
+                if let Ok(loc) = HeaderValue::from_str(&location) {
+                    r.headers_mut().insert(header::LOCATION, loc);
+                }
+                (format!("to {}.localhost", target.slug), r)
+            }
             Decision::Reject { reason } => (
                 "callback rejected".to_owned(),
                 html(
@@ -725,6 +794,31 @@ impl Proxy {
         }
     }
 
+    /// How many times the request passed through pwt's proxy; a 508 page when forwarding
+    /// it would call the proxy itself (the route port is the proxy's own) or it went round
+    /// too many times already.
+    fn hops(&self, req: &Request<Body>, target: &Target) -> Result<u32, Response<Body>> {
+        let own = target.port == self.options.public_port
+            || self
+                .own_ports
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&target.port);
+        let hops: u32 = req
+            .headers()
+            .get(HOPS)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if own || hops >= MAX_HOPS {
+            return Err(html(
+                StatusCode::LOOP_DETECTED,
+                page::loop_detected(target, own),
+            ));
+        }
+        Ok(hops)
+    }
+
     async fn forward(
         &self,
         mut req: Request<Body>,
@@ -733,9 +827,17 @@ impl Proxy {
         host: Option<&str>,
         peer: SocketAddr,
     ) -> Response<Body> {
+        let hops = match self.hops(&req, target) {
+            Ok(n) => n,
+            Err(loop_page) => return loop_page,
+        };
         let upgrade = upgrade_protocol(req.headers());
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         self.forwarding_headers(req.headers_mut(), host, peer);
+        req.headers_mut().insert(
+            HeaderName::from_static(HOPS),
+            HeaderValue::from(hops.saturating_add(1)),
+        );
         if let Some(proto) = &upgrade {
             let headers = req.headers_mut();
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -786,16 +888,7 @@ impl Proxy {
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
-                let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(async move {
-                    if let (Ok(client), Ok(upstream)) =
-                        tokio::join!(client_upgrade, upstream_upgrade)
-                    {
-                        let mut client = TokioIo::new(client);
-                        let mut upstream = TokioIo::new(upstream);
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                    }
-                });
+                splice(client_upgrade, hyper::upgrade::on(&mut resp));
             }
         } else {
             strip_hop_by_hop(resp.headers_mut());
@@ -862,6 +955,18 @@ impl Proxy {
 
 /// 400 for a request with two `Host` fields (RFC 9112 3.2): which one a worktree's server
 /// would believe is anyone's guess.
+/// Copies bytes both ways between an upgraded client connection and the upgraded upstream
+/// one (a WebSocket), until either side closes.
+fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        if let (Ok(client), Ok(upstream)) = tokio::join!(client, upstream) {
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        }
+    });
+}
+
 fn two_hosts() -> Response<Body> {
     let mut r = html(
         StatusCode::BAD_REQUEST,

@@ -251,14 +251,24 @@ async fn routes_each_worktree_and_the_main_one() {
             .await
             .ends_with("main /other")
     );
-    // Live: a new table routes a new worktree at once, a removed one falls back to main.
+    // Live: a new table routes a new worktree at once; a removed one's name says it was
+    // removed (and never reaches another worktree's app).
     let c = upstream("c").await;
     proxy.set_table(table(
         &[("feat-a", a.port), ("feat-c", c.port)],
         Some(m.port),
     ));
     assert!(get(port, "feat-c.localhost", "/").await.ends_with("c /"));
-    assert!(get(port, "feat-b.localhost", "/").await.ends_with("main /"));
+    let gone = get(port, "feat-b.localhost", "/").await;
+    assert!(
+        gone.starts_with("HTTP/1.1 404") && gone.contains("was removed"),
+        "{gone}"
+    );
+    assert_eq!(
+        m.count.load(Ordering::SeqCst),
+        1,
+        "main saw the removed one's request"
+    );
     // Both loopback families listen.
     let mut s = TcpStream::connect(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port))).await;
     if let Ok(s) = s.as_mut() {
@@ -273,6 +283,73 @@ async fn routes_each_worktree_and_the_main_one() {
     assert!(
         status.contains("feat-a") && status.contains(&format!("http://feat-a.localhost:{port}/")),
         "{status}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_that_would_come_back_to_the_proxy_is_cut_off() {
+    // A route to the proxy's own port: answered at once, never forwarded to itself.
+    let listeners = bind_loopback(0).expect("bind");
+    let port = listeners[0].local_addr().expect("addr").port();
+    let proxy = Proxy::new(
+        table(&[("self", port)], None),
+        ProxyOptions {
+            public_port: 8080,
+            ..ProxyOptions::default()
+        },
+    );
+    for l in listeners {
+        tokio::spawn(proxy.clone().serve(l));
+    }
+    let resp = get(port, "self.localhost", "/").await;
+    assert!(resp.starts_with("HTTP/1.1 508"), "{resp}");
+    // A loop through a server behind it (it sends every request back to the proxy) ends
+    // after a few passes, not with the proxy's file descriptors.
+    let (port, _p) = start(table(&[], None), ProxyOptions::default()).await;
+    let bouncer = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind");
+    let bounce_port = bouncer.local_addr().expect("addr").port();
+    let passes = Arc::new(AtomicUsize::new(0));
+    let seen = passes.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = bouncer.accept().await else {
+                break;
+            };
+            seen.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                // Pass the request on to the proxy as it came, headers and all (asking it
+                // to close, so the answer's end is the connection's).
+                let mut buf = vec![0u8; 8192];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let text = String::from_utf8_lossy(&buf[..n]).replacen(
+                    "\r\n",
+                    "\r\nConnection: close\r\n",
+                    1,
+                );
+                let mut up = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+                    .await
+                    .expect("connect");
+                let _ = up.write_all(text.as_bytes()).await;
+                let mut out = Vec::new();
+                let _ = up.read_to_end(&mut out).await;
+                let _ = stream.write_all(&out).await;
+            });
+        }
+    });
+    _p.set_table(table(&[("loop", bounce_port)], None));
+    let resp = raw(
+        port,
+        b"GET / HTTP/1.1\r\nHost: loop.localhost\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(resp.contains("508"), "{resp}");
+    assert!(
+        passes.load(Ordering::SeqCst) <= 9,
+        "{} passes",
+        passes.load(Ordering::SeqCst)
     );
 }
 

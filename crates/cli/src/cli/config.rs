@@ -19,7 +19,7 @@ pub struct ConfigArgs {
 }
 
 pub fn run(cwd: &Path, args: ConfigArgs) -> Result<i32> {
-    let session = super::open(cwd, false)?;
+    let session = super::open(cwd)?;
     let values = session.settings.sourced_values();
     if args.format == Format::Json {
         let map: serde_json::Map<_, _> = values

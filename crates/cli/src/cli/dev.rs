@@ -54,7 +54,7 @@ pub struct StopArgs {
 }
 
 pub fn run(cwd: &Path, args: DevArgs) -> Result<i32> {
-    let opened = super::open_interruptible(cwd, false)?;
+    let opened = super::open_interruptible(cwd)?;
     let gate = super::trust::Gate {
         commands: true,
         env: true,
@@ -179,7 +179,7 @@ fn slug_of(project: &pwt::Project, target: Option<&str>) -> Result<String> {
 }
 
 pub fn stop(cwd: &Path, args: StopArgs) -> Result<i32> {
-    let opened = super::open(cwd, false)?;
+    let opened = super::open(cwd)?;
     let slug = slug_of(&opened.project, args.target.as_deref())?;
     let stopped = opened
         .project

@@ -29,7 +29,7 @@ pub struct DoctorArgs {
 }
 
 pub fn run(cwd: &Path, args: DoctorArgs) -> Result<i32> {
-    let opened = super::open(cwd, args.format == Format::Json)?;
+    let opened = super::open(cwd)?;
     let mut findings = Vec::new();
     if args.rebuild {
         findings.extend(opened.project.rebuild()?);

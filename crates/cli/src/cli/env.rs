@@ -56,7 +56,7 @@ pub fn env_of(
 }
 
 pub fn run(cwd: &Path, args: EnvArgs) -> Result<i32> {
-    let opened = super::open(cwd, false)?;
+    let opened = super::open(cwd)?;
     // The repository's [env] is in what it gives: approved first.
     let gate = super::trust::Gate {
         commands: false,

@@ -45,7 +45,7 @@ pub struct GcArgs {
 
 pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
     let json = args.format == Format::Json;
-    let opened = super::open_interruptible(cwd, json)?;
+    let opened = super::open_interruptible(cwd)?;
     let project = &opened.project;
     let req = ReconcileRequest {
         kept: args.kept,
@@ -58,6 +58,15 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
     let todo = found.plan.actions.iter().filter(|a| a.is_due(&req)).count();
     let go = todo > 0 && !args.dry_run && (args.yes || ask(todo, json));
     let mut outcome = Outcome::default();
+    if !args.dry_run {
+        // No decision to make: nothing can use the ports of a repository that is gone.
+        let released = project.release_gone_claims().unwrap_or(0);
+        if released > 0 {
+            outcome.done.push(format!(
+                "released {released} port claim(s) of repositories that no longer exist"
+            ));
+        }
+    }
     if go {
         let mut reporter = Terminal { quiet: json };
         for a in found.plan.actions.iter().filter(|a| a.is_due(&req)) {

@@ -63,7 +63,7 @@ pub fn run(cwd: &Path, args: HookArgs) -> Result<i32> {
     let v = payload()?;
     let dir = field(&v, &["cwd"]).map_or_else(|| cwd.to_owned(), PathBuf::from);
     // stdout is Claude Code's: only the path goes there; everything else to stderr.
-    let opened = super::open_interruptible(&dir, true)?;
+    let opened = super::open_interruptible(&dir)?;
     // Claude Code runs this unattended: the repository's hooks run once `pwt trust`ed.
     let gate = super::trust::Gate {
         commands: true,

@@ -108,7 +108,7 @@ fn up() -> Result<i32> {
 }
 
 fn status(cwd: &Path, format: Format) -> Result<i32> {
-    let opened = super::open(cwd, false).ok();
+    let opened = super::open(cwd).ok();
     let in_compose = state_dir()
         .map(|d| pwt::compose_running(&d))
         .unwrap_or_default();

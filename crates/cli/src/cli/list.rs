@@ -105,7 +105,7 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
 }
 
 fn this_repo(cwd: &Path) -> Result<Vec<WorktreeInfo>> {
-    Ok(super::open(cwd, false)?.project.list(true)?)
+    Ok(super::open(cwd)?.project.list(true)?)
 }
 
 fn all_repos() -> Result<Vec<WorktreeInfo>> {
@@ -119,7 +119,7 @@ fn all_repos() -> Result<Vec<WorktreeInfo>> {
 }
 
 fn team(cwd: &Path, format: Format) -> Result<i32> {
-    let holds = super::open(cwd, false)?.project.team_holds()?;
+    let holds = super::open(cwd)?.project.team_holds()?;
     if format == Format::Json {
         let rows: Vec<Value> = holds
             .iter()

@@ -99,29 +99,26 @@ pub struct Opened {
     pub settings: Settings,
 }
 
-/// Opens the repository containing `cwd`, for a command that only reads. With `json`,
-/// children write to stderr.
-pub fn open(cwd: &Path, json: bool) -> Result<Opened> {
-    open_with(cwd, json, Cancel::default())
+/// Opens the repository containing `cwd`, for a command that only reads.
+pub fn open(cwd: &Path) -> Result<Opened> {
+    open_with(cwd, Cancel::default())
 }
 
 /// Opens it for a command that changes things: the first Ctrl-C (or SIGTERM, SIGHUP) stops
 /// it at its next step and rolls back; a second ends pwt at once.
-pub fn open_interruptible(cwd: &Path, json: bool) -> Result<Opened> {
-    open_with(cwd, json, interruptible())
+pub fn open_interruptible(cwd: &Path) -> Result<Opened> {
+    open_with(cwd, interruptible())
 }
 
-fn open_with(cwd: &Path, json: bool, cancel: Cancel) -> Result<Opened> {
+fn open_with(cwd: &Path, cancel: Cancel) -> Result<Opened> {
     let roots = pwt::config_roots(cwd)?;
     let roots: Vec<&Path> = roots.iter().map(PathBuf::as_path).collect();
     let settings = Settings::load(&roots)?;
     let mut options = Options::new(state_dir()?, settings.config.clone());
     options.faults = faults();
-    options.child_output = if json {
-        ChildOutput::Stderr
-    } else {
-        ChildOutput::Inherit
-    };
+    // Hooks and git write to stderr: stdout carries pwt's own summary or JSON, which
+    // scripts read.
+    options.child_output = ChildOutput::Stderr;
     options.cancel = cancel;
     options.machine_dir = Some(
         env_vars::get(env_vars::PWT_MACHINE_DIR)

@@ -62,7 +62,7 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
         bail!("arguments after `--` need a program: pwt new BRANCH -x PROGRAM -- ARGS");
     }
     let json = args.format == Format::Json;
-    let opened = super::open_interruptible(cwd, json)?;
+    let opened = super::open_interruptible(cwd)?;
     let gate = super::trust::Gate {
         commands: !args.no_hooks,
         env: true,

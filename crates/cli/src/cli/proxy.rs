@@ -78,7 +78,7 @@ fn parse_listen(listen: &str) -> Result<u16> {
 }
 
 pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
-    let opened = super::open(cwd, false)?;
+    let opened = super::open(cwd)?;
     let project = &opened.project;
     let listen = args
         .listen
@@ -134,7 +134,7 @@ pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
 /// The worktrees' `PWT_URL` and `OAUTH_REDIRECT_URI` name `proxy.listen`'s port: say loudly
 /// when this proxy listens elsewhere, and how to make them agree.
 fn warn_if_not_configured(config: &pwt::Config, port: u16) {
-    let configured = pwt_core::proxy_port(&config.proxy.listen).unwrap_or(8080);
+    let configured = config.proxy_port();
     if configured == port {
         return;
     }

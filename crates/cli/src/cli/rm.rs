@@ -52,7 +52,7 @@ pub struct RmArgs {
 
 pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
     let json = args.format == Format::Json;
-    let opened = super::open_interruptible(cwd, json)?;
+    let opened = super::open_interruptible(cwd)?;
     let gate = super::trust::Gate {
         commands: !args.no_hooks,
         env: false,

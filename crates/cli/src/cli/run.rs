@@ -27,7 +27,7 @@ pub struct RunArgs {
 }
 
 pub fn run(cwd: &Path, args: RunArgs) -> Result<i32> {
-    let opened = super::open(cwd, false)?;
+    let opened = super::open(cwd)?;
     // The repository's [env] is in what it gives: approved first.
     let gate = super::trust::Gate {
         commands: false,

@@ -31,7 +31,7 @@ fn random_hex() -> Result<String> {
 }
 
 pub fn run(cwd: &Path, args: StateArgs) -> Result<i32> {
-    let opened = super::open(cwd, false)?;
+    let opened = super::open(cwd)?;
     let session = &opened.project;
     let slug = match session.resolve(args.target.as_deref())? {
         Target::Leased(l) => l.slug.to_string(),

@@ -72,9 +72,18 @@ pub fn ensure(cwd: &Path, opened: &Opened, yes: bool, gate: Gate) -> Result<()> 
         return Ok(());
     }
     let shown = display_path(&file, cwd);
+    let what = match (c.commands, c.env) {
+        (true, true) => {
+            "would run commands, and set variables every shell in the worktree loads (direnv, mise),"
+        }
+        (true, false) => "would run commands",
+        _ => {
+            "would set variables every shell in the worktree loads (direnv, mise), which programs take files, programs or options from,"
+        }
+    };
     if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
         eprint!(
-            "{shown} would run these commands, which you have not approved for this repository on this machine:\n{}Run them, now and from now on? [y/N] ",
+            "{shown} {what} which you have not approved for this repository on this machine:\n{}Go ahead, now and from now on? [y/N] ",
             c.shown
         );
         let _ = std::io::stderr().flush();
@@ -88,7 +97,7 @@ pub fn ensure(cwd: &Path, opened: &Opened, yes: bool, gate: Gate) -> Result<()> 
     Err(pwt::Error::new(
         pwt::ErrorKind::Invalid,
         format!(
-            "{shown} would run commands you have not approved for this repository on this machine; nothing was done:\n{}",
+            "{shown} {what} which you have not approved for this repository on this machine; nothing was done:\n{}",
             c.shown.trim_end()
         ),
     )
@@ -97,7 +106,7 @@ pub fn ensure(cwd: &Path, opened: &Opened, yes: bool, gate: Gate) -> Result<()> 
 }
 
 pub fn run(cwd: &Path, args: TrustArgs) -> Result<i32> {
-    let opened = super::open(cwd, false)?;
+    let opened = super::open(cwd)?;
     let all = Gate {
         commands: true,
         env: true,

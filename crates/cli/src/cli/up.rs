@@ -43,7 +43,7 @@ pub struct UpArgs {
 
 pub fn run(cwd: &Path, args: UpArgs) -> Result<i32> {
     let json = args.format == Format::Json;
-    let opened = super::open_interruptible(cwd, json)?;
+    let opened = super::open_interruptible(cwd)?;
     let gate = super::trust::Gate {
         commands: !args.no_hooks,
         env: true,

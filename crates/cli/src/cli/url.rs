@@ -27,7 +27,7 @@ pub struct UrlArgs {
 }
 
 pub fn run(cwd: &Path, args: UrlArgs) -> Result<i32> {
-    let opened = super::open(cwd, false)?;
+    let opened = super::open(cwd)?;
     let session = &opened.project;
     let services = session.config().services();
     let (target, port_name) = match (args.target, args.port_name) {

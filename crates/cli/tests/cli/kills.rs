@@ -33,6 +33,9 @@ impl Rng {
     }
 }
 
+/// Files in each directory `files.copy` brings.
+const COPIED: usize = 150;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Op {
     New,
@@ -74,7 +77,7 @@ impl Harness {
         let t = TestEnv::new();
         let project = pwt_tests::unique("kill");
         let toml = format!(
-            "{}\n[hooks]\npost-create = [\"sleep 0.05\", \"touch .hooked\"]\n",
+            "{}\n[files]\ncopy = [\"big/\", \"more/\"]\n[hooks]\npost-create = [\"sleep 0.05\", \"touch .hooked\"]\n",
             services_toml(&project, "prefix")
         );
         let repo = t.repo("demo", Some(&toml));
@@ -86,9 +89,16 @@ impl Harness {
                 std::fs::write(dir.join(format!("f{f}.txt")), format!("{d}/{f}\n")).expect("write");
             }
         }
-        std::fs::write(repo.join(".gitignore"), ".hooked\n").expect("write");
+        std::fs::write(repo.join(".gitignore"), ".hooked\nbig/\nmore/\n").expect("write");
         t.git(&repo, &["add", "."]);
         t.git(&repo, &["commit", "-q", "-m", "files"]);
+        // Ignored files `files.copy` brings, enough that kills land inside the copies too.
+        for dir in ["big", "more"] {
+            std::fs::create_dir_all(repo.join(dir)).expect("mkdir");
+            for f in 0..COPIED {
+                std::fs::write(repo.join(format!("{dir}/c{f}")), vec![b'x'; 4096]).expect("write");
+            }
+        }
         Some(Self {
             t,
             repo,
@@ -243,6 +253,17 @@ impl Harness {
                 bad.push(format!(
                     "{branch}: ready, but its worktree or env file is missing"
                 ));
+            } else if !path.join(".hooked").exists() && l["pending_hooks"] != true {
+                bad.push(format!(
+                    "{branch}: ready, but its post-create hook never ran"
+                ));
+            } else if ["big", "more"]
+                .iter()
+                .any(|d| std::fs::read_dir(path.join(d)).map_or(0, |e| e.count()) != COPIED)
+            {
+                bad.push(format!(
+                    "{branch}: ready, but its files.copy is missing or partial"
+                ));
             } else {
                 let status = self.t.git(&path, &["status", "--porcelain"]);
                 let dirty: Vec<&str> = status.lines().filter(|l| !l.ends_with(".hooked")).collect();
@@ -297,6 +318,16 @@ impl Harness {
             }
         }
         bad
+    }
+
+    /// After a kill, `pwt up` of the branch first (what gc recommends for a set-up that
+    /// holds work), which either finishes the set-up or refuses, leaving nothing half-made.
+    fn up_first(&self, branch: &str) -> Vec<String> {
+        let up = self.t.pwt(&self.repo, &["up", branch]);
+        if up.code == 0 {
+            return self.check();
+        }
+        Vec::new()
     }
 
     /// After a kill and one gc: the invariants hold, and the branch can be set up again.
@@ -394,12 +425,16 @@ fn killed_at_random_moments_and_at_every_step_gc_leaves_nothing_behind() {
         (Op::New, "after-journal"),
         (Op::New, "database-unmarked"),
         (Op::New, "after-checkout"),
+        (Op::New, "between-copies"),
         (Op::New, "after-env-files"),
+        (Op::New, "between-hooks"),
         (Op::New, "before-ready"),
         (Op::Up, "after-lease"),
         (Op::Up, "after-journal"),
         (Op::Up, "database-unmarked"),
+        (Op::Up, "between-copies"),
         (Op::Up, "after-env-files"),
+        (Op::Up, "between-hooks"),
         (Op::Up, "before-ready"),
         (Op::Rm, "after-mark-removing"),
         (Op::Rm, "after-data"),
@@ -416,6 +451,12 @@ fn killed_at_random_moments_and_at_every_step_gc_leaves_nothing_behind() {
         kill(&mut child, Sig::Kill);
         reap(&mut child, Sig::Kill);
         *counts.entry(format!("{op:?} at {point}")).or_default() += 1;
+        // Finished by `pwt up` where a set-up was on its way (gc's own advice), then gc.
+        if *op != Op::Rm {
+            for b in h.up_first(&branch) {
+                failures.push(format!("{op:?} killed at {point}, then up: {b}"));
+            }
+        }
         for b in h.settle(*op, &branch, &root) {
             failures.push(format!("{op:?} killed at {point}: {b}"));
         }
@@ -456,6 +497,14 @@ fn killed_at_random_moments_and_at_every_step_gc_leaves_nothing_behind() {
             for b in h.check() {
                 failures.push(format!(
                     "#{i} {op:?} {sig:?} after {delay} ms rolled back, yet: {b}"
+                ));
+            }
+        }
+        if op != Op::Rm && rng.below(3) == 0 {
+            *counts.entry("then `pwt up` first".into()).or_default() += 1;
+            for b in h.up_first(&branch) {
+                failures.push(format!(
+                    "#{i} {op:?} {sig:?} after {delay} ms, then up: {b}"
                 ));
             }
         }

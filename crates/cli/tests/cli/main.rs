@@ -11,6 +11,7 @@ mod names;
 mod oidc;
 mod ownership;
 mod people;
+mod promises;
 mod proxy;
 mod readers;
 mod recipes;

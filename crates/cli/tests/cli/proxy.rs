@@ -74,10 +74,15 @@ struct Response {
 }
 
 fn request(port: u16, method: &str, host: &str, target: &str) -> Response {
+    request_with(port, method, host, target, "")
+}
+
+/// A request with `extra` header lines (each ending in CRLF).
+fn request_with(port: u16, method: &str, host: &str, target: &str, extra: &str) -> Response {
     let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    write!(s, "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").expect("write");
+    write!(s, "{method} {target} HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n").expect("write");
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
@@ -290,11 +295,19 @@ fn proxy_routes_worktrees_live_and_callbacks_by_state() {
     eventually("routing to feature-c", || {
         request(port, "GET", "feature-c.localhost", "/").body == "feature-c /"
     });
-    // ...and a removed one stops being routed.
+    // ...and a removed one stops being routed: its name says so, and never reaches the
+    // main worktree's app.
     t.pwt(&repo, &["rm", "feature-c"]).ok();
     eventually("feature-c unrouted", || {
-        request(port, "GET", "feature-c.localhost", "/").body == "main /"
+        let r = request(port, "GET", "feature-c.localhost", "/");
+        r.status == 404 && r.body.contains("was removed")
     });
+    let never = request(port, "GET", "never.localhost", "/");
+    assert!(
+        never.status == 404 && never.body.contains("No worktree is named"),
+        "{}",
+        never.body
+    );
     let r = request(port, "GET", "localhost", "/auth/callback?state=feature-c~1");
     assert_eq!((r.status, r.location), (400, None));
 }
@@ -428,6 +441,28 @@ fn caddyfile_makes_the_same_decisions_as_pwt_proxy() {
                 "{method} {host} {target}: different upstream"
             );
         }
+    }
+    // A browser navigating to a path route is sent to the worktree's name, on each one's
+    // own port.
+    let nav = "Sec-Fetch-Mode: navigate\r\n";
+    for (method, target) in [
+        ("GET", "/feature-b/app/?x=1"),
+        ("HEAD", "/feature-a"),
+        ("POST", "/feature-a/x"),
+    ] {
+        let ours = request_with(pwt_port, method, "localhost", target, nav);
+        let theirs = request_with(caddy_port, method, "localhost", target, nav);
+        assert_eq!(ours.status, theirs.status, "{method} {target}");
+        let unported = |r: &Response, port: u16| {
+            r.location
+                .as_ref()
+                .map(|l| l.replace(&format!(":{port}/"), ":PROXY/"))
+        };
+        assert_eq!(
+            unported(&ours, pwt_port),
+            unported(&theirs, caddy_port),
+            "{method} {target}"
+        );
     }
     drop(caddy);
 }

@@ -1,0 +1,395 @@
+//! Promises the README makes that an outside try broke once: a worktree inside another, what
+//! a process leaves in its group, a killed set-up finished by `pwt up`, the proxy's own
+//! port, names and files that must be safe to paste or to copy, claims of repositories
+//! that are gone, an `[env]` that needs no approval, and hooks that keep stdout clean.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{TestEnv, seed_toml};
+
+fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+/// A process working in `dir` (`sleep`), for pwt to find or to spare.
+fn sleeper(dir: &Path, secs: &str) -> Child {
+    std::process::Command::new("sleep")
+        .arg(secs)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("sleep")
+}
+
+fn path_of(v: &serde_json::Value) -> PathBuf {
+    PathBuf::from(v["path"].as_str().expect("path"))
+}
+
+#[test]
+fn a_worktree_inside_another_is_never_deleted_stopped_or_pruned_with_it() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", Some(&seed_toml((27800, 27849))));
+    std::fs::write(repo.join(".git/info/exclude"), ".wt/\n").expect("exclude");
+    let outer = path_of(
+        &t.pwt(&repo, &["new", "outer", "--format", "json"])
+            .ok()
+            .json(),
+    );
+    // pwt itself puts no worktree inside another (the main one aside).
+    let inside = outer.join(".wt/inner");
+    let refused = t
+        .pwt(
+            &repo,
+            &["new", "inner", "--path", &inside.display().to_string()],
+        )
+        .fails(1);
+    assert!(
+        refused.stderr.contains("inside the worktree") && refused.stderr.contains("\"outer\""),
+        "{}",
+        refused.stderr
+    );
+    assert!(!inside.exists());
+    // Another tool does (plain git), and pwt adopts it.
+    t.git(
+        &repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "inner",
+            &inside.display().to_string(),
+        ],
+    );
+    t.pwt(&inside, &["up"]).ok();
+    std::fs::write(inside.join("work.txt"), "precious\n").expect("work");
+    let mut busy = sleeper(&inside, "30");
+    for extra in [vec![], vec!["--force"]] {
+        let mut args = vec!["rm", "outer"];
+        args.extend(extra);
+        let rm = t.pwt(&repo, &args).fails(3);
+        assert!(
+            rm.stderr.contains("holds another worktree") && rm.stderr.contains("\"inner\""),
+            "{}",
+            rm.stderr
+        );
+    }
+    // Without env files nothing else would stop it: the nested worktree still does.
+    let mut bare = t.cmd(&repo, &["rm", "outer", "--force"]);
+    bare.env("PWT_FILES__DOTENV", "false");
+    let rm: crate::common::Run = bare.output().expect("pwt").into();
+    assert_eq!(rm.code, 3, "{}", rm.stderr);
+    assert_eq!(
+        std::fs::read_to_string(inside.join("work.txt")).expect("work survives"),
+        "precious\n"
+    );
+    assert!(pid_alive(busy.id()), "inner's process was stopped");
+    let list = t.git(&repo, &["worktree", "list", "--porcelain"]);
+    assert!(!list.contains("prunable"), "{list}");
+    // Once the inner one is gone, the outer one goes.
+    let _ = busy.kill();
+    let _ = busy.wait();
+    t.pwt(&repo, &["rm", "inner", "--force"]).ok();
+    t.pwt(&repo, &["rm", "outer"]).ok();
+    assert!(!outer.exists());
+}
+
+/// The `[processes]` rows of `branch` in `pwt list --format json`.
+fn processes(t: &TestEnv, repo: &Path, branch: &str) -> serde_json::Value {
+    let list = t.pwt(repo, &["list", "--format", "json"]).ok().json();
+    list.as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["branch"] == branch)
+        .map(|r| r["processes"].clone())
+        .expect("row")
+}
+
+/// The live processes whose command line is `sleep SECS`.
+fn sleeps(secs: &str) -> Vec<u32> {
+    let want = format!("sleep\0{secs}\0").into_bytes();
+    std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .filter(|pid| pid_alive(*pid))
+        .collect()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn what_a_process_leaves_in_its_group_runs_until_stop_or_rm_ends_it() {
+    let t = TestEnv::new();
+    // Unique durations: the test finds its own sleeps by their command lines.
+    let (a, b) = (
+        format!("{}", 100_000 + std::process::id()),
+        format!("{}", 200_000 + std::process::id()),
+    );
+    let toml = format!(
+        "{}[processes]\ndaemon = \"sleep {a} &\"\nescapee = \"cd / && exec sleep {b} &\"\n",
+        seed_toml((27850, 27899))
+    );
+    let repo = t.repo("demo", Some(&toml));
+    t.pwt(&repo, &["new", "d"]).ok();
+    t.pwt(&repo, &["dev", "d", "--detach"]).ok();
+    wait_until("both sleeps", || {
+        sleeps(&a).len() == 1 && sleeps(&b).len() == 1
+    });
+    // The leaders (`sh`) have exited; what they left runs on in their groups.
+    wait_until("the leaders to exit", || {
+        processes(&t, &repo, "d")
+            .as_array()
+            .expect("procs")
+            .iter()
+            .all(|p| p["exit_code"] == 0 || p["running"] == true)
+    });
+    let procs = processes(&t, &repo, "d");
+    for p in procs.as_array().expect("procs") {
+        assert_eq!(p["running"], true, "{procs}");
+    }
+    let again = t.pwt(&repo, &["dev", "d", "--detach"]).fails(1);
+    assert!(again.stderr.contains("run already"), "{}", again.stderr);
+    assert_eq!(sleeps(&a).len(), 1, "a duplicate was started");
+    t.pwt(&repo, &["stop", "d"]).ok();
+    wait_until("stop to end both", || {
+        sleeps(&a).is_empty() && sleeps(&b).is_empty()
+    });
+    // And `pwt rm --force` ends one that moved out of the worktree.
+    t.pwt(&repo, &["dev", "d", "--detach"]).ok();
+    wait_until("the escapee", || sleeps(&b).len() == 1);
+    t.pwt(&repo, &["rm", "d", "--force"]).ok();
+    wait_until("rm to end both", || {
+        sleeps(&a).is_empty() && sleeps(&b).is_empty()
+    });
+}
+
+#[test]
+fn a_set_up_killed_before_its_files_and_hooks_is_finished_by_up() {
+    let t = TestEnv::new();
+    let toml = format!(
+        "{}[files]\ncopy = [\"secrets/\"]\n[hooks]\npost-create = [\"touch .hooked\"]\n",
+        seed_toml((27900, 27949))
+    );
+    let repo = t.repo("demo", Some(&toml));
+    std::fs::write(repo.join(".gitignore"), "secrets/\n.hooked\n").expect("ignore");
+    t.git(&repo, &["add", ".gitignore"]);
+    t.git(&repo, &["commit", "-q", "-m", "ignore"]);
+    std::fs::create_dir_all(repo.join("secrets")).expect("secrets");
+    std::fs::write(repo.join("secrets/key"), "k\n").expect("key");
+    for point in ["after-checkout", "after-env-files"] {
+        let branch = format!("k-{point}");
+        let mut child = t.cmd(&repo, &["new", &branch]);
+        child
+            .env("PWT_FAULT", format!("{point}:60000"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = child.spawn().expect("spawn");
+        let root = repo
+            .parent()
+            .expect("parent")
+            .join(format!("demo.{branch}"));
+        wait_until("the fault point", || {
+            let reg =
+                std::fs::read_to_string(t.state_dir().join("registry.json")).unwrap_or_default();
+            root.join("README").exists()
+                && (point != "after-env-files" || reg.contains(".env.worktree"))
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = child.kill();
+        let _ = child.wait();
+        t.pwt(&repo, &["up", &branch]).ok();
+        assert!(root.join(".hooked").exists(), "{point}: the hook never ran");
+        assert_eq!(
+            std::fs::read_to_string(root.join("secrets/key")).expect("copied"),
+            "k\n",
+            "{point}"
+        );
+        let list = t.pwt(&repo, &["list", "--format", "json"]).ok().json();
+        let row = list
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["branch"] == branch.as_str())
+            .expect("row")
+            .clone();
+        assert_eq!(row["state"], "ready", "{row}");
+        assert_eq!(row["hooks_pending"], false, "{row}");
+    }
+}
+
+#[test]
+fn an_interrupted_set_up_with_a_temporary_file_of_pwt_is_rolled_back_by_one_gc() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", Some(&seed_toml((27950, 27999))));
+    let mut child = t.cmd(&repo, &["new", "tmp"]);
+    child
+        .env("PWT_FAULT", "after-env-files:60000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = child.spawn().expect("spawn");
+    let root = repo.parent().expect("parent").join("demo.tmp");
+    wait_until("the env file", || root.join(".env.worktree").exists());
+    let _ = child.kill();
+    let _ = child.wait();
+    // What a pwt killed between writing and renaming leaves.
+    std::fs::write(root.join(".pwt-tmp-4242-.env.worktree"), "half").expect("tmp");
+    let gc = t
+        .pwt(&repo, &["gc", "--yes", "--format", "json"])
+        .ok()
+        .json();
+    assert!(gc["failed"].as_array().expect("failed").is_empty(), "{gc}");
+    assert!(!root.exists(), "{gc}");
+    let reg = t.registry();
+    assert!(
+        reg["leases"].as_array().expect("leases").is_empty(),
+        "{reg}"
+    );
+    // Someone's real work in such a worktree is spared, and gc says how to go on, every
+    // time, without failing.
+    let mut child = t.cmd(&repo, &["new", "work"]);
+    child
+        .env("PWT_FAULT", "after-env-files:60000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = child.spawn().expect("spawn");
+    let root = repo.parent().expect("parent").join("demo.work");
+    wait_until("the env file", || root.join(".env.worktree").exists());
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::write(root.join("notes.txt"), "mine\n").expect("work");
+    for _ in 0..2 {
+        let gc = t
+            .pwt(&repo, &["gc", "--yes", "--format", "json"])
+            .ok()
+            .json();
+        let spared = gc["spared"].to_string();
+        assert!(spared.contains("pwt up work"), "{gc}");
+    }
+    assert!(root.join("notes.txt").exists());
+    t.pwt(&repo, &["up", "work"]).ok();
+}
+
+#[test]
+fn the_proxy_port_is_never_leased_and_system_ports_are_refused() {
+    let t = TestEnv::new();
+    let proxy = pwt_tests::free_port();
+    let toml = format!(
+        "[ports]\nrange = [{proxy}, {}]\n[proxy]\nlisten = \"127.0.0.1:{proxy}\"\n",
+        proxy + 1
+    );
+    let repo = t.repo("demo", Some(&toml));
+    let made = t.pwt(&repo, &["new", "a", "--format", "json"]).ok().json();
+    assert_eq!(crate::common::ports(&made), vec![proxy + 1], "{made}");
+    let full = t.pwt(&repo, &["new", "b"]).fails(1);
+    assert!(
+        full.stderr.contains("no block of 1 free ports"),
+        "{}",
+        full.stderr
+    );
+    let low = t.repo("low", Some("[ports]\nrange = [2, 81]\n"));
+    let refused = t.pwt(&low, &["new", "a"]).fails(1);
+    assert!(
+        refused.stderr.contains("ports.range") && refused.stderr.contains("below 1024"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn files_whose_names_are_not_utf8_are_brought_like_any_other() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let t = TestEnv::new();
+    let toml = format!("{}[files]\ncopy = [\"*.env\"]\n", seed_toml((28000, 28049)));
+    let repo = t.repo("demo", Some(&toml));
+    std::fs::write(repo.join(".gitignore"), "*.env\n").expect("ignore");
+    t.git(&repo, &["add", ".gitignore"]);
+    t.git(&repo, &["commit", "-q", "-m", "ignore"]);
+    let name = std::ffi::OsStr::from_bytes(b"lat\xe9.env");
+    std::fs::write(repo.join(name), "X=1\n").expect("latin-1 name");
+    let made = t.pwt(&repo, &["new", "a", "--format", "json"]).ok().json();
+    assert_eq!(
+        std::fs::read(path_of(&made).join(name)).expect("copied"),
+        b"X=1\n"
+    );
+}
+
+#[test]
+fn port_claims_of_repositories_that_are_gone_are_released() {
+    let t = TestEnv::new();
+    let gone = t.repo("gone", Some(&seed_toml((28050, 28099))));
+    t.pwt(&gone, &["new", "a"]).ok();
+    let claims = t.root().join("machine/ports");
+    let count = || std::fs::read_dir(&claims).map_or(0, |d| d.count());
+    assert_eq!(count(), 2);
+    std::fs::remove_dir_all(&gone).expect("delete the repository");
+    let _ = std::fs::remove_dir_all(t.root().join("gone.a"));
+    let here = t.repo("here", Some(&seed_toml((28050, 28099))));
+    let gc = t
+        .pwt(&here, &["gc", "--yes", "--format", "json"])
+        .ok()
+        .json();
+    assert!(
+        gc["done"].to_string().contains("released 2 port claim"),
+        "{gc}"
+    );
+    assert_eq!(count(), 0);
+}
+
+#[test]
+fn an_env_of_pwt_names_needs_no_approval_and_one_programs_act_on_says_what_it_is() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", Some("[env]\nFEATURE = \"{{ slug }}\"\n"));
+    let run = |args: &[&str]| -> crate::common::Run {
+        let mut c = t.cmd(&repo, args);
+        c.env_remove("PWT_TRUST_HOOKS");
+        c.output().expect("pwt").into()
+    };
+    run(&["new", "a"]).ok();
+    std::fs::write(
+        repo.join("pwt.toml"),
+        "[env]\nFEATURE = \"{{ slug }}\"\nBASH_ENV = \"{{ slug }}\"\n",
+    )
+    .expect("toml");
+    let refused = run(&["new", "b"]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("would set variables every shell")
+            && refused.stderr.contains("BASH_ENV")
+            && !refused.stderr.contains("[env] FEATURE"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn hook_output_never_lands_in_the_summary_or_the_json() {
+    let t = TestEnv::new();
+    let toml = format!(
+        "{}[hooks]\npost-create = [\"echo installing packages\"]\n",
+        seed_toml((28100, 28149))
+    );
+    let repo = t.repo("demo", Some(&toml));
+    let json = t.pwt(&repo, &["new", "a", "--format", "json"]).ok();
+    json.json();
+    let plain = t.pwt(&repo, &["new", "b"]).ok();
+    assert!(!plain.stdout.contains("installing"), "{}", plain.stdout);
+    assert!(
+        plain.stderr.contains("installing packages"),
+        "{}",
+        plain.stderr
+    );
+}
