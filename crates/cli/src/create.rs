@@ -254,6 +254,9 @@ struct Run<'p> {
     redis: crate::services::RedisPlan,
     /// Names and Redis DB indexes found someone else's: never tried again.
     avoid: crate::leases::Avoid,
+    /// What a killed set-up of this lease (taken over by this run) was creating: this
+    /// run's to finish, or to undo.
+    inherited: Vec<ResourceKind>,
 }
 
 impl Project {
@@ -278,7 +281,14 @@ impl Project {
             )),
             _ => Checkout::Existing,
         };
+        // A lease still `creating` that the plan gave this run was left by a killed pwt
+        // (a live one's is refused as busy): what its journal says it was making is ours.
+        let inherited = match plan.lease.state {
+            LeaseState::Creating if !plan.fresh => plan.lease.journal.creating.clone(),
+            _ => Vec::new(),
+        };
         let mut run = Run {
+            inherited,
             project: self,
             services,
             fresh: plan.fresh,
@@ -532,6 +542,14 @@ impl Run<'_> {
                     {
                         held.push(kind)
                     }
+                    // Made by the killed set-up this run took over, which was stopped
+                    // before it marked it: ours, made again.
+                    Presence::Unmarked
+                        if kind == ResourceKind::Database && self.inherited.contains(&kind) =>
+                    {
+                        self.drop_inherited_database()?;
+                        absent.push(kind);
+                    }
                     Presence::Unmarked => {
                         return Err(self.not_ours(kind, "it has no pwt marker".into()));
                     }
@@ -548,6 +566,20 @@ impl Run<'_> {
                 return Err(self.not_ours(kind, "another worktree's marker is on it".into()));
             }
             self.move_names(&held)?;
+        }
+    }
+
+    /// Drops the database a killed set-up created and never marked (the journal says it
+    /// was creating it after seeing the name free).
+    fn drop_inherited_database(&self) -> Result<()> {
+        let only = self.lease.resources.only(&[ResourceKind::Database]);
+        let steps = self
+            .services
+            .block_on(self.services.drop(&only, &self.marker(), true, &[]))
+            .unwrap_or_default();
+        match first_failure(steps) {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 
@@ -723,7 +755,13 @@ impl Run<'_> {
         // Only what this run made: the resources it created, the worktree and branch only
         // if its own `git worktree add` succeeded (another pwt, or a person, may have made
         // them at the same moment).
-        let (created, checked_out) = (self.created.clone(), self.checked_out);
+        let created: Vec<ResourceKind> = self
+            .created
+            .iter()
+            .chain(&self.inherited)
+            .copied()
+            .collect();
+        let checked_out = self.checked_out;
         let narrow = |l: &mut Lease| {
             l.journal.creating.retain(|k| created.contains(k));
             l.journal.worktree &= checked_out;

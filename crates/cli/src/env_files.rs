@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
 
 use pwt_core::config::EnvFileKind;
-use pwt_core::{Environment, hex_prefix, render_dotenv, render_mise, stable_hash};
+use pwt_core::{Environment, hex_prefix, render_docker, render_dotenv, render_mise, stable_hash};
 
 use crate::error::{Error, ErrorKind, Result, io_error};
 use crate::events::{Event, Reporter};
@@ -17,8 +17,7 @@ impl Project {
     /// The env files that are turned on, each checked to stay inside the worktree.
     pub(crate) fn env_files(&self) -> Result<Vec<(EnvFileKind, String)>> {
         self.config
-            .files
-            .enabled()
+            .env_files()
             .into_iter()
             .map(|(kind, name)| {
                 let p = Path::new(name);
@@ -141,6 +140,7 @@ impl Project {
                 let (text, skipped) = match kind {
                     EnvFileKind::Dotenv => render_dotenv(env, slug, &registry),
                     EnvFileKind::Mise => render_mise(env, slug, &registry),
+                    EnvFileKind::Docker => render_docker(env, slug, &registry),
                 };
                 (kind, name, text, skipped)
             })

@@ -51,6 +51,8 @@ pub struct WorktreeInfo {
     pub redis_db: Option<u16>,
     /// The processes `pwt dev` started there, with what each does now.
     pub processes: Vec<(crate::dev::DevProcess, crate::dev::ProcessState)>,
+    /// Its Compose project's containers (with `[docker]`).
+    pub containers: Vec<crate::docker::Container>,
     /// Post-create hooks failed and were kept (`--keep-on-failure`): `pwt up` runs them.
     pub hooks_pending: bool,
     /// Repository common dir.
@@ -70,9 +72,29 @@ impl Project {
         }
         let mut leases: Vec<_> = state.of_repo(repo).collect();
         leases.sort_by(|a, b| a.branch.cmp(&b.branch));
+        // One call to the engine for every worktree's containers.
+        let containers = self
+            .docker()
+            .and_then(|d| {
+                d.containers(&[format!("label={}", crate::docker::PROJECT_LABEL)])
+                    .ok()
+            })
+            .unwrap_or_default();
         for l in &leases {
             let mut info = lease_info(&self.config, l, probe);
             info.processes = self.dev_processes(l.slug.as_str());
+            if let Some(project) = self.compose_project(l).filter(|_| !containers.is_empty()) {
+                info.containers = containers
+                    .iter()
+                    .filter(|c| c.project.as_deref() == Some(project.as_str()))
+                    .filter(|c| {
+                        c.working_dir
+                            .as_deref()
+                            .is_some_and(|w| w.starts_with(&l.path))
+                    })
+                    .cloned()
+                    .collect();
+            }
             rows.push(info);
         }
         for w in worktrees.iter().filter(|w| !w.is_main) {
@@ -93,6 +115,7 @@ impl Project {
                 redis_prefix: None,
                 redis_db: None,
                 processes: Vec::new(),
+                containers: Vec::new(),
                 hooks_pending: false,
             });
         }
@@ -136,6 +159,7 @@ impl Project {
                 .filter(|r| r.mode == RedisMode::Db)
                 .map(|r| main_redis_db(&r.url)),
             processes: self.dev_processes(MAIN_SLUG),
+            containers: Vec::new(),
             hooks_pending: false,
         }
     }
@@ -210,6 +234,7 @@ pub fn lease_info(config: &Config, lease: &Lease, probe: bool) -> WorktreeInfo {
         redis_prefix: lease.resources.redis_prefix().map(ToString::to_string),
         redis_db: lease.resources.redis_db(),
         processes: Vec::new(),
+        containers: Vec::new(),
         hooks_pending: lease.pending_hooks,
     }
 }

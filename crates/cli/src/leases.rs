@@ -138,6 +138,8 @@ impl Project {
         root: Option<&Path>,
         held: &[Resources],
     ) -> Result<LeasePlan> {
+        // Asked before the lock, which is never held across a call to another program.
+        let docker_ports = self.docker_ports();
         let mut locked = self.registry.lock()?;
         locked.state.prune_claims();
         let declared = self.declared(root)?;
@@ -168,7 +170,10 @@ impl Project {
             claimed: claims
                 .as_ref()
                 .map(|c| c.others(&registry_id))
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into_iter()
+                .chain(docker_ports)
+                .collect(),
             main_redis_db: self
                 .config
                 .redis

@@ -34,9 +34,11 @@
 //! - Progress and warnings go to the [`Reporter`] the caller passes ([`Event`]); errors are
 //!   [`Error`]s with an [`ErrorKind`], a hint and their whole cause chain.
 
+mod containers;
 mod create;
 mod dev;
 mod diagnose;
+mod docker;
 mod env_files;
 mod error;
 mod events;
@@ -60,15 +62,13 @@ mod trust;
 pub use create::{AdoptRequest, CreateRequest, SetUp, SetUpOutcome};
 pub use dev::{DevProcess, ProcessState, Spawned};
 pub use diagnose::{Finding, Level};
+pub use docker::{ComposeCli, Container};
 pub use env_files::write_atomic;
 pub use error::{Error, ErrorKind, Result, Rollback};
 pub use events::{Collect, Event, Reporter, Silent};
 pub use include::{Brought, WORKTREE_INCLUDE};
 pub use info::{PortInfo, WorktreeInfo, lease_info, list_all, listening, main_redis_db};
-pub use infra::{
-    COMPOSE_FILE, COMPOSE_PROJECT, ServiceCheck, compose, compose_command, compose_running,
-    engine_reachable, service_checks,
-};
+pub use infra::{Infra, InfraService, Published, RunsIn, ServiceStatus};
 pub use paths::shell_word;
 pub use plan::{Action, GcPlan, Orphan, Spared};
 pub use project::{Cancel, ChildOutput, Faults, Options, Project, Target, config_roots};

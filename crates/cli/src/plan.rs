@@ -500,6 +500,10 @@ pub enum Action {
     Kept(Kept),
     /// A name this holder holds in the team store that no lease or kept data accounts for.
     TeamHold(pwt_provision::Hold),
+    /// Containers carrying the marker of a worktree of this repository that is gone (no
+    /// lease has the marker, and the directory Compose ran them in is no worktree git
+    /// lists).
+    Containers(Vec<crate::docker::Container>),
 }
 
 /// A marked resource no lease owns.

@@ -357,7 +357,12 @@ impl Project {
             ctx: self.context(lease.branch.as_str(), lease.slug.as_str(), &lease.ports),
             is_main: false,
         };
-        let extra = self.service_vars(Worktree::Leased(&lease.resources))?;
+        let mut extra = self.service_vars(Worktree::Leased(&lease.resources))?;
+        if self.config.docker.is_some() {
+            // Containers carry it in their environment: how `pwt gc` knows a container of
+            // a worktree that is gone for this worktree's.
+            extra.push(("PWT_OWNER".into(), lease.marker()));
+        }
         Ok(build_environment(
             &self.config,
             &facts,

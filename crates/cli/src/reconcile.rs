@@ -65,6 +65,17 @@ impl Action {
                 "{}: pwt's, but no worktree owns it",
                 o.resources.describe(o.kind).unwrap_or_default()
             ),
+            Self::Containers(list) => {
+                let names: Vec<&str> = list.iter().map(|c| c.name.as_str()).collect();
+                format!(
+                    "container(s) {} of a worktree that is gone ({}): remove them",
+                    names.join(", "),
+                    list.first()
+                        .and_then(|c| c.working_dir.as_deref())
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default()
+                )
+            }
             Self::TeamHold(h) => format!(
                 "{} {:?} on {}: held in the team store for {}, which has no lease here: let it go",
                 h.kind, h.name, h.server, h.who.branch
@@ -95,7 +106,7 @@ impl Action {
             | Self::RepoGone(l) => Some(l.branch.as_str()),
             Self::Kept(k) => Some(k.branch.as_str()),
             Self::TeamHold(h) => Some(h.who.branch.as_str()),
-            Self::Orphan(_) => None,
+            Self::Orphan(_) | Self::Containers(_) => None,
         }
     }
 
@@ -129,6 +140,8 @@ impl Project {
         };
         let mut plan = plan_gc(&state, &facts);
         self.spare_interrupted_work(&mut plan);
+        plan.actions
+            .extend(self.orphan_containers(&state, &worktrees));
         let mut problems = problems;
         match self.stale_team_holds(&state, &declared) {
             Ok(holds) => plan.actions.extend(holds.into_iter().map(Action::TeamHold)),
@@ -141,6 +154,8 @@ impl Project {
     pub fn reconcile(&self, action: &Action, reporter: &mut dyn Reporter) -> Result<()> {
         match action {
             Action::Gone(l) => {
+                // Its containers first (Compose ran them in the directory that is gone).
+                self.stop_containers(l, false, reporter);
                 let lease = self.mark_removing_in(
                     &l.repo,
                     l.branch.as_str(),
@@ -192,6 +207,7 @@ impl Project {
             }
             Action::Orphan(o) => self.drop_orphan(o),
             Action::TeamHold(h) => self.release_stale_hold(h),
+            Action::Containers(list) => self.remove_orphan_containers(list),
             Action::Kept(k) => self.drop_kept(k),
         }
     }
@@ -263,6 +279,60 @@ impl Project {
             l.keep = keep;
             Ok(())
         })
+    }
+
+    /// Containers with this repository's marker (`PWT_OWNER`) whose worktree is gone: no
+    /// lease of this registry has the marker, and Compose ran them in a directory that is no
+    /// worktree git lists. One action per Compose project.
+    fn orphan_containers(
+        &self,
+        state: &pwt_alloc::State,
+        worktrees: &[pwt_alloc::WorktreeEntry],
+    ) -> Vec<Action> {
+        let Some(docker) = self.docker() else {
+            return Vec::new();
+        };
+        let prefix = pwt_core::repo_marker_prefix(&self.repo.key());
+        let mut by_project: std::collections::BTreeMap<String, Vec<crate::docker::Container>> =
+            Default::default();
+        for c in docker.containers(&[]).unwrap_or_default() {
+            let Some(owner) = c.owner.as_deref().filter(|o| o.starts_with(&prefix)) else {
+                continue;
+            };
+            let leased = state.leases.iter().any(|l| l.marker() == owner);
+            let listed = c
+                .working_dir
+                .as_deref()
+                .is_some_and(|d| worktrees.iter().any(|w| w.exists && d.starts_with(&w.root)));
+            if !leased && !listed {
+                by_project
+                    .entry(c.project.clone().unwrap_or_else(|| c.name.clone()))
+                    .or_default()
+                    .push(c);
+            }
+        }
+        by_project.into_values().map(Action::Containers).collect()
+    }
+
+    /// Removes containers gc found, each checked again first: still this repository's
+    /// marker, still no lease of it.
+    fn remove_orphan_containers(&self, list: &[crate::docker::Container]) -> Result<()> {
+        let Some(docker) = self.docker() else {
+            return Ok(());
+        };
+        let state = self.state()?;
+        let now: Vec<crate::docker::Container> = docker
+            .containers(&[])?
+            .into_iter()
+            .filter(|c| list.iter().any(|o| o.id == c.id && o.owner == c.owner))
+            .filter(|c| {
+                !state
+                    .leases
+                    .iter()
+                    .any(|l| Some(l.marker().as_str()) == c.owner.as_deref())
+            })
+            .collect();
+        docker.remove(&now).map(|_| ())
     }
 
     /// An interrupted set-up whose worktree holds someone's work since its checkout is

@@ -34,6 +34,8 @@ pub struct RemoveRequest {
     pub delete_branch: bool,
     /// Run the pre-remove hooks.
     pub hooks: bool,
+    /// Also delete the named volumes of the worktree's Compose containers.
+    pub volumes: bool,
 }
 
 /// What `pwt rm` did.
@@ -282,8 +284,11 @@ impl Project {
             |_| Ok(()),
         )?;
         self.options.faults.pause("after-mark-removing");
+        // Its containers first: Docker holds their ports until they go, whatever listens.
+        let containers = self.stop_containers(&lease, req.volumes, reporter);
         self.stop_processes(&lease, exists && !req.keep_worktree, reporter);
-        let report = self.teardown(&lease, &plan, reporter)?;
+        let mut report = self.teardown(&lease, &plan, reporter)?;
+        report.removed.splice(0..0, containers);
         if !report.stuck.is_empty() {
             return Err(self.incomplete(&lease, &report));
         }
@@ -317,11 +322,19 @@ impl Project {
             }
         }
         let ports: Vec<u16> = lease.ports.values().copied().collect();
-        let mut found: Vec<(crate::processes::Found, String)> =
-            crate::processes::listening_on(&ports)
-                .into_iter()
-                .map(|f| (f, "listening on a port of the worktree".to_owned()))
-                .collect();
+        let mut found: Vec<(crate::processes::Found, String)> = Vec::new();
+        for f in crate::processes::listening_on(&ports) {
+            if crate::containers::is_docker_proxy(&f.name) {
+                // Docker's, for a container that is not this worktree's: Docker would hold
+                // the port anyway.
+                reporter.report(Event::Warning(format!(
+                    "a port of the worktree is published by a container of another Compose project (docker-proxy, pid {}); left alone: `docker ps` shows it",
+                    f.pid
+                )));
+                continue;
+            }
+            found.push((f, "listening on a port of the worktree".to_owned()));
+        }
         if in_dir {
             for f in crate::processes::working_in(&lease.path) {
                 if !found.iter().any(|(g, _)| g.pid == f.pid) {

@@ -41,6 +41,74 @@ pub struct Config {
     /// A team store: who holds which name on the shared servers; absent means off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub team: Option<TeamConfig>,
+    /// The shared services in Docker Compose (`pwt infra`).
+    pub infra: InfraConfig,
+    /// Each worktree's app in Docker Compose: container-side variables and `.env.docker`;
+    /// absent means off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker: Option<DockerConfig>,
+}
+
+/// `[infra]`: how `pwt infra` runs the shared services in Docker Compose. The ports it
+/// publishes are those of the service URLs (`postgres.url`, `rabbitmq.url`,
+/// `rabbitmq.management_url`, `redis.url`), on 127.0.0.1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InfraConfig {
+    /// The Compose project's name.
+    pub project: String,
+    /// The network the services are on, which each worktree's app project joins.
+    pub network: String,
+    /// The PostgreSQL image.
+    pub postgres_image: String,
+    /// The RabbitMQ image (with the management plugin).
+    pub rabbitmq_image: String,
+    /// The Redis image.
+    pub redis_image: String,
+    /// How long `pwt infra up` waits for every service to answer, in seconds.
+    pub timeout: u64,
+}
+
+impl Default for InfraConfig {
+    fn default() -> Self {
+        Self {
+            project: "pwt".into(),
+            network: "pwt".into(),
+            postgres_image: "postgres:16-alpine".into(),
+            rabbitmq_image: "rabbitmq:3-management-alpine".into(),
+            redis_image: "redis:7-alpine".into(),
+            timeout: 180,
+        }
+    }
+}
+
+/// `[docker]`: each worktree's app as a Compose project of its own on the shared network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerConfig {
+    /// The env file for containers (`docker run --env-file`, Compose `env_file:`): the
+    /// worktree's environment with the URLs containers use.
+    pub env_file: FileSetting,
+    /// How a container reaches PostgreSQL: `host:port` on the shared network.
+    pub postgres: String,
+    /// How a container reaches RabbitMQ (AMQP).
+    pub rabbitmq: String,
+    /// How a container reaches Redis.
+    pub redis: String,
+}
+
+/// Default name of the env file for containers.
+pub const DOCKER_ENV_FILE: &str = ".env.docker";
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        Self {
+            env_file: FileSetting::Name(DOCKER_ENV_FILE.into()),
+            postgres: "postgres:5432".into(),
+            rabbitmq: "rabbitmq:5672".into(),
+            redis: "redis:6379".into(),
+        }
+    }
 }
 
 /// `[team]`
@@ -265,6 +333,22 @@ impl FilesConfig {
     }
 }
 
+impl Config {
+    /// Every env file that is turned on, as (kind, file name): `[files]`'s and, with
+    /// `[docker]`, the containers'.
+    pub fn env_files(&self) -> Vec<(EnvFileKind, &str)> {
+        let mut out = self.files.enabled();
+        if let Some(n) = self
+            .docker
+            .as_ref()
+            .and_then(|d| d.env_file.name(DOCKER_ENV_FILE))
+        {
+            out.push((EnvFileKind::Docker, n));
+        }
+        out
+    }
+}
+
 /// The formats pwt writes env files in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EnvFileKind {
@@ -272,6 +356,8 @@ pub enum EnvFileKind {
     Dotenv,
     /// A `.mise.local.toml` `[env]` table.
     Mise,
+    /// Docker's env-file format (`KEY=value`, nothing quoted), with container-side URLs.
+    Docker,
 }
 
 /// `[hooks]`

@@ -224,6 +224,60 @@ pub fn render_dotenv(
     (out, skipped)
 }
 
+/// The variables whose container-side values (`CONTAINER_<name>`) a container reads under
+/// their own name.
+const CONTAINER_SIDE: [&str; 3] = ["DATABASE_URL", "RABBITMQ_URL", "REDIS_URL"];
+
+/// Renders the env file for containers, in Docker's env-file format: `KEY=value` lines,
+/// nothing quoted, read alike by `docker run --env-file`, Compose v1's and v2's `env_file:`.
+/// A container reads `DATABASE_URL`, `RABBITMQ_URL` and `REDIS_URL` as it reaches the
+/// services on the shared network (their `CONTAINER_*` values). A value those readers
+/// would not all take literally is left out, with why.
+pub fn render_docker(
+    env: &Environment,
+    slug: &str,
+    registry: &str,
+) -> (String, Vec<(String, &'static str)>) {
+    let mut inside = Environment::default();
+    for (k, v) in env.iter() {
+        let v = match CONTAINER_SIDE.contains(&k) {
+            true => env.get(&format!("CONTAINER_{k}")).unwrap_or(v),
+            false => v,
+        };
+        // Every name in `env` was set through `Environment::set` already.
+        let _ = inside.set(k, v.to_owned());
+    }
+    let mut out = header("#", slug, registry);
+    let skipped = assignments(&mut out, &inside, "=", docker_literal);
+    (out, skipped)
+}
+
+/// A value as Docker's env-file format carries it (literally, to the end of the line),
+/// when Compose's `env_file:` readers read it the same: they strip surrounding blanks,
+/// take a leading quote as quoting, expand `$`, treat ` #` as a comment and (v1, through
+/// python-dotenv) may unescape `\`.
+pub fn docker_literal(value: &str) -> Result<String, &'static str> {
+    if value.chars().any(char::is_control) {
+        return Err("it holds a control character");
+    }
+    if value.trim() != value {
+        return Err("it begins or ends with a blank, which Compose strips");
+    }
+    if value.starts_with(['\'', '"']) {
+        return Err("it begins with a quote, which Compose takes as quoting");
+    }
+    if value.contains('$') {
+        return Err("Compose would expand its `$`");
+    }
+    if value.contains('\\') {
+        return Err("Compose v1 may unescape its backslash");
+    }
+    if value.contains(" #") || value.contains("\t#") {
+        return Err("Compose would read ` #…` as a comment");
+    }
+    Ok(value.to_owned())
+}
+
 /// Appends `KEY<sep>VALUE` for every variable `spell` can write; returns the others, each
 /// with why.
 fn assignments(

@@ -29,8 +29,8 @@ pub use branch::{BranchName, BranchNameError};
 pub use config::{Config, ConfigError};
 pub use env::{
     DEFAULT_PROXY_PORT, EnvError, Environment, FILE_MARK, WorktreeFacts, build_environment,
-    dotenv_quote, parse_assignments, proxy_port, render_dotenv, render_fish, render_mise,
-    render_sh,
+    docker_literal, dotenv_quote, parse_assignments, proxy_port, render_docker, render_dotenv,
+    render_fish, render_mise, render_sh,
 };
 pub use hash::{hex_prefix, stable_hash, stable_hash_parts};
 pub use names::{DbName, NameError, PG_MAX_IDENT, Port, RedisPrefix, Vhost, db_ident, hash_port};
@@ -39,7 +39,7 @@ pub use resources::{
     derived_databases, disambiguated_slug, disambiguated_slug_nth, is_kept_marker, is_marker,
     kept_marker, owner_marker, percent_encode, redis_prefix_name, registry_marker,
     repo_marker_prefix, resource_names, same_owner, service_variables, test_database_bases,
-    url_path, with_path,
+    url_path, with_host_port, with_path,
 };
 pub use slug::{MAIN_SLUG, MAX_SLUG_LEN, Slug, SlugError};
 pub use template::{TemplateContext, TemplateError, Templates, env_entry_is_inert};

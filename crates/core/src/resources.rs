@@ -448,6 +448,23 @@ pub fn with_path(url: &str, encoded_path: &str) -> String {
     out
 }
 
+/// `url` with its host and port replaced by `host_port` (`postgres:5432`); user,
+/// password, path and query kept.
+pub fn with_host_port(url: &str, host_port: &str) -> String {
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[authority_start..];
+    let end = rest
+        .find(['/', '?'])
+        .map_or(url.len(), |i| authority_start + i);
+    let authority = &url[authority_start..end];
+    let userinfo = authority.rfind('@').map_or("", |i| &authority[..=i]);
+    format!(
+        "{}{userinfo}{host_port}{}",
+        &url[..authority_start],
+        &url[end..]
+    )
+}
+
 /// The first path segment of a URL, decoded loosely (the maintenance database's name).
 pub fn url_path(url: &str) -> Option<&str> {
     let base = url.split('?').next().unwrap_or(url);
@@ -467,8 +484,10 @@ pub enum Worktree<'a> {
     Leased(&'a Resources),
 }
 
-/// Adds `DATABASE_NAME`, `DATABASE_URL`, `RABBITMQ_VHOST`, `RABBITMQ_URL`,
-/// `REDIS_KEY_PREFIX` or `REDIS_DB`, and `REDIS_URL` for the configured services.
+/// Adds `DATABASE_NAME`, `DATABASE_URL`, `RABBITMQ_VHOST` (and `RABBITMQ_VHOST_ENCODED`),
+/// `RABBITMQ_URL`, `REDIS_KEY_PREFIX` or `REDIS_DB`, and `REDIS_URL` for the configured
+/// services; with `[docker]`, each URL also as containers on the shared network reach it
+/// (`CONTAINER_DATABASE_URL`, …) and the network (`PWT_NETWORK`).
 pub fn service_variables(
     config: &Config,
     project: &str,
@@ -488,14 +507,23 @@ pub fn service_variables(
                 .unwrap_or_else(|| project.to_owned()),
         };
         env.set("DATABASE_NAME", db.clone())?;
-        env.set("DATABASE_URL", with_path(&pg.url, &percent_encode(&db)))?;
+        let url = with_path(&pg.url, &percent_encode(&db));
+        if let Some(d) = &config.docker {
+            env.set("CONTAINER_DATABASE_URL", with_host_port(&url, &d.postgres))?;
+        }
+        env.set("DATABASE_URL", url)?;
     }
     if let Some(mq) = &config.rabbitmq {
         let vhost = names
             .and_then(|n| n.vhost.as_ref())
             .map_or("/".to_owned(), |v| v.as_str().to_owned());
         env.set("RABBITMQ_VHOST", vhost.clone())?;
-        env.set("RABBITMQ_URL", with_path(&mq.url, &percent_encode(&vhost)))?;
+        env.set("RABBITMQ_VHOST_ENCODED", percent_encode(&vhost))?;
+        let url = with_path(&mq.url, &percent_encode(&vhost));
+        if let Some(d) = &config.docker {
+            env.set("CONTAINER_RABBITMQ_URL", with_host_port(&url, &d.rabbitmq))?;
+        }
+        env.set("RABBITMQ_URL", url)?;
     }
     if let Some(r) = &config.redis {
         // A leased worktree says which it got (a prefix also in `db` mode on a Redis
@@ -504,10 +532,10 @@ pub fn service_variables(
         let leased_db = names.and_then(|n| n.redis_db());
         let prefix_mode =
             leased_prefix.is_some() || (leased_db.is_none() && r.mode == RedisMode::Prefix);
-        if prefix_mode {
+        let url = if prefix_mode {
             let prefix = leased_prefix.map_or(String::new(), |p| p.as_str().to_owned());
             env.set("REDIS_KEY_PREFIX", prefix)?;
-            env.set("REDIS_URL", r.url.clone())?;
+            r.url.clone()
         } else {
             // The main worktree's index is the one its URL selects (`redis://h/2`), else 0.
             let main_db = url_path(&r.url)
@@ -515,8 +543,15 @@ pub fn service_variables(
                 .unwrap_or(0);
             let db = leased_db.unwrap_or(main_db);
             env.set("REDIS_DB", db.to_string())?;
-            env.set("REDIS_URL", with_path(&r.url, &db.to_string()))?;
+            with_path(&r.url, &db.to_string())
+        };
+        if let Some(d) = &config.docker {
+            env.set("CONTAINER_REDIS_URL", with_host_port(&url, &d.redis))?;
         }
+        env.set("REDIS_URL", url)?;
+    }
+    if config.docker.is_some() {
+        env.set("PWT_NETWORK", config.infra.network.clone())?;
     }
     Ok(())
 }
@@ -535,6 +570,31 @@ mod tests {
             project: "demo".into(),
             ports: BTreeMap::new(),
             vars: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_url_moves_to_another_host_and_port_keeping_the_rest() {
+        for (url, to, want) in [
+            (
+                "postgres://u:p%40ss@127.0.0.1:15432/db?sslmode=disable",
+                "postgres:5432",
+                "postgres://u:p%40ss@postgres:5432/db?sslmode=disable",
+            ),
+            (
+                "redis://localhost:6379/3",
+                "redis:6379",
+                "redis://redis:6379/3",
+            ),
+            ("redis://localhost", "redis:6379", "redis://redis:6379"),
+            (
+                "amqp://guest:guest@[::1]:5672/%2Ffeat",
+                "rabbitmq:5672",
+                "amqp://guest:guest@rabbitmq:5672/%2Ffeat",
+            ),
+            ("redis://h?x=a@b", "r:1", "redis://r:1?x=a@b"),
+        ] {
+            assert_eq!(with_host_port(url, to), want, "{url}");
         }
     }
 

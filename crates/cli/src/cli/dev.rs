@@ -8,7 +8,7 @@ use anyhow::Result;
 use pwt::Target;
 
 use super::exit_codes;
-use super::output::{Style, printable};
+use super::output::{Style, Terminal, printable};
 
 /// Start the worktree's processes ([processes] in pwt.toml) with its environment
 ///
@@ -37,9 +37,12 @@ pub struct DevArgs {
     pub yes: bool,
 }
 
-/// Stop the processes `pwt dev` started in a worktree
+/// Stop the processes `pwt dev` started in a worktree, and its Compose containers
 ///
-/// SIGTERM to each process group, SIGKILL after --grace seconds to what is left.
+/// SIGTERM to each process group, SIGKILL after --grace seconds to what is left. The
+/// worktree's Compose project (`COMPOSE_PROJECT_NAME`, the containers that ran in its
+/// directory) is taken down too, as `docker compose down` would; its named volumes only
+/// with --volumes.
 ///
 ///   pwt stop
 ///   pwt stop feature-a
@@ -51,6 +54,9 @@ pub struct StopArgs {
     /// Seconds between SIGTERM and SIGKILL.
     #[arg(long, default_value_t = 5)]
     pub grace: u64,
+    /// Also delete the named volumes of its Compose containers.
+    #[arg(long)]
+    pub volumes: bool,
 }
 
 pub fn run(cwd: &Path, args: DevArgs) -> Result<i32> {
@@ -180,12 +186,21 @@ fn slug_of(project: &pwt::Project, target: Option<&str>) -> Result<String> {
 
 pub fn stop(cwd: &Path, args: StopArgs) -> Result<i32> {
     let opened = super::open(cwd)?;
-    let slug = slug_of(&opened.project, args.target.as_deref())?;
-    let stopped = opened
-        .project
-        .stop_dev_processes(&slug, Duration::from_secs(args.grace));
+    let project = &opened.project;
+    let slug = slug_of(project, args.target.as_deref())?;
+    // Its Compose project's containers too (they hold its ports).
+    let mut containers = Vec::new();
+    if let Target::Leased(l) = project.resolve(args.target.as_deref())? {
+        containers = project.stop_containers(&l, args.volumes, &mut Terminal { quiet: false });
+    }
+    for c in &containers {
+        println!("removed {c}");
+    }
+    let stopped = project.stop_dev_processes(&slug, Duration::from_secs(args.grace));
     if stopped.is_empty() {
-        println!("nothing of `pwt dev` runs there");
+        if containers.is_empty() {
+            println!("nothing of `pwt dev` runs there, and no container of its Compose project");
+        }
         return Ok(exit_codes::OK);
     }
     let mut code = exit_codes::OK;

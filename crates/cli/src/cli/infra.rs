@@ -1,26 +1,31 @@
 //! `pwt infra`
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde_json::json;
 
 use super::exit_codes;
-use super::output::{Format, Style, note, print_json, print_table};
+use super::output::{Format, Style, Terminal, print_json, print_table};
 use super::state_dir;
 
 /// Start, stop or check the shared PostgreSQL, RabbitMQ and Redis
 ///
-/// Once per machine, shared by every worktree of every repository.
+/// Once per machine, shared by every worktree of every repository, in Docker Compose
+/// (project `pwt`), each on 127.0.0.1 at the port of its URL in pwt.toml, so they run
+/// beside services installed natively: give them other ports there.
 ///
-///   pwt infra up               # docker compose -p pwt up -d --wait (healthchecks)
-///   pwt infra status           # each configured service: reachable? Compose or native?
+///   pwt infra up               # start, and wait until each answers its own protocol
+///   pwt infra status           # each service: answers? who runs it (Compose, Docker, native)?
 ///   pwt infra down             # stop; data stays (--volumes deletes it)
 ///   pwt infra compose          # print the Compose file
 ///
-/// `status` works without Docker too: services installed natively (apt, brew, systemd) are
-/// checked the same way, and it says how to start what is missing.
+/// `up` refuses a port something else holds before it starts anything, naming the holder
+/// and the setting; waits for each service to answer (SELECT 1, an AMQP round trip, PING),
+/// not for a TCP connect; and takes down what it started when a service does not come up.
+/// The services are on the network `pwt` (`infra.network`), which each worktree's app
+/// project joins (`networks: default: { name: pwt, external: true }`). `status` works
+/// without Docker too, and says how to start what is missing.
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct InfraArgs {
@@ -31,8 +36,12 @@ pub struct InfraArgs {
 /// What to do.
 #[derive(clap::Subcommand, Debug)]
 pub enum InfraAction {
-    /// Start the services with Docker Compose and wait until they are healthy.
-    Up,
+    /// Start the services with Docker Compose and wait until each answers.
+    Up {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Stop them; data is kept unless --volumes.
     Down {
         /// Also delete the data volumes.
@@ -49,23 +58,38 @@ pub enum InfraAction {
     Compose,
 }
 
-fn compose(args: &[&str]) -> Result<()> {
-    Ok(pwt::compose(&state_dir()?, args)?)
+/// The services of the repository pwt runs in (its service sections), or the defaults.
+fn infra(cwd: &Path) -> Result<pwt::Infra> {
+    let opened = super::open(cwd).ok();
+    Ok(pwt::Infra::new(
+        opened.as_ref().map(|o| o.project.config()),
+        &state_dir()?,
+    ))
 }
 
 pub fn run(cwd: &Path, args: InfraArgs) -> Result<i32> {
+    let infra = infra(cwd)?;
     match args.action {
         InfraAction::Compose => {
-            print!("{}", pwt::COMPOSE_FILE);
+            print!("{}", infra.compose_file());
             Ok(exit_codes::OK)
         }
-        InfraAction::Up => up(),
-        InfraAction::Down { volumes } => {
-            let mut a = vec!["down"];
-            if volumes {
-                a.push("--volumes");
+        InfraAction::Up { format } => {
+            let json = format == Format::Json;
+            let rows = infra.up(&mut Terminal { quiet: json })?;
+            if json {
+                print_json(&json!({ "services": rows }));
+            } else {
+                println!(
+                    "{} shared services are up on network {:?} (`pwt infra status` shows them)",
+                    Style::stdout().green("✓"),
+                    infra.network()
+                );
             }
-            compose(&a)?;
+            Ok(exit_codes::OK)
+        }
+        InfraAction::Down { volumes } => {
+            infra.down(volumes)?;
             println!(
                 "stopped{}",
                 if volumes {
@@ -76,81 +100,31 @@ pub fn run(cwd: &Path, args: InfraArgs) -> Result<i32> {
             );
             Ok(exit_codes::OK)
         }
-        InfraAction::Status { format } => status(cwd, format),
+        InfraAction::Status { format } => status(&infra, format),
     }
 }
 
-fn up() -> Result<i32> {
-    note("starting PostgreSQL, RabbitMQ and Redis (Compose project \"pwt\") ...");
-    let v2 = pwt::compose_command().is_some_and(|c| c.len() == 2);
-    if v2 {
-        compose(&["up", "-d", "--wait"])?;
-    } else {
-        // Compose v1 has no --wait: poll the published ports instead.
-        compose(&["up", "-d"])?;
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while let Some(c) = pwt::service_checks(None).into_iter().find(|c| !c.up) {
-            if Instant::now() > deadline {
-                bail!(
-                    "{} did not come up on {} within 3 minutes",
-                    c.service,
-                    c.url
-                );
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-    println!(
-        "{} shared services are up (`pwt infra status` shows them)",
-        Style::stdout().green("✓")
-    );
-    Ok(exit_codes::OK)
-}
-
-fn status(cwd: &Path, format: Format) -> Result<i32> {
-    let opened = super::open(cwd).ok();
-    let in_compose = state_dir()
-        .map(|d| pwt::compose_running(&d))
-        .unwrap_or_default();
-    let rows: Vec<_> = pwt::service_checks(opened.as_ref().map(|o| o.project.config()))
-        .into_iter()
-        .map(|c| {
-            let up = c.up;
-            let base = c.service.trim_end_matches("-management");
-            let runs = if !up {
-                "-"
-            } else if in_compose.iter().any(|s| s == base) {
-                "compose"
-            } else {
-                "native"
-            };
-            (c, up, runs)
-        })
-        .collect();
-    let all_up = rows.iter().all(|(_, up, _)| *up);
+fn status(infra: &pwt::Infra, format: Format) -> Result<i32> {
+    let rows = infra.status();
+    let all_up = rows.iter().all(|r| r.answers);
     if format == Format::Json {
-        let items: Vec<_> = rows
-            .iter()
-            .map(|(c, up, runs)| json!({ "service": c.service, "url": c.url, "reachable": up, "runs_in": runs, "hint": (!up).then_some(c.fix) }))
-            .collect();
-        print_json(&json!({ "services": items }));
+        print_json(&json!({ "services": rows }));
     } else {
         let style = Style::stdout();
         let table: Vec<Vec<String>> = rows
             .iter()
-            .map(|(c, up, runs)| {
-                let state = if *up {
+            .map(|r| {
+                let state = if r.answers {
                     style.green("up")
                 } else {
                     style.red("down")
                 };
-                let fix = if *up { "" } else { c.fix };
                 vec![
-                    c.service.to_owned(),
-                    c.url.clone(),
+                    r.service.to_owned(),
+                    r.url.clone(),
                     state,
-                    (*runs).to_owned(),
-                    fix.to_owned(),
+                    r.runs_in.to_string(),
+                    r.hint.unwrap_or_default().to_owned(),
                 ]
             })
             .collect();

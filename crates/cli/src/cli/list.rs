@@ -45,7 +45,9 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
     }
     let style = Style::stdout();
     let with_data = rows.iter().any(|r| !r.data_cell().is_empty());
-    let with_processes = rows.iter().any(|r| !r.processes.is_empty());
+    let with_processes = rows
+        .iter()
+        .any(|r| !r.processes.is_empty() || !r.containers.is_empty());
     let mut table = Vec::new();
     for r in &rows {
         let state = match r.state.as_str() {
@@ -77,7 +79,7 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
             row.push(r.data_cell());
         }
         if with_processes {
-            row.push(processes_cell(style, &r.processes));
+            row.push(processes_cell(style, &r.processes, &r.containers));
         }
         row.push(display_path(&r.path, cwd));
         if args.all_repos {
@@ -164,15 +166,27 @@ fn team(cwd: &Path, format: Format) -> Result<i32> {
 }
 
 /// `web ●  worker exited 1`: what `pwt dev` started, for the table.
-fn processes_cell(style: Style, list: &[(pwt::DevProcess, pwt::ProcessState)]) -> String {
-    list.iter()
-        .map(|(p, state)| match state {
-            pwt::ProcessState::Running => format!("{} {}", p.name, style.green("●")),
-            pwt::ProcessState::Exited(Some(c)) => {
-                format!("{} {}", p.name, style.yellow(&format!("exited {c}")))
-            }
-            pwt::ProcessState::Exited(None) => format!("{} {}", p.name, style.dim("stopped")),
-        })
-        .collect::<Vec<_>>()
-        .join("  ")
+fn processes_cell(
+    style: Style,
+    list: &[(pwt::DevProcess, pwt::ProcessState)],
+    containers: &[pwt::Container],
+) -> String {
+    let processes = list.iter().map(|(p, state)| match state {
+        pwt::ProcessState::Running => format!("{} {}", p.name, style.green("●")),
+        pwt::ProcessState::Exited(Some(c)) => {
+            format!("{} {}", p.name, style.yellow(&format!("exited {c}")))
+        }
+        pwt::ProcessState::Exited(None) => format!("{} {}", p.name, style.dim("stopped")),
+    });
+    // A container by its Compose service (`web`), in a box: `[web] ●`.
+    let containers = containers.iter().map(|c| {
+        let name = c.service.clone().unwrap_or_else(|| c.name.clone());
+        let mark = match (c.state.as_str(), c.health.as_deref()) {
+            ("running", None | Some("healthy")) => style.green("●"),
+            ("running", Some(h)) => style.yellow(h),
+            (s, _) => style.dim(s),
+        };
+        format!("[{}] {mark}", printable(&name))
+    });
+    processes.chain(containers).collect::<Vec<_>>().join("  ")
 }

@@ -60,6 +60,14 @@ impl Show for WorktreeInfo {
                 },
                 "log": p.log,
             })).collect::<Vec<_>>(),
+            "containers": self.containers.iter().map(|c| json!({
+                "name": c.name,
+                "service": c.service,
+                "image": c.image,
+                "state": c.state,
+                "health": c.health,
+                "ports": c.ports,
+            })).collect::<Vec<_>>(),
         })
     }
 

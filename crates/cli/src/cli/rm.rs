@@ -41,6 +41,10 @@ pub struct RmArgs {
     /// Do not run the pre-remove hooks.
     #[arg(long)]
     pub no_hooks: bool,
+    /// Also delete the named volumes of the worktree's Compose containers (which `pwt rm`
+    /// takes down first, as `docker compose down` would).
+    #[arg(long)]
+    pub volumes: bool,
     /// Run the repository's hooks without asking for their approval (automation, CI; see
     /// `pwt trust`).
     #[arg(long, short = 'y')]
@@ -65,6 +69,7 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
         keep_worktree: args.keep_worktree,
         delete_branch: args.delete_branch,
         hooks: !args.no_hooks,
+        volumes: args.volumes,
     };
     let done = match opened.project.remove(&req, &mut Terminal { quiet: json })? {
         Removal::Nothing(why) => {

@@ -34,7 +34,7 @@ impl Rng {
 }
 
 /// Files in each directory `files.copy` brings.
-const COPIED: usize = 150;
+const COPIED: usize = 60;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Op {

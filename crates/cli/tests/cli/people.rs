@@ -396,7 +396,10 @@ fn two_people_racing_for_the_same_branches_through_the_team_store_all_succeed() 
         for c in children {
             let v = Run::from(c.wait_with_output().expect("wait")).ok().json();
             for h in holdings(&v) {
-                assert!(seen.insert(h.clone()), "round {round}: {h} handed out twice");
+                assert!(
+                    seen.insert(h.clone()),
+                    "round {round}: {h} handed out twice"
+                );
             }
         }
         for p in [&alice, &bob] {
@@ -405,7 +408,10 @@ fn two_people_racing_for_the_same_branches_through_the_team_store_all_succeed() 
             }
         }
     }
-    let left = alice.pwt(&["list", "--team", "--format", "json"]).ok().json();
+    let left = alice
+        .pwt(&["list", "--team", "--format", "json"])
+        .ok()
+        .json();
     assert!(left.as_array().expect("holds").is_empty(), "{left}");
     admin(&format!("DROP DATABASE \"{store}\" WITH (FORCE)"));
 }

@@ -1,0 +1,94 @@
+//! A worktree's containers: those of its Compose project (`COMPOSE_PROJECT_NAME`) that ran
+//! in its directory. Listed by `pwt list`, taken down by `pwt rm` and `pwt stop` before
+//! anything else (so Docker lets go of their ports), and found by `pwt gc` when their
+//! worktree is gone. A container of another checkout with the same project name is never
+//! touched: Compose's working-directory label tells them apart.
+
+use pwt_alloc::Lease;
+
+use crate::docker::{Container, Docker};
+use crate::events::{Event, Reporter};
+use crate::project::Project;
+
+impl Project {
+    /// The Compose project name of a leased worktree (its `COMPOSE_PROJECT_NAME`).
+    pub(crate) fn compose_project(&self, lease: &Lease) -> Option<String> {
+        self.lease_environment(lease)
+            .ok()?
+            .get("COMPOSE_PROJECT_NAME")
+            .map(str::to_owned)
+    }
+
+    /// The engine, when pwt should ask it: `[docker]` is configured and an engine answers.
+    pub(crate) fn docker(&self) -> Option<Docker> {
+        self.config.docker.as_ref()?;
+        let docker = Docker::default();
+        docker.reachable().then_some(docker)
+    }
+
+    /// The containers of the worktree of `lease` (its Compose project's, run in its
+    /// directory), when `[docker]` is configured and an engine answers.
+    pub fn containers(&self, lease: &Lease) -> Vec<Container> {
+        let (Some(docker), Some(project)) = (self.docker(), self.compose_project(lease)) else {
+            return Vec::new();
+        };
+        docker
+            .project_containers(&project, &lease.path)
+            .unwrap_or_default()
+    }
+
+    /// Takes the worktree's Compose project down (its containers; the project's networks
+    /// when no other checkout's containers are left; its volumes with `volumes`), asking
+    /// any engine that answers, `[docker]` or not: Docker keeps a container's ports until
+    /// it goes, whatever listens. Returns what went.
+    pub fn stop_containers(
+        &self,
+        lease: &Lease,
+        volumes: bool,
+        reporter: &mut dyn Reporter,
+    ) -> Vec<String> {
+        let docker = Docker::default();
+        let Some(project) = self.compose_project(lease) else {
+            return Vec::new();
+        };
+        if !docker.reachable() {
+            return Vec::new();
+        }
+        let mine = docker
+            .project_containers(&project, &lease.path)
+            .unwrap_or_default();
+        if mine.is_empty() && !volumes {
+            return Vec::new();
+        }
+        reporter.report(Event::Step(format!(
+            "taking down Compose project {project:?} ({} container(s)) ...",
+            mine.len()
+        )));
+        match docker.take_down(&project, &lease.path, volumes) {
+            Ok(gone) => gone,
+            Err(e) => {
+                reporter.report(Event::Warning(format!(
+                    "could not take down Compose project {project:?}: {}",
+                    crate::services::chain(&e)
+                )));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Host ports any container publishes (or is set to, stopped): Docker holds them
+    /// whether or not anything listens, so they are never leased. Asked only with
+    /// `[docker]` (it costs a call to the engine).
+    pub(crate) fn docker_ports(&self) -> Vec<u16> {
+        self.docker()
+            .and_then(|d| d.published_ports().ok())
+            .map(|p| p.into_iter().map(|(port, _)| port).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A container publishing one of `ports`, when the process listening there is Docker's
+/// port proxy: never stopped as a worktree's process (Docker would keep the port anyway).
+pub(crate) fn is_docker_proxy(name: &str) -> bool {
+    name == "docker-proxy"
+}

@@ -1,0 +1,397 @@
+//! The Docker engine, through its CLI (`docker`, and `docker compose` or `docker-compose`):
+//! which containers exist and what they publish, a Compose project's containers, networks
+//! and volumes, and taking a project down. Everything Compose does to a project is done
+//! here through the labels Compose puts on what it makes, so it works alike with Compose v1
+//! and v2 and needs no Compose file (the app's own is the user's).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The label Compose puts on a project's containers, networks and volumes.
+pub const PROJECT_LABEL: &str = "com.docker.compose.project";
+/// The label Compose puts on a project's containers: the directory it ran in.
+pub const WORKING_DIR_LABEL: &str = "com.docker.compose.project.working_dir";
+/// The label Compose puts on a container: its service.
+pub const SERVICE_LABEL: &str = "com.docker.compose.service";
+
+/// One container, as `docker ps -a` and `docker inspect` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Container {
+    /// Its id (short).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its image.
+    pub image: String,
+    /// `running`, `exited`, `created`, …
+    pub state: String,
+    /// Docker's health, when the image or Compose file has a healthcheck.
+    pub health: Option<String>,
+    /// Its Compose project, if any.
+    pub project: Option<String>,
+    /// Its Compose service, if any.
+    pub service: Option<String>,
+    /// The directory Compose ran in, if any.
+    pub working_dir: Option<PathBuf>,
+    /// Host ports it publishes (or will, once started), with the address.
+    pub ports: Vec<u16>,
+    /// Its main process, while it runs.
+    pub pid: Option<u32>,
+    /// The worktree it belongs to, by the marker in its environment (`PWT_OWNER`, from
+    /// `.env.docker`).
+    pub owner: Option<String>,
+    /// The named volumes it mounts.
+    pub volumes: Vec<String>,
+}
+
+/// The Docker CLI.
+#[derive(Clone, Debug)]
+pub struct Docker {
+    program: PathBuf,
+}
+
+impl Default for Docker {
+    fn default() -> Self {
+        Self {
+            program: PathBuf::from("docker"),
+        }
+    }
+}
+
+/// The Compose CLI this machine has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ComposeCli {
+    /// `docker compose` (v2, a plugin of the Docker CLI).
+    V2,
+    /// `docker-compose` (v1, its own program).
+    V1,
+}
+
+impl ComposeCli {
+    /// `docker compose` when it works, else `docker-compose`, else `None`.
+    pub fn find() -> Option<Self> {
+        let works = |cmd: &str, args: &[&str]| {
+            Command::new(cmd)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if works("docker", &["compose", "version"]) {
+            Some(Self::V2)
+        } else if works("docker-compose", &["version"]) {
+            Some(Self::V1)
+        } else {
+            None
+        }
+    }
+
+    /// A command running this Compose.
+    pub fn command(&self) -> Command {
+        match self {
+            Self::V2 => {
+                let mut c = Command::new("docker");
+                c.arg("compose");
+                c
+            }
+            Self::V1 => Command::new("docker-compose"),
+        }
+    }
+
+    /// How people type it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::V2 => "docker compose",
+            Self::V1 => "docker-compose",
+        }
+    }
+}
+
+impl Docker {
+    /// Runs `docker ARGS` and returns its stdout; an error names the command and keeps
+    /// Docker's own words.
+    fn run(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(&self.program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| {
+                Error::new(ErrorKind::NotFound, "cannot run `docker`")
+                    .caused_by(e)
+                    .hint("install Docker, or leave `[docker]` out of pwt.toml")
+            })?;
+        if !out.status.success() {
+            return Err(Error::new(
+                ErrorKind::Service,
+                format!(
+                    "`docker {}` failed: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// True when an engine answers.
+    pub fn reachable(&self) -> bool {
+        Command::new(&self.program)
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Every container (running or not) matching the `docker ps` filters.
+    pub fn containers(&self, filters: &[String]) -> Result<Vec<Container>> {
+        let mut args = vec!["ps", "-a", "-q", "--no-trunc"];
+        for f in filters {
+            args.extend(["--filter", f.as_str()]);
+        }
+        let ids: Vec<String> = self
+            .run(&args)?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec!["inspect", "--format", "{{json .}}"];
+        args.extend(ids.iter().map(String::as_str));
+        // A container removed between the two calls makes `inspect` fail for it alone:
+        // the others are still printed.
+        let text = match self.run(&args) {
+            Ok(t) => t,
+            Err(_) => Command::new(&self.program)
+                .args(&args)
+                .stderr(Stdio::null())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default(),
+        };
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| container_of(&v))
+            .collect())
+    }
+
+    /// Every container that publishes (or, stopped, is set to publish) a host port: such a
+    /// port is Docker's even while no process listens on it.
+    pub fn published_ports(&self) -> Result<Vec<(u16, Container)>> {
+        Ok(self
+            .containers(&[])?
+            .into_iter()
+            .flat_map(|c| c.ports.clone().into_iter().map(move |p| (p, c.clone())))
+            .collect())
+    }
+
+    /// The containers of Compose project `project` that ran in `dir` (or inside it).
+    pub fn project_containers(&self, project: &str, dir: &Path) -> Result<Vec<Container>> {
+        Ok(self
+            .containers(&[format!("label={PROJECT_LABEL}={project}")])?
+            .into_iter()
+            .filter(|c| c.working_dir.as_deref().is_some_and(|w| w.starts_with(dir)))
+            .collect())
+    }
+
+    /// Removes these containers (stopped first), and the networks of their projects that
+    /// no container is left in. Returns what went.
+    pub fn remove(&self, containers: &[Container]) -> Result<Vec<String>> {
+        if containers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(containers.iter().map(|c| c.id.as_str()));
+        self.run(&args)?;
+        let mut gone: Vec<String> = containers
+            .iter()
+            .map(|c| format!("container {}", c.name))
+            .collect();
+        let mut projects: Vec<&str> = containers
+            .iter()
+            .filter_map(|c| c.project.as_deref())
+            .collect();
+        projects.sort_unstable();
+        projects.dedup();
+        for p in projects {
+            gone.extend(self.remove_empty_networks(p)?);
+        }
+        Ok(gone)
+    }
+
+    /// The networks of project `project`, when none of its containers is left.
+    fn remove_empty_networks(&self, project: &str) -> Result<Vec<String>> {
+        let filter = format!("label={PROJECT_LABEL}={project}");
+        if !self.containers(std::slice::from_ref(&filter))?.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut gone = Vec::new();
+        for name in self.names(&["network", "ls", "--filter", &filter], "{{.Name}}")? {
+            if self.run(&["network", "rm", &name]).is_ok() {
+                gone.push(format!("network {name}"));
+            }
+        }
+        Ok(gone)
+    }
+
+    /// Takes down what `docker compose down` would, by Compose's labels: the containers of
+    /// `project` that ran in `dir` (stopped, then removed), then the project's networks
+    /// once none of its containers is left, and with `volumes` the named volumes those
+    /// containers mounted (only those: another checkout with the same project name keeps
+    /// its own). Returns what went.
+    pub fn take_down(&self, project: &str, dir: &Path, volumes: bool) -> Result<Vec<String>> {
+        let mine = self.project_containers(project, dir)?;
+        let mut gone = self.remove(&mine)?;
+        if volumes {
+            let mut names: Vec<&str> = mine
+                .iter()
+                .flat_map(|c| &c.volumes)
+                .map(String::as_str)
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            for name in names {
+                if self.run(&["volume", "rm", name]).is_ok() {
+                    gone.push(format!("volume {name}"));
+                }
+            }
+        }
+        Ok(gone)
+    }
+
+    /// The names `docker network ls` / `volume ls` lists with `args`.
+    fn names(&self, args: &[&str], format: &str) -> Result<Vec<String>> {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--format", format]);
+        Ok(self
+            .run(&all)?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Makes the network `name` (a bridge, labelled as pwt's) unless it exists.
+    pub fn ensure_network(&self, name: &str) -> Result<bool> {
+        let exists = self
+            .names(
+                &["network", "ls", "--filter", &format!("name=^{name}$")],
+                "{{.Name}}",
+            )?
+            .iter()
+            .any(|n| n == name);
+        if exists {
+            return Ok(false);
+        }
+        self.run(&["network", "create", "--label", "pwt.network=shared", name])?;
+        Ok(true)
+    }
+}
+
+/// A container from `docker inspect`'s JSON.
+fn container_of(v: &serde_json::Value) -> Container {
+    let text = |p: &str| v.pointer(p).and_then(|x| x.as_str()).map(str::to_owned);
+    let labels = v
+        .pointer("/Config/Labels")
+        .and_then(|l| l.as_object())
+        .cloned()
+        .unwrap_or_default();
+    let label = |k: &str| labels.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+    let mut ports: Vec<u16> = Vec::new();
+    // Set to publish (HostConfig), and publishing now (NetworkSettings): both count.
+    for pointer in ["/HostConfig/PortBindings", "/NetworkSettings/Ports"] {
+        let bindings: BTreeMap<String, serde_json::Value> = v
+            .pointer(pointer)
+            .and_then(|b| serde_json::from_value(b.clone()).ok())
+            .unwrap_or_default();
+        for list in bindings.values() {
+            for b in list.as_array().into_iter().flatten() {
+                if let Some(p) = b["HostPort"].as_str().and_then(|p| p.parse().ok())
+                    && !ports.contains(&p)
+                {
+                    ports.push(p);
+                }
+            }
+        }
+    }
+    ports.sort_unstable();
+    let id = text("/Id").unwrap_or_default();
+    Container {
+        id: id.chars().take(12).collect(),
+        name: text("/Name")
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
+        image: text("/Config/Image").unwrap_or_default(),
+        state: text("/State/Status").unwrap_or_default(),
+        health: text("/State/Health/Status"),
+        project: label(PROJECT_LABEL),
+        service: label(SERVICE_LABEL),
+        working_dir: label(WORKING_DIR_LABEL).map(PathBuf::from),
+        ports,
+        volumes: v
+            .pointer("/Mounts")
+            .and_then(|m| m.as_array())
+            .into_iter()
+            .flatten()
+            .filter(|m| m["Type"] == "volume")
+            .filter_map(|m| m["Name"].as_str().map(str::to_owned))
+            .collect(),
+        owner: v
+            .pointer("/Config/Env")
+            .and_then(|e| e.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.as_str()?.strip_prefix("PWT_OWNER="))
+            .next()
+            .map(str::to_owned),
+        pid: v
+            .pointer("/State/Pid")
+            .and_then(|p| p.as_u64())
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p > 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_is_read_from_docker_inspect() {
+        let v: serde_json::Value = serde_json::json!({
+            "Id": "0123456789abcdef0123",
+            "Name": "/shop-feat-web-1",
+            "Config": { "Image": "shop:dev", "Labels": {
+                "com.docker.compose.project": "shop-feat",
+                "com.docker.compose.service": "web",
+                "com.docker.compose.project.working_dir": "/src/shop.feat"
+            }},
+            "State": { "Status": "exited", "Pid": 0, "Health": { "Status": "unhealthy" } },
+            "HostConfig": { "PortBindings": { "8000/tcp": [{ "HostIp": "127.0.0.1", "HostPort": "21007" }] } },
+            "NetworkSettings": { "Ports": {} }
+        });
+        let c = container_of(&v);
+        assert_eq!(c.id, "0123456789ab");
+        assert_eq!(c.name, "shop-feat-web-1");
+        assert_eq!(c.project.as_deref(), Some("shop-feat"));
+        assert_eq!(c.service.as_deref(), Some("web"));
+        assert_eq!(c.working_dir.as_deref(), Some(Path::new("/src/shop.feat")));
+        // Stopped, it still holds its port for Docker.
+        assert_eq!(c.ports, vec![21007]);
+        assert_eq!(c.health.as_deref(), Some("unhealthy"));
+        assert_eq!(c.pid, None);
+        assert_eq!(c.owner, None);
+    }
+}
