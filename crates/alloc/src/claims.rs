@@ -24,24 +24,77 @@ pub struct Claimant {
     /// The registry's identity.
     pub registry: String,
     /// The repository (common dir) of the lease.
-    pub repo: String,
+    pub repo: PathBuf,
     /// Its branch.
     pub branch: String,
+    /// The registry's state directory; `None` in claims of older pwts.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Claimant {
+    /// One line: tab-separated fields, paths with `%`, tab, newline and bytes outside
+    /// ASCII percent-encoded (any path reads back the same).
     fn line(&self) -> String {
-        format!("{}\t{}\t{}\n", self.registry, self.repo, self.branch)
+        let mut line = format!(
+            "{}\t{}\t{}",
+            self.registry,
+            encode_path(&self.repo),
+            self.branch
+        );
+        if let Some(d) = &self.state_dir {
+            line.push('\t');
+            line.push_str(&encode_path(d));
+        }
+        line.push('\n');
+        line
     }
 
     fn parse(text: &str) -> Option<Self> {
-        let mut parts = text.trim_end_matches('\n').splitn(3, '\t');
+        let mut parts = text.trim_end_matches('\n').split('\t');
         Some(Self {
             registry: parts.next()?.to_owned(),
-            repo: parts.next()?.to_owned(),
+            repo: decode_path(parts.next()?),
             branch: parts.next()?.to_owned(),
+            state_dir: parts.next().map(decode_path),
         })
     }
+}
+
+fn encode_path(p: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut out = String::new();
+    for b in p.as_os_str().as_bytes() {
+        if b.is_ascii_graphic() && *b != b'%' || *b == b' ' {
+            out.push(char::from(*b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn decode_path(s: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt as _;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(x)) => {
+                out.push(x);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 impl PortClaims {
@@ -96,21 +149,28 @@ impl PortClaims {
                 let held = std::fs::read_to_string(&path)
                     .ok()
                     .and_then(|t| Claimant::parse(&t));
-                Ok(held.as_ref() == Some(who))
+                // Its own (an older pwt's claim names no state directory).
+                Ok(held.is_some_and(|h| {
+                    h.registry == who.registry && h.repo == who.repo && h.branch == who.branch
+                }))
             }
             Err(e) => Err(io("cannot claim the port in", &path)(e)),
         }
     }
 
-    /// Releases every claim whose repository is gone (`gone` says so of its common dir),
-    /// whoever made it: no worktree of a repository that no longer exists uses its ports.
-    /// The directory is sticky, so another user's claims stay unless the caller may remove
+    /// Releases every claim whose repository and registry are both gone (`gone` says so of a
+    /// path), whoever made it: no worktree of a repository that no longer exists uses its
+    /// ports, and no registry that no longer exists leases them. A repository that is only
+    /// away (an unmounted disk) keeps its claims while its registry is there. Claims of
+    /// older pwts, which do not name their registry, go with their repository. The
+    /// directory is sticky, so another user's claims stay unless the caller may remove
     /// them. Returns how many went.
     pub fn release_gone(&self, gone: impl Fn(&Path) -> bool) -> usize {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return 0;
         };
-        let mut seen: std::collections::HashMap<String, bool> = Default::default();
+        let mut seen: std::collections::HashMap<PathBuf, bool> = Default::default();
+        let mut is_gone = |p: &Path| *seen.entry(p.to_owned()).or_insert_with(|| gone(p));
         let mut released = 0;
         for e in entries.flatten() {
             if e.file_name()
@@ -126,10 +186,8 @@ impl PortClaims {
             else {
                 continue;
             };
-            let is_gone = *seen
-                .entry(who.repo.clone())
-                .or_insert_with(|| gone(Path::new(&who.repo)));
-            if is_gone && std::fs::remove_file(e.path()).is_ok() {
+            let stale = is_gone(&who.repo) && who.state_dir.as_deref().is_none_or(&mut is_gone);
+            if stale && std::fs::remove_file(e.path()).is_ok() {
                 released += 1;
             }
         }
@@ -161,11 +219,13 @@ mod tests {
             registry: "a".into(),
             repo: "/r/.git".into(),
             branch: "x".into(),
+            state_dir: None,
         };
         let b = Claimant {
             registry: "b".into(),
             repo: "/r/.git".into(),
             branch: "x".into(),
+            state_dir: Some("/home/b/.local/state/pwt".into()),
         };
         assert!(claims.claim(20001, &a).expect("claim"));
         assert!(claims.claim(20001, &a).expect("again, own"));
@@ -179,20 +239,50 @@ mod tests {
     }
 
     #[test]
-    fn claims_of_repositories_that_are_gone_are_released() {
+    fn claims_of_repositories_that_are_gone_are_released_while_their_registry_is_gone_too() {
+        use std::os::unix::ffi::OsStrExt as _;
         let dir = tempfile::tempdir().expect("tempdir");
         let claims = PortClaims::open(dir.path()).expect("open");
-        let who = |repo: &str| Claimant {
+        let who = |repo: &Path, state: Option<&str>| Claimant {
             registry: "r".into(),
-            repo: repo.into(),
+            repo: repo.to_owned(),
             branch: "x".into(),
+            state_dir: state.map(PathBuf::from),
         };
-        assert!(claims.claim(20001, &who("/gone/.git")).expect("claim"));
-        assert!(claims.claim(20002, &who("/gone/.git")).expect("claim"));
-        assert!(claims.claim(20003, &who("/here/.git")).expect("claim"));
-        let released = claims.release_gone(|p| p == Path::new("/gone/.git"));
-        assert_eq!(released, 2);
-        let left: Vec<u16> = claims.all().into_iter().map(|(p, _)| p).collect();
-        assert_eq!(left, vec![20003]);
+        let odd = Path::new(std::ffi::OsStr::from_bytes(b"/tmp/caf\xe9\tx/.git"));
+        assert!(
+            claims
+                .claim(20001, &who(Path::new("/gone/.git"), None))
+                .expect("claim")
+        );
+        assert!(
+            claims
+                .claim(20002, &who(Path::new("/gone/.git"), Some("/gone-state")))
+                .expect("claim")
+        );
+        assert!(
+            claims
+                .claim(20003, &who(Path::new("/gone/.git"), Some("/home/a/state")))
+                .expect("claim")
+        );
+        assert!(
+            claims
+                .claim(20004, &who(odd, Some("/gone-state")))
+                .expect("claim")
+        );
+        // Any path reads back as it was written.
+        let back: Vec<PathBuf> = claims
+            .all()
+            .into_iter()
+            .filter_map(|(_, w)| w.map(|w| w.repo))
+            .collect();
+        assert!(back.iter().any(|p| p == odd), "{back:?}");
+        let gone = |p: &Path| p.starts_with("/gone") || p == Path::new("/gone-state");
+        assert_eq!(claims.release_gone(gone), 2);
+        let mut left: Vec<u16> = claims.all().into_iter().map(|(p, _)| p).collect();
+        left.sort_unstable();
+        // A repository only away, with its registry there, keeps its claim; one whose name
+        // has a tab or bytes outside UTF-8 is not taken for gone.
+        assert_eq!(left, vec![20003, 20004]);
     }
 }

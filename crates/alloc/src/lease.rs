@@ -158,6 +158,11 @@ pub struct Lease {
     /// Resources a teardown in progress keeps (`pwt rm --keep-data`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keep: Vec<ResourceKind>,
+    /// The identity (`device:inode`) of the worktree directory a teardown in progress is
+    /// removing: one resumed after a kill deletes that directory, never another made at
+    /// the same path since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir_id: Option<String>,
     /// Unix seconds.
     pub created_at: u64,
     /// Unix seconds.

@@ -382,6 +382,7 @@ mod tests {
             pending_files: false,
             leftover: vec![],
             keep: Vec::new(),
+            dir_id: None,
             created_at: 1,
             updated_at: 1,
         }

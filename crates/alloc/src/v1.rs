@@ -135,6 +135,7 @@ pub(crate) fn migrate(bytes: &[u8]) -> Result<State, String> {
             journal: Journal::default(),
             leftover: leftovers(&l.leftover),
             keep: Vec::new(),
+            dir_id: None,
             repo: l.repo,
             slug: l.slug,
             marker: None,

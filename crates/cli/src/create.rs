@@ -490,12 +490,16 @@ impl Run<'_> {
         p.options.faults.pause("before-ready");
         p.options.cancel.check()?;
         let was_ready = self.lease.state == LeaseState::Ready;
+        // The hooks stay pending when this run skipped them (`--no-hooks`) on a set-up
+        // that was waiting for them; a new worktree made with `--no-hooks` has none due.
+        let pending = !how.hooks && !self.fresh && self.lease.pending_hooks;
         self.lease = p.update_lease(&branch, |l| {
             l.state = LeaseState::Ready;
             l.owner = None;
             l.journal = Default::default();
             l.leftover.clear();
-            l.pending_hooks = false;
+            l.pending_hooks = pending;
+            l.dir_id = None;
             Ok(())
         })?;
         let outcome = match (&checkout, self.fresh, was_ready) {

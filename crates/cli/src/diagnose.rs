@@ -83,6 +83,7 @@ impl Project {
                     state.leases.len()
                 )));
                 out.extend(duplicate_ports(&state));
+                out.extend(self.ports_claimed_by_others(&state));
                 out.extend(self.lease_findings(&state));
             }
             Err(e) => out.push(Finding::error(
@@ -576,6 +577,7 @@ impl Project {
             pending_files: false,
             leftover: Vec::new(),
             keep: Vec::new(),
+            dir_id: None,
             created_at: t,
             updated_at: t,
         }))
@@ -621,6 +623,42 @@ fn git_version() -> Finding {
             "git is not on PATH",
             "install git; pwt runs it to add and remove worktrees",
         ),
+    }
+}
+
+impl Project {
+    /// Ports leased here that the machine's claims give to another registry (another
+    /// user's pwt): both would use them.
+    fn ports_claimed_by_others(&self, state: &State) -> Vec<Finding> {
+        let Some(claims) = self.port_claims() else {
+            return Vec::new();
+        };
+        let me = self.registry_id();
+        let others: HashMap<u16, pwt_alloc::Claimant> = claims
+            .all()
+            .into_iter()
+            .filter_map(|(p, w)| w.filter(|w| w.registry != me).map(|w| (p, w)))
+            .collect();
+        state
+            .leases
+            .iter()
+            .flat_map(|l| l.ports.values().map(move |p| (l, *p)))
+            .filter_map(|(l, p)| {
+                let w = others.get(&p)?;
+                Some(Finding::error(
+                    format!(
+                        "port {p}, leased to {} here, is claimed on this machine by another registry's lease of {} ({})",
+                        l.branch.as_str(),
+                        w.branch,
+                        w.repo.display()
+                    ),
+                    format!(
+                        "`pwt rm {}` and `pwt new` it again, so it gets a port nobody else has",
+                        crate::paths::shell_word(l.branch.as_str())
+                    ),
+                ))
+            })
+            .collect()
     }
 }
 

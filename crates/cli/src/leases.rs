@@ -194,8 +194,9 @@ impl Project {
         };
         let who = pwt_alloc::Claimant {
             registry: registry_id.clone(),
-            repo: repo_key.clone(),
+            repo: self.repo.common_dir.clone(),
             branch: branch.to_owned(),
+            state_dir: Some(self.registry.dir().to_owned()),
         };
         let plan = plan_and_claim(&locked.state, &mut facts, ask, &fx, claims.as_ref(), &who)?;
         if plan.fresh && !plan.lease.journal.kept.is_empty() {
@@ -422,6 +423,9 @@ impl Project {
                 return Err(crate::plan::busy(l, owner));
             }
             check(l)?;
+            if leftover.contains(&Leftover::Worktree) && l.dir_id.is_none() {
+                l.dir_id = crate::paths::dir_identity(&l.path);
+            }
             l.state = LeaseState::Removing;
             l.owner = Some(Owner::current());
             l.leftover = leftover;

@@ -37,19 +37,22 @@ pub fn normalize(p: &Path) -> PathBuf {
     real
 }
 
-/// `s` as one shell word, for commands suggested in hints: as it is when it holds only safe
-/// characters, else single-quoted (control characters removed), so pasting it never expands
-/// `$(…)` from a branch name.
-pub fn shell_word(s: &str) -> String {
-    let safe = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:@%,".contains(&b));
-    if safe {
-        s.to_owned()
-    } else {
-        let printable: String = s.chars().filter(|c| !c.is_control()).collect();
-        format!("'{}'", printable.replace('\'', "'\\''"))
-    }
+pub use pwt_core::shell_word;
+
+/// A directory's identity, `device:inode:birth`: another directory made at the same path
+/// later has another (a freed inode number is often handed out again at once, so the
+/// birth time counts too, where the filesystem keeps one).
+pub(crate) fn dir_identity(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_dir())?;
+    let born = m
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Some(format!("{}:{}:{born}", m.dev(), m.ino()))
 }
 
 #[cfg(test)]

@@ -209,6 +209,7 @@ fn new_lease(
         pending_files: true,
         leftover: Vec::new(),
         keep: Vec::new(),
+        dir_id: None,
         created_at: facts.now,
         updated_at: facts.now,
     }
@@ -472,10 +473,18 @@ fn free_db_index(n: u16, facts: &LeaseFacts<'_>, others: &Others<'_>) -> Result<
         .chain([facts.main_redis_db])
         .collect();
     (1..n).find(|i| !used.contains(i)).ok_or_else(|| {
-        pwt_alloc::AllocError::RedisDbsExhausted {
+        let count = |it: &mut dyn Iterator<Item = &Resources>| {
+            it.filter(|r| r.redis_db().is_some()).count()
+        };
+        let here = count(&mut others.leases.iter().copied());
+        let held = count(&mut facts.held.iter());
+        Error::from(pwt_alloc::AllocError::RedisDbsExhausted {
             max: n.saturating_sub(1),
-        }
-        .into()
+        })
+        .context(format!(
+            "every DB index of the Redis server is taken: {here} by this registry's leases and kept data, {held} held by others in the team store, {} named in worktrees' env files",
+            facts.declared.redis_dbs.len()
+        ))
     })
 }
 

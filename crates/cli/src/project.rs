@@ -450,7 +450,7 @@ impl Project {
                 return Err(Error::new(
                     ErrorKind::Invalid,
                     format!(
-                        "the repository's pwt.toml puts the worktree at {}, which is neither inside the main worktree nor a `<repo>.…` / `<repo>-…` directory beside it (or is in a hidden directory); pwt will not check a branch out there",
+                        "the repository's pwt.toml puts the worktree at {}, which is neither inside the main worktree nor a `<repo>.…` / `<repo>-…` directory beside it (or is in a hidden directory, or has characters a shell would read, like `$(`, quotes or spaces); pwt will not check a branch out there",
                         path.display()
                     ),
                 )
@@ -558,14 +558,65 @@ impl Project {
             .max_by_key(|k| k.root.as_os_str().len())
     }
 
-    /// The worktrees inside `dir` (a worktree about to be deleted): each would go with it.
+    /// The worktrees and repositories inside `dir` (a worktree about to be deleted), each of
+    /// which would go with it: the worktrees pwt knows (git's, the registry's), and any
+    /// directory below `dir` with a `.git` of its own that is not this repository's (a
+    /// clone, another repository's worktree; in ignored directories too, where git itself
+    /// does not look). This repository's submodules are the worktree's own.
     pub(crate) fn worktrees_inside(&self, dir: &Path) -> Vec<KnownWorktree> {
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| normalize(dir));
-        self.known_worktrees()
+        let mut out: Vec<KnownWorktree> = self
+            .known_worktrees()
             .into_iter()
             .filter(|k| k.root != dir && k.root.starts_with(&dir))
-            .collect()
+            .collect();
+        for (root, what) in foreign_git_below(&dir, &self.repo.common_dir) {
+            if !out.iter().any(|k| k.root == root) {
+                out.push(KnownWorktree {
+                    root,
+                    branch: None,
+                    what: what.into(),
+                });
+            }
+        }
+        out
     }
+}
+
+/// Directories below `dir` holding a `.git` of their own that is not `common_dir`'s (its
+/// submodules', whose `.git` files point into it): each with what it is. Links are not
+/// followed, and nothing below such a directory is looked at.
+fn foreign_git_below(dir: &Path, common_dir: &Path) -> Vec<(PathBuf, &'static str)> {
+    let common = std::fs::canonicalize(common_dir).unwrap_or_else(|_| common_dir.to_owned());
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(t) = e.file_type() else { continue };
+            if !t.is_dir() || e.file_name() == ".git" {
+                continue;
+            }
+            let sub = e.path();
+            let git = sub.join(".git");
+            match std::fs::symlink_metadata(&git) {
+                Ok(m) if m.is_dir() => out.push((sub, "a git repository of its own")),
+                Ok(m) if m.is_file() => {
+                    let target = std::fs::read_to_string(&git)
+                        .ok()
+                        .and_then(|t| t.trim().strip_prefix("gitdir:").map(|p| sub.join(p.trim())))
+                        .map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+                    if !target.is_some_and(|t| t.starts_with(&common)) {
+                        out.push((sub, "a worktree of another repository"));
+                    }
+                }
+                _ => todo.push(sub),
+            }
+        }
+    }
+    out
 }
 
 /// Where a committed `worktree.path` may put a worktree: inside the main worktree, or in a
@@ -573,9 +624,15 @@ impl Project {
 /// hidden directory, so it cannot land in `~/.config/git` or `~/bin`.
 fn confined(path: &Path, main: &Path) -> bool {
     let main = normalize(main);
+    // Each part plain: not hidden, and nothing a shell would read as more than a word
+    // when the path is pasted (`$(…)`, quotes, spaces).
     let visible = |rest: &Path| {
         rest.components().all(|c| {
-            matches!(c, std::path::Component::Normal(n) if !n.to_string_lossy().starts_with('.'))
+            matches!(c, std::path::Component::Normal(n) if {
+                let n = n.to_string_lossy();
+                !n.starts_with('.')
+                    && n.chars().all(|c| c.is_alphanumeric() || "._+,@=-".contains(c))
+            })
         })
     };
     if let Ok(rest) = path.strip_prefix(&main) {

@@ -273,6 +273,9 @@ impl Project {
                 ));
             }
             check(l)?;
+            if leftover.contains(&pwt_alloc::Leftover::Worktree) && l.dir_id.is_none() {
+                l.dir_id = crate::paths::dir_identity(&l.path);
+            }
             l.state = LeaseState::Removing;
             l.owner = Some(Owner::current());
             l.leftover = leftover;

@@ -426,6 +426,24 @@ impl Project {
     /// file of pwt's edited by hand since pwt wrote it, and ignored files matching
     /// `files.keep` (`.env*`, `*.sqlite3`).
     fn refuse_losses(&self, lease: &Lease) -> Result<()> {
+        let lost = self.losses(lease)?;
+        if lost.is_empty() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Refused,
+            format!(
+                "{} holds files that would be lost with it; nothing was removed:\n    {}",
+                lease.path.display(),
+                lost.join("\n    ")
+            ),
+        )
+        .hint("move them out of the worktree, or pass --force to delete them with it (`pwt rm --keep-worktree` leaves the directory and releases the rest)"))
+    }
+
+    /// What git does not see as changes but someone would miss if the worktree went: env
+    /// files of pwt's edited by hand, ignored files matching `files.keep`.
+    fn losses(&self, lease: &Lease) -> Result<Vec<String>> {
         let mut lost = Vec::new();
         for (name, hash) in &lease.files {
             if let Ok(bytes) = std::fs::read(lease.path.join(name))
@@ -466,18 +484,7 @@ impl Project {
                 }
             }
         }
-        if lost.is_empty() {
-            return Ok(());
-        }
-        Err(Error::new(
-            ErrorKind::Refused,
-            format!(
-                "{} holds files that would be lost with it; nothing was removed:\n    {}",
-                lease.path.display(),
-                lost.join("\n    ")
-            ),
-        )
-        .hint("move them out of the worktree, or pass --force to delete them with it (`pwt rm --keep-worktree` leaves the directory and releases the rest)"))
+        Ok(lost)
     }
 
     /// Refuses to delete a worktree that holds another one (made with `--path`, or by
@@ -499,10 +506,13 @@ impl Project {
                 lines.join("\n")
             ),
         )
-        .hint(format!(
-            "remove it first (`pwt rm {}` or `git worktree remove`), or move it out (`git worktree move`); `pwt rm --keep-worktree` releases the rest and leaves the directory",
-            inner[0].branch.as_deref().map_or("BRANCH".into(), shell_word)
-        )))
+        .hint(match &inner[0].branch {
+            Some(b) => format!(
+                "remove it first (`pwt rm {}` or `git worktree remove`), or move it out (`git worktree move`); `pwt rm --keep-worktree` releases the rest and leaves the directory",
+                shell_word(b)
+            ),
+            None => "move it out of the worktree, or remove it yourself; `pwt rm --keep-worktree` releases the rest and leaves the directory".into(),
+        }))
     }
 
     fn refuse_dirty(&self, lease: &Lease) -> Result<()> {
@@ -691,10 +701,16 @@ impl Project {
             return Some("new commits".into());
         }
         match changes(&lease.path) {
-            Ok(c) if c.is_empty() => None,
-            Ok(_) => Some("uncommitted or untracked changes".into()),
-            Err(_) => None,
+            Ok(c) if !c.is_empty() => return Some("uncommitted or untracked changes".into()),
+            Ok(_) => {}
+            Err(_) => return None,
         }
+        if let Some(first) = self.losses(lease).ok().and_then(|l| l.into_iter().next()) {
+            return Some(format!("files that would be lost ({first})"));
+        }
+        self.worktrees_inside(&lease.path)
+            .first()
+            .map(|k| format!("{} inside it ({})", k.root.display(), k.what))
     }
 
     fn pre_remove_hooks(
@@ -726,6 +742,7 @@ impl Project {
                     l.state = LeaseState::Ready;
                     l.owner = None;
                     l.leftover.clear();
+                    l.dir_id = None;
                     Ok(())
                 })?;
                 Err(e
@@ -905,9 +922,18 @@ impl Project {
             WorktreeStep::Made => self.remove_made_worktree(path),
             WorktreeStep::Remove { .. } if !path.exists() => self.git_worktree(&prune),
             // A removal killed half-way left files without the `.git` that made them a
-            // worktree: finish it.
+            // worktree: finish it, when it is still the directory that removal began on.
             WorktreeStep::Remove { .. } if plan.resume && !path.join(".git").exists() => {
-                self.finish_worktree_removal(path)
+                match (&lease.dir_id, crate::paths::dir_identity(path)) {
+                    (Some(was), Some(now)) if *was != now => Err(Error::new(
+                        ErrorKind::Refused,
+                        format!(
+                            "{} is not the directory the interrupted removal began on (it was made again since): left in place",
+                            path.display()
+                        ),
+                    )),
+                    _ => self.finish_worktree_removal(path),
+                }
             }
             WorktreeStep::Remove { force } => {
                 let mut args = vec![OsStr::new("worktree"), OsStr::new("remove")];

@@ -32,7 +32,7 @@ pub struct Approval {
     pub key: String,
     /// It covers commands (hooks, processes).
     pub commands: bool,
-    /// It covers `[env]` entries that are not inert (see [`pwt_core::env_entry_is_inert`]).
+    /// It covers `[env]` entries (those that say more than pwt sets itself).
     pub env: bool,
 }
 
@@ -57,10 +57,11 @@ impl Project {
             cmds.push_str(&format!("  [processes] {name}: {}\n", text(&cmd)));
         }
         let mut env = String::new();
-        // An entry that can only be an identifier of pwt's own names, under a name no
-        // program takes a file, program or options from, is written without asking.
+        // An entry that only says again what pwt sets itself (`FEATURE = "{{ slug }}"`, as
+        // the seed workflow writes it) changes nothing, so it is written without asking;
+        // any other can make a shell, git or a runtime act (`PS0`, `PSQLRC`, `BASH_ENV`).
         for (name, v) in table("env") {
-            if !pwt_core::env_entry_is_inert(&name, &text(&v)) {
+            if !self.restates_pwt(&name, &text(&v)) {
                 env.push_str(&format!("  [env] {name} = {}\n", text(&v)));
             }
         }
@@ -71,6 +72,8 @@ impl Project {
         let section = |name: &str| file.get(name).cloned().unwrap_or(Value::Null);
         let of = serde_json::json!({
             "repository": self.repo.common_dir,
+            // It reaches the commands as COMPOSE_PROJECT_NAME.
+            "project": section("project"),
             "hooks": section("hooks"),
             "processes": section("processes"),
             "env": section("env"),
@@ -86,6 +89,40 @@ impl Project {
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect(),
+        })
+    }
+
+    /// Whether the `[env]` entry `name = template` only says again what pwt sets itself
+    /// for `name`: rendered for two made-up worktrees, it gives exactly pwt's own value.
+    fn restates_pwt(&self, name: &str, template: &str) -> bool {
+        let mut config = self.config.clone();
+        config.env.clear();
+        ["pwt-probe-a", "b7"].iter().enumerate().all(|(i, slug)| {
+            let ports = self
+                .config
+                .services()
+                .into_keys()
+                .zip(40000 + 10 * i as u16..)
+                .collect();
+            let ctx = self.context(&format!("probe/{slug}"), slug, &ports);
+            let facts = pwt_core::WorktreeFacts {
+                ctx: ctx.clone(),
+                is_main: false,
+            };
+            let Ok(own) = pwt_core::build_environment(&config, &facts, &[], &self.templates) else {
+                return false;
+            };
+            let Some(own_value) = own.get(name) else {
+                return false;
+            };
+            let mut ctx = ctx;
+            ctx.vars = own
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            self.templates
+                .render(&format!("env.{name}"), template, &ctx)
+                .is_ok_and(|v| v == own_value)
         })
     }
 

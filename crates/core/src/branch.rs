@@ -103,6 +103,21 @@ impl fmt::Display for BranchName {
     }
 }
 
+/// `s` as one shell word, for commands suggested in hints and pages: as it is when it holds
+/// only safe characters, else single-quoted (control characters removed), so pasting it
+/// never expands `$(…)` from a branch name.
+pub fn shell_word(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:@%,".contains(&b));
+    if safe {
+        s.to_owned()
+    } else {
+        let printable: String = s.chars().filter(|c| !c.is_control()).collect();
+        format!("'{}'", printable.replace('\'', "'\\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

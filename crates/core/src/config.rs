@@ -510,10 +510,19 @@ impl Config {
                 ));
             }
         }
-        if let Some(p) = &self.project
-            && p.trim().is_empty()
-        {
-            return Err(bad("project", "the project name is empty"));
+        if let Some(p) = &self.project {
+            let ok = p.len() <= 50
+                && p.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            if !ok {
+                return Err(bad(
+                    "project",
+                    format!(
+                        "{p:?} is not a project name: 1 to 50 letters, digits, '_', '.' or '-', starting with a letter or digit (it names databases, Compose projects and markers, and reaches hooks as COMPOSE_PROJECT_NAME)"
+                    ),
+                ));
+            }
         }
         if self.worktree.path.trim().is_empty() {
             return Err(bad("worktree.path", "the path template is empty"));

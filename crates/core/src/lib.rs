@@ -25,7 +25,7 @@ mod resources;
 mod slug;
 mod template;
 
-pub use branch::{BranchName, BranchNameError};
+pub use branch::{BranchName, BranchNameError, shell_word};
 pub use config::{Config, ConfigError};
 pub use env::{
     DEFAULT_PROXY_PORT, EnvError, Environment, FILE_MARK, WorktreeFacts, build_environment,
@@ -42,4 +42,4 @@ pub use resources::{
     url_path, with_host_port, with_path,
 };
 pub use slug::{MAIN_SLUG, MAX_SLUG_LEN, Slug, SlugError};
-pub use template::{TemplateContext, TemplateError, Templates, env_entry_is_inert};
+pub use template::{TemplateContext, TemplateError, Templates};

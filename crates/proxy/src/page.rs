@@ -98,13 +98,14 @@ pub fn reject_plain(reason: &str) -> String {
     )
 }
 
-/// How to name a worktree on a command line: its slug, which is always safe to paste into
-/// a shell (`[a-z0-9-]`), never its branch (which may hold `$(…)`).
+/// How to name a worktree on a command line: its branch as one shell word (quoted when it
+/// holds anything but safe characters, so pasting never runs `$(…)`; and a branch, not the
+/// slug, which may be another branch's name).
 fn cli_name(target: &Target) -> String {
     if target.slug == "main" {
         String::new()
     } else {
-        format!(" {}", target.slug)
+        format!(" {}", pwt_core::shell_word(&target.branch))
     }
 }
 
@@ -194,6 +195,20 @@ pub fn no_route(table: &RouteTable, proxy_port: u16, listening: &dyn Fn(u16) -> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_suggested_command_is_safe_to_paste() {
+        let t = crate::route::Target {
+            slug: "feat-touch-ifs-pwned".into(),
+            branch: "feat/$(touch${IFS}pwned)".into(),
+            port: 1,
+        };
+        let page = super::bad_gateway(&t);
+        assert!(
+            page.contains("pwt dev &#39;feat/$(touch${IFS}pwned)&#39;"),
+            "{page}"
+        );
+    }
+
     #[test]
     fn escapes_everything_dangerous() {
         assert_eq!(

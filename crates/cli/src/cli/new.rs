@@ -89,10 +89,10 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
                 "  {}",
                 style.dim(&format!(
                     "next: cd {} · or `pwt run {b} -- <command>` · `pwt rm {b}` when done",
-                    display_path(&lease.path, cwd),
-                    // The slug, never the raw branch: a suggestion people paste into a shell
-                    // must not carry `$(…)` from a branch name.
-                    b = lease.slug
+                    pwt::shell_word(&display_path(&lease.path, cwd)),
+                    // The branch as one shell word: what people paste names this worktree
+                    // (a slug may be another branch's name) and never runs `$(…)`.
+                    b = pwt::shell_word(lease.branch.as_str())
                 ))
             );
         }

@@ -38,12 +38,12 @@ impl Show for WorktreeInfo {
         json!({
             "branch": self.branch,
             "slug": self.slug,
-            "path": self.path,
+            "path": self.path.to_string_lossy(),
             "state": self.state,
             "ports": ports,
             "url": self.url,
             "leftover": self.leftover,
-            "repo": self.repo,
+            "repo": self.repo.to_string_lossy(),
             "database": self.database,
             "vhost": self.vhost,
             "redis_prefix": self.redis_prefix,
@@ -58,7 +58,7 @@ impl Show for WorktreeInfo {
                     pwt::ProcessState::Exited(code) => *code,
                     pwt::ProcessState::Running => None,
                 },
-                "log": p.log,
+                "log": p.log.as_ref().map(|l| l.to_string_lossy()),
             })).collect::<Vec<_>>(),
             "containers": self.containers.iter().map(|c| json!({
                 "name": c.name,

@@ -74,11 +74,11 @@ pub fn ensure(cwd: &Path, opened: &Opened, yes: bool, gate: Gate) -> Result<()> 
     let shown = display_path(&file, cwd);
     let what = match (c.commands, c.env) {
         (true, true) => {
-            "would run commands, and set variables every shell in the worktree loads (direnv, mise),"
+            "would run commands, and set variables that every shell in the worktree loads (direnv, mise),"
         }
         (true, false) => "would run commands",
         _ => {
-            "would set variables every shell in the worktree loads (direnv, mise), which programs take files, programs or options from,"
+            "would set variables that every shell in the worktree loads (direnv, mise), and that can make a shell, git or a runtime run code,"
         }
     };
     if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {

@@ -329,17 +329,30 @@ fn files_whose_names_are_not_utf8_are_brought_like_any_other() {
 
 #[test]
 fn port_claims_of_repositories_that_are_gone_are_released() {
-    let t = TestEnv::new();
-    let gone = t.repo("gone", Some(&seed_toml((28050, 28099))));
-    t.pwt(&gone, &["new", "a"]).ok();
-    let claims = t.root().join("machine/ports");
+    // A scratch clone with a registry of its own (an agent's, a CI job's) that is deleted
+    // whole, while another user of the machine works on.
+    let scratch = TestEnv::new();
+    let here = TestEnv::new();
+    let machine = here.root().join("machine");
+    let gone = scratch.repo("gone", Some(&seed_toml((28050, 28099))));
+    let mut new = scratch.cmd(&gone, &["new", "a"]);
+    new.env("PWT_MACHINE_DIR", &machine);
+    crate::common::Run::from(new.output().expect("pwt")).ok();
+    let claims = machine.join("ports");
     let count = || std::fs::read_dir(&claims).map_or(0, |d| d.count());
     assert_eq!(count(), 2);
-    std::fs::remove_dir_all(&gone).expect("delete the repository");
-    let _ = std::fs::remove_dir_all(t.root().join("gone.a"));
-    let here = t.repo("here", Some(&seed_toml((28050, 28099))));
-    let gc = t
-        .pwt(&here, &["gc", "--yes", "--format", "json"])
+    let repo = here.repo("here", Some(&seed_toml((28050, 28099))));
+    // While its registry is there, a repository only away keeps its claims.
+    std::fs::rename(&gone, scratch.root().join("away")).expect("move it away");
+    let gc = here
+        .pwt(&repo, &["gc", "--yes", "--format", "json"])
+        .ok()
+        .json();
+    assert!(!gc["done"].to_string().contains("port claim"), "{gc}");
+    assert_eq!(count(), 2);
+    std::fs::remove_dir_all(scratch.root()).expect("delete the scratch clone and its registry");
+    let gc = here
+        .pwt(&repo, &["gc", "--yes", "--format", "json"])
         .ok()
         .json();
     assert!(
@@ -352,26 +365,53 @@ fn port_claims_of_repositories_that_are_gone_are_released() {
 #[test]
 fn an_env_of_pwt_names_needs_no_approval_and_one_programs_act_on_says_what_it_is() {
     let t = TestEnv::new();
-    let repo = t.repo("demo", Some("[env]\nFEATURE = \"{{ slug }}\"\n"));
+    let repo = t.repo(
+        "demo",
+        Some("[env]\nFEATURE = \"{{ slug }}\"\nCOMPOSE_PROJECT_NAME = \"{{ project }}-{{ slug }}\"\n"),
+    );
     let run = |args: &[&str]| -> crate::common::Run {
         let mut c = t.cmd(&repo, args);
         c.env_remove("PWT_TRUST_HOOKS");
         c.output().expect("pwt").into()
     };
     run(&["new", "a"]).ok();
-    std::fs::write(
-        repo.join("pwt.toml"),
-        "[env]\nFEATURE = \"{{ slug }}\"\nBASH_ENV = \"{{ slug }}\"\n",
-    )
-    .expect("toml");
-    let refused = run(&["new", "b"]);
-    assert_ne!(refused.code, 0);
+    // Whatever a name or value looks like, what pwt does not set itself needs approval:
+    // a plain-looking value runs code through the right name.
+    for extra in [
+        "BASH_ENV = \"{{ slug }}\"",
+        "PS0 = \"{{ project }}\"",
+        "PSQLRC = \"psqlrc\"",
+        "TAR_OPTIONS = \"-P\"",
+        "HISTFILESIZE = \"0\"",
+        "REDIS_DB = \"0\"",
+        "FEATURE_NAME = \"{{ slug }}\"",
+        "COMPOSE_PROJECT_NAME = \"{{ project }}\"",
+    ] {
+        std::fs::write(
+            repo.join("pwt.toml"),
+            format!("[env]\nFEATURE = \"{{{{ slug }}}}\"\n{extra}\n"),
+        )
+        .expect("toml");
+        let refused = run(&["new", "b"]);
+        assert_ne!(refused.code, 0, "{extra}");
+        let name = extra.split(' ').next().expect("name");
+        assert!(
+            refused
+                .stderr
+                .contains("would set variables that every shell")
+                && refused.stderr.contains(&format!("[env] {name} ="))
+                && !refused.stderr.contains("[env] FEATURE ="),
+            "{extra}: {}",
+            refused.stderr
+        );
+    }
+    // A project name is a name, not a command line.
+    std::fs::write(repo.join("pwt.toml"), "project = \"$(touch x)\"\n").expect("toml");
+    let bad = run(&["new", "c"]);
     assert!(
-        refused.stderr.contains("would set variables every shell")
-            && refused.stderr.contains("BASH_ENV")
-            && !refused.stderr.contains("[env] FEATURE"),
+        bad.stderr.contains("is not a project name"),
         "{}",
-        refused.stderr
+        bad.stderr
     );
 }
 
@@ -391,5 +431,135 @@ fn hook_output_never_lands_in_the_summary_or_the_json() {
         plain.stderr.contains("installing packages"),
         "{}",
         plain.stderr
+    );
+}
+
+#[test]
+fn a_repository_or_another_repositorys_worktree_inside_a_worktree_stops_its_removal() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", Some(&seed_toml((28150, 28199))));
+    std::fs::write(repo.join(".gitignore"), "node_modules/\n").expect("ignore");
+    t.git(&repo, &["add", ".gitignore"]);
+    t.git(&repo, &["commit", "-q", "-m", "ignore"]);
+    let other = t.repo("other", None);
+    for (branch, how) in [("a", "clone"), ("b", "worktree")] {
+        let root = path_of(
+            &t.pwt(&repo, &["new", branch, "--format", "json"])
+                .ok()
+                .json(),
+        );
+        let inner = root.join("node_modules/dep");
+        std::fs::create_dir_all(root.join("node_modules")).expect("mkdir");
+        match how {
+            "clone" => {
+                t.git(
+                    &root,
+                    &[
+                        "clone",
+                        "-q",
+                        &other.display().to_string(),
+                        &inner.display().to_string(),
+                    ],
+                );
+            }
+            _ => {
+                t.git(
+                    &other,
+                    &[
+                        "worktree",
+                        "add",
+                        "-q",
+                        "-b",
+                        "x",
+                        &inner.display().to_string(),
+                    ],
+                );
+            }
+        }
+        std::fs::write(inner.join("work.txt"), "mine\n").expect("work");
+        let rm = t.pwt(&repo, &["rm", branch, "--force"]).fails(3);
+        assert!(
+            rm.stderr.contains("node_modules/dep"),
+            "{how}: {}",
+            rm.stderr
+        );
+        assert!(inner.join("work.txt").exists(), "{how}");
+    }
+}
+
+#[test]
+fn a_resumed_removal_never_deletes_a_directory_made_again_at_the_path() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", Some(&seed_toml((28200, 28249))));
+    let root = path_of(&t.pwt(&repo, &["new", "k1", "--format", "json"]).ok().json());
+    let mut rm = t.cmd(&repo, &["rm", "k1", "--force"]);
+    rm.env("PWT_FAULT", "after-mark-removing:60000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut rm = rm.spawn().expect("spawn");
+    wait_until("removing", || t.registry().to_string().contains("removing"));
+    let _ = rm.kill();
+    let _ = rm.wait();
+    std::fs::remove_dir_all(&root).expect("rm -rf");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    std::fs::write(root.join("thesis.txt"), "years\n").expect("work");
+    let gc = t.pwt(&repo, &["gc", "--yes"]);
+    assert!(
+        root.join("thesis.txt").exists(),
+        "{}{}",
+        gc.stdout,
+        gc.stderr
+    );
+}
+
+#[test]
+fn hooks_skipped_on_a_set_up_that_waits_for_them_stay_pending() {
+    let t = TestEnv::new();
+    let toml = format!(
+        "{}[hooks]\npost-create = [\"touch .hooked\"]\n",
+        seed_toml((28250, 28299))
+    );
+    let repo = t.repo("demo", Some(&toml));
+    std::fs::write(repo.join(".gitignore"), ".hooked\n").expect("ignore");
+    t.git(&repo, &["add", ".gitignore"]);
+    t.git(&repo, &["commit", "-q", "-m", "ignore"]);
+    let mut new = t.cmd(&repo, &["new", "h"]);
+    new.env("PWT_FAULT", "after-env-files:60000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut new = new.spawn().expect("spawn");
+    let root = repo.parent().expect("parent").join("demo.h");
+    wait_until("the env file", || root.join(".env.worktree").exists());
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = new.kill();
+    let _ = new.wait();
+    t.pwt(&repo, &["up", "h", "--no-hooks"]).ok();
+    assert!(!root.join(".hooked").exists());
+    t.pwt(&repo, &["up", "h"]).ok();
+    assert!(root.join(".hooked").exists(), "the hooks never ran");
+}
+
+#[test]
+fn what_pwt_suggests_to_paste_names_the_worktree_and_runs_nothing() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", Some(&seed_toml((28300, 28349))));
+    t.pwt(&repo, &["new", "feat/x"]).ok();
+    // `feat-x` is another branch's name and this one's slug: the hint names the branch.
+    let made = t.pwt(&repo, &["new", "feat-x"]).ok();
+    assert!(made.stdout.contains("`pwt rm feat-x`"), "{}", made.stdout);
+    let first = t.pwt(&repo, &["list", "--format", "json"]).ok();
+    assert!(first.stdout.contains("feat/x"));
+    let out = t.pwt(&repo, &["new", "q/$(id)"]).ok();
+    assert!(out.stdout.contains("`pwt rm 'q/$(id)'`"), "{}", out.stdout);
+    // A committed worktree.path that a shell would read as more than a word is refused.
+    let evil = t.repo(
+        "evil",
+        Some("[worktree]\npath = \"../{{ repo }}.$(touch${IFS}x)-{{ slug }}\"\n"),
+    );
+    let refused = t.pwt(&evil, &["new", "a"]).fails(1);
+    assert!(
+        refused.stderr.contains("characters a shell would read"),
+        "{}",
+        refused.stderr
     );
 }
