@@ -494,10 +494,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let which = args.first().map(String::as_str).unwrap_or("all");
     if !matches!(
         which,
-        "all" | "new" | "list" | "services" | "proxy" | "files"
+        "all" | "new" | "list" | "services" | "proxy" | "files" | "infra"
     ) {
         bail!(
-            "unknown benchmark {which:?}: use new, list, services, proxy, files, or nothing for all"
+            "unknown benchmark {which:?}: use new, list, services, proxy, files, infra (a Docker engine), or nothing for all but infra"
         );
     }
     let pwt = build_pwt()?;
@@ -515,6 +515,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if matches!(which, "all" | "proxy") {
         crate::bench_proxy::run(&pwt)?;
+    }
+    if which == "infra" {
+        crate::bench_infra::run(&pwt, 3)?;
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ const BRANCHES: [&str; 3] = [
     "feature/user-profile",
 ];
 
-struct Kill(Child);
+pub(crate) struct Kill(Child);
 
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -36,15 +36,15 @@ impl Drop for Kill {
     }
 }
 
-struct Resp {
-    status: u16,
-    location: Option<String>,
-    body: String,
+pub(crate) struct Resp {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: String,
 }
 
 /// A GET/POST over HTTP/1.1 to a loopback URL; `*.localhost` resolves to 127.0.0.1 with its
 /// name as Host, like a browser does.
-fn http(method: &str, url: &str, body: Option<&str>) -> Result<Resp> {
+pub(crate) fn http(method: &str, url: &str, body: Option<&str>) -> Result<Resp> {
     let rest = url
         .strip_prefix("http://")
         .with_context(|| format!("not an http URL: {url}"))?;
@@ -85,7 +85,7 @@ fn http(method: &str, url: &str, body: Option<&str>) -> Result<Resp> {
     })
 }
 
-fn json_field(body: &str, field: &str) -> Option<String> {
+pub(crate) fn json_field(body: &str, field: &str) -> Option<String> {
     // The app's JSON is flat and small; a full parser would be the only dependency here.
     let key = format!("\"{field}\":");
     let at = body.find(&key)? + key.len();
@@ -97,13 +97,13 @@ fn json_field(body: &str, field: &str) -> Option<String> {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
         .local_addr()?
         .port())
 }
 
-fn wait_port(port: u16, what: &str) -> Result<()> {
+pub(crate) fn wait_port(port: u16, what: &str) -> Result<()> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
         if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
@@ -186,15 +186,15 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-struct Ctx {
-    root: PathBuf,
-    repo: PathBuf,
-    pwt: PathBuf,
-    app: PathBuf,
+pub(crate) struct Ctx {
+    pub root: PathBuf,
+    pub repo: PathBuf,
+    pub pwt: PathBuf,
+    pub app: PathBuf,
 }
 
 impl Ctx {
-    fn cmd(&self, program: &Path, args: &[&str]) -> Command {
+    pub fn cmd(&self, program: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(program);
         c.args(args)
             .current_dir(&self.repo)
@@ -209,7 +209,7 @@ impl Ctx {
         c
     }
 
-    fn pwt(&self, args: &[&str]) -> Result<String> {
+    pub fn pwt(&self, args: &[&str]) -> Result<String> {
         let out = self.cmd(&self.pwt, args).output()?;
         if !out.status.success() {
             bail!(
@@ -220,7 +220,7 @@ impl Ctx {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    fn git(&self, args: &[&str]) -> Result<String> {
+    pub fn git(&self, args: &[&str]) -> Result<String> {
         let out = self.cmd(Path::new("git"), args).output()?;
         ensure!(
             out.status.success(),
@@ -230,7 +230,7 @@ impl Ctx {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    fn env(&self, branch: &str) -> Result<BTreeMap<String, String>> {
+    pub fn env(&self, branch: &str) -> Result<BTreeMap<String, String>> {
         let text = self.pwt(&["env", branch, "--format", "sh"])?;
         Ok(text
             .lines()
@@ -241,11 +241,11 @@ impl Ctx {
     }
 }
 
-fn ok(what: &str) {
+pub(crate) fn ok(what: &str) {
     println!("  ✓ {what}");
 }
 
-fn build(workspace: &Path) -> Result<(PathBuf, PathBuf)> {
+pub(crate) fn build(workspace: &Path) -> Result<(PathBuf, PathBuf)> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(workspace)
@@ -265,9 +265,15 @@ pub fn run(args: &[String]) -> Result<()> {
     let flag = |f: &str| args.iter().any(|a| a == f);
     for a in args {
         ensure!(
-            matches!(a.as_str(), "--break-isolation" | "--prove-detection"),
-            "unknown flag {a}: use --break-isolation or --prove-detection"
+            matches!(
+                a.as_str(),
+                "--break-isolation" | "--prove-detection" | "--compose"
+            ),
+            "unknown flag {a}: use --compose, --break-isolation or --prove-detection"
         );
+    }
+    if flag("--compose") {
+        return crate::e2e_compose::run();
     }
     if flag("--prove-detection") {
         return match scenario(true) {
@@ -308,19 +314,7 @@ fn scenario_in(root: &Path, pwt: PathBuf, app: PathBuf, break_isolation: bool) -
         app,
     };
 
-    // The shared services: Compose when an engine answers, else what runs on loopback.
-    let docker = Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if docker {
-        println!("a Docker engine answers: `pwt infra up`");
-        ctx.pwt(&["infra", "up"])?;
-    } else {
-        println!("no Docker engine: using the services on loopback");
-    }
+    // The shared services on loopback (`cargo xtask e2e --compose` runs them in Docker).
     for (name, port) in [
         ("PostgreSQL", 5432),
         ("RabbitMQ", 5672),

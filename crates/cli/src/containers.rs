@@ -11,12 +11,17 @@ use crate::events::{Event, Reporter};
 use crate::project::Project;
 
 impl Project {
-    /// The Compose project name of a leased worktree (its `COMPOSE_PROJECT_NAME`).
+    /// The Compose project name of a leased worktree: its `COMPOSE_PROJECT_NAME` as Compose
+    /// labels its containers (lowercase; v1 drops what is not a letter, digit, `-` or `_`).
     pub(crate) fn compose_project(&self, lease: &Lease) -> Option<String> {
-        self.lease_environment(lease)
-            .ok()?
-            .get("COMPOSE_PROJECT_NAME")
-            .map(str::to_owned)
+        let name = self.lease_environment(lease).ok()?;
+        let name: String = name
+            .get("COMPOSE_PROJECT_NAME")?
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        (!name.is_empty()).then_some(name)
     }
 
     /// The engine, when pwt should ask it: `[docker]` is configured and an engine answers.

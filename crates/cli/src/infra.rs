@@ -143,132 +143,143 @@ impl Infra {
     /// The three services, as they run.
     pub fn services(&self) -> Vec<InfraService> {
         let c = &self.config;
-        let infra = &c.infra;
         let mut out = Vec::new();
-        if let Some(pg) = &c.postgres {
-            let u = UrlParts::of(&pg.url, 5432);
-            let mut env = vec![
-                (
-                    "POSTGRES_USER",
-                    u.user.clone().unwrap_or_else(|| "postgres".into()),
-                ),
-                (
-                    "POSTGRES_DB",
-                    u.path.clone().unwrap_or_else(|| "postgres".into()),
-                ),
-            ];
-            match &u.password {
-                Some(p) => env.push(("POSTGRES_PASSWORD", p.clone())),
-                // pwt's default URL has no password: local development on loopback only.
-                None => env.push(("POSTGRES_HOST_AUTH_METHOD", "trust".into())),
-            }
-            let ready = format!(
-                "pg_isready -U {} -d {}",
-                shell_quote(&env[0].1),
-                shell_quote(&env[1].1)
-            );
-            out.push(InfraService {
-                name: "postgres",
-                image: infra.postgres_image.clone(),
-                ports: vec![Published {
+        out.extend(c.postgres.as_ref().map(|pg| self.postgres(pg)));
+        out.extend(c.rabbitmq.as_ref().map(|mq| self.rabbitmq(mq)));
+        out.extend(c.redis.as_ref().map(|r| self.redis(r)));
+        out
+    }
+
+    /// PostgreSQL: the URL's user, password and database become the container's.
+    fn postgres(&self, pg: &PostgresConfig) -> InfraService {
+        let infra = &self.config.infra;
+        let u = UrlParts::of(&pg.url, 5432);
+        let mut env = vec![
+            (
+                "POSTGRES_USER",
+                u.user.clone().unwrap_or_else(|| "postgres".into()),
+            ),
+            (
+                "POSTGRES_DB",
+                u.path.clone().unwrap_or_else(|| "postgres".into()),
+            ),
+        ];
+        match &u.password {
+            Some(p) => env.push(("POSTGRES_PASSWORD", p.clone())),
+            // pwt's default URL has no password: local development on loopback only.
+            None => env.push(("POSTGRES_HOST_AUTH_METHOD", "trust".into())),
+        }
+        let ready = format!(
+            "pg_isready -U {} -d {}",
+            shell_quote(&env[0].1),
+            shell_quote(&env[1].1)
+        );
+        InfraService {
+            name: "postgres",
+            image: infra.postgres_image.clone(),
+            ports: vec![Published {
+                host: u.port,
+                container: 5432,
+                setting: "postgres.url",
+            }],
+            env,
+            command: Vec::new(),
+            volume: Some(("pgdata", "/var/lib/postgresql/data")),
+            healthcheck: vec!["CMD-SHELL".into(), ready],
+            stop_signal: Some("SIGINT"),
+        }
+    }
+
+    /// RabbitMQ with its management API: the AMQP URL's user and password are the default user.
+    fn rabbitmq(&self, mq: &RabbitmqConfig) -> InfraService {
+        let infra = &self.config.infra;
+        let u = UrlParts::of(&mq.url, 5672);
+        let m = UrlParts::of(&mq.management_url, 15672);
+        InfraService {
+            name: "rabbitmq",
+            image: infra.rabbitmq_image.clone(),
+            ports: vec![
+                Published {
                     host: u.port,
-                    container: 5432,
-                    setting: "postgres.url",
-                }],
-                env,
-                command: Vec::new(),
-                volume: Some(("pgdata", "/var/lib/postgresql/data")),
-                healthcheck: vec!["CMD-SHELL".into(), ready],
-                stop_signal: Some("SIGINT"),
-            });
-        }
-        if let Some(mq) = &c.rabbitmq {
-            let u = UrlParts::of(&mq.url, 5672);
-            let m = UrlParts::of(&mq.management_url, 15672);
-            out.push(InfraService {
-                name: "rabbitmq",
-                image: infra.rabbitmq_image.clone(),
-                ports: vec![
-                    Published {
-                        host: u.port,
-                        container: 5672,
-                        setting: "rabbitmq.url",
-                    },
-                    Published {
-                        host: m.port,
-                        container: 15672,
-                        setting: "rabbitmq.management_url",
-                    },
-                ],
-                env: vec![
-                    (
-                        "RABBITMQ_DEFAULT_USER",
-                        u.user.unwrap_or_else(|| "guest".into()),
-                    ),
-                    (
-                        "RABBITMQ_DEFAULT_PASS",
-                        u.password.unwrap_or_else(|| "guest".into()),
-                    ),
-                    // The user may connect from the host through the published ports.
-                    (
-                        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
-                        "-rabbit loopback_users []".into(),
-                    ),
-                ],
-                command: Vec::new(),
-                volume: Some(("rabbitmq", "/var/lib/rabbitmq")),
-                healthcheck: [
-                    "CMD",
-                    "rabbitmq-diagnostics",
-                    "-q",
-                    "check_port_connectivity",
-                ]
-                .map(String::from)
-                .to_vec(),
-                stop_signal: None,
-            });
-        }
-        if let Some(r) = &c.redis {
-            let u = UrlParts::of(&r.url, 6379);
-            let databases = r.databases.max(16).to_string();
-            let mut command: Vec<String> = [
-                "redis-server",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--databases",
-                &databases,
+                    container: 5672,
+                    setting: "rabbitmq.url",
+                },
+                Published {
+                    host: m.port,
+                    container: 15672,
+                    setting: "rabbitmq.management_url",
+                },
+            ],
+            env: vec![
+                (
+                    "RABBITMQ_DEFAULT_USER",
+                    u.user.unwrap_or_else(|| "guest".into()),
+                ),
+                (
+                    "RABBITMQ_DEFAULT_PASS",
+                    u.password.unwrap_or_else(|| "guest".into()),
+                ),
+                // The user may connect from the host through the published ports.
+                (
+                    "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+                    "-rabbit loopback_users []".into(),
+                ),
+            ],
+            command: Vec::new(),
+            volume: Some(("rabbitmq", "/var/lib/rabbitmq")),
+            healthcheck: [
+                "CMD",
+                "rabbitmq-diagnostics",
+                "-q",
+                "check_port_connectivity",
             ]
             .map(String::from)
-            .to_vec();
-            let mut healthcheck = ["CMD", "redis-cli", "ping"].map(String::from).to_vec();
-            if let Some(p) = &u.password {
-                command.extend(["--requirepass".into(), p.clone()]);
-                healthcheck = vec![
-                    "CMD".into(),
-                    "redis-cli".into(),
-                    "-a".into(),
-                    p.clone(),
-                    "ping".into(),
-                ];
-            }
-            out.push(InfraService {
-                name: "redis",
-                image: infra.redis_image.clone(),
-                ports: vec![Published {
-                    host: u.port,
-                    container: 6379,
-                    setting: "redis.url",
-                }],
-                env: Vec::new(),
-                command,
-                volume: None,
-                healthcheck,
-                stop_signal: None,
-            });
+            .to_vec(),
+            stop_signal: None,
         }
-        out
+    }
+
+    /// Redis with enough DB indexes for db mode, and the URL's password, if any.
+    fn redis(&self, r: &RedisConfig) -> InfraService {
+        let infra = &self.config.infra;
+        let u = UrlParts::of(&r.url, 6379);
+        let databases = r.databases.max(16).to_string();
+        let mut command: Vec<String> = [
+            "redis-server",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--databases",
+            &databases,
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut healthcheck = ["CMD", "redis-cli", "ping"].map(String::from).to_vec();
+        if let Some(p) = &u.password {
+            command.extend(["--requirepass".into(), p.clone()]);
+            healthcheck = vec![
+                "CMD".into(),
+                "redis-cli".into(),
+                "-a".into(),
+                p.clone(),
+                "ping".into(),
+            ];
+        }
+        InfraService {
+            name: "redis",
+            image: infra.redis_image.clone(),
+            ports: vec![Published {
+                host: u.port,
+                container: 6379,
+                setting: "redis.url",
+            }],
+            env: Vec::new(),
+            command,
+            volume: None,
+            healthcheck,
+            stop_signal: None,
+        }
     }
 
     /// The Compose file (the project name is passed with `-p`, so Compose v1 reads it too).
@@ -296,8 +307,13 @@ impl Infra {
                     p.host, p.container
                 ));
             }
-            if let Some((name, at)) = s.volume {
-                out.push_str(&format!("    volumes:\n      - \"{name}:{at}\"\n"));
+            match s.volume {
+                Some((name, at)) => {
+                    out.push_str(&format!("    volumes:\n      - \"{name}:{at}\"\n"));
+                }
+                // Its image's data volume would be left behind by every `down`: it keeps
+                // nothing (`--save ""`), so memory will do.
+                None => out.push_str("    tmpfs:\n      - /data\n"),
             }
             out.push_str(&format!(
                 "    healthcheck:\n      test: {}\n      interval: 1s\n      timeout: 5s\n      retries: 180\n",
@@ -460,7 +476,8 @@ impl Infra {
         Ok(())
     }
 
-    /// Polls until every service answers, or the timeout.
+    /// Polls until every service answers, or the timeout: Docker's health of each (one
+    /// call for all), then, for those it calls healthy, their own protocols at once.
     fn wait(&self, reporter: &mut dyn Reporter) -> Result<Vec<ServiceStatus>> {
         let start = Instant::now();
         let deadline = start + Duration::from_secs(self.config.infra.timeout);
@@ -469,18 +486,21 @@ impl Infra {
         let mut last: Vec<(&'static str, String)> = Vec::new();
         loop {
             let containers = self.containers().unwrap_or_default();
-            last.clear();
-            let waiting: Vec<&InfraService> = services
+            let health = |name: &str| {
+                containers
+                    .iter()
+                    .find(|c| c.service.as_deref() == Some(name))
+                    .map(|c| c.health.clone().unwrap_or_else(|| c.state.clone()))
+            };
+            let due: Vec<&InfraService> = services
                 .iter()
                 .filter(|s| !ready.contains(&s.name))
+                .filter(|s| matches!(health(s.name).as_deref(), Some("healthy" | "running")))
                 .collect();
-            for s in waiting {
-                let health = containers
-                    .iter()
-                    .find(|c| c.service.as_deref() == Some(s.name))
-                    .map(|c| c.health.clone().unwrap_or_else(|| c.state.clone()));
-                match (health.as_deref(), self.answers(s.name)) {
-                    (Some("healthy" | "running"), Ok(())) => {
+            last.clear();
+            for (s, answer) in self.check_all(&due) {
+                match answer {
+                    Ok(()) => {
                         ready.push(s.name);
                         let ports: Vec<String> = s
                             .ports
@@ -494,18 +514,21 @@ impl Infra {
                             start.elapsed().as_secs_f64()
                         )));
                     }
-                    (h, answer) => last.push((
+                    Err(e) => last.push((
                         s.name,
-                        match (h, answer) {
-                            (None, _) => "no container".to_owned(),
-                            (Some(h), Ok(())) => format!("Docker says {h}"),
-                            (Some(h), Err(e)) => {
-                                format!("Docker says {h}; {}", crate::services::chain(&e))
-                            }
-                        },
+                        format!("healthy, but {}", crate::services::chain(&e)),
                     )),
                 }
             }
+            let unhealthy: Vec<(&'static str, String)> = services
+                .iter()
+                .filter(|s| !ready.contains(&s.name) && !last.iter().any(|(n, _)| *n == s.name))
+                .map(|s| match health(s.name) {
+                    None => (s.name, "no container".to_owned()),
+                    Some(h) => (s.name, format!("Docker says {h}")),
+                })
+                .collect();
+            last.extend(unhealthy);
             if ready.len() == services.len() {
                 return Ok(self.status());
             }
@@ -524,8 +547,27 @@ impl Infra {
                     "`docker logs <container>` says why; raise `infra.timeout` for a slow machine",
                 ));
             }
-            std::thread::sleep(Duration::from_millis(250));
+            std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Whether each of `due` answers its own protocol, all at once.
+    fn check_all<'a>(&self, due: &[&'a InfraService]) -> Vec<(&'a InfraService, Result<()>)> {
+        std::thread::scope(|scope| {
+            let checks: Vec<_> = due
+                .iter()
+                .map(|s| (*s, scope.spawn(|| self.answers(s.name))))
+                .collect();
+            checks
+                .into_iter()
+                .map(|(s, h)| {
+                    let r = h.join().unwrap_or_else(|_| {
+                        Err(Error::new(ErrorKind::Service, "the check panicked"))
+                    });
+                    (s, r)
+                })
+                .collect()
+        })
     }
 
     /// Removes the containers of `started` (services this run started), and the network
@@ -535,7 +577,7 @@ impl Infra {
         for c in self.containers().unwrap_or_default() {
             if c.service.as_deref().is_some_and(|s| started.contains(&s))
                 && std::process::Command::new("docker")
-                    .args(["rm", "-f", &c.id])
+                    .args(["rm", "-f", "-v", &c.id])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status()
@@ -792,11 +834,13 @@ mod tests {
 
     #[test]
     fn ports_images_and_credentials_come_from_the_configuration() {
-        let mut c = Config::default();
-        c.postgres = Some(PostgresConfig {
-            url: "postgres://shop:s%24cret@127.0.0.1:15432/maint".into(),
-            ..PostgresConfig::default()
-        });
+        let mut c = Config {
+            postgres: Some(PostgresConfig {
+                url: "postgres://shop:s%24cret@127.0.0.1:15432/maint".into(),
+                ..PostgresConfig::default()
+            }),
+            ..Config::default()
+        };
         c.infra.redis_image = "local/redis:7".into();
         let infra = Infra::new(Some(&c), Path::new("/tmp"));
         let file = infra.compose_file();

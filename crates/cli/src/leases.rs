@@ -149,12 +149,7 @@ impl Project {
         let project = self.project_name();
         let repo_key = self.repo.key();
         let registry_id = self.registry_id();
-        let claims = self.port_claims();
-        if let Some(c) = &claims {
-            // Repositories made and deleted by the hundred (agents, CI, scratch clones)
-            // would otherwise leave their ports claimed for good.
-            c.release_gone(repo_is_gone);
-        }
+        let claims = self.swept_port_claims();
         let mut facts = LeaseFacts {
             repo: &self.repo.common_dir,
             repo_key: &repo_key,
@@ -213,6 +208,15 @@ impl Project {
         self.ensure_excluded()?;
         locked.commit()?;
         Ok(plan)
+    }
+
+    /// The machine's port claims, those of repositories and registries that are gone
+    /// released first: repositories made and deleted by the hundred (agents, CI, scratch
+    /// clones) would otherwise leave their ports claimed for good.
+    fn swept_port_claims(&self) -> Option<pwt_alloc::PortClaims> {
+        let claims = self.port_claims()?;
+        claims.release_gone(repo_is_gone);
+        Some(claims)
     }
 
     /// The machine's port claims, where there is a machine directory.

@@ -885,21 +885,10 @@ impl Project {
         let step = plan.worktree;
         let prune = [OsStr::new("worktree"), OsStr::new("prune")];
         let deletes = matches!(step, WorktreeStep::Made | WorktreeStep::Remove { .. });
-        if deletes && path.exists() {
-            let inner = self.worktrees_inside(path);
-            if !inner.is_empty() {
-                let names: Vec<String> = inner
-                    .iter()
-                    .map(|k| format!("{} ({})", k.root.display(), k.what))
-                    .collect();
-                left.push(Leftover::Worktree);
-                report.stuck.push(format!(
-                    "worktree {}: it holds another worktree, left in place with it: {}",
-                    path.display(),
-                    names.join(", ")
-                ));
-                return;
-            }
+        if deletes && let Some(why) = self.holds_another(path) {
+            left.push(Leftover::Worktree);
+            report.stuck.push(why);
+            return;
         }
         let result = match step {
             WorktreeStep::Keep => return,
@@ -959,6 +948,27 @@ impl Project {
                     .push(format!("worktree {}: {}", path.display(), chain(&e)));
             }
         }
+    }
+
+    /// Why the directory at `path` must not be deleted: it holds another worktree or
+    /// repository, left in place with it.
+    fn holds_another(&self, path: &std::path::Path) -> Option<String> {
+        if !path.exists() {
+            return None;
+        }
+        let inner = self.worktrees_inside(path);
+        if inner.is_empty() {
+            return None;
+        }
+        let names: Vec<String> = inner
+            .iter()
+            .map(|k| format!("{} ({})", k.root.display(), k.what))
+            .collect();
+        Some(format!(
+            "worktree {}: it holds another worktree, left in place with it: {}",
+            path.display(),
+            names.join(", ")
+        ))
     }
 
     /// An adoption undone before pwt recorded its env files: they go when they are exactly

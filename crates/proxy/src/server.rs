@@ -797,7 +797,7 @@ impl Proxy {
     /// How many times the request passed through pwt's proxy; a 508 page when forwarding
     /// it would call the proxy itself (the route port is the proxy's own) or it went round
     /// too many times already.
-    fn hops(&self, req: &Request<Body>, target: &Target) -> Result<u32, Response<Body>> {
+    fn hops(&self, req: &Request<Body>, target: &Target) -> Result<u32, Box<Response<Body>>> {
         let own = target.port == self.options.public_port
             || self
                 .own_ports
@@ -811,10 +811,10 @@ impl Proxy {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
         if own || hops >= MAX_HOPS {
-            return Err(html(
+            return Err(Box::new(html(
                 StatusCode::LOOP_DETECTED,
                 page::loop_detected(target, own),
-            ));
+            )));
         }
         Ok(hops)
     }
@@ -829,7 +829,7 @@ impl Proxy {
     ) -> Response<Body> {
         let hops = match self.hops(&req, target) {
             Ok(n) => n,
-            Err(loop_page) => return loop_page,
+            Err(loop_page) => return *loop_page,
         };
         let upgrade = upgrade_protocol(req.headers());
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));

@@ -55,16 +55,23 @@ fn json_resp(status: StatusCode, v: &Value) -> Resp {
     respond(status, "application/json", v.to_string())
 }
 
-/// Serves `handler` on 127.0.0.1:`port` forever.
+/// Serves `handler` on `port` forever: on 127.0.0.1, or on the address `BIND_ADDRESS`
+/// names (`0.0.0.0` in a container, whose image sets it).
 async fn serve<F, Fut>(port: u16, handler: F) -> Result<()>
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Resp> + Send,
 {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    let ip: std::net::IpAddr = match std::env::var("BIND_ADDRESS") {
+        Ok(a) => a
+            .parse()
+            .with_context(|| format!("BIND_ADDRESS {a:?} is not an address"))?,
+        Err(_) => Ipv4Addr::LOCALHOST.into(),
+    };
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from((ip, port)))
         .await
-        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
-    eprintln!("listening on http://127.0.0.1:{port}");
+        .with_context(|| format!("cannot listen on {ip}:{port}"))?;
+    eprintln!("listening on http://{ip}:{port}");
     loop {
         let (stream, _) = listener.accept().await?;
         let handler = handler.clone();

@@ -4,6 +4,7 @@ mod common;
 
 mod concurrency;
 mod config;
+mod docker;
 mod frameworks;
 mod kills;
 mod lifecycle;

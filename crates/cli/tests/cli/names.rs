@@ -200,5 +200,5 @@ fn hints_quote_hostile_branch_names() {
         out.stderr
     );
     let new = t.pwt(&repo, &["new", "feat/x"]).ok().stdout;
-    assert!(new.contains("`pwt rm feat-x`"), "{new}");
+    assert!(new.contains("`pwt rm feat/x`"), "{new}");
 }

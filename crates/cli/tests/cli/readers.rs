@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::common::TestEnv;
 
 /// Values that readers like to interpret, each written into `[env]` literally.
-const HOSTILE: &[&str] = &[
+pub(crate) const HOSTILE: &[&str] = &[
     "pa$$word$HOME",
     "feat/${HOME}",
     "${HOME:-default}",
@@ -45,10 +45,25 @@ const HOSTILE: &[&str] = &[
 ];
 
 /// Branch names git accepts that readers would evaluate.
-const BRANCHES: &[&str] = &[
+pub(crate) const BRANCHES: &[&str] = &[
     "feat/{{exec(command='touch${IFS}pwned')}}",
     "feat/$(touch${IFS}pwned)'\"`x`${HOME}",
 ];
+
+/// An `[env]` table holding each of [`HOSTILE`] literally, as `H00`, `H01`, …
+pub(crate) fn hostile_env_toml() -> String {
+    let mut toml = String::from("[env]\n");
+    for (i, v) in HOSTILE.iter().enumerate() {
+        // minijinja's own raw block cannot hold `endraw`: that one is a string literal.
+        let template = if v.contains("endraw") {
+            format!("{{{{ {v:?} }}}}")
+        } else {
+            format!("{{% raw %}}{v}{{% endraw %}}")
+        };
+        toml.push_str(&format!("H{i:02} = '''{template}'''\n"));
+    }
+    toml
+}
 
 /// The values pwt may leave out of a file because that format cannot carry them alike for
 /// every reader; all others must be in it.
@@ -218,17 +233,7 @@ fn every_reader_reads_every_value_pwt_writes_as_pwt_means_it_and_evaluates_none(
         return;
     };
     let t = TestEnv::new();
-    let mut toml = String::from("[env]\n");
-    for (i, v) in HOSTILE.iter().enumerate() {
-        // minijinja's own raw block cannot hold `endraw`: that one is a string literal.
-        let template = if v.contains("endraw") {
-            format!("{{{{ {v:?} }}}}")
-        } else {
-            format!("{{% raw %}}{v}{{% endraw %}}")
-        };
-        toml.push_str(&format!("H{i:02} = '''{template}'''\n"));
-    }
-    let repo = t.repo("demo", Some(&toml));
+    let repo = t.repo("demo", Some(&hostile_env_toml()));
     for branch in BRANCHES {
         t.git(&repo, &["check-ref-format", "--branch", branch]);
         let made = t.pwt(&repo, &["new", branch, "--format", "json"]).ok();

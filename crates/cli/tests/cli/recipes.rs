@@ -250,7 +250,7 @@ assert set(c["volumes"]) == {"pgdata", "rabbitmq"}
         assert!(
             services
                 .iter()
-                .all(|s| s["reachable"] == true && s["runs_in"] == "native"),
+                .all(|s| s["answers"] == true && s["runs_in"]["kind"] == "native"),
             "{status}"
         );
     }

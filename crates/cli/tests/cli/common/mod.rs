@@ -100,6 +100,10 @@ impl TestEnv {
             // tests take it away).
             .env("PWT_TRUST_HOOKS", "1")
             .stdin(Stdio::null());
+        // The Docker engine the tests use (.ci/run starts one of its own).
+        if let Some(host) = std::env::var_os("DOCKER_HOST") {
+            cmd.env("DOCKER_HOST", host);
+        }
     }
 
     pub fn git(&self, dir: &Path, args: &[&str]) -> String {
