@@ -8,6 +8,7 @@ use pwt_alloc::{Lease, LeaseState, Leftover, Owner, State, now, port_is_free, sc
 use pwt_core::{BranchName, ResourceKind, Resources, resource_names};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::info::main_redis_db;
 use crate::plan::{Effects, LeaseAsk, LeaseFacts, LeasePlan, plan_lease};
 use crate::project::Project;
 use crate::services::RedisPlan;
@@ -141,6 +142,8 @@ impl Project {
         // Asked before the lock, which is never held across a call to another program.
         let docker_ports = self.docker_ports();
         let mut locked = self.registry.lock()?;
+        let claiming = self.claims_to_make()?;
+        let claims = claiming.as_ref().map(|(c, _)| c);
         locked.state.prune_claims();
         let declared = self.declared(root)?;
         let services = self.services();
@@ -149,7 +152,6 @@ impl Project {
         let project = self.project_name();
         let repo_key = self.repo.key();
         let registry_id = self.registry_id();
-        let claims = self.swept_port_claims();
         let mut facts = LeaseFacts {
             repo: &self.repo.common_dir,
             repo_key: &repo_key,
@@ -163,7 +165,6 @@ impl Project {
             owner: Owner::current(),
             registry_id: &registry_id,
             claimed: claims
-                .as_ref()
                 .map(|c| c.others(&registry_id))
                 .unwrap_or_default()
                 .into_iter()
@@ -173,7 +174,7 @@ impl Project {
                 .config
                 .redis
                 .as_ref()
-                .map_or(0, |r| crate::info::main_redis_db(&r.url)),
+                .map_or(0, |r| main_redis_db(&r.url)),
             held,
         };
         let branch = ask.branch.as_str();
@@ -193,7 +194,7 @@ impl Project {
             branch: branch.to_owned(),
             state_dir: Some(self.registry.dir().to_owned()),
         };
-        let plan = plan_and_claim(&locked.state, &mut facts, ask, &fx, claims.as_ref(), &who)?;
+        let plan = plan_and_claim(&locked.state, &mut facts, ask, &fx, claims, &who)?;
         if plan.fresh && !plan.lease.journal.kept.is_empty() {
             locked.state.take_kept(&self.repo.common_dir, branch);
         }
@@ -201,7 +202,7 @@ impl Project {
             Some(slot) => *slot = plan.lease.clone(),
             None => locked.state.leases.push(plan.lease.clone()),
         }
-        if let Some(claims) = &claims {
+        if let Some(claims) = claims {
             // Under the lock: no pwt of this registry is between its claim and its commit.
             release_stale_claims(claims, &registry_id, &locked.state);
         }
@@ -210,13 +211,19 @@ impl Project {
         Ok(plan)
     }
 
-    /// The machine's port claims, those of repositories and registries that are gone
-    /// released first: repositories made and deleted by the hundred (agents, CI, scratch
-    /// clones) would otherwise leave their ports claimed for good.
-    fn swept_port_claims(&self) -> Option<pwt_alloc::PortClaims> {
-        let claims = self.port_claims()?;
+    /// The machine's port claims, to be planned and made under a lock every registry
+    /// shares (taken after this registry's, always in that order: two registries planning
+    /// the same block at once would otherwise each win half of it, again and again), those
+    /// of repositories and registries that are gone released first (repositories made and
+    /// deleted by the hundred, by agents, CI and scratch clones, would otherwise keep their
+    /// ports claimed for good).
+    fn claims_to_make(&self) -> Result<Option<(pwt_alloc::PortClaims, pwt_alloc::LockGuard)>> {
+        let (Some(claims), Some(dir)) = (self.port_claims(), &self.options.machine_dir) else {
+            return Ok(None);
+        };
+        let lock = pwt_alloc::machine_lock(dir, "port-claims", self.options.lock_timeout)?;
         claims.release_gone(repo_is_gone);
-        Some(claims)
+        Ok(Some((claims, lock)))
     }
 
     /// The machine's port claims, where there is a machine directory.
