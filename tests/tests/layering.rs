@@ -1,4 +1,4 @@
-//! The architecture table of STYLE.md / ARCHITECTURE.md, checked: each crate depends only on
+//! The architecture table of ARCHITECTURE.md, checked: each crate depends only on
 //! what its row allows. Reads `cargo metadata`, so a new dependency that breaks the layering
 //! fails here, not in review.
 
@@ -40,9 +40,17 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
     (
         "pwt",
         &["pwt-core", "pwt-alloc", "pwt-provision", "pwt-proxy"],
-        &[],
+        &["clap", "clap_complete", "anyhow", "signal-hook"],
+    ),
+    (
+        "pwt-cli",
+        &["pwt-core", "pwt-proxy"],
+        &["sqlx", "redis", "lapin", "git2", "figment"],
     ),
 ];
+
+/// What an embedder of the engine must never compile, however deep.
+const NEVER_UNDER_THE_ENGINE: &[&str] = &["clap", "clap_complete", "anyhow", "signal-hook"];
 
 fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -106,9 +114,9 @@ fn crates_respect_the_layering_table() {
             }
         }
     }
-    // clap and a Tokio runtime belong to the binary alone (xtask is tooling, outside the table).
+    // clap belongs to the binary alone (xtask is tooling, outside the table).
     for (package, list) in &deps {
-        if package != "pwt" && package != "xtask" && list.iter().any(|d| d == "clap") {
+        if package != "pwt-cli" && package != "xtask" && list.iter().any(|d| d == "clap") {
             problems.push(format!(
                 "{package} depends on clap; only the binary parses arguments"
             ));
@@ -119,6 +127,73 @@ fn crates_respect_the_layering_table() {
         "layering broken:\n{}",
         problems.join("\n")
     );
+}
+
+/// Every package the engine (`pwt`) compiles, however deep (normal dependencies only).
+fn under_the_engine() -> Vec<String> {
+    // This machine's platform only: the others' packages are neither built nor fetched.
+    let rustc = Command::new("rustc").arg("-vV").output().expect("rustc runs");
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .expect("rustc names its host");
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["--filter-platform", &host])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
+    let name_of: BTreeMap<&str, &str> = meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .map(|p| (p["id"].as_str().expect("id"), p["name"].as_str().expect("name")))
+        .collect();
+    let nodes: BTreeMap<&str, Vec<&str>> = meta["resolve"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            let deps = n["deps"]
+                .as_array()
+                .expect("deps")
+                .iter()
+                .filter(|d| {
+                    d["dep_kinds"]
+                        .as_array()
+                        .is_some_and(|k| k.iter().any(|k| k["kind"].is_null()))
+                })
+                .map(|d| d["pkg"].as_str().expect("pkg"))
+                .collect();
+            (n["id"].as_str().expect("id"), deps)
+        })
+        .collect();
+    let root = name_of
+        .iter()
+        .find(|(_, n)| **n == "pwt")
+        .map(|(id, _)| *id)
+        .expect("the engine is in the workspace");
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo = vec![root];
+    while let Some(id) = todo.pop() {
+        if seen.insert(id) {
+            todo.extend(nodes.get(id).into_iter().flatten().copied());
+        }
+    }
+    seen.into_iter().map(|id| name_of[id].to_owned()).collect()
+}
+
+#[test]
+fn an_embedder_of_the_engine_compiles_no_part_of_the_binary() {
+    let all = under_the_engine();
+    assert!(all.len() > 20, "the closure is real: {all:?}");
+    let found: Vec<&String> = all
+        .iter()
+        .filter(|n| NEVER_UNDER_THE_ENGINE.contains(&n.as_str()))
+        .collect();
+    assert!(found.is_empty(), "the engine compiles {found:?}, the binary's");
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //! Synchronous on purpose: the lock is held for milliseconds and never across a network
 //! call, so there is nothing to await.
 
+mod atomic;
 mod claims;
 mod error;
 mod lease;
@@ -26,6 +27,9 @@ mod repo;
 mod scan;
 mod v1;
 
+pub use atomic::{
+    TEMP_MARK, remove_stale_temps, temp_of, temp_path, write_atomic, write_atomic_with,
+};
 pub use claims::{Claimant, PortClaims};
 pub use error::AllocError;
 pub use lease::{Claim, Journal, Kept, Lease, LeaseState, Leftover, RecentPorts};

@@ -2,8 +2,7 @@
 //! atomically (temp file, fsync, rename, fsync of the directory).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{AllocError, io};
 use crate::lease::{Claim, Kept, Lease, RecentPorts};
+use crate::atomic::{remove_stale_temps, write_atomic_with};
 use crate::lock::LockGuard;
 
 /// The format version this build writes. Version 1 (typed loosely: resources as a map of
@@ -22,7 +22,6 @@ pub const FORMAT_VERSION: u64 = 2;
 pub const REGISTRY_FILE: &str = "registry.json";
 /// The lock file name inside the state directory. Never renamed or replaced.
 pub const LOCK_FILE: &str = "registry.lock";
-const TEMP_PREFIX: &str = "registry.json.tmp-";
 /// How many released port blocks are remembered so a branch gets its ports back. Kept data
 /// is not in this list and never dropped to make room.
 const RECENT_LIMIT: usize = 512;
@@ -297,40 +296,20 @@ impl Registry {
 impl Locked<'_> {
     /// Writes the state back atomically and releases the lock.
     pub fn commit(self) -> Result<(), AllocError> {
-        let dir = &self.registry.dir;
-        remove_stale_temps(dir);
+        let path = self.registry.file();
+        remove_stale_temps(&path);
         let mut bytes =
             serde_json::to_vec_pretty(&self.state).expect("the registry always serializes");
         bytes.push(b'\n');
-        let tmp = dir.join(format!("{TEMP_PREFIX}{}", std::process::id()));
-        let mut f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
-        f.write_all(&bytes).map_err(io("cannot write", &tmp))?;
-        f.sync_all().map_err(io("cannot flush", &tmp))?;
-        drop(f);
-        if let Fault::BeforeRename(d) = self.registry.options.fault {
-            std::thread::sleep(d);
-        }
-        let path = self.registry.file();
-        fs::rename(&tmp, &path).map_err(io("cannot replace the registry", &path))?;
-        // Make the rename itself durable.
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("cannot flush the state directory", dir))?;
-        Ok(())
+        let fault = self.registry.options.fault;
+        write_atomic_with(&path, &bytes, || {
+            if let Fault::BeforeRename(d) = fault {
+                std::thread::sleep(d);
+            }
+        })
     }
 }
 
-/// Temp files of writers that died before their rename. Only called under the lock, when no
-/// other writer can be between write and rename.
-fn remove_stale_temps(dir: &Path) {
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-    }
-}
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<State, AllocError> {
     #[derive(Deserialize)]
@@ -402,7 +381,7 @@ mod tests {
             .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))
             .collect();
         assert!(
-            names.iter().all(|n| !n.starts_with(TEMP_PREFIX)),
+            names.iter().all(|n| !n.starts_with(crate::atomic::TEMP_MARK)),
             "{names:?}"
         );
     }

@@ -9,7 +9,11 @@
     rustdoc::bare_urls
 )]
 
-mod cli;
+mod commands;
+mod env_vars;
+mod exit_codes;
+mod output;
+mod render;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,7 +46,7 @@ pub struct Cli {
     dir: Option<PathBuf>,
 
     #[command(subcommand)]
-    command: cli::Command,
+    command: commands::Command,
 }
 
 fn main() -> ExitCode {
@@ -54,9 +58,9 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let args = Cli::parse();
-    let code = match cli::run(args.dir, args.command) {
+    let code = match commands::run(args.dir, args.command) {
         Ok(code) => code,
-        Err(e) => cli::report_error(&e),
+        Err(e) => commands::report_error(&e),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

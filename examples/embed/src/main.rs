@@ -1,23 +1,42 @@
 //! Embedding pwt: give a branch its own worktree environment, list it, remove it — through
-//! the `pwt` library alone (no `pwt` binary, no command line parsing of pwt's).
+//! the `pwt` engine alone (no `pwt` binary, no command line parsing of pwt's).
 //!
 //! ```sh
-//! cargo run -p pwt-example-embed -- /path/to/a/repository feature/embedded
+//! cargo run -p pwt-example-embed -- /path/to/a/repository feature/embedded [--trust]
 //! ```
 //!
-//! The state directory is a fresh one under the system's temp directory, so the example
-//! never touches a real registry; the configuration is the built-in default (one port, env
-//! files, no services), built in code as any embedder would.
+//! It opens the repository as the `pwt` binary does, with the engine's own configuration
+//! loading: the repository's committed pwt.toml, no user file, no variables. What that file
+//! would run (hooks, processes, an `[env]`) is the repository's, not this program's: the
+//! engine refuses it unless it was approved on this machine (`pwt trust`), or this program
+//! says to trust it (`--trust`). The state directory is a fresh one under the system's temp
+//! directory, so the example never touches a real registry.
 
 use std::path::Path;
 
-use pwt::{BranchName, Config, CreateRequest, Event, Options, Project, Removal, RemoveRequest};
+use pwt::{
+    Approvals, BranchName, ConfigSources, CreateRequest, Event, LoadedConfig, Options, Project,
+    Removal, RemoveRequest,
+};
 
 /// Sets up `branch` in the repository at `repo`, lists the worktrees, removes it again.
-/// Returns what it printed, for the test below.
-fn run(repo: &Path, state_dir: &Path, branch: &str) -> Result<Vec<String>, pwt::Error> {
+/// Returns what it printed, for the tests below.
+fn run(
+    repo: &Path,
+    state_dir: &Path,
+    branch: &str,
+    trust: bool,
+) -> Result<Vec<String>, pwt::Error> {
     let mut out = Vec::new();
-    let project = Project::open(repo, Options::new(state_dir, Config::default()))?;
+    let loaded = LoadedConfig::load(&ConfigSources {
+        roots: pwt::config_roots(repo)?,
+        ..ConfigSources::default()
+    })?;
+    let mut options = Options::loaded(state_dir, loaded);
+    if trust {
+        options.approvals = Approvals::Trust;
+    }
+    let project = Project::open(repo, options)?;
     // Progress and warnings come as events; this embedder collects them as lines.
     let mut events: Vec<String> = Vec::new();
     let mut reporter = |e: Event| events.push(format!("{e:?}"));
@@ -71,15 +90,17 @@ fn run(repo: &Path, state_dir: &Path, branch: &str) -> Result<Vec<String>, pwt::
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (repo, branch) = match args.as_slice() {
-        [repo, branch] => (repo.clone(), branch.clone()),
+    let trust = args.iter().any(|a| a == "--trust");
+    let rest: Vec<&String> = args.iter().filter(|a| *a != "--trust").collect();
+    let (repo, branch) = match rest.as_slice() {
+        [repo, branch] => ((*repo).clone(), (*branch).clone()),
         _ => {
-            eprintln!("usage: pwt-embed REPOSITORY BRANCH");
+            eprintln!("usage: pwt-embed REPOSITORY BRANCH [--trust]");
             return std::process::ExitCode::from(2);
         }
     };
     let state = std::env::temp_dir().join(format!("pwt-embed-{}", std::process::id()));
-    let result = run(Path::new(&repo), &state, &branch);
+    let result = run(Path::new(&repo), &state, &branch, trust);
     let _ = std::fs::remove_dir_all(&state);
     match result {
         Ok(lines) => {
@@ -98,12 +119,12 @@ fn main() -> std::process::ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
     use std::process::Command;
 
-    #[test]
-    fn creates_lists_and_removes_through_the_library() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let repo = dir.path().join("demo");
+    /// A repository whose committed pwt.toml has a post-create hook.
+    fn repo(dir: &Path) -> PathBuf {
+        let repo = dir.join("demo");
         std::fs::create_dir_all(&repo).expect("mkdir");
         let git = |args: &[&str]| {
             let ok = Command::new("git")
@@ -118,10 +139,35 @@ mod tests {
         };
         git(&["init", "-q", "-b", "main"]);
         std::fs::write(repo.join("README"), "hi\n").expect("write");
+        std::fs::write(repo.join(".gitignore"), "hook-ran\n").expect("write");
+        std::fs::write(
+            repo.join("pwt.toml"),
+            "[hooks]\npost-create = [\"touch hook-ran\"]\n",
+        )
+        .expect("write");
         git(&["add", "."]);
         git(&["commit", "-q", "-m", "init"]);
-        let repo = std::fs::canonicalize(&repo).expect("canonical");
-        let lines = super::run(&repo, &dir.path().join("state"), "feature/embedded").expect("run");
+        std::fs::canonicalize(&repo).expect("canonical")
+    }
+
+    #[test]
+    fn a_repositorys_unapproved_hook_never_runs_whatever_the_embedder_forgets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = repo(dir.path());
+        // This embedder never thinks of approvals: the engine refuses, and made nothing.
+        let e = super::run(&repo, &dir.path().join("state"), "feature/x", false)
+            .expect_err("refused");
+        assert_eq!(e.kind(), pwt::ErrorKind::Unapproved, "{}", e.report());
+        assert!(e.to_string().contains("touch hook-ran"), "{e}");
+        assert!(!dir.path().join("demo.feature-x").exists());
+    }
+
+    #[test]
+    fn creates_lists_and_removes_through_the_engine_once_told_to_trust() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = repo(dir.path());
+        let lines =
+            super::run(&repo, &dir.path().join("state"), "feature/embedded", true).expect("run");
         let text = lines.join("\n");
         assert!(text.contains("created feature/embedded"), "{text}");
         assert!(
@@ -129,6 +175,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("ready      feature/embedded"), "{text}");
+        assert!(text.contains("Hook"), "the hook ran: {text}");
         assert!(
             text.contains("removed feature/embedded (the worktree)"),
             "{text}"

@@ -4,6 +4,7 @@ mod common;
 
 mod concurrency;
 mod config;
+mod contract;
 mod docker;
 mod frameworks;
 mod kills;

@@ -20,7 +20,7 @@ fn a_fresh_clones_hooks_run_only_once_approved_and_again_when_changed() {
         "demo",
         Some("[hooks]\npost-create = [\"touch ran-by-hook\"]\n"),
     );
-    let refused = pwt(&t, &repo, &["new", "a"]).fails(1);
+    let refused = pwt(&t, &repo, &["new", "a"]).fails(4);
     assert!(
         refused.stderr.contains("touch ran-by-hook"),
         "{}",
@@ -46,7 +46,7 @@ fn a_fresh_clones_hooks_run_only_once_approved_and_again_when_changed() {
         "[hooks]\npost-create = [\"touch ran-by-hook\", \"touch and-this\"]\n",
     )
     .expect("edit");
-    let again = pwt(&t, &repo, &["new", "b"]).fails(1);
+    let again = pwt(&t, &repo, &["new", "b"]).fails(4);
     assert!(again.stderr.contains("touch and-this"), "{}", again.stderr);
     // Automation says yes for this run; --no-hooks needs no approval.
     pwt(&t, &repo, &["new", "b", "--yes"]).ok();
@@ -55,7 +55,7 @@ fn a_fresh_clones_hooks_run_only_once_approved_and_again_when_changed() {
     // Withdrawn: refused again.
     pwt(&t, &repo, &["trust"]).ok();
     pwt(&t, &repo, &["trust", "--revoke"]).ok();
-    pwt(&t, &repo, &["new", "d"]).fails(1);
+    pwt(&t, &repo, &["new", "d"]).fails(4);
 }
 
 #[test]
@@ -71,7 +71,7 @@ fn an_approval_covers_one_repository_and_the_env_its_commands_run_with() {
         format!("{toml}[env]\nGIT_CONFIG_COUNT = \"1\"\nGIT_CONFIG_KEY_0 = \"core.fsmonitor\"\nGIT_CONFIG_VALUE_0 = \"touch pwned; false\"\n"),
     )
     .expect("edit");
-    let again = pwt(&t, &repo, &["new", "b"]).fails(1);
+    let again = pwt(&t, &repo, &["new", "b"]).fails(4);
     assert!(
         again.stderr.contains("GIT_CONFIG_VALUE_0"),
         "{}",
@@ -79,7 +79,7 @@ fn an_approval_covers_one_repository_and_the_env_its_commands_run_with() {
     );
     // Another repository with the very text approved here: its own approval is needed.
     let other = t.repo("other", Some(toml));
-    pwt(&t, &other, &["new", "c"]).fails(1);
+    pwt(&t, &other, &["new", "c"]).fails(4);
 }
 
 #[test]
@@ -88,7 +88,7 @@ fn a_committed_pwt_toml_cannot_put_files_outside_the_worktree() {
     // worktree.path from the repository's file: confined beside the main worktree.
     for (name, path) in [("demo", "../home/.config/git"), ("proj", "../bin")] {
         let repo = t.repo(name, Some(&format!("[worktree]\npath = \"{path}\"\n")));
-        let out = pwt(&t, &repo, &["new", "a"]).fails(1);
+        let out = pwt(&t, &repo, &["new", "a"]).fails(2);
         assert!(
             out.stderr.contains("will not check a branch out there"),
             "{}",
@@ -128,12 +128,12 @@ fn a_committed_pwt_toml_cannot_put_files_outside_the_worktree() {
 fn an_env_from_the_repository_is_approved_before_pwt_writes_it_for_direnv_and_mise() {
     let t = TestEnv::new();
     let repo = t.repo("demo", Some("[env]\nBASH_ENV = \"./payload.sh\"\n"));
-    let out = pwt(&t, &repo, &["new", "a", "--no-hooks"]).fails(1);
+    let out = pwt(&t, &repo, &["new", "a", "--no-hooks"]).fails(4);
     assert!(out.stderr.contains("BASH_ENV"), "{}", out.stderr);
     assert!(!t.root().join("demo.a").exists());
     // Nor does `pwt run` or `pwt env` hand it out unapproved.
-    pwt(&t, &repo, &["run", "--", "true"]).fails(1);
-    pwt(&t, &repo, &["env", "--format", "sh"]).fails(1);
+    pwt(&t, &repo, &["run", "--", "true"]).fails(4);
+    pwt(&t, &repo, &["env", "--format", "sh"]).fails(4);
     pwt(&t, &repo, &["trust"]).ok();
     pwt(&t, &repo, &["new", "a"]).ok();
     let env = pwt(&t, &repo, &["env", "a", "--format", "sh"]).ok();

@@ -1,0 +1,69 @@
+//! `pwt env`
+
+use std::path::Path;
+
+use anyhow::Result;
+use pwt::{Environment, Project};
+use pwt_core::{render_dotenv, render_fish, render_sh};
+
+use crate::exit_codes;
+use crate::output::warn;
+
+/// Print a worktree's environment as dotenv, sh, fish or JSON
+///
+/// Default: the worktree you are in.
+///
+///   eval "$(pwt env --format sh)"          # bash, zsh
+///   pwt env --format fish | source         # fish
+///   pwt env feature-a --format json | jq .DATABASE_URL
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct EnvArgs {
+    /// Branch, slug or path (default: the current worktree).
+    pub target: Option<String>,
+    /// dotenv (KEY='value'), sh (export lines), fish (set -gx), or json (a flat object).
+    #[arg(long, value_enum, default_value_t = EnvFormat::Dotenv)]
+    pub format: EnvFormat,
+}
+
+/// Renderings of an environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnvFormat {
+    /// What `.env.worktree` holds.
+    Dotenv,
+    /// POSIX shell `export` lines.
+    Sh,
+    /// fish `set -gx` lines.
+    Fish,
+    /// A flat JSON object of variable → value.
+    Json,
+}
+
+/// The environment of `target` (handed out: approved first), its root and slug.
+pub fn env_of(
+    project: &Project,
+    target: Option<&str>,
+) -> Result<(Environment, std::path::PathBuf, String)> {
+    let (m, env) = project.worktree_environment(target)?;
+    Ok((env, m.root, m.slug))
+}
+
+pub fn run(cwd: &Path, args: EnvArgs) -> Result<i32> {
+    let opened = super::open(cwd)?;
+    let (env, _, slug) = env_of(&opened.project, args.target.as_deref())?;
+    match args.format {
+        EnvFormat::Dotenv => {
+            let (text, skipped) = render_dotenv(&env, &slug, "");
+            for (var, why) in skipped {
+                warn(&format!(
+                    "{var} left out: {why}, so no dotenv quoting reads it the same everywhere; use --format json or sh"
+                ));
+            }
+            print!("{text}");
+        }
+        EnvFormat::Sh => print!("{}", render_sh(&env)),
+        EnvFormat::Fish => print!("{}", render_fish(&env)),
+        EnvFormat::Json => println!("{}", serde_json::to_string_pretty(&env)?),
+    }
+    Ok(exit_codes::OK)
+}

@@ -1,0 +1,162 @@
+//! `pwt gc`
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::Path;
+
+use anyhow::Result;
+use pwt::ReconcileRequest;
+
+use crate::exit_codes;
+use crate::output::{Format, Style, Terminal, print_json, printable};
+
+/// Clean up what was left behind: leases of deleted worktrees, interrupted runs, orphans.
+///
+/// In this repository: leases whose worktree was deleted outside pwt (their data goes too),
+/// set-ups a stopped pwt left half-done (rolled back exactly), teardowns it did not finish
+/// (finished), and databases, vhosts and Redis data carrying this repository's pwt marker
+/// that no lease owns any more. Ownership comes from git's worktree list, the worktrees' env
+/// files and the markers, not from the registry alone: data a worktree git lists declares is
+/// never touched, whatever the registry says. Every removal is marker-checked and checked
+/// again under the registry lock right before it happens.
+///
+/// Lists what it would do; --yes does it (on a terminal it asks instead). Data kept on
+/// purpose by `pwt rm --keep-data` is listed but left alone unless --kept.
+#[derive(clap::Args, Debug)]
+pub struct GcArgs {
+    /// Only list; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do it without asking.
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Also remove data kept by `pwt rm --keep-data`.
+    #[arg(long)]
+    pub kept: bool,
+    /// Also release the leases of repositories that no longer exist anywhere on this machine
+    /// (their ports stay reserved otherwise). Their data is removed where this repository's
+    /// services reach it, marker-checked.
+    #[arg(long)]
+    pub all_repos: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
+    let json = args.format == Format::Json;
+    let opened = super::open_interruptible(cwd, false)?;
+    let project = &opened.project;
+    let req = ReconcileRequest {
+        kept: args.kept,
+        all_repos: args.all_repos,
+    };
+    let found = project.reconcile_plan(&req)?;
+    if !json {
+        show_found(&found, &req);
+    }
+    let todo = found.plan.actions.iter().filter(|a| a.is_due(&req)).count();
+    let go = todo > 0 && !args.dry_run && (args.yes || ask(todo, json));
+    let mut outcome = Outcome::default();
+    if !args.dry_run {
+        // No decision to make: nothing can use the ports of a repository that is gone.
+        let released = project.release_gone_claims().unwrap_or(0);
+        if released > 0 {
+            outcome.done.push(format!(
+                "released {released} port claim(s) of repositories that no longer exist"
+            ));
+        }
+    }
+    if go {
+        let mut reporter = Terminal { quiet: json };
+        for a in found.plan.actions.iter().filter(|a| a.is_due(&req)) {
+            let label = a.describe();
+            match project.reconcile(a, &mut reporter) {
+                Ok(()) => outcome.done.push(a.branch().map_or(label, str::to_owned)),
+                // Another pwt took it over meanwhile: not a failure of this gc.
+                Err(e) if e.kind() == pwt::ErrorKind::Busy => {
+                    outcome.skipped.push((label, e.to_string()))
+                }
+                Err(e) => outcome.failed.push((label, e.report().replace('\n', " "))),
+            }
+        }
+    }
+    let code = if outcome.failed.is_empty() {
+        exit_codes::OK
+    } else {
+        exit_codes::FAILURE
+    };
+    if json {
+        print_json(&outcome.to_json(&found, &req));
+    } else {
+        outcome.show();
+    }
+    Ok(code)
+}
+
+/// What gc did, item by item.
+#[derive(Default)]
+struct Outcome {
+    done: Vec<String>,
+    skipped: Vec<(String, String)>,
+    failed: Vec<(String, String)>,
+}
+
+fn show_found(found: &pwt::Reconciliation, req: &ReconcileRequest) {
+    let style = Style::stdout();
+    for p in &found.problems {
+        println!("{} {}", style.yellow("!"), printable(p));
+    }
+    if found.plan.actions.is_empty() {
+        println!("nothing to clean up");
+    }
+    for a in &found.plan.actions {
+        let mark = if a.is_due(req) { "  " } else { "  (kept) " };
+        println!("{mark}{}", printable(&a.describe()));
+    }
+    for s in &found.plan.spared {
+        println!("  (spared) {}: {}", printable(&s.what), printable(&s.why));
+    }
+}
+
+impl Outcome {
+    fn show(&self) {
+        let style = Style::stdout();
+        for d in &self.done {
+            println!("{} {}", style.green("✓"), printable(d));
+        }
+        for (b, why) in &self.skipped {
+            println!("{} {}: {}", style.dim("-"), printable(b), printable(why));
+        }
+        for (b, e) in &self.failed {
+            println!("{} {}: {}", style.red("✗"), printable(b), printable(e));
+        }
+    }
+
+    fn to_json(self, found: &pwt::Reconciliation, req: &ReconcileRequest) -> serde_json::Value {
+        let out = pwt::GcOut::new(
+            &found.plan,
+            &found.problems,
+            req,
+            self.done,
+            self.skipped,
+            self.failed,
+        );
+        serde_json::to_value(out).expect("gc's outcome serializes")
+    }
+}
+
+/// On a terminal, asks whether to go on; elsewhere says how to.
+fn ask(todo: usize, json: bool) -> bool {
+    if std::io::stdin().is_terminal() && !json {
+        print!("clean up {todo} item(s)? [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        matches!(answer.trim(), "y" | "Y" | "yes")
+    } else {
+        if !json {
+            println!("dry run: pass --yes to clean up");
+        }
+        false
+    }
+}

@@ -1,0 +1,278 @@
+//! The binary's part: one module per subcommand (its arguments, whose doc comments are the
+//! `-h` text, and `run`: parse, call one library function, render), plus what they share:
+//! opening a project from the configuration layers and the environment, rendering, exit
+//! codes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow};
+use clap::Subcommand;
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+
+use pwt::{Approvals, Cancel, ChildOutput, ConfigSources, Faults, LoadedConfig, Options, Project};
+
+mod completions;
+mod config;
+mod dev;
+mod doctor;
+mod env;
+mod gc;
+mod hook;
+mod infra;
+mod init;
+mod list;
+mod new;
+mod proxy;
+mod rm;
+mod run;
+mod state;
+mod trust;
+mod up;
+mod url;
+
+use crate::{env_vars, exit_codes, output};
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    New(new::NewArgs),
+    Up(up::UpArgs),
+    List(list::ListArgs),
+    Env(env::EnvArgs),
+    Run(run::RunArgs),
+    Dev(dev::DevArgs),
+    Stop(dev::StopArgs),
+    Url(url::UrlArgs),
+    State(state::StateArgs),
+    Rm(rm::RmArgs),
+    Gc(gc::GcArgs),
+    Doctor(doctor::DoctorArgs),
+    Proxy(proxy::ProxyArgs),
+    Infra(infra::InfraArgs),
+    Hook(hook::HookArgs),
+    Config(config::ConfigArgs),
+    Init(init::InitArgs),
+    Trust(trust::TrustArgs),
+    Completions(completions::CompletionsArgs),
+}
+
+/// Runs `command` as if started in `dir`; returns the exit code.
+pub fn run(dir: Option<PathBuf>, command: Command) -> Result<i32> {
+    let mut cwd = std::env::current_dir().context("cannot read the current directory")?;
+    if let Some(d) = dir {
+        cwd = std::fs::canonicalize(cwd.join(&d))
+            .with_context(|| format!("-C {}: no such directory", d.display()))?;
+    }
+    match command {
+        Command::New(a) => new::run(&cwd, a),
+        Command::Up(a) => up::run(&cwd, a),
+        Command::List(a) => list::run(&cwd, a),
+        Command::Env(a) => env::run(&cwd, a),
+        Command::Run(a) => run::run(&cwd, a),
+        Command::Dev(a) => dev::run(&cwd, a),
+        Command::Stop(a) => dev::stop(&cwd, a),
+        Command::Url(a) => url::run(&cwd, a),
+        Command::State(a) => state::run(&cwd, a),
+        Command::Rm(a) => rm::run(&cwd, a),
+        Command::Gc(a) => gc::run(&cwd, a),
+        Command::Doctor(a) => doctor::run(&cwd, a),
+        Command::Proxy(a) => proxy::run(&cwd, a),
+        Command::Infra(a) => infra::run(&cwd, a),
+        Command::Hook(a) => hook::run(&cwd, a),
+        Command::Config(a) => config::run(&cwd, a),
+        Command::Init(a) => init::run(&cwd, a),
+        Command::Trust(a) => trust::run(&cwd, a),
+        Command::Completions(a) => completions::run(a),
+    }
+}
+
+/// A project opened the way the binary does: configuration from its layers (the files, the
+/// process's `PWT_*` variables), the state directory and crash-test faults from the
+/// environment, and approvals asked on a terminal.
+pub struct Opened {
+    /// The project.
+    pub project: Project,
+    /// Where each configuration value came from.
+    pub settings: LoadedConfig,
+}
+
+/// Opens the repository containing `cwd`, for a command that only reads.
+pub fn open(cwd: &Path) -> Result<Opened> {
+    open_with(cwd, Cancel::default())
+}
+
+/// Opens it for a command that changes things: the first Ctrl-C (or SIGTERM, SIGHUP) stops
+/// it at its next step and rolls back; a second ends pwt at once. With `yes`, what the
+/// repository's pwt.toml would run goes ahead unasked.
+pub fn open_interruptible(cwd: &Path, yes: bool) -> Result<Opened> {
+    let mut opened = open_with(cwd, interruptible())?;
+    if yes {
+        opened.project.set_approvals(Approvals::Trust);
+    }
+    Ok(opened)
+}
+
+fn open_with(cwd: &Path, cancel: Cancel) -> Result<Opened> {
+    let settings = LoadedConfig::load(&config_sources(pwt::config_roots(cwd)?))?;
+    let mut options = Options::loaded(state_dir()?, settings.clone());
+    options.faults = faults()?;
+    // Hooks and git write to stderr: stdout carries pwt's own summary or JSON, which
+    // scripts read.
+    options.child_output = ChildOutput::Stderr;
+    options.cancel = cancel;
+    options.machine_dir = Some(
+        env_vars::get(env_vars::PWT_MACHINE_DIR)
+            .map_or_else(|| PathBuf::from("/var/tmp/pwt"), PathBuf::from),
+    );
+    options.holder = holder();
+    options.approvals = approvals();
+    let project = Project::open(cwd, options)?;
+    Ok(Opened { project, settings })
+}
+
+/// Where the configuration comes from: `roots`, the user's file, the process's `PWT_*`
+/// variables.
+pub fn config_sources(roots: Vec<PathBuf>) -> ConfigSources {
+    ConfigSources {
+        roots,
+        user_file: user_config_path(),
+        vars: std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .filter(|(k, _)| k.starts_with(pwt::VAR_PREFIX))
+            .collect(),
+    }
+}
+
+/// `PWT_TRUST_HOOKS` (anything but `0`): go ahead; on a terminal: ask; else refuse.
+fn approvals() -> Approvals {
+    if env_vars::get(env_vars::PWT_TRUST_HOOKS).is_some_and(|v| v != "0") {
+        return Approvals::Trust;
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Approvals::Refuse;
+    }
+    Approvals::Ask(std::sync::Arc::new(|a: &pwt::Approval| {
+        eprint!(
+            "the repository's pwt.toml {} which you have not approved for this repository on this machine:\n{}Go ahead, now and from now on? [y/N] ",
+            a.what(),
+            a.shown
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        matches!(answer.trim(), "y" | "Y" | "yes")
+    }))
+}
+
+/// The user configuration path: `$PWT_CONFIG`, else `$XDG_CONFIG_HOME/pwt/config.toml`,
+/// else `~/.config/pwt/config.toml`.
+pub fn user_config_path() -> Option<PathBuf> {
+    if let Some(p) = env_vars::get(env_vars::PWT_CONFIG) {
+        return Some(p.into());
+    }
+    let base = env_vars::get(env_vars::XDG_CONFIG_HOME)
+        .map(PathBuf::from)
+        .or_else(|| env_vars::get(env_vars::HOME).map(|h| Path::new(&h).join(".config")))?;
+    Some(base.join("pwt").join("config.toml"))
+}
+
+/// `$PWT_HOLDER`, else `user@host`: who holds leases in the team store.
+/// For the long-running commands that write to sockets (the proxy): a peer that goes away
+/// mid-write is an error on that connection, never the end of the process. (`main` sets
+/// SIGPIPE back to its default, for output piped into `head`.)
+pub fn ignore_sigpipe() {
+    // SAFETY: sets a signal's disposition to "ignore", with no handler to run.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+fn holder() -> String {
+    if let Some(h) = env_vars::get(env_vars::PWT_HOLDER) {
+        return h;
+    }
+    let user = env_vars::get(env_vars::USER).unwrap_or_else(|| "someone".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{user}@{host}")
+}
+
+/// The state directory: `$PWT_STATE_DIR`, else `$XDG_STATE_HOME/pwt`, else
+/// `~/.local/state/pwt`.
+pub fn state_dir() -> Result<PathBuf> {
+    if let Some(d) = env_vars::get(env_vars::PWT_STATE_DIR) {
+        return Ok(d.into());
+    }
+    if let Some(d) = env_vars::get(env_vars::XDG_STATE_HOME) {
+        return Ok(Path::new(&d).join("pwt"));
+    }
+    let home = env_vars::get(env_vars::HOME).ok_or_else(|| {
+        anyhow!("cannot find the state directory: set PWT_STATE_DIR, XDG_STATE_HOME or HOME")
+    })?;
+    Ok(Path::new(&home).join(".local/state/pwt"))
+}
+
+/// `PWT_FAULT=<point>:<ms>`, for pwt's own crash tests.
+fn faults() -> Result<Faults> {
+    let Some(spec) = env_vars::get(env_vars::PWT_FAULT) else {
+        return Ok(Faults::default());
+    };
+    let (point, ms) = spec.split_once(':').unwrap_or((&spec, "0"));
+    let point: pwt::FaultPoint = point.parse()?;
+    Ok(Faults::pause_at(
+        point,
+        Duration::from_millis(ms.parse().unwrap_or(0)),
+    ))
+}
+
+/// A cancel flag set by the first Ctrl-C (or SIGTERM, SIGHUP).
+fn interruptible() -> Cancel {
+    let cancel = Cancel::default();
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        let flag = cancel.flag();
+        // Registration fails only for signals that cannot be caught, which these are not.
+        let _ = signal_hook::flag::register_conditional_default(signal, flag.clone());
+        let _ = signal_hook::flag::register(signal, flag);
+    }
+    cancel
+}
+
+/// Prints the error, its causes, what a rollback did, and the hint, to stderr; returns the
+/// exit code.
+pub fn report_error(e: &anyhow::Error) -> i32 {
+    let style = output::Style::stderr();
+    eprintln!(
+        "{} {}",
+        style.red("error:"),
+        output::printable_lines(&e.to_string())
+    );
+    let mut shown = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if shown.ends_with(&text) {
+            continue;
+        }
+        eprintln!("  caused by: {}", output::printable_lines(&text));
+        shown = text;
+    }
+    let lib = e.chain().find_map(|c| c.downcast_ref::<pwt::Error>());
+    if let Some(r) = lib.and_then(pwt::Error::rollback) {
+        for line in r.describe().lines().filter(|l| !l.is_empty()) {
+            eprintln!("{line}");
+        }
+    }
+    if let Some(h) = lib.and_then(pwt::Error::hint_text) {
+        eprintln!("  {}", style.dim(&format!("hint: {h}")));
+    }
+    lib.map_or(exit_codes::FAILURE, |l| exit_codes::of(l.kind()))
+}

@@ -1,0 +1,177 @@
+//! `pwt proxy`
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use pwt_proxy::{LogLine, Proxy, ProxyOptions, bind_loopback, caddyfile, raise_open_file_limit};
+
+use crate::exit_codes;
+use crate::output::{Style, Terminal, note, printable};
+
+/// Run the local reverse proxy: `<slug>.localhost`, one OAuth callback for all worktrees
+///
+/// `http://<slug>.localhost:8080` reaches each worktree's `proxy.route` port, `/<slug>/…`
+/// too, anything else the main worktree, and `/_pwt` lists them. It follows the registry
+/// live: a `pwt new` or `pwt rm` takes effect within a second.
+///
+/// The one OAuth redirect URI to register with your identity provider is
+/// `http://localhost:8080/auth/callback`. The proxy learns the `state` each worktree's app
+/// sends to the provider (any state, as your OAuth library makes it) and sends the callback
+/// back to where the login began (`http://<slug>.localhost:8080/auth/callback?…`, with that
+/// origin's cookies); a state `<slug>~<random>` (from `pwt state` or OAUTH_STATE_PREFIX)
+/// goes to `http://localhost:<port>`. form_post callbacks are routed by their body's state
+/// (307 keeps the body). Unknown states get an error page, never a redirect. Only loopback
+/// names are served (other Host headers get 421); it binds loopback only (IPv4 and IPv6).
+///
+///   pwt proxy                  # on proxy.listen (127.0.0.1:8080 and [::1]:8080)
+///   pwt proxy --listen 127.0.0.1:9090
+///   pwt proxy caddyfile > Caddyfile   # the same routes for Caddy
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment, args_conflicts_with_subcommands = true)]
+pub struct ProxyArgs {
+    /// Loopback address to listen on (default: proxy.listen). The same port is bound on the
+    /// IPv6 loopback too.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// No access log.
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub action: Option<ProxyAction>,
+}
+
+/// What else `pwt proxy` does.
+#[derive(clap::Subcommand, Debug)]
+pub enum ProxyAction {
+    /// Print the equivalent Caddyfile (for people who keep Caddy).
+    Caddyfile {
+        /// The port Caddy listens on (default: proxy.listen's).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+}
+
+/// Parses `HOST:PORT`, allowing loopback hosts only.
+fn parse_listen(listen: &str) -> Result<u16> {
+    let (host, port) = listen.rsplit_once(':').with_context(|| {
+        format!("invalid listen address {listen:?}: write HOST:PORT, e.g. 127.0.0.1:8080")
+    })?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!(
+            "refusing to listen on {host}: the proxy binds loopback only (127.0.0.1, ::1, localhost)"
+        );
+    }
+    // It always binds both 127.0.0.1 and ::1 (the names `localhost` resolves to); another
+    // 127.x address would be a promise it does not keep.
+    if !matches!(host, "localhost" | "127.0.0.1" | "::1") {
+        bail!(
+            "cannot listen on {host} only: the proxy binds 127.0.0.1 and ::1 together, which `localhost` and `*.localhost` resolve to\n  hint: write 127.0.0.1:{port}"
+        );
+    }
+    port.parse()
+        .with_context(|| format!("invalid port in listen address {listen:?}"))
+}
+
+pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
+    let opened = super::open(cwd)?;
+    let project = &opened.project;
+    let listen = args
+        .listen
+        .clone()
+        .unwrap_or_else(|| project.config().proxy.listen.clone());
+    let port = parse_listen(&listen)?;
+    let table = project.routes(&project.state()?);
+    if let Some(ProxyAction::Caddyfile { port: p }) = args.action {
+        print!("{}", caddyfile(&table, p.unwrap_or(port)));
+        return Ok(exit_codes::OK);
+    }
+    let listeners = bind_loopback(port).map_err(|e| {
+        anyhow::anyhow!("{e}\n  hint: another proxy (or Caddy) may be running; stop it, or pass --listen 127.0.0.1:OTHER_PORT")
+    })?;
+    let port = listeners[0].local_addr().map(|a| a.port()).unwrap_or(port);
+    warn_if_not_configured(project.config(), port);
+    raise_open_file_limit();
+    let options = ProxyOptions {
+        public_port: port,
+        log: (!args.quiet).then(access_log),
+        ..ProxyOptions::default()
+    };
+    super::ignore_sigpipe();
+    let proxy = Proxy::new(table, options);
+    let addrs: Vec<String> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| format!("http://{a}"))
+        .collect();
+    note(&format!(
+        "pwt proxy listening on {} — worktrees at http://<slug>.localhost:{port}, status page http://localhost:{port}/_pwt, OAuth redirect URI http://localhost:{port}{}",
+        addrs.join(" and "),
+        project.config().proxy.callback
+    ));
+    // The port on stdout, for scripts that pass --listen 127.0.0.1:0.
+    println!("{port}");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        for l in listeners {
+            tokio::spawn(proxy.clone().serve(l));
+        }
+        project
+            .follow_routes(&proxy, shutdown(), &mut Terminal { quiet: true })
+            .await;
+    });
+    note("pwt proxy stopped");
+    Ok(exit_codes::OK)
+}
+
+/// The worktrees' `PWT_URL` and `OAUTH_REDIRECT_URI` name `proxy.listen`'s port: say loudly
+/// when this proxy listens elsewhere, and how to make them agree.
+fn warn_if_not_configured(config: &pwt::Config, port: u16) {
+    let configured = config.proxy_port();
+    if configured == port {
+        return;
+    }
+    crate::output::warn(&format!(
+        "this proxy listens on port {port}, but the worktrees' PWT_URL and OAUTH_REDIRECT_URI name port {configured} (proxy.listen = {:?}): links pwt prints and the OAuth redirect URI your identity provider knows will not reach this proxy.\n  fix: run `pwt proxy` without --listen, or set `[proxy] listen = \"127.0.0.1:{port}\"` in pwt.toml and run `pwt up` in each worktree",
+        config.proxy.listen
+    ));
+}
+
+/// One line per request on stderr: never the query (it may hold an OAuth code).
+fn access_log() -> Arc<dyn Fn(LogLine) + Send + Sync> {
+    let style = Style::stderr();
+    Arc::new(move |l: LogLine| {
+        // A closed stderr loses the log, never the proxy.
+        let _ = writeln!(
+            std::io::stderr(),
+            "{} {} {} {} {} {}",
+            l.method,
+            printable(&l.host),
+            printable(&l.path),
+            style.dim(&format!("→ {}", l.route)),
+            l.status,
+            style.dim(&format!("{:.1} ms", l.elapsed.as_secs_f64() * 1000.0))
+        );
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending().await,
+            }
+        } => {}
+    }
+}

@@ -1,0 +1,307 @@
+//! The worktree's processes (`[processes]` in pwt.toml): `pwt dev` starts them with the
+//! worktree's environment, each in a process group of its own, and records them under the
+//! state directory, so `pwt list` shows them, `pwt stop` and `pwt rm` stop them (the whole
+//! group: a dev server's reloader and workers too), and a reused pid is never taken for one.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pwt_alloc::{process_alive, start_time};
+use serde::{Deserialize, Serialize};
+
+use pwt_alloc::write_atomic;
+use crate::error::{Error, ErrorKind, Result};
+use crate::processes::is_zombie;
+use crate::project::Project;
+
+/// Runs the command (in a subshell, so its own `exit` ends only that) and notes its exit
+/// code for `pwt list`; `$1` is the command, `$2` the
+/// file for the code. The command is the configuration's text, run as `sh -c` would; values
+/// reach it only as environment variables.
+const WRAPPER: &str = r#"(eval "$1"); code=$?; printf '%s' "$code" > "$2"; exit "$code""#;
+
+/// One process `pwt dev` started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevProcess {
+    /// Its name in `[processes]`.
+    pub name: String,
+    /// The command.
+    pub command: String,
+    /// The pid of its process group's leader.
+    pub pid: u32,
+    /// Its start time (clock ticks since boot), so a reused pid is not taken for it.
+    pub started: Option<u64>,
+    /// Its log file, when detached.
+    pub log: Option<PathBuf>,
+    /// Where its exit code is written.
+    pub exit_file: PathBuf,
+}
+
+/// What a recorded process is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessState {
+    /// It runs.
+    Running,
+    /// It ended with this code (`None`: killed by a signal, or stopped).
+    Exited(Option<i32>),
+}
+
+impl DevProcess {
+    /// Whether it runs now: its leader (the same process: pid and start time), or, once the
+    /// leader is gone, anything left in its process group (`cmd &` leaves the command
+    /// there). A group's id is its leader's pid, which the kernel does not hand out again
+    /// while any member of the group lives, so members of a group whose leader is gone are
+    /// this process's; a live process with the leader's pid and another start time means
+    /// the group ended and the pid went to someone else.
+    pub fn state(&self) -> ProcessState {
+        let leader = process_alive(self.pid) && !is_zombie(self.pid);
+        let same = leader && (self.started.is_none() || start_time(self.pid) == self.started);
+        if same || (!leader && group_alive(self.pid)) {
+            return ProcessState::Running;
+        }
+        ProcessState::Exited(
+            std::fs::read_to_string(&self.exit_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok()),
+        )
+    }
+}
+
+/// A process just started, with its child handle (pipes on stdout and stderr unless
+/// detached).
+#[derive(Debug)]
+pub struct Spawned {
+    /// What was recorded.
+    pub process: DevProcess,
+    /// The child.
+    pub child: Child,
+}
+
+impl Project {
+    fn processes_dir(&self, slug: &str) -> PathBuf {
+        self.options
+            .state_dir
+            .join("processes")
+            .join(crate::env_files::content_hash(
+                self.repo.common_dir.to_string_lossy().as_bytes(),
+            ))
+            .join(slug)
+    }
+
+    /// The processes `pwt dev` started for the worktree of `slug`, with what each does now.
+    pub fn dev_processes(&self, slug: &str) -> Vec<(DevProcess, ProcessState)> {
+        let file = self.processes_dir(slug).join("processes.json");
+        let Ok(text) = std::fs::read_to_string(file) else {
+            return Vec::new();
+        };
+        let list: Vec<DevProcess> = serde_json::from_str(&text).unwrap_or_default();
+        list.into_iter()
+            .map(|p| {
+                let s = p.state();
+                (p, s)
+            })
+            .collect()
+    }
+
+    /// Starts every process of `[processes]` in the worktree `target` names (the current
+    /// one for `None`) with its environment: detached (output to log files under the state
+    /// directory) or with piped output for the caller to show. Refuses while some still run.
+    pub fn start_processes(&self, target: Option<&str>, detach: bool) -> Result<Vec<Spawned>> {
+        self.require_approval(crate::approvals::Gate {
+            commands: true,
+            env: true,
+        })?;
+        if self.config.processes.is_empty() {
+            return Err(Error::new(ErrorKind::Config, "pwt.toml has no [processes] to start")
+                .hint("add them, e.g. `[processes]` then `backend = \"python manage.py runserver $DJANGO_PORT\"` and `frontend = \"npm run dev\"`"));
+        }
+        let (crate::project::Managed { root, slug, .. }, env) =
+            self.worktree_environment(target)?;
+        let running: Vec<String> = self
+            .running_processes(&slug)
+            .iter()
+            .map(|p| format!("{} (pid {})", p.name, p.pid))
+            .collect();
+        if !running.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Busy,
+                format!(
+                    "the worktree's processes run already: {}",
+                    running.join(", ")
+                ),
+            )
+            .hint("`pwt stop` stops them first"));
+        }
+        let dir = self.processes_dir(&slug);
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::new(ErrorKind::Io, format!("cannot create {}", dir.display())).caused_by(e)
+        })?;
+        let mut out = Vec::new();
+        for (name, command) in &self.config.processes {
+            let exit_file = dir.join(format!("{name}.exit"));
+            let _ = std::fs::remove_file(&exit_file);
+            let log = detach.then(|| dir.join(format!("{name}.log")));
+            let child = match spawn(&root, &env, command, &exit_file, log.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    // What started goes again: all or nothing.
+                    let started: Vec<DevProcess> =
+                        out.iter().map(|s: &Spawned| s.process.clone()).collect();
+                    stop_groups(&started, Duration::from_secs(2));
+                    return Err(e.context(format!("cannot start {name:?}")));
+                }
+            };
+            let pid = child.id();
+            out.push(Spawned {
+                process: DevProcess {
+                    name: name.clone(),
+                    command: command.clone(),
+                    pid,
+                    started: start_time(pid),
+                    log,
+                    exit_file,
+                },
+                child,
+            });
+        }
+        let list: Vec<&DevProcess> = out.iter().map(|s| &s.process).collect();
+        write_atomic(
+            &dir.join("processes.json"),
+            serde_json::to_string_pretty(&list)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        Ok(out)
+    }
+
+    /// Those of [`Project::dev_processes`] that run now.
+    pub fn running_processes(&self, slug: &str) -> Vec<DevProcess> {
+        self.dev_processes(slug)
+            .into_iter()
+            .filter(|(_, s)| *s == ProcessState::Running)
+            .map(|(p, _)| p)
+            .collect()
+    }
+
+    /// Stops the processes `pwt dev` started for the worktree of `slug` (SIGTERM to each
+    /// group, SIGKILL after `grace`). Returns each running one with whether it stopped.
+    pub fn stop_dev_processes(&self, slug: &str, grace: Duration) -> Vec<(DevProcess, bool)> {
+        stop_these(self.running_processes(slug), grace)
+    }
+
+    /// Forgets the worktree's process records (its logs go too): for `pwt rm`.
+    pub(crate) fn forget_dev_processes(&self, slug: &str) {
+        let _ = std::fs::remove_dir_all(self.processes_dir(slug));
+    }
+}
+
+fn spawn(
+    root: &Path,
+    env: &pwt_core::Environment,
+    command: &str,
+    exit_file: &Path,
+    log: Option<&Path>,
+) -> Result<Child> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(WRAPPER)
+        .arg("pwt-dev")
+        .arg(command)
+        .arg(exit_file)
+        .current_dir(root)
+        .envs(env.iter())
+        .process_group(0)
+        .stdin(Stdio::null());
+    match log {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| {
+                    Error::new(ErrorKind::Io, format!("cannot open {}", path.display()))
+                        .caused_by(e)
+                })?;
+            let err = file
+                .try_clone()
+                .map_err(|e| Error::new(ErrorKind::Io, "cannot share the log file").caused_by(e))?;
+            cmd.stdout(file).stderr(err);
+        }
+        None => {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+    }
+    cmd.spawn()
+        .map_err(|e| Error::new(ErrorKind::Io, "cannot run sh").caused_by(e))
+}
+
+/// Stops `running` (SIGTERM to each group, SIGKILL after `grace`); each with whether it
+/// stopped.
+pub(crate) fn stop_these(running: Vec<DevProcess>, grace: Duration) -> Vec<(DevProcess, bool)> {
+    let left = stop_groups(&running, grace);
+    running
+        .into_iter()
+        .map(|p| {
+            let stopped = !left.contains(&p.pid);
+            (p, stopped)
+        })
+        .collect()
+}
+
+/// SIGTERM to each process group, SIGKILL after `grace` to those still there. Returns the
+/// pids of groups that outlived both.
+fn stop_groups(list: &[DevProcess], grace: Duration) -> Vec<u32> {
+    let signal = |pid: u32, sig: libc::c_int| {
+        if let Ok(p) = libc::pid_t::try_from(pid) {
+            // SAFETY: kill(2) of a process group; no memory is shared.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(-p, sig);
+            }
+        }
+    };
+    let alive = |p: &&DevProcess| p.state() == ProcessState::Running;
+    for p in list.iter().filter(alive) {
+        signal(p.pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && list.iter().any(|p| alive(&p)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for p in list.iter().filter(alive) {
+        signal(p.pid, libc::SIGKILL);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    list.iter().filter(alive).map(|p| p.pid).collect()
+}
+
+/// Whether any process of the group `pgid` is left (not a zombie).
+fn group_alive(pgid: u32) -> bool {
+    let Ok(p) = libc::pid_t::try_from(pgid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the group exists.
+    #[allow(unsafe_code)]
+    let exists = unsafe { libc::kill(-p, 0) } == 0;
+    exists && !group_all_zombies(pgid)
+}
+
+fn group_all_zombies(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    !entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let rest = stat[stat.rfind(')')? + 1..].to_owned();
+            let mut f = rest.split_whitespace();
+            let state = f.next()?.to_owned();
+            let group: u32 = f.nth(1)?.parse().ok()?;
+            (group == pgid).then_some(state)
+        })
+        .any(|state| state != "Z")
+}

@@ -1,0 +1,94 @@
+//! `pwt`: give a git worktree its own runtime environment — ports, a database, a RabbitMQ
+//! vhost, a Redis prefix or DB index, env files, a local URL — on shared infrastructure, and
+//! take it all away again without losing anything pwt does not own.
+//!
+//! This library is the lifecycle; the `pwt` binary is a thin shell over it, and other tools
+//! can embed it the same way:
+//!
+//! ```no_run
+//! use pwt::{CreateRequest, Options, Project, RemoveRequest, Silent};
+//! # fn main() -> Result<(), pwt::Error> {
+//! let options = Options::new("/home/me/.local/state/pwt", pwt::Config::default());
+//! let project = Project::open(std::path::Path::new("/src/shop"), options)?;
+//! let branch = pwt::BranchName::parse("feature/login")?;
+//! let set_up = project.create(
+//!     &CreateRequest { branch, base: None, path: None, hooks: true, keep_on_failure: false },
+//!     &mut Silent,
+//! )?;
+//! println!("{} on port {:?}", set_up.lease.path.display(), set_up.lease.ports);
+//! project.remove(&RemoveRequest { target: "feature/login".into(), hooks: true, ..Default::default() }, &mut Silent)?;
+//! # Ok(()) }
+//! ```
+//!
+//! - [`Project::open`] takes explicit inputs only ([`Options`]: the state directory, the
+//!   configuration, crash-test [`Faults`], a [`Cancel`] flag); the library reads no
+//!   environment variable, parses no arguments and prints nothing.
+//! - [`Project::create`] / [`Project::adopt`]: the one set-up ([`SetUp`]); each outside
+//!   effect is recorded in the lease before it happens, so a failure or a kill can be undone
+//!   exactly.
+//! - [`Project::remove`]: the one teardown ([`Removal`]).
+//! - [`Project::reconcile_plan`] / [`Project::reconcile`]: `pwt gc`, one [`Action`] at a
+//!   time, each re-checked under the registry lock.
+//! - [`Project::diagnose`] / [`Project::rebuild`]: `pwt doctor` ([`Finding`]s).
+//! - [`Project::list`], [`Project::environment`], [`Project::routes`]: what there is.
+//! - Progress and warnings go to the [`Reporter`] the caller passes ([`Event`]); errors are
+//!   [`Error`]s with an [`ErrorKind`], a hint and their whole cause chain.
+
+mod approvals;
+mod config;
+mod containers;
+mod create;
+mod dev;
+mod diagnose;
+mod docker;
+mod env_files;
+mod error;
+mod events;
+mod faults;
+mod git;
+mod hooks;
+mod include;
+mod info;
+mod infra;
+mod leases;
+mod output;
+mod paths;
+mod plan;
+mod processes;
+mod project;
+mod reconcile;
+mod remove;
+mod routes;
+mod services;
+mod team;
+mod trust;
+
+pub use create::{AdoptRequest, CreateRequest, SetUp, SetUpOutcome};
+pub use dev::{DevProcess, ProcessState, Spawned};
+pub use diagnose::{Finding, Level};
+pub use docker::{ComposeCli, Container};
+pub use error::{Error, ErrorKind, Result, Rollback};
+pub use events::{Collect, Event, Reporter, Silent};
+pub use include::{Brought, WORKTREE_INCLUDE};
+pub use info::{PortInfo, WorktreeInfo, WorktreeState, lease_info, list_all, listening, main_redis_db};
+#[cfg(feature = "schema")]
+pub use output::schemas as output_schemas;
+pub use output::{
+    CheckOut, ConfigOut, ConfigValueOut, ContainerOut, DoctorOut, EnvOut, GcItemOut, GcOut,
+    GcResultOut, HoldOut, InfraOut, PortOut, ProcessOut, RemoveOut, SparedOut, WorktreeOut,
+};
+pub use infra::{Infra, InfraService, Published, RunsIn, ServiceStatus};
+pub use paths::shell_word;
+pub use plan::{Action, GcPlan, Orphan, Spared};
+pub use faults::{FaultPoint, Faults};
+pub use project::{
+    Cancel, ChildOutput, Managed, Options, Project, Target, config_roots, write_starter,
+};
+pub use reconcile::{ReconcileRequest, Reconciliation};
+pub use remove::{Removal, RemoveRequest, Removed};
+pub use config::{ConfigSources, LoadedConfig, PROJECT_FILE, STARTER, VAR_PREFIX};
+pub use approvals::{Approval, Approvals, Gate};
+
+pub use pwt_alloc::{Lease, LeaseState, Leftover, State};
+pub use pwt_core::{BranchName, Config, Environment, ResourceKind, Resources};
+pub use pwt_proxy::RouteTable;
