@@ -132,7 +132,10 @@ fn crates_respect_the_layering_table() {
 /// Every package the engine (`pwt`) compiles, however deep (normal dependencies only).
 fn under_the_engine() -> Vec<String> {
     // This machine's platform only: the others' packages are neither built nor fetched.
-    let rustc = Command::new("rustc").arg("-vV").output().expect("rustc runs");
+    let rustc = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc runs");
     let host = String::from_utf8_lossy(&rustc.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
@@ -143,13 +146,22 @@ fn under_the_engine() -> Vec<String> {
         .current_dir(workspace_root())
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
     let name_of: BTreeMap<&str, &str> = meta["packages"]
         .as_array()
         .expect("packages")
         .iter()
-        .map(|p| (p["id"].as_str().expect("id"), p["name"].as_str().expect("name")))
+        .map(|p| {
+            (
+                p["id"].as_str().expect("id"),
+                p["name"].as_str().expect("name"),
+            )
+        })
         .collect();
     let nodes: BTreeMap<&str, Vec<&str>> = meta["resolve"]["nodes"]
         .as_array()
@@ -193,7 +205,10 @@ fn an_embedder_of_the_engine_compiles_no_part_of_the_binary() {
         .iter()
         .filter(|n| NEVER_UNDER_THE_ENGINE.contains(&n.as_str()))
         .collect();
-    assert!(found.is_empty(), "the engine compiles {found:?}, the binary's");
+    assert!(
+        found.is_empty(),
+        "the engine compiles {found:?}, the binary's"
+    );
 }
 
 #[test]

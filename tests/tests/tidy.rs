@@ -201,3 +201,37 @@ fn no_function_outside_tests_is_longer_than_80_lines() {
         problems.join("\n")
     );
 }
+
+/// The only `unsafe` of pwt's is in the one module of process control, each block saying
+/// why it holds.
+#[test]
+fn unsafe_code_lives_only_in_process_control() {
+    let root = workspace_root();
+    let mut problems = Vec::new();
+    for dir in ["crates", "xtask/src", "examples", "tests/src"] {
+        for path in rust_files(&root.join(dir)) {
+            let code = code_only(&std::fs::read_to_string(&path).expect("read"));
+            let name = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            let blocks = code.matches("unsafe {").count() + code.matches("unsafe fn").count();
+            if blocks > 0 && name != "crates/alloc/src/proc.rs" {
+                problems.push(format!("{name}: {blocks} unsafe"));
+            }
+        }
+    }
+    let proc = std::fs::read_to_string(root.join("crates/alloc/src/proc.rs")).expect("read");
+    let blocks = proc.matches("unsafe {").count();
+    let reasons = proc.matches("// SAFETY:").count();
+    assert!(
+        blocks > 0 && reasons >= blocks,
+        "each unsafe block says why: {blocks} blocks, {reasons} reasons"
+    );
+    assert!(
+        problems.is_empty(),
+        "unsafe outside crates/alloc/src/proc.rs:\n{}",
+        problems.join("\n")
+    );
+}

@@ -22,6 +22,7 @@ mod lease;
 mod lock;
 mod owner;
 mod ports;
+pub mod proc;
 mod registry;
 mod repo;
 mod scan;

@@ -50,44 +50,19 @@ impl Owner {
 
 /// True while a process with this pid exists (it may belong to another user).
 pub fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: kill with signal 0 only checks for existence and permission; it sends nothing.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    crate::proc::exists(pid)
 }
 
 /// The start time of `pid` in clock ticks since boot (Linux `/proc`); `None` elsewhere or
 /// when it cannot be read. A zombie still has one, so a dead-but-unreaped process looks alive
 /// until reaped, which is what a parent waiting on it sees too.
 pub fn start_time(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_start_time(&text)
-}
-
-/// Field 22 of `/proc/<pid>/stat`. The command name (field 2) is in parentheses and may hold
-/// spaces and parentheses itself, so the fields are counted from the last `)`.
-fn parse_start_time(stat: &str) -> Option<u64> {
-    let after = &stat[stat.rfind(')')? + 1..];
-    // Fields 3.. follow; the start time is field 22, the 20th of them.
-    after.split_whitespace().nth(19)?.parse().ok()
+    crate::proc::stat(pid).map(|s| s.start_time)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_stat_with_a_hostile_command_name() {
-        let stat = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615";
-        assert_eq!(parse_start_time(stat), Some(987_654));
-        assert_eq!(parse_start_time("garbage"), None);
-    }
 
     #[test]
     fn this_process_is_alive_and_a_reused_pid_is_not() {
@@ -105,7 +80,7 @@ mod tests {
             );
         }
         let gone = Owner {
-            pid: u32::try_from(libc::pid_t::MAX).expect("positive"),
+            pid: u32::try_from(i32::MAX).expect("positive"),
             start: None,
         };
         assert!(!gone.is_alive());

@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use pwt_core::Resources;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::{remove_stale_temps, write_atomic_with};
 use crate::error::{AllocError, io};
 use crate::lease::{Claim, Kept, Lease, RecentPorts};
-use crate::atomic::{remove_stale_temps, write_atomic_with};
 use crate::lock::LockGuard;
 
 /// The format version this build writes. Version 1 (typed loosely: resources as a map of
@@ -310,7 +310,6 @@ impl Locked<'_> {
     }
 }
 
-
 fn parse(path: &Path, bytes: &[u8]) -> Result<State, AllocError> {
     #[derive(Deserialize)]
     struct VersionOnly {
@@ -381,7 +380,9 @@ mod tests {
             .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))
             .collect();
         assert!(
-            names.iter().all(|n| !n.starts_with(crate::atomic::TEMP_MARK)),
+            names
+                .iter()
+                .all(|n| !n.starts_with(crate::atomic::TEMP_MARK)),
             "{names:?}"
         );
     }

@@ -52,11 +52,7 @@ pub struct Cli {
 fn main() -> ExitCode {
     // Output piped into `head`: end quietly when the reader goes, as other tools do, instead
     // of panicking on the broken pipe.
-    // SAFETY: sets a signal's disposition to the default before any thread starts.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    pwt::proc::on_broken_pipe(false);
     let args = Cli::parse();
     let code = match commands::run(args.dir, args.command) {
         Ok(code) => code,

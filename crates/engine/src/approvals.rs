@@ -70,4 +70,3 @@ pub struct Approval {
     /// It covers `[env]` entries (those that say more than pwt sets itself).
     pub env: bool,
 }
-

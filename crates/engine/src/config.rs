@@ -191,11 +191,18 @@ fn parse_table(path: &Path) -> Result<serde_json::Value> {
         Error::new(ErrorKind::Config, format!("cannot read {}", path.display())).caused_by(e)
     })?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| {
-        Error::new(ErrorKind::Config, format!("cannot parse {}", path.display())).caused_by(e)
+        Error::new(
+            ErrorKind::Config,
+            format!("cannot parse {}", path.display()),
+        )
+        .caused_by(e)
     })?;
     serde_json::to_value(table).map_err(|e| {
-        Error::new(ErrorKind::Config, format!("cannot read {} as data", path.display()))
-            .caused_by(e)
+        Error::new(
+            ErrorKind::Config,
+            format!("cannot read {} as data", path.display()),
+        )
+        .caused_by(e)
     })
 }
 
@@ -300,7 +307,10 @@ mod tests {
             .into_iter()
             .map(|(k, _, s)| (k, s))
             .collect();
-        assert_eq!(sources["proxy.listen"], "environment variable PWT_PROXY__LISTEN");
+        assert_eq!(
+            sources["proxy.listen"],
+            "environment variable PWT_PROXY__LISTEN"
+        );
         assert!(sources["ports.range"].ends_with(PROJECT_FILE));
         assert_eq!(sources["proxy.callback"], "default");
         assert!(loaded.set_by_project_file("ports.range"));

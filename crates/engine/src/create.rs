@@ -9,16 +9,16 @@ use pwt_alloc::{Lease, LeaseState};
 use pwt_core::{BranchName, Environment, ResourceKind};
 use pwt_provision::{Outcome, Presence};
 
+use crate::approvals::Gate;
 use crate::error::{Error, ErrorKind, Result, Rollback};
 use crate::events::{Event, Reporter};
+use crate::faults::FaultPoint;
 use crate::git::add_args;
 use crate::hooks::run_hooks;
 use crate::paths::shell_word;
 use crate::plan::LeaseAsk;
 use crate::project::{Project, Target};
 use crate::remove::TeardownPlan;
-use crate::faults::FaultPoint;
-use crate::approvals::Gate;
 use crate::services::{Services, Step, chain, lease_marker, service_of, with_progress};
 
 /// `pwt new`: a branch (made if missing), its worktree and environment.

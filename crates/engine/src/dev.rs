@@ -6,15 +6,15 @@
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pwt_alloc::{process_alive, start_time};
+use pwt_alloc::proc::{self, Victim};
+use pwt_alloc::start_time;
 use serde::{Deserialize, Serialize};
 
-use pwt_alloc::write_atomic;
 use crate::error::{Error, ErrorKind, Result};
-use crate::processes::is_zombie;
 use crate::project::Project;
+use pwt_alloc::write_atomic;
 
 /// Runs the command (in a subshell, so its own `exit` ends only that) and notes its exit
 /// code for `pwt list`; `$1` is the command, `$2` the
@@ -56,9 +56,11 @@ impl DevProcess {
     /// this process's; a live process with the leader's pid and another start time means
     /// the group ended and the pid went to someone else.
     pub fn state(&self) -> ProcessState {
-        let leader = process_alive(self.pid) && !is_zombie(self.pid);
-        let same = leader && (self.started.is_none() || start_time(self.pid) == self.started);
-        if same || (!leader && group_alive(self.pid)) {
+        let leader = proc::running(self.pid);
+        let same = leader
+            && (self.started.is_none()
+                || proc::stat(self.pid).map(|s| s.start_time) == self.started);
+        if same || (!leader && proc::group_running(self.pid)) {
             return ProcessState::Running;
         }
         ProcessState::Exited(
@@ -250,58 +252,19 @@ pub(crate) fn stop_these(running: Vec<DevProcess>, grace: Duration) -> Vec<(DevP
         .collect()
 }
 
-/// SIGTERM to each process group, SIGKILL after `grace` to those still there. Returns the
-/// pids of groups that outlived both.
+/// SIGTERM to each running process group, SIGKILL after `grace` to those still there.
+/// Returns the pids of groups that outlived both.
 fn stop_groups(list: &[DevProcess], grace: Duration) -> Vec<u32> {
-    let signal = |pid: u32, sig: libc::c_int| {
-        if let Ok(p) = libc::pid_t::try_from(pid) {
-            // SAFETY: kill(2) of a process group; no memory is shared.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::kill(-p, sig);
-            }
-        }
-    };
-    let alive = |p: &&DevProcess| p.state() == ProcessState::Running;
-    for p in list.iter().filter(alive) {
-        signal(p.pid, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && list.iter().any(|p| alive(&p)) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for p in list.iter().filter(alive) {
-        signal(p.pid, libc::SIGKILL);
-    }
-    std::thread::sleep(Duration::from_millis(50));
-    list.iter().filter(alive).map(|p| p.pid).collect()
-}
-
-/// Whether any process of the group `pgid` is left (not a zombie).
-fn group_alive(pgid: u32) -> bool {
-    let Ok(p) = libc::pid_t::try_from(pgid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only checks that the group exists.
-    #[allow(unsafe_code)]
-    let exists = unsafe { libc::kill(-p, 0) } == 0;
-    exists && !group_all_zombies(pgid)
-}
-
-fn group_all_zombies(pgid: u32) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    !entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let rest = stat[stat.rfind(')')? + 1..].to_owned();
-            let mut f = rest.split_whitespace();
-            let state = f.next()?.to_owned();
-            let group: u32 = f.nth(1)?.parse().ok()?;
-            (group == pgid).then_some(state)
+    let victims: Vec<Victim> = list
+        .iter()
+        .filter(|p| p.state() == ProcessState::Running)
+        .map(|p| Victim::Group(p.pid))
+        .collect();
+    proc::stop(&victims, grace)
+        .into_iter()
+        .filter_map(|v| match v {
+            Victim::Group(pid) => Some(pid),
+            Victim::Process(_) => None,
         })
-        .any(|state| state != "Z")
+        .collect()
 }

@@ -270,7 +270,6 @@ impl From<pwt_core::BranchNameError> for Error {
     }
 }
 
-
 /// The texts of `first` and every cause after it, leaving out one that only repeats the end
 /// of the one before (sqlx's "error returned from database: X" is caused by "X").
 pub fn causes(first: Option<&(dyn std::error::Error + 'static)>) -> Vec<String> {

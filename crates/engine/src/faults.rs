@@ -88,11 +88,14 @@ impl std::str::FromStr for FaultPoint {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        Self::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
-            let names: Vec<&str> = Self::ALL.iter().map(|p| p.as_str()).collect();
-            Error::new(ErrorKind::Invalid, format!("no fault point {s:?}"))
-                .hint(format!("the points: {}", names.join(", ")))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|p| p.as_str()).collect();
+                Error::new(ErrorKind::Invalid, format!("no fault point {s:?}"))
+                    .hint(format!("the points: {}", names.join(", ")))
+            })
     }
 }
 

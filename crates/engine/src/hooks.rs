@@ -24,52 +24,12 @@ pub(crate) fn child_stdout(output: ChildOutput) -> Stdio {
     }
 }
 
-/// Asks the kernel to send the child SIGTERM when pwt dies (Linux), so a killed pwt leaves no
-/// git or hook going on with work nobody will finish.
-pub(crate) fn die_with_parent(cmd: &mut Command) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt as _;
-        // SAFETY: prctl is async-signal-safe and touches only the child's own settings.
-        #[allow(unsafe_code)]
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
-}
+pub(crate) use pwt_alloc::proc::die_with_parent;
 
 /// SIGTERM to the child (and its process group, when it leads one), then SIGKILL if it is
 /// still there after two seconds; reaps it.
 pub(crate) fn terminate(child: &mut Child) {
-    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return;
-    };
-    // SAFETY: signals to a child pwt started and has not reaped, and to its process group.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::kill(-pid, libc::SIGTERM);
-        libc::kill(pid, libc::SIGTERM);
-    }
-    for _ in 0..200 {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    #[allow(unsafe_code)]
-    // SAFETY: as above.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    pwt_alloc::proc::terminate(child, Duration::from_secs(2));
 }
 
 /// Runs the hooks of `stage` in `root` with `env`, output streamed. Hook commands come from

@@ -103,7 +103,9 @@ impl Project {
                 shown(&entry)
             )));
             if !done.copied.is_empty() {
-                self.options.faults.pause(crate::faults::FaultPoint::BetweenCopies);
+                self.options
+                    .faults
+                    .pause(crate::faults::FaultPoint::BetweenCopies);
             }
             make_parent(&dst)?;
             copy_tree(&src, &dst)?;

@@ -15,9 +15,9 @@ use pwt_core::config::{PostgresConfig, RabbitmqConfig, RedisConfig};
 use serde::Serialize;
 
 use crate::docker::{ComposeCli, Container, Docker, PROJECT_LABEL};
-use pwt_alloc::write_atomic;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Reporter};
+use pwt_alloc::write_atomic;
 
 /// A port a service publishes on 127.0.0.1, and the setting it comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -63,32 +63,34 @@ mod services;
 mod team;
 mod trust;
 
+pub use approvals::{Approval, Approvals, Gate};
+pub use config::{ConfigSources, LoadedConfig, PROJECT_FILE, STARTER, VAR_PREFIX};
 pub use create::{AdoptRequest, CreateRequest, SetUp, SetUpOutcome};
 pub use dev::{DevProcess, ProcessState, Spawned};
 pub use diagnose::{Finding, Level};
 pub use docker::{ComposeCli, Container};
 pub use error::{Error, ErrorKind, Result, Rollback};
 pub use events::{Collect, Event, Reporter, Silent};
+pub use faults::{FaultPoint, Faults};
 pub use include::{Brought, WORKTREE_INCLUDE};
-pub use info::{PortInfo, WorktreeInfo, WorktreeState, lease_info, list_all, listening, main_redis_db};
+pub use info::{
+    PortInfo, WorktreeInfo, WorktreeState, lease_info, list_all, listening, main_redis_db,
+};
+pub use infra::{Infra, InfraService, Published, RunsIn, ServiceStatus};
 #[cfg(feature = "schema")]
 pub use output::schemas as output_schemas;
 pub use output::{
     CheckOut, ConfigOut, ConfigValueOut, ContainerOut, DoctorOut, EnvOut, GcItemOut, GcOut,
     GcResultOut, HoldOut, InfraOut, PortOut, ProcessOut, RemoveOut, SparedOut, WorktreeOut,
 };
-pub use infra::{Infra, InfraService, Published, RunsIn, ServiceStatus};
 pub use paths::shell_word;
 pub use plan::{Action, GcPlan, Orphan, Spared};
-pub use faults::{FaultPoint, Faults};
 pub use project::{
     Cancel, ChildOutput, Managed, Options, Project, Target, config_roots, write_starter,
 };
 pub use reconcile::{ReconcileRequest, Reconciliation};
 pub use remove::{Removal, RemoveRequest, Removed};
-pub use config::{ConfigSources, LoadedConfig, PROJECT_FILE, STARTER, VAR_PREFIX};
-pub use approvals::{Approval, Approvals, Gate};
 
-pub use pwt_alloc::{Lease, LeaseState, Leftover, State};
+pub use pwt_alloc::{Lease, LeaseState, Leftover, State, proc};
 pub use pwt_core::{BranchName, Config, Environment, ResourceKind, Resources};
 pub use pwt_proxy::RouteTable;

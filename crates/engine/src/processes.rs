@@ -2,9 +2,9 @@
 //! stopped with SIGTERM and, after a grace period, SIGKILL.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pwt_alloc::process_alive;
+use pwt_alloc::proc::{self, Victim};
 
 /// A process found at work in a directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,45 +20,20 @@ pub struct Found {
 /// Every process (of this user, or any readable one) whose working directory is `dir` or
 /// inside it, pwt itself left out. Empty where there is no `/proc`.
 pub(crate) fn working_in(dir: &Path) -> Vec<Found> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let spared = ancestors();
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    proc::pids()
+        .into_iter()
         .filter(|pid| !spared.contains(pid))
         .filter_map(|pid| {
-            let cwd = cwd_of(pid)?;
+            let cwd = proc::cwd(pid)?;
             cwd.starts_with(&dir).then(|| Found {
                 pid,
-                name: comm(pid),
+                name: proc::comm(pid),
                 cwd,
             })
         })
         .collect()
-}
-
-/// A process's working directory. The kernel shows a deleted one as "<path> (deleted)";
-/// a directory really named so (it exists, and is the one the process is in) is itself.
-fn cwd_of(pid: u32) -> Option<PathBuf> {
-    use std::os::unix::fs::MetadataExt as _;
-    let proc_cwd = format!("/proc/{pid}/cwd");
-    let link = std::fs::read_link(&proc_cwd).ok()?;
-    let shown = link.to_string_lossy();
-    let Some(stripped) = shown.strip_suffix(" (deleted)") else {
-        return Some(link);
-    };
-    let same = match (std::fs::metadata(&link), std::fs::metadata(&proc_cwd)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    };
-    Some(if same {
-        link.clone()
-    } else {
-        PathBuf::from(stripped)
-    })
 }
 
 /// pwt and the processes that started it (the shell, or Worktrunk running `pwt rm` as its
@@ -66,23 +41,14 @@ fn cwd_of(pid: u32) -> Option<PathBuf> {
 fn ancestors() -> Vec<u32> {
     let mut out = vec![std::process::id()];
     let mut pid = std::process::id();
-    while let Some(parent) = parent_of(pid).filter(|p| *p > 1 && !out.contains(p)) {
+    while let Some(parent) = proc::stat(pid)
+        .map(|s| s.ppid)
+        .filter(|p| *p > 1 && !out.contains(p))
+    {
         out.push(parent);
         pid = parent;
     }
     out
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
 }
 
 /// Every process (that this user may look into) listening on one of `ports` over TCP, on
@@ -114,12 +80,8 @@ pub(crate) fn listening_on(ports: &[u16]) -> Vec<Found> {
         return Vec::new();
     }
     let spared = ancestors();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    proc::pids()
+        .into_iter()
         .filter(|pid| !spared.contains(pid))
         .filter(|pid| {
             std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
@@ -131,47 +93,22 @@ pub(crate) fn listening_on(ports: &[u16]) -> Vec<Found> {
         })
         .map(|pid| Found {
             pid,
-            name: comm(pid),
-            cwd: std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default(),
+            name: proc::comm(pid),
+            cwd: proc::cwd(pid).unwrap_or_default(),
         })
         .collect()
 }
 
-/// Sends SIGTERM to each, waits up to `grace`, then SIGKILL to those still there. Returns
-/// the ones that outlived even that (another user's, say).
+/// Stops each (SIGTERM, SIGKILL after `grace`). Returns the ones that outlived even that
+/// (another user's, say).
 pub(crate) fn stop(found: &[Found], grace: Duration) -> Vec<Found> {
-    let signal = |pid: u32, sig: libc::c_int| {
-        if let Ok(p) = libc::pid_t::try_from(pid) {
-            // SAFETY: kill(2) sends a signal; no memory is shared.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::kill(p, sig);
-            }
-        }
-    };
-    for f in found {
-        signal(f.pid, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + grace;
-    let alive = |f: &&Found| process_alive(f.pid) && !is_zombie(f.pid);
-    while Instant::now() < deadline && found.iter().any(|f| alive(&f)) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for f in found.iter().filter(alive) {
-        signal(f.pid, libc::SIGKILL);
-    }
-    std::thread::sleep(Duration::from_millis(50));
-    found.iter().filter(alive).cloned().collect()
-}
-
-pub(crate) fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rfind(')')
-                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+    let victims: Vec<Victim> = found.iter().map(|f| Victim::Process(f.pid)).collect();
+    let left = proc::stop(&victims, grace);
+    found
+        .iter()
+        .filter(|f| left.contains(&Victim::Process(f.pid)))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

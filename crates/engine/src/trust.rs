@@ -7,10 +7,10 @@
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use pwt_alloc::write_atomic;
-use crate::error::{Error, ErrorKind, Result};
 use crate::approvals::{Approval, Approvals, Gate};
+use crate::error::{Error, ErrorKind, Result};
 use crate::project::Project;
+use pwt_alloc::write_atomic;
 
 impl Project {
     /// What of `file` (the repository's pwt.toml, parsed) `gate` needs approved, or `None`.
@@ -125,11 +125,10 @@ impl Project {
             Approvals::Ask(ask) if ask(&a) => return self.set_approved(&a, true),
             _ => {}
         }
-        let file = self
-            .options
-            .project_file
-            .as_deref()
-            .map_or_else(|| "the repository's pwt.toml".to_owned(), |p| p.display().to_string());
+        let file = self.options.project_file.as_deref().map_or_else(
+            || "the repository's pwt.toml".to_owned(),
+            |p| p.display().to_string(),
+        );
         Err(Error::new(
             ErrorKind::Unapproved,
             format!(

@@ -247,27 +247,22 @@ impl HttpBody for IdleTimeout {
 /// Raises the soft limit of open files to the hard one, where the system allows: every
 /// proxied connection holds two. Returns the limit now in force.
 pub fn raise_open_file_limit() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let now = getrlimit(Resource::Nofile);
+    let (Some(current), Some(max)) = (now.current, now.maximum) else {
+        // Unlimited already.
+        return now.current.or(Some(u64::MAX));
     };
-    // SAFETY: getrlimit/setrlimit read and write the struct passed, nothing else.
-    #[allow(unsafe_code)]
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return None;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let want = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                lim = want;
-            }
+    if current < max {
+        let want = Rlimit {
+            current: Some(max),
+            maximum: Some(max),
+        };
+        if setrlimit(Resource::Nofile, want).is_ok() {
+            return Some(max);
         }
     }
-    Some(lim.rlim_cur)
+    Some(current)
 }
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).

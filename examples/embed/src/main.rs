@@ -155,8 +155,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let repo = repo(dir.path());
         // This embedder never thinks of approvals: the engine refuses, and made nothing.
-        let e = super::run(&repo, &dir.path().join("state"), "feature/x", false)
-            .expect_err("refused");
+        let e =
+            super::run(&repo, &dir.path().join("state"), "feature/x", false).expect_err("refused");
         assert_eq!(e.kind(), pwt::ErrorKind::Unapproved, "{}", e.report());
         assert!(e.to_string().contains("touch hook-ran"), "{e}");
         assert!(!dir.path().join("demo.feature-x").exists());

@@ -4,9 +4,9 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use super::state_dir;
 use crate::exit_codes;
 use crate::output::{Format, Style, Terminal, print_json, print_table};
-use super::state_dir;
 
 /// Start, stop or check the shared PostgreSQL, RabbitMQ and Redis
 ///

@@ -10,7 +10,6 @@ use crate::exit_codes;
 use crate::output::{Format, Style, display_path, print_json, print_table, printable};
 use crate::render::Show as _;
 
-
 /// Show every worktree: ports (● listening, ○ not), URL, data and state.
 ///
 /// The main worktree comes first, with its `main` ports. Worktrees that git knows but pwt
@@ -114,7 +113,10 @@ fn this_repo(cwd: &Path) -> Result<Vec<WorktreeInfo>> {
 
 fn all_repos() -> Result<Vec<WorktreeInfo>> {
     // Each repository's own configuration (for its port variable names and proxy port).
-    Ok(pwt::list_all(&super::state_dir()?, &super::config_sources(Vec::new()))?)
+    Ok(pwt::list_all(
+        &super::state_dir()?,
+        &super::config_sources(Vec::new()),
+    )?)
 }
 
 fn team(cwd: &Path, format: Format) -> Result<i32> {

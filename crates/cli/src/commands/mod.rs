@@ -182,11 +182,7 @@ pub fn user_config_path() -> Option<PathBuf> {
 /// mid-write is an error on that connection, never the end of the process. (`main` sets
 /// SIGPIPE back to its default, for output piped into `head`.)
 pub fn ignore_sigpipe() {
-    // SAFETY: sets a signal's disposition to "ignore", with no handler to run.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
+    pwt::proc::on_broken_pipe(true);
 }
 
 fn holder() -> String {
@@ -194,13 +190,7 @@ fn holder() -> String {
         return h;
     }
     let user = env_vars::get(env_vars::USER).unwrap_or_else(|| "someone".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{user}@{host}")
+    format!("{user}@{}", pwt::proc::hostname())
 }
 
 /// The state directory: `$PWT_STATE_DIR`, else `$XDG_STATE_HOME/pwt`, else

@@ -67,7 +67,10 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
     };
     let removal = opened.project.remove(&req, &mut Terminal { quiet: json })?;
     if json {
-        print_json(&serde_json::to_value(pwt::RemoveOut::of(&args.target, &removal))?);
+        print_json(&serde_json::to_value(pwt::RemoveOut::of(
+            &args.target,
+            &removal,
+        ))?);
         return Ok(exit_codes::OK);
     }
     let done = match removal {

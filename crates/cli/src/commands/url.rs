@@ -4,7 +4,6 @@ use std::path::Path;
 
 use anyhow::Result;
 
-
 use crate::exit_codes;
 
 /// Print one URL of a worktree, for scripts and agents

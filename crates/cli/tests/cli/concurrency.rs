@@ -193,11 +193,7 @@ fn kill_9_before_rename_leaves_the_previous_registry() {
         let found = std::fs::read_dir(t.state_dir())
             .expect("ls")
             .filter_map(Result::ok)
-            .find(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with("registry.json.tmp-")
-            });
+            .find(|e| e.file_name().to_string_lossy().starts_with(".pwt-tmp-"));
         if let Some(e) = found {
             break e.path();
         }

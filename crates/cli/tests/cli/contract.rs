@@ -17,7 +17,10 @@ fn validator() -> Result<PathBuf, String> {
         },
         PathBuf::from,
     );
-    match Command::new(&python).args(["-c", "import jsonschema"]).output() {
+    match Command::new(&python)
+        .args(["-c", "import jsonschema"])
+        .output()
+    {
         Ok(o) if o.status.success() => Ok(python),
         _ => Err(format!("{} has no jsonschema", python.display())),
     }

@@ -174,7 +174,7 @@ fn rm_refuses_dirty_worktrees_and_the_main_one() {
     t.pwt(&repo, &["rm", "dirty", "--force"]).ok();
     assert!(!root.exists());
 
-    let main = t.pwt(&repo, &["rm", "main"]).fails(1).stderr;
+    let main = t.pwt(&repo, &["rm", "main"]).fails(2).stderr;
     assert!(
         main.contains("refusing to remove the main worktree"),
         "{main}"
@@ -879,7 +879,7 @@ fn dev_starts_the_worktrees_processes_list_shows_them_and_stop_and_rm_end_them()
         .find(|p| p["name"] == "web")
         .expect("web");
     assert_eq!(web["running"], true, "{p}");
-    let busy = t.pwt(&repo, &["dev", "feat/$(x)", "--detach"]).fails(1);
+    let busy = t.pwt(&repo, &["dev", "feat/$(x)", "--detach"]).fails(5);
     assert!(busy.stderr.contains("pwt stop"), "{}", busy.stderr);
     let stop = t.pwt(&repo, &["stop", "feat/$(x)"]).ok();
     assert!(stop.stdout.contains("stopped web"), "{}", stop.stdout);

@@ -103,7 +103,7 @@ fn path_like_and_option_like_names_are_refused_clearly() {
         (".git", "starts with '.'"),
         ("a b", "contains a space"),
     ] {
-        let err = t.pwt(&repo, &["new", name]).fails(1).stderr;
+        let err = t.pwt(&repo, &["new", name]).fails(2).stderr;
         assert!(
             err.contains("invalid branch name") && err.contains(reason),
             "{name}: {err}"

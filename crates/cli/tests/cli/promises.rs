@@ -48,7 +48,7 @@ fn a_worktree_inside_another_is_never_deleted_stopped_or_pruned_with_it() {
             &repo,
             &["new", "inner", "--path", &inside.display().to_string()],
         )
-        .fails(1);
+        .fails(2);
     assert!(
         refused.stderr.contains("inside the worktree") && refused.stderr.contains("\"outer\""),
         "{}",
@@ -161,7 +161,7 @@ fn what_a_process_leaves_in_its_group_runs_until_stop_or_rm_ends_it() {
     for p in procs.as_array().expect("procs") {
         assert_eq!(p["running"], true, "{procs}");
     }
-    let again = t.pwt(&repo, &["dev", "d", "--detach"]).fails(1);
+    let again = t.pwt(&repo, &["dev", "d", "--detach"]).fails(5);
     assert!(again.stderr.contains("run already"), "{}", again.stderr);
     assert_eq!(sleeps(&a).len(), 1, "a duplicate was started");
     t.pwt(&repo, &["stop", "d"]).ok();
@@ -557,7 +557,7 @@ fn what_pwt_suggests_to_paste_names_the_worktree_and_runs_nothing() {
         "evil",
         Some("[worktree]\npath = \"../{{ repo }}.$(touch${IFS}x)-{{ slug }}\"\n"),
     );
-    let refused = t.pwt(&evil, &["new", "a"]).fails(1);
+    let refused = t.pwt(&evil, &["new", "a"]).fails(2);
     assert!(
         refused.stderr.contains("characters a shell would read"),
         "{}",

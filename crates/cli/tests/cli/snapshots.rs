@@ -48,7 +48,7 @@ fn human_output() {
     std::fs::write(root.join("notes.txt"), "precious\n").expect("write");
     let refused = t.pwt(&repo, &["rm", "feature/notifications"]).fails(3);
     insta::assert_snapshot!("rm_refused", redact(&t, &refused.stderr));
-    let bad = t.pwt(&repo, &["new", "../../etc"]).fails(1);
+    let bad = t.pwt(&repo, &["new", "../../etc"]).fails(2);
     insta::assert_snapshot!("bad_branch", redact(&t, &bad.stderr));
     let rm = t.pwt(&repo, &["rm", "feature-dashboard"]).ok();
     insta::assert_snapshot!("rm", redact(&t, &rm.stdout));
