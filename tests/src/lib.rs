@@ -133,3 +133,139 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// A current-thread Tokio runtime, for a test that talks to a service directly.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds")
+}
+
+/// A child process killed (and reaped) when dropped: a server a test started.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Parses `KEY='value'` lines (pwt's env files), comments left out.
+pub fn dotenv(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("has =");
+            (
+                k.to_owned(),
+                v.trim_matches(|c| c == '\'' || c == '"').to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A directory of a test's own: a HOME with a git identity and `main` as the default
+/// branch, a state directory, repositories made with git in a bare environment.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sandbox {
+    /// A fresh one.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Self { dir };
+        std::fs::create_dir_all(s.home()).expect("home");
+        std::fs::write(
+            s.home().join(".gitconfig"),
+            "[user]\n\tname = Test\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n",
+        )
+        .expect("gitconfig");
+        s
+    }
+
+    /// Its root.
+    pub fn root(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Its HOME.
+    pub fn home(&self) -> std::path::PathBuf {
+        self.root().join("home")
+    }
+
+    /// Its pwt state directory.
+    pub fn state_dir(&self) -> std::path::PathBuf {
+        self.root().join("state")
+    }
+
+    /// `cmd` with git's environment of this sandbox only.
+    pub fn git_env(&self, cmd: &mut std::process::Command) {
+        cmd.env("HOME", self.home())
+            .env("GIT_CONFIG_GLOBAL", self.home().join(".gitconfig"))
+            .env("GIT_CONFIG_NOSYSTEM", "1");
+    }
+
+    /// Runs git in `dir`; its stdout. Panics with git's words when it fails.
+    pub fn git(&self, dir: &std::path::Path, args: &[&str]) -> String {
+        let mut cmd = std::process::Command::new("git");
+        self.git_env(&mut cmd);
+        let out = cmd.current_dir(dir).args(args).output().expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A repository named `name` with one commit and optionally a pwt.toml.
+    pub fn repo(&self, name: &str, pwt_toml: Option<&str>) -> std::path::PathBuf {
+        let dir = self.root().join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        self.git(&dir, &["init", "-q"]);
+        std::fs::write(dir.join("README"), "hello\n").expect("write");
+        if let Some(t) = pwt_toml {
+            std::fs::write(dir.join("pwt.toml"), t).expect("write");
+        }
+        self.git(&dir, &["add", "."]);
+        self.git(&dir, &["commit", "-q", "-m", "init"]);
+        std::fs::canonicalize(dir).expect("canonical")
+    }
+}
+
+/// A pwt.toml with all three services on this machine's servers, names unique to `project`
+/// so parallel tests never share a database, vhost or prefix.
+pub fn services_toml(project: &str, redis_mode: &str) -> String {
+    format!(
+        r#"project = "{project}"
+[ports]
+range = [27000, 28999]
+[ports.services]
+frontend = {{ env = "FRONTEND_PORT", main = 3000 }}
+backend = {{ env = "BACKEND_PORT", main = 5000 }}
+[postgres]
+url = "{POSTGRES_URL}"
+database = "{{{{ project }}}}_{{{{ slug | db_ident }}}}"
+main_database = "{project}_main"
+[rabbitmq]
+url = "{AMQP_URL}"
+management_url = "{MANAGEMENT_URL}"
+vhost = "/{{{{ project }}}}/{{{{ slug }}}}"
+[redis]
+url = "{REDIS_URL}"
+mode = "{redis_mode}"
+prefix = "{{{{ project }}}}:{{{{ slug }}}}:"
+"#
+    )
+}

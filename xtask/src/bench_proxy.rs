@@ -3,7 +3,7 @@
 //! proxy's peak memory. Needs `wrk` and `caddy` (Debian packages).
 
 use std::io::{BufRead as _, BufReader};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,11 +20,7 @@ impl Drop for Running {
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
-}
+use crate::e2e::free_port;
 
 fn wait_port(port: u16) -> Result<()> {
     let start = Instant::now();

@@ -2,19 +2,13 @@
 //! room for `test_<db>_<N>`, test databases that go with their worktree, doctor on a missing
 //! main database, a Redis URL that selects the main worktree's DB index.
 
+use pwt_tests::rt;
 use std::path::Path;
 
 use serde_json::Value;
 use sqlx::{Connection as _, Executor as _};
 
 use crate::common::{TestEnv, services_toml};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn sql(statement: &str) {
     rt().block_on(async {

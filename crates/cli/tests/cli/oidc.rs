@@ -12,23 +12,14 @@
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::TestEnv;
 
-struct Running(Child);
+use pwt_tests::Running;
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    pwt_tests::free_port()
-}
+use pwt_tests::free_port;
 
 /// The npm packages, or why they are missing.
 fn modules() -> Result<PathBuf, String> {

@@ -2,6 +2,7 @@
 //! repository, set-ups that were killed and then used, worktrees moved and renamed, kept
 //! data under another registry, prefixes another registry holds.
 
+use pwt_tests::rt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -67,13 +68,6 @@ fn killed_new(t: &TestEnv, repo: &Path, branch: &str, point: &str) {
 
 fn sibling(repo: &Path, name: &str) -> PathBuf {
     repo.parent().expect("parent").join(name)
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 fn db_exists(name: &str) -> bool {

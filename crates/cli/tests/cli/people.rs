@@ -2,6 +2,7 @@
 //! creating worktrees at once on one machine, in Redis db and prefix modes; and two
 //! machines (distinct holders) sharing servers through the team store.
 
+use pwt_tests::rt;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -106,13 +107,6 @@ fn two_people_creating_twenty_worktrees_each_at_once_share_nothing() {
         return;
     };
     twenty_each_at_once("db", &server.url());
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 fn admin(sql: &str) {

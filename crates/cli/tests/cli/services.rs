@@ -1,6 +1,7 @@
 //! new / up / rm / gc with PostgreSQL, RabbitMQ and Redis on this machine: the seed
 //! workflow's isolation check, teardown, ownership, rollback, concurrency.
 
+use pwt_tests::rt;
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -13,13 +14,6 @@ use serde_json::Value;
 use sqlx::{Connection as _, Executor as _};
 
 use crate::common::{Run, TestEnv, services_toml};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn up() -> bool {
     pwt_tests::all_services_up()

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub struct TestEnv {
-    pub tmp: tempfile::TempDir,
+    pub sandbox: pwt_tests::Sandbox,
 }
 
 pub struct Run {
@@ -55,27 +55,21 @@ impl From<Output> for Run {
 
 impl TestEnv {
     pub fn new() -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let t = TestEnv { tmp };
-        std::fs::create_dir_all(t.home()).expect("home");
-        std::fs::write(
-            t.home().join(".gitconfig"),
-            "[user]\n\tname = Test\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n",
-        )
-        .expect("gitconfig");
-        t
+        TestEnv {
+            sandbox: pwt_tests::Sandbox::new(),
+        }
     }
 
     pub fn root(&self) -> &Path {
-        self.tmp.path()
+        self.sandbox.root()
     }
 
     pub fn home(&self) -> PathBuf {
-        self.root().join("home")
+        self.sandbox.home()
     }
 
     pub fn state_dir(&self) -> PathBuf {
-        self.root().join("state")
+        self.sandbox.state_dir()
     }
 
     pub fn registry(&self) -> serde_json::Value {
@@ -107,29 +101,12 @@ impl TestEnv {
     }
 
     pub fn git(&self, dir: &Path, args: &[&str]) -> String {
-        let mut cmd = Command::new("git");
-        self.sandbox(&mut cmd);
-        let out = cmd.current_dir(dir).args(args).output().expect("git runs");
-        assert!(
-            out.status.success(),
-            "git {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.sandbox.git(dir, args)
     }
 
     /// A repository named `name` with one commit and optionally a pwt.toml.
     pub fn repo(&self, name: &str, pwt_toml: Option<&str>) -> PathBuf {
-        let dir = self.root().join(name);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        self.git(&dir, &["init", "-q"]);
-        std::fs::write(dir.join("README"), "hello\n").expect("write");
-        if let Some(t) = pwt_toml {
-            std::fs::write(dir.join("pwt.toml"), t).expect("write");
-        }
-        self.git(&dir, &["add", "."]);
-        self.git(&dir, &["commit", "-q", "-m", "init"]);
-        std::fs::canonicalize(dir).expect("canonical")
+        self.sandbox.repo(name, pwt_toml)
     }
 
     pub fn cmd(&self, dir: &Path, args: &[&str]) -> Command {
@@ -175,47 +152,4 @@ pub fn ports(v: &serde_json::Value) -> Vec<u16> {
         .collect()
 }
 
-/// Parses `KEY='value'` lines.
-pub fn dotenv(path: &Path) -> std::collections::BTreeMap<String, String> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines()
-        .filter(|l| !l.starts_with('#') && l.contains('='))
-        .map(|l| {
-            let (k, v) = l.split_once('=').expect("has =");
-            (
-                k.to_owned(),
-                v.trim_matches(|c| c == '\'' || c == '"').to_owned(),
-            )
-        })
-        .collect()
-}
-
-/// A pwt.toml with all three services on this machine's servers, names unique to `project`
-/// so parallel tests never share a database, vhost or prefix.
-pub fn services_toml(project: &str, redis_mode: &str) -> String {
-    format!(
-        r#"project = "{project}"
-[ports]
-range = [27000, 28999]
-[ports.services]
-frontend = {{ env = "FRONTEND_PORT", main = 3000 }}
-backend = {{ env = "BACKEND_PORT", main = 5000 }}
-[postgres]
-url = "{pg}"
-database = "{{{{ project }}}}_{{{{ slug | db_ident }}}}"
-main_database = "{project}_main"
-[rabbitmq]
-url = "{amqp}"
-management_url = "{mgmt}"
-vhost = "/{{{{ project }}}}/{{{{ slug }}}}"
-[redis]
-url = "{redis}"
-mode = "{redis_mode}"
-prefix = "{{{{ project }}}}:{{{{ slug }}}}:"
-"#,
-        pg = pwt_tests::POSTGRES_URL,
-        amqp = pwt_tests::AMQP_URL,
-        mgmt = pwt_tests::MANAGEMENT_URL,
-        redis = pwt_tests::REDIS_URL,
-    )
-}
+pub use pwt_tests::{dotenv, services_toml};
