@@ -154,8 +154,7 @@ impl Drop for Running {
 
 /// Parses `KEY='value'` lines (pwt's env files), comments left out.
 pub fn dotenv(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .filter(|l| !l.starts_with('#') && l.contains('='))
         .map(|l| {
@@ -268,4 +267,138 @@ mode = "{redis_mode}"
 prefix = "{{{{ project }}}}:{{{{ slug }}}}:"
 "#
     )
+}
+
+/// Runs `statement` on the PostgreSQL server at `url`.
+pub fn sql(url: &str, statement: &str) {
+    use sqlx::Connection as _;
+    rt().block_on(async {
+        let mut c = sqlx::PgConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        sqlx::Executor::execute(&mut c, sqlx::AssertSqlSafe(statement.to_owned()))
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    });
+}
+
+/// The database `name` exists on this machine's PostgreSQL.
+pub fn db_exists(name: &str) -> bool {
+    use sqlx::Connection as _;
+    rt().block_on(async {
+        let mut c = sqlx::PgConnection::connect(POSTGRES_URL)
+            .await
+            .expect("connect to PostgreSQL");
+        let row: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_optional(&mut c)
+            .await
+            .expect("query pg_database");
+        row.is_some()
+    })
+}
+
+/// The vhost `name` exists on this machine's RabbitMQ (asked through its management API).
+pub fn vhost_exists(name: &str) -> bool {
+    let url = format!(
+        "{MANAGEMENT_URL}/api/vhosts/{}",
+        pwt_core::percent_encode(name)
+    );
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-u",
+            "guest:guest",
+            &url,
+        ])
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&out.stdout) == "200"
+}
+
+/// The keys matching `pattern` on the Redis at `url`, sorted.
+pub fn redis_keys(url: &str, pattern: &str) -> Vec<String> {
+    rt().block_on(async {
+        let c = redis::Client::open(url).expect("redis client");
+        let mut c = c
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection");
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut c)
+            .await
+            .expect("KEYS");
+        keys.sort();
+        keys
+    })
+}
+
+/// Sets `key` to `value` on the Redis at `url`.
+pub fn redis_set(url: &str, key: &str, value: &str) {
+    rt().block_on(async {
+        let c = redis::Client::open(url).expect("redis client");
+        let mut c = c
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection");
+        let () = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query_async(&mut c)
+            .await
+            .expect("SET");
+    });
+}
+
+/// Publishes `body` to `queue` (declared first) on the vhost at `url`, confirmed.
+pub async fn amqp_publish(url: &str, queue: &str, body: &[u8]) {
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .expect("amqp connect");
+    let ch = conn.create_channel().await.expect("channel");
+    ch.queue_declare(
+        queue.into(),
+        lapin::options::QueueDeclareOptions::default(),
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .expect("declare");
+    ch.basic_publish(
+        "".into(),
+        queue.into(),
+        lapin::options::BasicPublishOptions::default(),
+        body,
+        lapin::BasicProperties::default(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("confirm");
+    conn.close(200, "done".into()).await.expect("close");
+}
+
+/// Messages waiting in `queue` of the vhost at `url` (0 when the queue does not exist).
+pub async fn amqp_count(url: &str, queue: &str) -> u32 {
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .expect("amqp connect");
+    let ch = conn.create_channel().await.expect("channel");
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..lapin::options::QueueDeclareOptions::default()
+    };
+    let n = match ch
+        .queue_declare(queue.into(), passive, lapin::types::FieldTable::default())
+        .await
+    {
+        Ok(q) => q.message_count(),
+        Err(_) => 0,
+    };
+    let _ = conn.close(200, "done".into()).await;
+    n
 }

@@ -185,7 +185,7 @@ pub struct Terminal {
 impl pwt::Reporter for Terminal {
     fn report(&mut self, event: pwt::Event) {
         match event {
-            pwt::Event::Step(s) if !self.quiet => note(&printable(&s)),
+            pwt::Event::Step(s) if !self.quiet => note(&printable(&s.to_string())),
             pwt::Event::Waiting { what, seconds } if !self.quiet => {
                 note(&format!("… {} ({seconds} s)", what.join(", ")));
             }

@@ -35,6 +35,24 @@ impl ResourceKind {
     }
 }
 
+impl std::fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ResourceKind {
+    type Err = String;
+
+    /// `database`, `vhost` or `redis`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown resource kind {s:?} (database, vhost or redis)"))
+    }
+}
+
 /// Where a worktree's Redis data lives: under a key prefix, or in a DB index of its own.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -278,61 +278,6 @@ fn config_error(e: &figment::Error) -> Error {
         .hint("`pwt init` writes a commented example; `pwt config` shows what is in effect")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn variables_override_files_and_name_their_layer() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(
-            dir.path().join(PROJECT_FILE),
-            "[ports]\nrange = [21000, 21999]\n[proxy]\nlisten = \"127.0.0.1:9000\"\n",
-        )
-        .expect("write");
-        let loaded = LoadedConfig::load(&ConfigSources {
-            roots: vec![dir.path().to_owned()],
-            user_file: None,
-            vars: vec![
-                ("PWT_PROXY__LISTEN".into(), "127.0.0.1:9090".into()),
-                ("PWT_SLUG".into(), "not configuration".into()),
-                ("HOME".into(), "/nowhere".into()),
-            ],
-        })
-        .expect("loads");
-        assert_eq!(loaded.config.proxy.listen, "127.0.0.1:9090");
-        assert_eq!(loaded.config.ports.range, [21000, 21999]);
-        let sources: std::collections::BTreeMap<String, String> = loaded
-            .sourced_values()
-            .into_iter()
-            .map(|(k, _, s)| (k, s))
-            .collect();
-        assert_eq!(
-            sources["proxy.listen"],
-            "environment variable PWT_PROXY__LISTEN"
-        );
-        assert!(sources["ports.range"].ends_with(PROJECT_FILE));
-        assert_eq!(sources["proxy.callback"], "default");
-        assert!(loaded.set_by_project_file("ports.range"));
-        assert!(!loaded.set_by_project_file("proxy.listen"));
-        assert!(loaded.project_table.is_some());
-    }
-
-    #[test]
-    fn an_unknown_key_names_itself_and_its_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join(PROJECT_FILE), "[portz]\nrange = 1\n").expect("write");
-        let e = LoadedConfig::load(&ConfigSources {
-            roots: vec![dir.path().to_owned()],
-            ..ConfigSources::default()
-        })
-        .expect_err("refused");
-        assert_eq!(e.kind(), ErrorKind::Config);
-        assert!(e.to_string().contains("unknown key `portz`"), "{e}");
-        assert!(e.to_string().contains(PROJECT_FILE), "{e}");
-    }
-}
-
 /// The text `pwt init` writes.
 pub const STARTER: &str = r#"# pwt.toml: how `pwt new` sets up each worktree of this repository.
 # Every string value is a template: {{ branch }}, {{ slug }}, {{ repo }}, {{ project }},
@@ -394,3 +339,58 @@ listen = "127.0.0.1:8080"
 route = "frontend"                     # the service <slug>.localhost reaches
 callback = "/auth/callback"
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_override_files_and_name_their_layer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join(PROJECT_FILE),
+            "[ports]\nrange = [21000, 21999]\n[proxy]\nlisten = \"127.0.0.1:9000\"\n",
+        )
+        .expect("write");
+        let loaded = LoadedConfig::load(&ConfigSources {
+            roots: vec![dir.path().to_owned()],
+            user_file: None,
+            vars: vec![
+                ("PWT_PROXY__LISTEN".into(), "127.0.0.1:9090".into()),
+                ("PWT_SLUG".into(), "not configuration".into()),
+                ("HOME".into(), "/nowhere".into()),
+            ],
+        })
+        .expect("loads");
+        assert_eq!(loaded.config.proxy.listen, "127.0.0.1:9090");
+        assert_eq!(loaded.config.ports.range, [21000, 21999]);
+        let sources: std::collections::BTreeMap<String, String> = loaded
+            .sourced_values()
+            .into_iter()
+            .map(|(k, _, s)| (k, s))
+            .collect();
+        assert_eq!(
+            sources["proxy.listen"],
+            "environment variable PWT_PROXY__LISTEN"
+        );
+        assert!(sources["ports.range"].ends_with(PROJECT_FILE));
+        assert_eq!(sources["proxy.callback"], "default");
+        assert!(loaded.set_by_project_file("ports.range"));
+        assert!(!loaded.set_by_project_file("proxy.listen"));
+        assert!(loaded.project_table.is_some());
+    }
+
+    #[test]
+    fn an_unknown_key_names_itself_and_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(PROJECT_FILE), "[portz]\nrange = 1\n").expect("write");
+        let e = LoadedConfig::load(&ConfigSources {
+            roots: vec![dir.path().to_owned()],
+            ..ConfigSources::default()
+        })
+        .expect_err("refused");
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("unknown key `portz`"), "{e}");
+        assert!(e.to_string().contains(PROJECT_FILE), "{e}");
+    }
+}

@@ -7,7 +7,7 @@
 use pwt_alloc::Lease;
 
 use crate::docker::{Container, Docker};
-use crate::events::{Event, Reporter};
+use crate::events::{Event, Reporter, Step};
 use crate::project::Project;
 
 impl Project {
@@ -65,10 +65,10 @@ impl Project {
         if mine.is_empty() && !volumes {
             return Vec::new();
         }
-        reporter.report(Event::Step(format!(
-            "taking down Compose project {project:?} ({} container(s)) ...",
-            mine.len()
-        )));
+        reporter.report(Event::Step(Step::TakeDown {
+            project: project.clone(),
+            containers: mine.len(),
+        }));
         match docker.take_down(&project, &lease.path, volumes) {
             Ok(gone) => gone,
             Err(e) => {

@@ -11,7 +11,7 @@ use pwt_provision::{Outcome, Presence};
 
 use crate::approvals::Gate;
 use crate::error::{Error, ErrorKind, Result, Rollback};
-use crate::events::{Event, Reporter};
+use crate::events::{Event, Reporter, Step};
 use crate::faults::FaultPoint;
 use crate::git::add_args;
 use crate::hooks::run_hooks;
@@ -19,7 +19,7 @@ use crate::paths::shell_word;
 use crate::plan::LeaseAsk;
 use crate::project::{Project, Target};
 use crate::remove::TeardownPlan;
-use crate::services::{Services, Step, chain, lease_marker, service_of, with_progress};
+use crate::services::{Provisioned, Services, chain, lease_marker, service_of, with_progress};
 
 /// `pwt new`: a branch (made if missing), its worktree and environment.
 #[derive(Clone, Debug)]
@@ -628,10 +628,9 @@ impl Run<'_> {
     ) -> Result<()> {
         let p = self.project;
         if matches!(checkout, Checkout::Add(_)) {
-            reporter.report(Event::Step(format!(
-                "creating worktree {} ...",
-                self.lease.path.display()
-            )));
+            reporter.report(Event::Step(Step::AddWorktree {
+                path: self.lease.path.clone(),
+            }));
         }
         let adder = p.worktree_adder();
         let (git, steps) = std::thread::scope(|scope| {
@@ -678,7 +677,7 @@ impl Run<'_> {
     /// A name found free that someone else took between the look and the create (another
     /// registry creating the same branch at the same moment): give it up for the next one
     /// and create that, until one holds (each one given up is never tried again).
-    fn retry_taken(&mut self, mut steps: Vec<Step>) -> Result<Vec<Step>> {
+    fn retry_taken(&mut self, mut steps: Vec<Provisioned>) -> Result<Vec<Provisioned>> {
         loop {
             let taken: Vec<ResourceKind> = steps
                 .iter()
@@ -830,7 +829,7 @@ impl Run<'_> {
 }
 
 /// The first failed step as an error naming it, with the service's own words as causes.
-fn first_failure(steps: Vec<Step>) -> Option<Error> {
+fn first_failure(steps: Vec<Provisioned>) -> Option<Error> {
     steps
         .into_iter()
         .find_map(|s| s.result.err())

@@ -56,7 +56,7 @@ pub enum ErrorKind {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rollback {
     /// What it removed again (`database "demo_x"`, `the worktree`).
-    pub undone: Vec<String>,
+    pub undone: Vec<crate::remove::Released>,
     /// What it could not remove, with why; the lease stays `removing` so `pwt rm` finishes.
     pub stuck: Vec<String>,
 }
@@ -172,7 +172,10 @@ impl Rollback {
             out.push_str("\n  nothing was left behind");
         }
         if !self.undone.is_empty() {
-            out.push_str(&format!("\n  rolled back: {}", self.undone.join(", ")));
+            out.push_str(&format!(
+                "\n  rolled back: {}",
+                crate::remove::joined(&self.undone)
+            ));
         }
         if !self.stuck.is_empty() {
             out.push_str(&format!(
@@ -297,7 +300,7 @@ mod tests {
             .hint("ALTER ROLE x CREATEDB")
             .context("cannot set up the worktree for \"x\"")
             .with_rollback(Rollback {
-                undone: vec!["the worktree".into()],
+                undone: vec![crate::remove::Released::Worktree],
                 stuck: vec![],
             });
         assert_eq!(e.kind(), ErrorKind::Service);

@@ -6,8 +6,9 @@
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// A step starts (`creating worktree ../demo.feat ...`).
-    Step(String),
+    /// A slow step starts, or one of several finishes ([`Step`]; its `Display` is the line
+    /// the binary prints).
+    Step(Step),
     /// Steps still running after this many seconds (sent once a second after the first).
     Waiting {
         /// What is running.
@@ -24,6 +25,87 @@ pub enum Event {
         /// The command.
         command: String,
     },
+}
+
+/// A slow step of the lifecycle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Step {
+    /// `git worktree add` of the worktree at this path.
+    AddWorktree {
+        /// Where.
+        path: std::path::PathBuf,
+    },
+    /// A `files.copy` entry is copied from the main worktree.
+    Copy {
+        /// The entry, relative to the worktree.
+        entry: String,
+    },
+    /// A process is stopped before its worktree goes.
+    StopProcess {
+        /// Its name (`comm`, or the `[processes]` name).
+        name: String,
+        /// Its pid.
+        pid: u32,
+        /// Why it is stopped (`started by \`pwt dev\``, `listening on a port of the worktree`).
+        why: String,
+    },
+    /// The worktree's Compose containers are taken down.
+    TakeDown {
+        /// The Compose project.
+        project: String,
+        /// How many containers.
+        containers: usize,
+    },
+    /// `pwt infra up` starts the shared services.
+    StartInfra {
+        /// The Compose project.
+        project: String,
+        /// The Docker network.
+        network: String,
+    },
+    /// One shared service answers its protocol.
+    ServiceReady {
+        /// `postgres`, `rabbitmq` or `redis`.
+        service: &'static str,
+        /// The published addresses (`127.0.0.1:5432`).
+        addresses: Vec<String>,
+        /// Since `pwt infra up` started.
+        after: std::time::Duration,
+    },
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AddWorktree { path } => write!(f, "creating worktree {} ...", path.display()),
+            Self::Copy { entry } => write!(f, "copying {entry} from the main worktree ..."),
+            Self::StopProcess { name, pid, why } => {
+                write!(f, "stopping {name} (pid {pid}), {why} ...")
+            }
+            Self::TakeDown {
+                project,
+                containers,
+            } => write!(
+                f,
+                "taking down Compose project {project:?} ({containers} container(s)) ..."
+            ),
+            Self::StartInfra { project, network } => write!(
+                f,
+                "starting PostgreSQL, RabbitMQ and Redis (Compose project {project:?}, network {network:?}) ..."
+            ),
+            Self::ServiceReady {
+                service,
+                addresses,
+                after,
+            } => write!(
+                f,
+                "{service} answers on {} ({:.1} s)",
+                addresses.join(" and "),
+                after.as_secs_f64()
+            ),
+        }
+    }
 }
 
 /// Receives [`Event`]s.

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use crate::env_files::no_link_on_the_way;
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{Event, Reporter};
+use crate::events::{Event, Reporter, Step};
 use crate::project::Project;
 
 /// The file Claude Code, Worktrunk, gtr and ccmanager read for this.
@@ -98,10 +98,9 @@ impl Project {
                 done.skipped.push(shown(&entry));
                 continue;
             }
-            reporter.report(Event::Step(format!(
-                "copying {} from the main worktree ...",
-                shown(&entry)
-            )));
+            reporter.report(Event::Step(Step::Copy {
+                entry: shown(&entry),
+            }));
             if !done.copied.is_empty() {
                 self.options
                     .faults

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::docker::{ComposeCli, Container, Docker, PROJECT_LABEL};
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{Event, Reporter};
+use crate::events::{Event, Reporter, Step};
 use pwt_alloc::write_atomic;
 
 /// A port a service publishes on 127.0.0.1, and the setting it comes from.
@@ -409,11 +409,10 @@ impl Infra {
             .filter_map(|c| c.service.as_deref())
             .collect();
         let made_network = self.docker.ensure_network(self.network())?;
-        reporter.report(Event::Step(format!(
-            "starting PostgreSQL, RabbitMQ and Redis (Compose project {:?}, network {:?}) ...",
-            self.project(),
-            self.network()
-        )));
+        reporter.report(Event::Step(Step::StartInfra {
+            project: self.project().to_owned(),
+            network: self.network().to_owned(),
+        }));
         let started: Vec<&'static str> = self
             .services()
             .iter()
@@ -504,17 +503,15 @@ impl Infra {
                 match answer {
                     Ok(()) => {
                         ready.push(s.name);
-                        let ports: Vec<String> = s
-                            .ports
-                            .iter()
-                            .map(|p| format!("127.0.0.1:{}", p.host))
-                            .collect();
-                        reporter.report(Event::Step(format!(
-                            "{} answers on {} ({:.1} s)",
-                            s.name,
-                            ports.join(" and "),
-                            start.elapsed().as_secs_f64()
-                        )));
+                        reporter.report(Event::Step(Step::ServiceReady {
+                            service: s.name,
+                            addresses: s
+                                .ports
+                                .iter()
+                                .map(|p| format!("127.0.0.1:{}", p.host))
+                                .collect(),
+                            after: start.elapsed(),
+                        }));
                     }
                     Err(e) => last.push((
                         s.name,

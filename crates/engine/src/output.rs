@@ -205,7 +205,7 @@ impl RemoveOut {
                 removed: true,
                 reason: None,
                 branch: Some(r.branch.to_string()),
-                what: Some(r.removed.clone()),
+                what: Some(r.removed.iter().map(ToString::to_string).collect()),
                 data_kept: Some(r.data_kept),
                 branch_deleted: Some(r.branch_deleted),
             },
@@ -394,7 +394,7 @@ pub struct HoldOut {
 impl From<&pwt_provision::Hold> for HoldOut {
     fn from(h: &pwt_provision::Hold) -> Self {
         Self {
-            kind: h.kind.clone(),
+            kind: h.kind.to_string(),
             name: h.name.clone(),
             server: h.server.clone(),
             holder: h.who.holder.clone(),

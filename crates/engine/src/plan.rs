@@ -65,13 +65,16 @@ pub(crate) struct LeaseAsk<'a> {
     pub creates_branch: bool,
 }
 
+/// The resource names the templates give a slug and its ports.
+pub(crate) type NamesOf<'a> = &'a dyn Fn(&str, &BTreeMap<String, u16>) -> Result<Resources>;
+
 /// The effects a plan consults.
 pub(crate) struct Effects<'a> {
     /// The path of a new worktree for a slug.
     pub path: &'a dyn Fn(&Slug) -> Result<PathBuf>,
     /// The resource names the templates give a slug and ports (Redis: its prefix, or `None`
     /// where an index is leased instead).
-    pub names: &'a dyn Fn(&str, &BTreeMap<String, u16>) -> Result<Resources>,
+    pub names: NamesOf<'a>,
     /// True when nothing listens on the port.
     pub is_free: &'a dyn Fn(u16) -> bool,
 }

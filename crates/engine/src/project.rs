@@ -131,7 +131,7 @@ impl Cancel {
 #[derive(Clone, Debug)]
 pub enum Target {
     /// A leased worktree.
-    Leased(Lease),
+    Leased(Box<Lease>),
     /// The main worktree.
     Main(WorktreeEntry),
     /// A git worktree pwt does not manage (yet).
@@ -283,10 +283,10 @@ impl Project {
             })?,
             Some(name) => {
                 if let Some(l) = state.find(repo, name) {
-                    return Ok(Target::Leased(l.clone()));
+                    return Ok(Target::Leased(Box::new(l.clone())));
                 }
                 if let Some(l) = state.of_repo(repo).find(|l| l.slug.as_str() == name) {
-                    return Ok(Target::Leased(l.clone()));
+                    return Ok(Target::Leased(Box::new(l.clone())));
                 }
                 match worktrees.iter().find(|w| w.branch.as_deref() == Some(name)) {
                     Some(w) => w.root.clone(),
@@ -307,7 +307,7 @@ impl Project {
                 )
             })?;
         if let Some(l) = state.of_repo(repo).find(|l| l.path == entry.root) {
-            return Ok(Target::Leased(l.clone()));
+            return Ok(Target::Leased(Box::new(l.clone())));
         }
         Ok(if entry.is_main {
             Target::Main(entry)

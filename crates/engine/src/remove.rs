@@ -12,7 +12,7 @@ use pwt_provision::{Outcome, ProvisionError};
 
 use crate::env_files::content_hash;
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{Event, Reporter};
+use crate::events::{Event, Reporter, Step};
 use crate::faults::FaultPoint;
 use crate::git::{changes, changes_besides_removal};
 use crate::hooks::run_hooks;
@@ -48,13 +48,49 @@ pub enum Removal {
     Nothing(String),
 }
 
+/// One thing a teardown or a rollback took away.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Released {
+    /// A database, vhost or Redis slot of the worktree, or one of its test databases.
+    Resource {
+        /// Which service.
+        kind: ResourceKind,
+        /// How it is named (`database "demo_x"`, `test database "test_demo_x"`).
+        what: String,
+    },
+    /// A container or volume of the worktree's Compose project (`container demo-x_web_1`).
+    Docker(String),
+    /// The worktree's directory (and git's record of it).
+    Worktree,
+}
+
+impl std::fmt::Display for Released {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Resource { what, .. } => f.write_str(what),
+            Self::Docker(what) => f.write_str(what),
+            Self::Worktree => f.write_str("the worktree"),
+        }
+    }
+}
+
+/// `a, b, c`.
+pub(crate) fn joined(items: &[Released]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What a removal removed.
 #[derive(Clone, Debug)]
 pub struct Removed {
     /// The branch.
     pub branch: BranchName,
-    /// What went (`database "demo_x"`, `the worktree`).
-    pub removed: Vec<String>,
+    /// What went, in order.
+    pub removed: Vec<Released>,
     /// The data was kept (`keep_data`, with services configured).
     pub data_kept: bool,
     /// The branch was deleted.
@@ -123,7 +159,7 @@ pub(crate) struct TeardownPlan {
 /// What a teardown did.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TeardownReport {
-    pub removed: Vec<String>,
+    pub removed: Vec<Released>,
     /// What is left, with why.
     pub stuck: Vec<String>,
     pub branch_deleted: bool,
@@ -293,7 +329,9 @@ impl Project {
         let containers = self.stop_containers(&lease, req.volumes, reporter);
         self.stop_processes(&lease, exists && !req.keep_worktree, reporter);
         let mut report = self.teardown(&lease, &plan, reporter)?;
-        report.removed.splice(0..0, containers);
+        report
+            .removed
+            .splice(0..0, containers.into_iter().map(Released::Docker));
         if !report.stuck.is_empty() {
             return Err(self.incomplete(&lease, &report));
         }
@@ -313,10 +351,11 @@ impl Project {
     fn stop_processes(&self, lease: &Lease, in_dir: bool, reporter: &mut dyn Reporter) {
         let running = self.running_processes(lease.slug.as_str());
         for p in &running {
-            reporter.report(Event::Step(format!(
-                "stopping {} (pid {}), started by `pwt dev` ...",
-                p.name, p.pid
-            )));
+            reporter.report(Event::Step(Step::StopProcess {
+                name: p.name.clone(),
+                pid: p.pid,
+                why: "started by `pwt dev`".to_owned(),
+            }));
         }
         for (p, stopped) in crate::dev::stop_these(running, std::time::Duration::from_secs(5)) {
             if !stopped {
@@ -351,10 +390,11 @@ impl Project {
             return;
         }
         for (f, why) in &found {
-            reporter.report(Event::Step(format!(
-                "stopping {} (pid {}), {why} ...",
-                f.name, f.pid
-            )));
+            reporter.report(Event::Step(Step::StopProcess {
+                name: f.name.clone(),
+                pid: f.pid,
+                why: why.clone(),
+            }));
         }
         let procs: Vec<crate::processes::Found> = found.into_iter().map(|(f, _)| f).collect();
         for f in crate::processes::stop(&procs, std::time::Duration::from_secs(5)) {
@@ -397,7 +437,7 @@ impl Project {
         if let Some(owner) = lease.busy() {
             return Err(crate::plan::busy(&lease, owner));
         }
-        Ok(Ok(lease))
+        Ok(Ok(*lease))
     }
 
     /// The error of a teardown that left something: what is left, what went, and how to
@@ -419,7 +459,7 @@ impl Project {
             report.stuck.join("\n  ")
         );
         if !report.removed.is_empty() {
-            msg.push_str(&format!("\n  removed: {}", report.removed.join(", ")));
+            msg.push_str(&format!("\n  removed: {}", joined(&report.removed)));
         }
         Error::new(ErrorKind::Incomplete, msg).hint(format!(
             "fix the cause and run `pwt rm {}` again to finish",
@@ -819,7 +859,10 @@ impl Project {
         }
         for s in steps {
             match s.result {
-                Ok(Outcome::Removed) => report.removed.push(s.what),
+                Ok(Outcome::Removed) => report.removed.push(Released::Resource {
+                    kind: s.kind,
+                    what: s.what,
+                }),
                 Ok(_) => {}
                 Err(e @ ProvisionError::NotOurs { .. }) => {
                     reporter.report(Event::Warning(format!("left in place: {e}")));
@@ -945,7 +988,7 @@ impl Project {
         };
         match result {
             Ok(()) if step == WorktreeStep::Made && !lease.journal.worktree => {}
-            Ok(()) => report.removed.push("the worktree".into()),
+            Ok(()) => report.removed.push(Released::Worktree),
             Err(e) => {
                 left.push(Leftover::Worktree);
                 report

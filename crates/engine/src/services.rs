@@ -41,7 +41,7 @@ pub(crate) enum RedisPlan {
 }
 
 /// One service's result.
-pub(crate) struct Step {
+pub(crate) struct Provisioned {
     /// Which resource.
     pub kind: ResourceKind,
     /// The resource, for messages (`database "demo_x"`).
@@ -190,7 +190,7 @@ impl Services {
 
     /// Creates (or finds, with this marker) each of `resources` at once. Every outcome is
     /// returned, failures included, so the caller can undo exactly what this run created.
-    pub async fn provision(&self, resources: &Resources, marker: &str) -> Vec<Step> {
+    pub async fn provision(&self, resources: &Resources, marker: &str) -> Vec<Provisioned> {
         let pg = async {
             let ((pg, template), db) = self.postgres.as_ref().zip(resources.database.as_ref())?;
             Some(step(
@@ -240,7 +240,7 @@ impl Services {
         marker: &str,
         created_database: bool,
         spare: &[RedisPrefix],
-    ) -> Vec<Step> {
+    ) -> Vec<Provisioned> {
         let pg = async {
             let ((pg, _), db) = self.postgres.as_ref().zip(resources.database.as_ref())?;
             let result = if created_database {
@@ -285,7 +285,7 @@ impl Services {
 
     /// Marks each of `resources` with `marker` (the kept form, say), where it carries the
     /// same owner's.
-    pub async fn remark(&self, resources: &Resources, marker: &str) -> Vec<Step> {
+    pub async fn remark(&self, resources: &Resources, marker: &str) -> Vec<Provisioned> {
         let pg = async {
             let ((pg, _), db) = self.postgres.as_ref().zip(resources.database.as_ref())?;
             Some(step(
@@ -317,12 +317,12 @@ impl Services {
     /// The test databases frameworks derived from `db` (`test_<db>`, `test_<db>_<N>`,
     /// `<db>_test`, as `postgres.test_databases` says): they go with it, never the main
     /// worktree's.
-    async fn drop_test_databases(&self, pg: &Postgres, db: &DbName) -> Vec<Step> {
+    async fn drop_test_databases(&self, pg: &Postgres, db: &DbName) -> Vec<Provisioned> {
         let (patterns, main) = &self.test_databases;
         let names = match pg.database_names().await {
             Ok(n) => n,
             Err(e) => {
-                return vec![Step {
+                return vec![Provisioned {
                     kind: ResourceKind::Database,
                     what: "its test databases".into(),
                     result: Err(e),
@@ -334,7 +334,7 @@ impl Services {
             let Ok(test) = DbName::parse(name) else {
                 continue;
             };
-            out.push(Step {
+            out.push(Provisioned {
                 kind: ResourceKind::Database,
                 what: format!("test database {name:?}"),
                 result: pg.drop_derived(&test).await,
@@ -373,8 +373,8 @@ fn step(
     kind: ResourceKind,
     resources: &Resources,
     result: Result<Outcome, ProvisionError>,
-) -> Step {
-    Step {
+) -> Provisioned {
+    Provisioned {
         kind,
         what: resources.describe(kind).unwrap_or_default(),
         result,

@@ -161,7 +161,7 @@ impl Project {
             .map(|(kind, server, name)| {
                 let by = holds
                     .iter()
-                    .find(|h| &h.kind == kind && &h.server == server && &h.name == name)
+                    .find(|h| h.kind.as_str() == kind && &h.server == server && &h.name == name)
                     .map_or("someone".to_owned(), |h| {
                         format!("{} (branch {:?})", h.who.holder, h.who.branch)
                     });
@@ -241,7 +241,7 @@ impl Project {
         let Some(team) = self.team() else {
             return Ok(());
         };
-        let item = (h.kind.clone(), h.server.clone(), h.name.clone());
+        let item = (h.kind.as_str().to_owned(), h.server.clone(), h.name.clone());
         self.block_on_team(team.release(&[item], &h.who))
     }
 

@@ -27,8 +27,8 @@ pub struct Holder {
 /// One row of the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hold {
-    /// `database`, `vhost` or `redis`.
-    pub kind: String,
+    /// Which service.
+    pub kind: pwt_core::ResourceKind,
     /// The server it lives on (its URL without password or path).
     pub server: String,
     /// The name (a Redis DB index as `db N`).
@@ -246,18 +246,21 @@ impl TeamStore {
         let _ = conn.close().await;
         let get =
             |r: &sqlx::postgres::PgRow, i: usize| r.try_get::<String, _>(i).unwrap_or_default();
+        // A kind this pwt does not know (a newer pwt's) is left out.
         Ok(rows
             .iter()
-            .map(|r| Hold {
-                kind: get(r, 0),
-                server: get(r, 1),
-                name: get(r, 2),
-                who: Holder {
-                    holder: get(r, 3),
-                    repo: get(r, 4),
-                    branch: get(r, 5),
-                },
-                since: get(r, 6),
+            .filter_map(|r| {
+                Some(Hold {
+                    kind: get(r, 0).parse().ok()?,
+                    server: get(r, 1),
+                    name: get(r, 2),
+                    who: Holder {
+                        holder: get(r, 3),
+                        repo: get(r, 4),
+                        branch: get(r, 5),
+                    },
+                    since: get(r, 6),
+                })
             })
             .collect())
     }

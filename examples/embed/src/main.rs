@@ -81,7 +81,10 @@ fn run(
         &mut reporter,
     )?;
     match removed {
-        Removal::Removed(r) => out.push(format!("removed {} ({})", r.branch, r.removed.join(", "))),
+        Removal::Removed(r) => {
+            let what: Vec<String> = r.removed.iter().map(ToString::to_string).collect();
+            out.push(format!("removed {} ({})", r.branch, what.join(", ")));
+        }
         Removal::Nothing(why) => out.push(format!("nothing to remove: {why}")),
     }
     out.extend(events.into_iter().map(|e| format!("event: {e}")));

@@ -86,7 +86,7 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
         exit_codes::FAILURE
     };
     if json {
-        print_json(&outcome.to_json(&found, &req));
+        print_json(&outcome.into_json(&found, &req));
     } else {
         outcome.show();
     }
@@ -132,7 +132,7 @@ impl Outcome {
         }
     }
 
-    fn to_json(self, found: &pwt::Reconciliation, req: &ReconcileRequest) -> serde_json::Value {
+    fn into_json(self, found: &pwt::Reconciliation, req: &ReconcileRequest) -> serde_json::Value {
         let out = pwt::GcOut::new(
             &found.plan,
             &found.problems,

@@ -94,7 +94,11 @@ pub fn run(cwd: &Path, args: HookArgs) -> Result<i32> {
                 Removal::Removed(r) => eprintln!(
                     "removed {} ({})",
                     printable(r.branch.as_str()),
-                    r.removed.join(", ")
+                    r.removed
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 Removal::Nothing(why) => eprintln!("nothing to do: {}", printable(&why)),
             }

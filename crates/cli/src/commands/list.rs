@@ -134,7 +134,7 @@ fn team(cwd: &Path, format: Format) -> Result<i32> {
         .iter()
         .map(|h| {
             [
-                &h.kind,
+                h.kind.as_str(),
                 &h.name,
                 &h.server,
                 &h.who.holder,
@@ -142,7 +142,7 @@ fn team(cwd: &Path, format: Format) -> Result<i32> {
                 &h.since,
                 &h.who.repo,
             ]
-            .map(|s| printable(s))
+            .map(printable)
             .to_vec()
         })
         .collect();

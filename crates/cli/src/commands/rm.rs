@@ -84,7 +84,11 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
     let what = if done.removed.is_empty() {
         "its lease".to_owned()
     } else {
-        done.removed.join(", ")
+        done.removed
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     println!(
         "{} removed {} {}",

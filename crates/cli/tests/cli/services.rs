@@ -6,9 +6,6 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Child, Stdio};
 
-use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
 use redis::AsyncCommands as _;
 use serde_json::Value;
 use sqlx::{Connection as _, Executor as _};
@@ -88,53 +85,6 @@ async fn redis_keys(pattern: &str) -> Vec<String> {
     keys
 }
 
-async fn amqp_publish(url: &str, queue: &str, body: &[u8]) {
-    let conn = Connection::connect(url, ConnectionProperties::default())
-        .await
-        .expect("amqp connect");
-    let ch = conn.create_channel().await.expect("channel");
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare");
-    ch.basic_publish(
-        "".into(),
-        queue.into(),
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default(),
-    )
-    .await
-    .expect("publish")
-    .await
-    .expect("confirm");
-    conn.close(200, "done".into()).await.expect("close");
-}
-
-/// Messages waiting in `queue` of the vhost at `url` (0 when the queue does not exist).
-async fn amqp_count(url: &str, queue: &str) -> u32 {
-    let conn = Connection::connect(url, ConnectionProperties::default())
-        .await
-        .expect("amqp connect");
-    let ch = conn.create_channel().await.expect("channel");
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let n = match ch
-        .queue_declare(queue.into(), passive, FieldTable::default())
-        .await
-    {
-        Ok(q) => q.message_count(),
-        Err(_) => 0,
-    };
-    let _ = conn.close(200, "done".into()).await;
-    n
-}
-
 #[test]
 fn seed_isolation_check_and_teardown() {
     let Some((t, _, repo)) = service_repo("iso", "prefix") else {
@@ -173,9 +123,15 @@ fn seed_isolation_check_and_teardown() {
         ca.close().await.expect("close");
         cb.close().await.expect("close");
         // RabbitMQ: a queue and a message in feature-a's vhost are not in feature-b's.
-        amqp_publish(s(&a, "RABBITMQ_URL"), "notifications", b"bell").await;
-        assert_eq!(amqp_count(s(&a, "RABBITMQ_URL"), "notifications").await, 1);
-        assert_eq!(amqp_count(s(&b, "RABBITMQ_URL"), "notifications").await, 0);
+        pwt_tests::amqp_publish(s(&a, "RABBITMQ_URL"), "notifications", b"bell").await;
+        assert_eq!(
+            pwt_tests::amqp_count(s(&a, "RABBITMQ_URL"), "notifications").await,
+            1
+        );
+        assert_eq!(
+            pwt_tests::amqp_count(s(&b, "RABBITMQ_URL"), "notifications").await,
+            0
+        );
         // Redis: keys under each prefix.
         let c = redis::Client::open(s(&a, "REDIS_URL")).expect("client");
         let mut c = c.get_multiplexed_async_connection().await.expect("conn");
@@ -199,7 +155,10 @@ fn seed_isolation_check_and_teardown() {
         );
         assert!(db_exists(s(&a, "DATABASE_NAME")).await);
         assert!(vhost_exists(s(&a, "RABBITMQ_VHOST")).await);
-        assert_eq!(amqp_count(s(&a, "RABBITMQ_URL"), "notifications").await, 1);
+        assert_eq!(
+            pwt_tests::amqp_count(s(&a, "RABBITMQ_URL"), "notifications").await,
+            1
+        );
         let keys = redis_keys(&format!("{}*", s(&a, "REDIS_KEY_PREFIX"))).await;
         assert!(
             keys.contains(&format!("{}counter", s(&a, "REDIS_KEY_PREFIX"))),
@@ -276,49 +235,6 @@ fn unmarked_resources_with_pwts_names_are_neither_adopted_nor_dropped() {
         c.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{db}\"")))
             .await
             .expect("cleanup");
-    });
-}
-
-#[test]
-fn rabbitmq_down_rolls_back_the_database_and_leaves_no_lease() {
-    if !up() {
-        return;
-    }
-    let t = TestEnv::new();
-    let project = pwt_tests::unique("down");
-    let toml =
-        services_toml(&project, "prefix").replace(pwt_tests::MANAGEMENT_URL, "http://127.0.0.1:1");
-    let repo = t.repo("demo", Some(&toml));
-    let err = t.pwt(&repo, &["new", "x"]).fails(1).stderr;
-    assert!(
-        err.contains("RabbitMQ at http://127.0.0.1:1/ is unreachable"),
-        "{err}"
-    );
-    // Found before anything was made (the look at each name), or rolled back after.
-    assert!(
-        err.contains("rolled back") || err.contains("nothing was left behind"),
-        "{err}"
-    );
-    assert!(
-        t.registry()["leases"]
-            .as_array()
-            .expect("leases")
-            .is_empty()
-    );
-    assert!(!repo.parent().expect("parent").join("demo.x").exists());
-    assert!(
-        t.git(&repo, &["branch", "--list", "x"]).is_empty(),
-        "the new branch was left"
-    );
-    rt().block_on(async {
-        assert!(
-            !db_exists(&format!("{project}_x")).await,
-            "the database this run created is still there"
-        );
-        assert_eq!(
-            redis_keys(&format!("{project}:x:*")).await,
-            Vec::<String>::new()
-        );
     });
 }
 
@@ -419,98 +335,6 @@ fn twenty_at_once_get_distinct_resources() {
             assert!(!db_exists(i["database"].as_str().expect("db")).await);
         }
     });
-}
-
-#[test]
-fn redis_db_mode_leases_distinct_indexes_until_exhausted() {
-    if !up() {
-        return;
-    }
-    // DB indexes are the whole server's: a Redis of this test's own, never the shared one.
-    let Some(server) = pwt_tests::RedisServer::start(&[]) else {
-        return;
-    };
-    let t = TestEnv::new();
-    let project = pwt_tests::unique("dbm");
-    let toml = services_toml(&project, "db").replace(pwt_tests::REDIS_URL, &server.url());
-    let repo = t.repo("demo", Some(&toml));
-    let children: Vec<Child> = (0..15)
-        .map(|i| spawn_new(&t, &repo, &format!("db-{i}")))
-        .collect();
-    let infos: Vec<Value> = children
-        .into_iter()
-        .map(|c| Run::from(c.wait_with_output().expect("wait")).ok().json())
-        .collect();
-    let dbs: HashSet<u64> = infos
-        .iter()
-        .map(|i| i["redis_db"].as_u64().expect("db index"))
-        .collect();
-    assert_eq!(dbs, (1..16).collect::<HashSet<u64>>());
-    let env = env_of(&t, &repo, "db-3");
-    assert_eq!(
-        s(&env, "REDIS_URL"),
-        format!("{}/{}", server.url(), s(&env, "REDIS_DB"))
-    );
-    // The sixteenth: a clear error, nothing half-made.
-    let err = t.pwt(&repo, &["new", "db-15"]).fails(1).stderr;
-    assert!(
-        err.contains("all Redis DB indexes 1-15 are leased"),
-        "{err}"
-    );
-    assert_eq!(t.registry()["leases"].as_array().expect("leases").len(), 15);
-    assert!(!repo.parent().expect("parent").join("demo.db-15").exists());
-    rt().block_on(async { assert!(!db_exists(&format!("{project}_db_15")).await) });
-    for i in 0..15 {
-        t.pwt(&repo, &["rm", &format!("db-{i}")]).ok();
-    }
-}
-
-#[test]
-fn hostile_names_make_working_resources_one_database_each() {
-    let Some((t, project, repo)) = service_repo("host", "prefix") else {
-        return;
-    };
-    let names = [
-        "feat/x\";DROP_DATABASE_prod;--",
-        "feat/$(touch${IFS}pwned)",
-        "feat/`id`",
-        "feat/x'y",
-        "FEAT/X",
-        "feat/x",
-        "🚀",
-        "postgres",
-        "template1",
-    ];
-    for n in names {
-        t.pwt(&repo, &["new", n]).ok();
-    }
-    let state = t.registry();
-    let leases = state["leases"].as_array().expect("leases");
-    rt().block_on(async {
-        let mut admin = sqlx::PgConnection::connect(pwt_tests::POSTGRES_URL).await.expect("connect");
-        let marked: Vec<(String,)> = sqlx::query_as("SELECT datname::text FROM pg_database WHERE datname LIKE $1 AND shobj_description(oid, 'pg_database') LIKE 'pwt:%'")
-            .bind(format!("{project}%"))
-            .fetch_all(&mut admin)
-            .await
-            .expect("q");
-        assert_eq!(marked.len(), names.len(), "{marked:?}");
-        for l in leases {
-            let branch = l["branch"].as_str().expect("branch");
-            let env = env_of(&t, &repo, branch);
-            let mut c = sqlx::PgConnection::connect(s(&env, "DATABASE_URL")).await.unwrap_or_else(|e| panic!("{branch}: {e}"));
-            c.execute("CREATE TABLE t (x int)").await.expect("usable");
-            c.close().await.expect("close");
-            amqp_publish(s(&env, "RABBITMQ_URL"), "q", b"x").await;
-        }
-        // The databases named postgres and template1 were never touched.
-        assert!(db_exists("postgres").await && db_exists("template1").await);
-    });
-    for d in [repo.clone(), repo.parent().expect("parent").to_owned()] {
-        assert!(!d.join("pwned").exists());
-    }
-    for n in names {
-        t.pwt(&repo, &["rm", n, "--force"]).ok();
-    }
 }
 
 #[test]

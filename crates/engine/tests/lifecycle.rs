@@ -1,0 +1,651 @@
+//! The lifecycle in-process, as an embedder drives it: create, adopt, remove, reconcile and
+//! diagnose through the engine's API against this machine's PostgreSQL, RabbitMQ and Redis
+//! and real git, with typed assertions on the results, events and errors that come back.
+//! (The binary's own tests keep to what only the binary does: arguments, rendering, exit
+//! codes, signals.)
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use pwt::{
+    Action, AdoptRequest, Approvals, BranchName, Collect, ConfigSources, CreateRequest, ErrorKind,
+    Event, LeaseState, Level, LoadedConfig, Options, Project, ReconcileRequest, Released, Removal,
+    RemoveRequest, ResourceKind, SetUp, SetUpOutcome, Silent, Step, WorktreeState,
+};
+use pwt_tests::{Sandbox, db_exists, redis_keys, redis_set, services_toml, unique, vhost_exists};
+
+/// A repository of a test's own (with `pwt_toml` committed) in a sandbox of its own.
+struct World {
+    sandbox: Sandbox,
+    repo: PathBuf,
+}
+
+impl World {
+    fn new(pwt_toml: &str) -> Self {
+        let sandbox = Sandbox::new();
+        let repo = sandbox.repo("demo", Some(pwt_toml));
+        Self { sandbox, repo }
+    }
+
+    /// With all three services, under a project name unique to this run; `None` (the test
+    /// is skipped) when a service is down outside CI.
+    fn services(tag: &str) -> Option<(Self, String)> {
+        if !pwt_tests::all_services_up() {
+            return None;
+        }
+        let project = unique(tag);
+        Some((Self::new(&services_toml(&project, "prefix")), project))
+    }
+
+    /// The project, configured as the binary would (the repository's pwt.toml through the
+    /// engine's own loading), with `approvals`.
+    fn open(&self, approvals: Approvals) -> Project {
+        let loaded = LoadedConfig::load(&ConfigSources {
+            roots: pwt::config_roots(&self.repo).expect("config roots"),
+            ..ConfigSources::default()
+        })
+        .expect("configuration loads");
+        let mut options = Options::loaded(self.sandbox.state_dir(), loaded);
+        options.machine_dir = Some(self.sandbox.root().join("machine"));
+        options.child_output = pwt::ChildOutput::Null;
+        options.approvals = approvals;
+        Project::open(&self.repo, options).expect("project opens")
+    }
+}
+
+fn create(branch: &str) -> CreateRequest {
+    CreateRequest {
+        branch: BranchName::parse(branch).expect("a valid branch name"),
+        base: None,
+        path: None,
+        hooks: true,
+        keep_on_failure: false,
+    }
+}
+
+fn remove(target: &str) -> RemoveRequest {
+    RemoveRequest {
+        target: target.to_owned(),
+        hooks: true,
+        ..RemoveRequest::default()
+    }
+}
+
+fn database(set_up: &SetUp) -> String {
+    set_up
+        .lease
+        .resources
+        .database
+        .as_ref()
+        .expect("a database")
+        .as_str()
+        .to_owned()
+}
+
+fn vhost(set_up: &SetUp) -> String {
+    set_up
+        .lease
+        .resources
+        .vhost
+        .as_ref()
+        .expect("a vhost")
+        .as_str()
+        .to_owned()
+}
+
+fn prefix(set_up: &SetUp) -> String {
+    set_up
+        .lease
+        .resources
+        .redis_prefix()
+        .expect("a Redis prefix")
+        .as_str()
+        .to_owned()
+}
+
+/// The leases this project's registry holds.
+fn leases(p: &Project) -> Vec<String> {
+    p.state()
+        .expect("registry reads")
+        .leases
+        .iter()
+        .map(|l| l.branch.to_string())
+        .collect()
+}
+
+#[test]
+fn create_provisions_each_service_and_remove_releases_each() {
+    let Some((w, project)) = World::services("lc") else {
+        return;
+    };
+    let p = w.open(Approvals::Trust);
+    let mut events = Collect::default();
+    let set_up = p
+        .create(&create("feature/a"), &mut events)
+        .expect("created");
+
+    assert_eq!(set_up.outcome, SetUpOutcome::Created);
+    assert_eq!(set_up.lease.state, LeaseState::Ready);
+    let (db, vh, pre) = (database(&set_up), vhost(&set_up), prefix(&set_up));
+    assert_eq!(db, format!("{project}_feature_a"));
+    assert!(db_exists(&db), "database {db} exists");
+    assert!(vhost_exists(&vh), "vhost {vh} exists");
+    assert!(
+        set_up
+            .env
+            .get("DATABASE_URL")
+            .is_some_and(|u| u.ends_with(&format!("/{db}"))),
+        "DATABASE_URL names the database: {:?}",
+        set_up.env.get("DATABASE_URL")
+    );
+    let path = set_up.lease.path.clone();
+    assert!(path.join(".env.worktree").is_file(), "env file written");
+    assert!(
+        events
+            .0
+            .contains(&Event::Step(Step::AddWorktree { path: path.clone() })),
+        "the worktree's step was reported: {:?}",
+        events.0
+    );
+    let listed = p.list(false).expect("list");
+    let row = listed
+        .iter()
+        .find(|i| i.branch == "feature/a")
+        .expect("listed");
+    assert_eq!(row.state, WorktreeState::Ready);
+    assert_eq!(row.database.as_deref(), Some(db.as_str()));
+
+    let key = format!("{pre}session");
+    redis_set(pwt_tests::REDIS_URL, &key, "1");
+    let Removal::Removed(removed) = p
+        .remove(&remove("feature/a"), &mut Silent)
+        .expect("removed")
+    else {
+        panic!("nothing removed");
+    };
+    let kinds: Vec<ResourceKind> = removed
+        .removed
+        .iter()
+        .filter_map(|r| match r {
+            Released::Resource { kind, .. } => Some(*kind),
+            _ => None,
+        })
+        .collect();
+    for kind in ResourceKind::ALL {
+        assert!(
+            kinds.contains(&kind),
+            "{kind} released: {:?}",
+            removed.removed
+        );
+    }
+    assert!(removed.removed.contains(&Released::Worktree));
+    assert!(!db_exists(&db), "database {db} dropped");
+    assert!(!vhost_exists(&vh), "vhost {vh} deleted");
+    assert_eq!(
+        redis_keys(pwt_tests::REDIS_URL, &format!("{pre}*")),
+        Vec::<String>::new()
+    );
+    assert!(!path.exists(), "worktree directory gone");
+    assert!(leases(&p).is_empty(), "no lease left");
+}
+
+#[test]
+fn a_service_down_rolls_back_everything_the_set_up_made() {
+    if !pwt_tests::all_services_up() {
+        return;
+    }
+    let project = unique("rb");
+    let dead = format!("amqp://guest:guest@127.0.0.1:{}", pwt_tests::free_port());
+    let toml = services_toml(&project, "prefix")
+        .replace(pwt_tests::AMQP_URL, &dead)
+        .replace(
+            pwt_tests::MANAGEMENT_URL,
+            &format!("http://127.0.0.1:{}", pwt_tests::free_port()),
+        );
+    let w = World::new(&toml);
+    let p = w.open(Approvals::Trust);
+    let e = p
+        .create(&create("feature/b"), &mut Silent)
+        .expect_err("RabbitMQ is down");
+    assert_eq!(e.kind(), ErrorKind::Service, "{}", e.report());
+    assert!(
+        e.report().contains("RabbitMQ at http://127.0.0.1:"),
+        "names the service: {}",
+        e.report()
+    );
+    let rollback = e.rollback().expect("a rollback is reported");
+    assert!(rollback.stuck.is_empty(), "{rollback:?}");
+    assert!(
+        rollback.undone.contains(&Released::Worktree),
+        "the worktree went again: {rollback:?}"
+    );
+    assert!(!db_exists(&format!("{project}_feature_b")));
+    assert_eq!(
+        redis_keys(pwt_tests::REDIS_URL, &format!("{project}:feature-b:*")),
+        Vec::<String>::new()
+    );
+    assert!(leases(&p).is_empty(), "no lease left");
+    assert!(
+        !w.sandbox.root().join("demo.feature-b").exists(),
+        "no worktree directory left"
+    );
+    assert_eq!(
+        w.sandbox.git(&w.repo, &["branch", "--list", "feature/b"]),
+        "",
+        "the branch this run made went too"
+    );
+}
+
+#[test]
+fn a_failing_hook_rolls_back_each_resource_and_says_which() {
+    let Some((_, project)) = World::services("hk") else {
+        return;
+    };
+    let toml = format!(
+        "{}[hooks]\npost-create = [\"exit 3\"]\n",
+        services_toml(&project, "prefix")
+    );
+    let w = World::new(&toml);
+    let p = w.open(Approvals::Trust);
+    let e = p
+        .create(&create("hook"), &mut Silent)
+        .expect_err("the hook fails");
+    assert_eq!(e.kind(), ErrorKind::Hook, "{}", e.report());
+    let rollback = e.rollback().expect("a rollback is reported");
+    assert!(rollback.stuck.is_empty(), "{rollback:?}");
+    for kind in ResourceKind::ALL {
+        assert!(
+            rollback
+                .undone
+                .iter()
+                .any(|r| matches!(r, Released::Resource { kind: k, .. } if *k == kind)),
+            "{kind} undone: {rollback:?}"
+        );
+    }
+    assert!(rollback.undone.contains(&Released::Worktree));
+    assert!(!db_exists(&format!("{project}_hook")));
+    assert!(!vhost_exists(&format!("/{project}/hook")));
+    assert!(leases(&p).is_empty());
+}
+
+#[test]
+fn adopt_sets_up_a_worktree_git_made_and_again_keeps_its_names() {
+    if !pwt_tests::all_services_up() {
+        return;
+    }
+    let toml = format!(
+        "{}[hooks]\npost-create = [\"echo \\\"$FEATURE $FRONTEND_PORT\\\" >> hook.log\"]\n",
+        services_toml(&unique("ad"), "prefix")
+    );
+    let w = World::new(&toml);
+    let p = w.open(Approvals::Trust);
+    let dir = w.sandbox.root().join("by-hand");
+    w.sandbox.git(
+        &w.repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "by-hand",
+            dir.to_str().expect("utf-8"),
+        ],
+    );
+    let adopt = AdoptRequest {
+        target: Some(dir.display().to_string()),
+        hooks: true,
+        ..AdoptRequest::default()
+    };
+    let first = p.adopt(&adopt, &mut Silent).expect("adopted");
+    assert_eq!(first.outcome, SetUpOutcome::Adopted);
+    assert_eq!(
+        first.lease.path,
+        std::fs::canonicalize(&dir).expect("canonical")
+    );
+    let env_file = dir.join(".env.worktree");
+    let env_text = std::fs::read_to_string(&env_file).expect("env file");
+    let again = p.adopt(&adopt, &mut Silent).expect("again");
+    assert_eq!(again.outcome, SetUpOutcome::UpToDate);
+    assert_eq!(
+        std::fs::read_to_string(&env_file).expect("env file"),
+        env_text
+    );
+    let log = std::fs::read_to_string(dir.join("hook.log")).expect("the hook ran");
+    assert_eq!(
+        log,
+        format!("by-hand {}\n", first.lease.ports["frontend"]),
+        "once, with the worktree's environment"
+    );
+    assert_eq!(
+        w.sandbox.git(&dir, &["status", "--porcelain"]),
+        "?? hook.log\n",
+        "pwt's own files are ignored"
+    );
+    assert_eq!(again.lease.ports, first.lease.ports);
+    assert_eq!(again.lease.resources, first.lease.resources);
+    assert!(db_exists(&database(&first)));
+    let e = p
+        .remove(&remove("by-hand"), &mut Silent)
+        .expect_err("hook.log is the user's");
+    assert_eq!(e.kind(), ErrorKind::Refused, "{}", e.report());
+    assert!(dir.join("hook.log").exists() && db_exists(&database(&first)));
+    let forced = RemoveRequest {
+        force: true,
+        ..remove("by-hand")
+    };
+    p.remove(&forced, &mut Silent).expect("removed");
+    assert!(!db_exists(&database(&first)));
+}
+
+#[test]
+fn reconcile_releases_a_worktree_deleted_outside_pwt() {
+    let Some((w, _)) = World::services("gc") else {
+        return;
+    };
+    let p = w.open(Approvals::Trust);
+    let set_up = p.create(&create("gone"), &mut Silent).expect("created");
+    let db = database(&set_up);
+    w.sandbox.git(
+        &w.repo,
+        &[
+            "worktree",
+            "remove",
+            "--force",
+            set_up.lease.path.to_str().expect("utf-8"),
+        ],
+    );
+    let found = p
+        .reconcile_plan(&ReconcileRequest::default())
+        .expect("a plan");
+    assert!(found.problems.is_empty(), "{:?}", found.problems);
+    let [Action::Gone(lease)] = found.plan.actions.as_slice() else {
+        panic!("one Gone action expected: {:?}", found.plan.actions);
+    };
+    assert_eq!(lease.branch.as_str(), "gone");
+    assert!(db_exists(&db), "a plan changes nothing");
+    p.reconcile(&found.plan.actions[0], &mut Silent)
+        .expect("reconciled");
+    assert!(!db_exists(&db), "its database dropped");
+    assert!(leases(&p).is_empty(), "its lease released");
+    let after = p
+        .reconcile_plan(&ReconcileRequest::default())
+        .expect("a plan");
+    assert!(after.plan.actions.is_empty(), "{:?}", after.plan.actions);
+}
+
+#[test]
+fn diagnose_reports_a_database_dropped_by_hand() {
+    let Some((w, _)) = World::services("dx") else {
+        return;
+    };
+    let p = w.open(Approvals::Trust);
+    let set_up = p.create(&create("doc"), &mut Silent).expect("created");
+    let db = database(&set_up);
+    let about_db = |findings: &[pwt::Finding]| {
+        findings
+            .iter()
+            .filter(|f| f.level != Level::Ok && f.what.contains(&db))
+            .count()
+    };
+    assert_eq!(about_db(&p.diagnose()), 0, "{:?}", p.diagnose());
+    pwt_tests::sql(
+        pwt_tests::POSTGRES_URL,
+        &format!("DROP DATABASE \"{db}\" WITH (FORCE)"),
+    );
+    let findings = p.diagnose();
+    assert_eq!(about_db(&findings), 1, "{findings:?}");
+    let hint = findings
+        .iter()
+        .find(|f| f.what.contains(&db))
+        .and_then(|f| f.hint.clone());
+    assert!(
+        hint.as_deref().is_some_and(|h| h.contains("pwt up doc")),
+        "{hint:?}"
+    );
+    let up = p
+        .adopt(
+            &AdoptRequest {
+                target: Some("doc".into()),
+                hooks: true,
+                ..AdoptRequest::default()
+            },
+            &mut Silent,
+        )
+        .expect("pwt up makes it again");
+    assert_eq!(up.outcome, SetUpOutcome::UpToDate);
+    assert!(db_exists(&db));
+    p.remove(&remove("doc"), &mut Silent).expect("removed");
+}
+
+/// A repository whose committed pwt.toml runs a post-create hook.
+fn hooked() -> World {
+    World::new("[hooks]\npost-create = [\"touch hook-ran\"]\n")
+}
+
+#[test]
+fn an_unapproved_hook_never_runs_and_nothing_is_made() {
+    let w = hooked();
+    let p = w.open(Approvals::default());
+    let e = p
+        .create(&create("refused"), &mut Silent)
+        .expect_err("refused by default");
+    assert_eq!(e.kind(), ErrorKind::Unapproved, "{}", e.report());
+    assert!(leases(&p).is_empty());
+    assert!(!w.sandbox.root().join("demo.refused").exists());
+
+    // Asked and declined: the same; the callback saw the command.
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let p = w.open(Approvals::Ask(Arc::new(move |a: &pwt::Approval| {
+        log.lock().expect("lock").push(a.shown.clone());
+        false
+    })));
+    let e = p
+        .create(&create("declined"), &mut Silent)
+        .expect_err("declined");
+    assert_eq!(e.kind(), ErrorKind::Unapproved);
+    let shown = seen.lock().expect("lock").clone();
+    assert_eq!(shown.len(), 1, "asked once: {shown:?}");
+    assert!(shown[0].contains("touch hook-ran"), "{shown:?}");
+    assert!(leases(&p).is_empty());
+
+    // Asked and approved: it runs, and the approval is remembered.
+    let p = w.open(Approvals::Ask(Arc::new(|_: &pwt::Approval| true)));
+    let set_up = p
+        .create(&create("approved"), &mut Silent)
+        .expect("approved");
+    assert!(set_up.lease.path.join("hook-ran").exists(), "the hook ran");
+    let p = w.open(Approvals::default());
+    let again = p
+        .create(&create("remembered"), &mut Silent)
+        .expect("remembered");
+    assert!(again.lease.path.join("hook-ran").exists());
+}
+
+#[test]
+fn removal_of_a_worktree_with_an_unapproved_pre_remove_hook_is_refused() {
+    let w = World::new("[hooks]\npre-remove = [\"touch /dev/null\"]\n");
+    let trusted = w.open(Approvals::Trust);
+    let set_up = trusted
+        .create(&create("keep"), &mut Silent)
+        .expect("created");
+    let p = w.open(Approvals::default());
+    let e = p.remove(&remove("keep"), &mut Silent).expect_err("refused");
+    assert_eq!(e.kind(), ErrorKind::Unapproved);
+    assert!(set_up.lease.path.exists(), "nothing removed");
+    let without_hooks = RemoveRequest {
+        hooks: false,
+        ..remove("keep")
+    };
+    p.remove(&without_hooks, &mut Silent)
+        .expect("no hook, nothing to approve");
+    assert!(!set_up.lease.path.exists());
+}
+
+#[test]
+fn a_set_up_cancelled_midway_is_rolled_back() {
+    let Some((w, project)) = World::services("cx") else {
+        return;
+    };
+    let p = w.open(Approvals::Trust);
+    let cancel = p.cancel().clone();
+    // Cancelled as git adds the worktree (what Ctrl-C does in the binary).
+    let mut on_step = |e: Event| {
+        if matches!(e, Event::Step(Step::AddWorktree { .. })) {
+            cancel.cancel();
+        }
+    };
+    let e = p
+        .create(&create("stop"), &mut on_step)
+        .expect_err("cancelled");
+    assert_eq!(e.kind(), ErrorKind::Cancelled, "{}", e.report());
+    assert!(!db_exists(&format!("{project}_stop")));
+    assert!(leases(&p).is_empty());
+    assert!(!w.sandbox.root().join("demo.stop").exists());
+}
+
+#[test]
+fn hostile_branch_names_get_working_resources_and_nothing_runs() {
+    let Some((w, project)) = World::services("hb") else {
+        return;
+    };
+    let p = w.open(Approvals::Trust);
+    let names = [
+        "feat/x\";DROP_DATABASE_prod;--",
+        "feat/$(touch${IFS}pwned)",
+        "feat/`id`",
+        "feat/x'y",
+        "FEAT/X",
+        "feat/x",
+        "🚀",
+        "postgres",
+        "template1",
+        "#50%{x}",
+    ];
+    let mut dbs = Vec::new();
+    for name in names {
+        let set_up = p
+            .create(&create(name), &mut Silent)
+            .unwrap_or_else(|e| panic!("{name:?}: {}", e.report()));
+        let db = database(&set_up);
+        assert!(db.starts_with(&project), "{name:?}: {db}");
+        let url = set_up.env.get("DATABASE_URL").expect("DATABASE_URL");
+        pwt_tests::sql(url, "CREATE TABLE t (x int)");
+        let amqp = set_up.env.get("RABBITMQ_URL").expect("RABBITMQ_URL");
+        pwt_tests::rt().block_on(pwt_tests::amqp_publish(amqp, "q", b"x"));
+        dbs.push(db);
+    }
+    let mut distinct = dbs.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), names.len(), "one database each: {dbs:?}");
+    assert!(db_exists("postgres") && db_exists("template1"));
+    for d in [w.repo.clone(), w.sandbox.root().to_owned()] {
+        assert!(!d.join("pwned").exists(), "nothing was evaluated");
+    }
+    for name in names {
+        let forced = RemoveRequest {
+            force: true,
+            ..remove(name)
+        };
+        p.remove(&forced, &mut Silent)
+            .unwrap_or_else(|e| panic!("{name:?}: {}", e.report()));
+    }
+    assert!(dbs.iter().all(|d| !db_exists(d)), "{dbs:?}");
+}
+
+#[test]
+fn redis_db_mode_leases_distinct_indexes_until_none_is_left() {
+    let Some(redis) = pwt_tests::RedisServer::start(&["--databases", "4"]) else {
+        return;
+    };
+    let toml = format!(
+        "project = \"{}\"\n[redis]\nurl = \"{}\"\nmode = \"db\"\n",
+        unique("rd"),
+        redis.url()
+    );
+    let w = World::new(&toml);
+    let p = w.open(Approvals::Trust);
+    // Three set-ups at once (each with a project of its own, as three pwt runs would
+    // have): each gets its own index.
+    let mut dbs: Vec<u16> = std::thread::scope(|scope| {
+        let w = &w;
+        let running: Vec<_> = (1..=3)
+            .map(|i| {
+                scope.spawn(move || {
+                    w.open(Approvals::Trust)
+                        .create(&create(&format!("r{i}")), &mut Silent)
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|t| {
+                let set_up = t.join().expect("no panic").expect("created");
+                set_up.lease.resources.redis_db().expect("a DB index")
+            })
+            .collect()
+    });
+    dbs.sort_unstable();
+    assert_eq!(dbs, [1, 2, 3]);
+    let e = p
+        .create(&create("r4"), &mut Silent)
+        .expect_err("no index left");
+    assert_eq!(e.kind(), ErrorKind::Exhausted, "{}", e.report());
+    assert!(
+        e.report().contains("all Redis DB indexes 1-3 are leased"),
+        "{}",
+        e.report()
+    );
+    assert!(!w.sandbox.root().join("demo.r4").exists());
+    assert_eq!(leases(&p).len(), 3, "the failed one left no lease");
+    let freed = p
+        .state()
+        .expect("registry")
+        .find(&p.repo().common_dir, "r2")
+        .and_then(|l| l.resources.redis_db());
+    p.remove(&remove("r2"), &mut Silent).expect("removed");
+    let set_up = p
+        .create(&create("r4"), &mut Silent)
+        .expect("one is free again");
+    assert_eq!(set_up.lease.resources.redis_db(), freed);
+}
+
+/// The worktree of `branch`, as the registry has it.
+fn lease_path(p: &Project, branch: &str) -> PathBuf {
+    p.state()
+        .expect("registry")
+        .find(&p.repo().common_dir, branch)
+        .expect("a lease")
+        .path
+        .clone()
+}
+
+#[test]
+fn remove_keeps_data_on_request_and_create_finds_it_again() {
+    let Some((w, _)) = World::services("kd") else {
+        return;
+    };
+    let p = w.open(Approvals::Trust);
+    let first = p.create(&create("kept"), &mut Silent).expect("created");
+    let db = database(&first);
+    pwt_tests::sql(
+        &format!("postgres://postgres@127.0.0.1:5432/{db}"),
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (42)",
+    );
+    let keep = RemoveRequest {
+        keep_data: true,
+        ..remove("kept")
+    };
+    let Removal::Removed(r) = p.remove(&keep, &mut Silent).expect("removed") else {
+        panic!("nothing removed");
+    };
+    assert!(r.data_kept);
+    assert_eq!(r.removed, [Released::Worktree]);
+    assert!(db_exists(&db));
+    let again = p.create(&create("kept"), &mut Silent).expect("again");
+    assert_eq!(database(&again), db, "the same database");
+    assert_eq!(lease_path(&p, "kept"), again.lease.path);
+    p.remove(&remove("kept"), &mut Silent).expect("removed");
+    assert!(!db_exists(&db));
+}
