@@ -162,6 +162,44 @@ pub fn build_environment(
     Ok(env)
 }
 
+/// What the variable `name` of a worktree's environment is, in a few words: for people
+/// and agents reading `pwt env --explain` (or the MCP server's `environment` tool).
+pub fn describe_variable(config: &Config, name: &str) -> String {
+    if config.env.contains_key(name) {
+        return "set by [env] in pwt.toml".to_owned();
+    }
+    if let Some((service, _)) = config.services().into_iter().find(|(_, s)| s.env == name) {
+        return format!("the port of service {service:?} (its own in each worktree)");
+    }
+    let known = match name {
+        "FEATURE" => "the worktree's slug (`main` in the main worktree)",
+        "PWT_SLUG" => "the worktree's slug: its name in URLs, databases and files",
+        "PWT_BRANCH" => "the worktree's branch",
+        "PWT_URL" => "the worktree's URL through `pwt proxy` (<slug>.localhost)",
+        "COMPOSE_PROJECT_NAME" => "the Docker Compose project of the worktree",
+        "OAUTH_REDIRECT_URI" => {
+            "the one OAuth redirect URI all worktrees share (`pwt proxy` routes it by `state`)"
+        }
+        "OAUTH_STATE_PREFIX" => {
+            "begin each OAuth `state` with it (`<slug>~`) so the login returns to this worktree"
+        }
+        "DATABASE_URL" => "the worktree's own PostgreSQL database",
+        "DATABASE_NAME" => "the name of the worktree's PostgreSQL database",
+        "CONTAINER_DATABASE_URL" => "DATABASE_URL as seen from a container on PWT_NETWORK",
+        "RABBITMQ_URL" => "the worktree's own RabbitMQ vhost (AMQP URL)",
+        "RABBITMQ_VHOST" => "the name of the worktree's RabbitMQ vhost",
+        "RABBITMQ_VHOST_ENCODED" => "RABBITMQ_VHOST percent-encoded, for URLs",
+        "CONTAINER_RABBITMQ_URL" => "RABBITMQ_URL as seen from a container on PWT_NETWORK",
+        "REDIS_URL" => "the worktree's Redis (its own DB index in db mode)",
+        "REDIS_KEY_PREFIX" => "start every Redis key with it: the worktree's own key space",
+        "REDIS_DB" => "the worktree's own Redis DB index",
+        "CONTAINER_REDIS_URL" => "REDIS_URL as seen from a container on PWT_NETWORK",
+        "PWT_NETWORK" => "the Docker network the shared services run on",
+        _ => "set by pwt",
+    };
+    known.to_owned()
+}
+
 /// The words that open every file pwt writes (after the comment sign): how `pwt doctor
 /// --rebuild` recognises them.
 pub const FILE_MARK: &str = "Written by pwt";

@@ -29,8 +29,8 @@ pub use branch::{BranchName, BranchNameError, shell_word};
 pub use config::{Config, ConfigError};
 pub use env::{
     DEFAULT_PROXY_PORT, EnvError, Environment, FILE_MARK, WorktreeFacts, build_environment,
-    docker_literal, dotenv_quote, parse_assignments, proxy_port, render_docker, render_dotenv,
-    render_fish, render_mise, render_sh,
+    describe_variable, docker_literal, dotenv_quote, parse_assignments, proxy_port, render_docker,
+    render_dotenv, render_fish, render_mise, render_sh,
 };
 pub use hash::{hex_prefix, stable_hash, stable_hash_parts};
 pub use names::{DbName, NameError, PG_MAX_IDENT, Port, RedisPrefix, Vhost, db_ident, hash_port};

@@ -56,7 +56,7 @@ pub enum ErrorKind {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rollback {
     /// What it removed again (`database "demo_x"`, `the worktree`).
-    pub undone: Vec<crate::remove::Released>,
+    pub undone: Vec<crate::events::Released>,
     /// What it could not remove, with why; the lease stays `removing` so `pwt rm` finishes.
     pub stuck: Vec<String>,
 }
@@ -174,7 +174,7 @@ impl Rollback {
         if !self.undone.is_empty() {
             out.push_str(&format!(
                 "\n  rolled back: {}",
-                crate::remove::joined(&self.undone)
+                crate::events::joined(&self.undone)
             ));
         }
         if !self.stuck.is_empty() {
@@ -300,7 +300,7 @@ mod tests {
             .hint("ALTER ROLE x CREATEDB")
             .context("cannot set up the worktree for \"x\"")
             .with_rollback(Rollback {
-                undone: vec![crate::remove::Released::Worktree],
+                undone: vec![crate::events::Released::Worktree],
                 stuck: vec![],
             });
         assert_eq!(e.kind(), ErrorKind::Service);

@@ -108,6 +108,42 @@ impl std::fmt::Display for Step {
     }
 }
 
+/// One thing a teardown or a rollback took away.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Released {
+    /// A database, vhost or Redis slot of the worktree, or one of its test databases.
+    Resource {
+        /// Which service.
+        kind: pwt_core::ResourceKind,
+        /// How it is named (`database "demo_x"`, `test database "test_demo_x"`).
+        what: String,
+    },
+    /// A container or volume of the worktree's Compose project (`container demo-x_web_1`).
+    Docker(String),
+    /// The worktree's directory (and git's record of it).
+    Worktree,
+}
+
+impl std::fmt::Display for Released {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Resource { what, .. } => f.write_str(what),
+            Self::Docker(what) => f.write_str(what),
+            Self::Worktree => f.write_str("the worktree"),
+        }
+    }
+}
+
+/// `a, b, c`.
+pub(crate) fn joined(items: &[Released]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Receives [`Event`]s.
 pub trait Reporter {
     /// Called for each event, in order.

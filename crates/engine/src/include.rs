@@ -33,12 +33,9 @@ impl Project {
     /// the new worktree at `to`.
     pub(crate) fn bring_files(&self, to: &Path, reporter: &mut dyn Reporter) -> Result<Brought> {
         let mut done = Brought::default();
-        let Some(main) = self.repo.main_root.clone() else {
+        let Some(main) = self.repo.main_root.clone().filter(|m| m != to) else {
             return Ok(done);
         };
-        if main == to {
-            return Ok(done);
-        }
         let include = main.join(WORKTREE_INCLUDE);
         let include = include.is_file().then_some(include);
         let links = matching(&main, None, &self.config.files.link)?;

@@ -70,7 +70,7 @@ pub use dev::{DevProcess, ProcessState, Spawned};
 pub use diagnose::{Finding, Level};
 pub use docker::{ComposeCli, Container};
 pub use error::{Error, ErrorKind, Result, Rollback};
-pub use events::{Collect, Event, Reporter, Silent, Step};
+pub use events::{Collect, Event, Released, Reporter, Silent, Step};
 pub use faults::{FaultPoint, Faults};
 pub use include::{Brought, WORKTREE_INCLUDE};
 pub use info::{
@@ -89,7 +89,7 @@ pub use project::{
     Cancel, ChildOutput, Managed, Options, Project, Target, config_roots, write_starter,
 };
 pub use reconcile::{ReconcileRequest, Reconciliation};
-pub use remove::{Released, Removal, RemoveRequest, Removed};
+pub use remove::{Removal, RemoveRequest, Removed};
 
 pub use pwt_alloc::{Lease, LeaseState, Leftover, State, proc};
 pub use pwt_core::{BranchName, Config, Environment, ResourceKind, Resources};

@@ -12,7 +12,7 @@ use pwt_provision::{Outcome, ProvisionError};
 
 use crate::env_files::content_hash;
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{Event, Reporter, Step};
+use crate::events::{Event, Released, Reporter, Step, joined};
 use crate::faults::FaultPoint;
 use crate::git::{changes, changes_besides_removal};
 use crate::hooks::run_hooks;
@@ -46,42 +46,6 @@ pub enum Removal {
     Removed(Removed),
     /// There was nothing to remove, for this reason.
     Nothing(String),
-}
-
-/// One thing a teardown or a rollback took away.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Released {
-    /// A database, vhost or Redis slot of the worktree, or one of its test databases.
-    Resource {
-        /// Which service.
-        kind: ResourceKind,
-        /// How it is named (`database "demo_x"`, `test database "test_demo_x"`).
-        what: String,
-    },
-    /// A container or volume of the worktree's Compose project (`container demo-x_web_1`).
-    Docker(String),
-    /// The worktree's directory (and git's record of it).
-    Worktree,
-}
-
-impl std::fmt::Display for Released {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Resource { what, .. } => f.write_str(what),
-            Self::Docker(what) => f.write_str(what),
-            Self::Worktree => f.write_str("the worktree"),
-        }
-    }
-}
-
-/// `a, b, c`.
-pub(crate) fn joined(items: &[Released]) -> String {
-    items
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// What a removal removed.
