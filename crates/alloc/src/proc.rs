@@ -21,6 +21,10 @@ pub struct Stat {
     pub pgid: u32,
     /// When it started, in clock ticks since boot: with the pid, its identity.
     pub start_time: u64,
+    /// CPU time it has used, user and system, in clock ticks ([`ticks_per_second`]).
+    pub cpu_ticks: u64,
+    /// Resident memory, in pages ([`page_size`]).
+    pub rss_pages: u64,
 }
 
 impl Stat {
@@ -34,6 +38,8 @@ impl Stat {
             ppid: f.get(1)?.parse().ok()?,
             pgid: f.get(2)?.parse().ok()?,
             start_time: f.get(19)?.parse().ok()?,
+            cpu_ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+            rss_pages: f.get(21)?.parse().ok()?,
         })
     }
 
@@ -41,6 +47,16 @@ impl Stat {
     pub fn is_zombie(&self) -> bool {
         self.state == 'Z'
     }
+}
+
+/// Clock ticks per second, the unit of [`Stat::cpu_ticks`] and [`Stat::start_time`].
+pub fn ticks_per_second() -> u64 {
+    rustix::param::clock_ticks_per_second()
+}
+
+/// Bytes per page, the unit of [`Stat::rss_pages`].
+pub fn page_size() -> u64 {
+    rustix::param::page_size() as u64
 }
 
 /// What `/proc/<pid>/stat` says of `pid`, if it can be read.
@@ -239,7 +255,9 @@ mod tests {
                 state: 'S',
                 ppid: 1,
                 pgid: 4243,
-                start_time: 987_654
+                start_time: 987_654,
+                cpu_ticks: 3,
+                rss_pages: 10,
             })
         );
         assert_eq!(Stat::parse("garbage"), None);

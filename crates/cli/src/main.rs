@@ -29,6 +29,7 @@ use clap::Parser;
 ///   pwt new feature-a                  # worktree + branch + ports + .env.worktree
 ///   pwt new feature-b -x claude -- "Add the bell"   # ... then run an agent in it
 ///   pwt list                           # every worktree, its ports, URLs, listening or not
+///   pwt top                            # CPU and memory of each worktree, refreshed
 ///   pwt run feature-a -- npm run dev   # a command with that worktree's environment
 ///   pwt dev feature-a --detach         # its [processes], with that environment
 ///   pwt rm feature-a                   # teardown (refuses uncommitted changes)
@@ -37,7 +38,8 @@ use clap::Parser;
 /// effect and where each value comes from.
 ///
 /// Exit codes: 0 ok, 1 failure, 2 usage, 3 refused to avoid losing data (nothing touched),
-/// 130 interrupted (what the run made was rolled back).
+/// 4 not approved (`pwt trust`), 5 busy (another pwt works on it), 130 interrupted (what the
+/// run made was rolled back).
 #[derive(Parser, Debug)]
 #[command(name = "pwt", version, max_term_width = 100, verbatim_doc_comment)]
 pub struct Cli {

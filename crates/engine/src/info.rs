@@ -94,6 +94,8 @@ pub struct WorktreeInfo {
     pub processes: Vec<(crate::dev::DevProcess, crate::dev::ProcessState)>,
     /// Its Compose project's containers (with `[docker]`).
     pub containers: Vec<crate::docker::Container>,
+    /// What its processes use ([`measure_usage`]; `None`: not measured).
+    pub usage: Option<crate::usage::Usage>,
     /// Post-create hooks failed and were kept (`--keep-on-failure`): `pwt up` runs them.
     pub hooks_pending: bool,
     /// Repository common dir.
@@ -161,6 +163,7 @@ impl Project {
                 redis_db: None,
                 processes: Vec::new(),
                 containers: Vec::new(),
+                usage: None,
                 hooks_pending: false,
             });
         }
@@ -205,6 +208,7 @@ impl Project {
                 .map(|r| main_redis_db(&r.url)),
             processes: self.dev_processes(MAIN_SLUG),
             containers: Vec::new(),
+            usage: None,
             hooks_pending: false,
         }
     }
@@ -294,6 +298,7 @@ pub fn lease_info(config: &Config, lease: &Lease, probe: bool) -> WorktreeInfo {
         redis_db: lease.resources.redis_db(),
         processes: Vec::new(),
         containers: Vec::new(),
+        usage: None,
         hooks_pending: lease.pending_hooks,
     }
 }
@@ -304,4 +309,26 @@ pub fn listening(port: u16) -> bool {
     let t = Duration::from_millis(200);
     TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), t).is_ok()
         || TcpStream::connect_timeout(&SocketAddr::from((Ipv6Addr::LOCALHOST, port)), t).is_ok()
+}
+
+/// Measures what each of `rows` uses (one pass over `/proc` for all): its `pwt dev` groups,
+/// what works in it, what listens on its ports, and their descendants.
+pub fn measure_usage(rows: &mut [WorktreeInfo]) {
+    let claims: Vec<crate::usage::Claim> = rows
+        .iter()
+        .map(|r| crate::usage::Claim {
+            root: r.path.clone(),
+            ports: r.ports.iter().map(|p| p.port).collect(),
+            groups: r
+                .processes
+                .iter()
+                .filter(|(_, s)| *s == crate::dev::ProcessState::Running)
+                .map(|(p, _)| p.pid)
+                .collect(),
+        })
+        .collect();
+    let mut measured = crate::usage::measure(&claims);
+    for r in rows {
+        r.usage = measured.remove(&r.path);
+    }
 }

@@ -60,8 +60,10 @@ mod reconcile;
 mod remove;
 mod routes;
 mod services;
+mod status;
 mod team;
 mod trust;
+pub mod usage;
 
 pub use approvals::{Approval, Approvals, Gate};
 pub use config::{ConfigSources, LoadedConfig, PROJECT_FILE, STARTER, VAR_PREFIX};
@@ -75,6 +77,7 @@ pub use faults::{FaultPoint, Faults};
 pub use include::{Brought, WORKTREE_INCLUDE};
 pub use info::{
     PortInfo, WorktreeInfo, WorktreeState, lease_info, list_all, listening, main_redis_db,
+    measure_usage,
 };
 pub use infra::{Infra, InfraService, Published, RunsIn, ServiceStatus};
 #[cfg(feature = "schema")]
@@ -90,6 +93,7 @@ pub use project::{
 };
 pub use reconcile::{ReconcileRequest, Reconciliation};
 pub use remove::{Removal, RemoveRequest, Removed};
+pub use status::{EnvVarOut, MAX_LOG_LINES, ServiceOut, StatusOut};
 
 pub use pwt_alloc::{Lease, LeaseState, Leftover, State, proc};
 pub use pwt_core::{BranchName, Config, Environment, ResourceKind, Resources};

@@ -49,6 +49,8 @@ pub struct WorktreeOut {
     pub processes: Vec<ProcessOut>,
     /// Its Compose project's containers (with `[docker]`).
     pub containers: Vec<ContainerOut>,
+    /// What its processes use: CPU time and memory (`null`: not measured).
+    pub usage: Option<crate::usage::Usage>,
 }
 
 /// One port of a worktree.
@@ -158,6 +160,7 @@ impl From<&WorktreeInfo> for WorktreeOut {
                     ports: c.ports.clone(),
                 })
                 .collect(),
+            usage: w.usage.clone(),
         }
     }
 }
@@ -421,5 +424,14 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("infra.json", schemars::schema_for!(InfraOut)),
         ("team.json", schemars::schema_for!(Vec<HoldOut>)),
         ("env.json", schemars::schema_for!(EnvOut)),
+        ("top.json", schemars::schema_for!(crate::usage::TopOut)),
+        (
+            "status.json",
+            schemars::schema_for!(crate::status::StatusOut),
+        ),
+        (
+            "env-explain.json",
+            schemars::schema_for!(Vec<crate::status::EnvVarOut>),
+        ),
     ]
 }

@@ -1,6 +1,7 @@
 //! Processes working inside a worktree: found by their working directory (Linux `/proc`),
 //! stopped with SIGTERM and, after a grace period, SIGKILL.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ pub(crate) fn working_in(dir: &Path) -> Vec<Found> {
 
 /// pwt and the processes that started it (the shell, or Worktrunk running `pwt rm` as its
 /// hook from inside the worktree): never stopped.
-fn ancestors() -> Vec<u32> {
+pub(crate) fn ancestors() -> Vec<u32> {
     let mut out = vec![std::process::id()];
     let mut pid = std::process::id();
     while let Some(parent) = proc::stat(pid)
@@ -51,14 +52,14 @@ fn ancestors() -> Vec<u32> {
     out
 }
 
-/// Every process (that this user may look into) listening on one of `ports` over TCP, on
-/// any address, pwt and its ancestors left out. Empty where there is no `/proc`.
-pub(crate) fn listening_on(ports: &[u16]) -> Vec<Found> {
+/// The sockets listening over TCP (any address) on one of `ports`, as the links of
+/// `/proc/<pid>/fd` show them (`socket:[<inode>]`), with their port; from `/proc/net/tcp`
+/// and `tcp6`.
+pub(crate) fn listening_sockets(ports: &[u16]) -> HashMap<String, u16> {
+    let mut inodes = HashMap::new();
     if ports.is_empty() {
-        return Vec::new();
+        return inodes;
     }
-    // Socket inodes in state LISTEN (0A) on those ports, from /proc/net/tcp and tcp6.
-    let mut inodes = std::collections::HashSet::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
             continue;
@@ -71,26 +72,37 @@ pub(crate) fn listening_on(ports: &[u16]) -> Vec<Found> {
             let port = local
                 .rsplit_once(':')
                 .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            if *state == "0A" && port.is_some_and(|p| ports.contains(&p)) {
-                inodes.insert(format!("socket:[{inode}]"));
+            if let Some(port) = port.filter(|p| *state == "0A" && ports.contains(p)) {
+                inodes.insert(format!("socket:[{inode}]"), port);
             }
         }
     }
-    if inodes.is_empty() {
+    inodes
+}
+
+/// The port of `sockets` that `pid` holds open, if any.
+pub(crate) fn listens_on(pid: u32, sockets: &HashMap<String, u16>) -> Option<u16> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .find_map(|fd| {
+            let link = std::fs::read_link(fd.path()).ok()?;
+            sockets.get(link.to_string_lossy().as_ref()).copied()
+        })
+}
+
+/// Every process (that this user may look into) listening on one of `ports` over TCP, on
+/// any address, pwt and its ancestors left out. Empty where there is no `/proc`.
+pub(crate) fn listening_on(ports: &[u16]) -> Vec<Found> {
+    let sockets = listening_sockets(ports);
+    if sockets.is_empty() {
         return Vec::new();
     }
     let spared = ancestors();
     proc::pids()
         .into_iter()
         .filter(|pid| !spared.contains(pid))
-        .filter(|pid| {
-            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
-                fds.flatten().any(|fd| {
-                    std::fs::read_link(fd.path())
-                        .is_ok_and(|l| inodes.contains(l.to_string_lossy().as_ref()))
-                })
-            })
-        })
+        .filter(|pid| listens_on(*pid, &sockets).is_some())
         .map(|pid| Found {
             pid,
             name: proc::comm(pid),

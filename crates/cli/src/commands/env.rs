@@ -7,7 +7,7 @@ use pwt::{Environment, Project};
 use pwt_core::{render_dotenv, render_fish, render_sh};
 
 use crate::exit_codes;
-use crate::output::warn;
+use crate::output::{Style, print_table, printable, warn};
 
 /// Print a worktree's environment as dotenv, sh, fish or JSON
 ///
@@ -16,6 +16,7 @@ use crate::output::warn;
 ///   eval "$(pwt env --format sh)"          # bash, zsh
 ///   pwt env --format fish | source         # fish
 ///   pwt env feature-a --format json | jq .DATABASE_URL
+///   pwt env --explain                      # each variable with what it is
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct EnvArgs {
@@ -24,6 +25,10 @@ pub struct EnvArgs {
     /// dotenv (KEY='value'), sh (export lines), fish (set -gx), or json (a flat object).
     #[arg(long, value_enum, default_value_t = EnvFormat::Dotenv)]
     pub format: EnvFormat,
+    /// Say what each variable is (a table; with --format json, a list of name, value and
+    /// about).
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// Renderings of an environment.
@@ -50,6 +55,21 @@ pub fn env_of(
 
 pub fn run(cwd: &Path, args: EnvArgs) -> Result<i32> {
     let opened = super::open(cwd)?;
+    if args.explain {
+        let vars = opened
+            .project
+            .explained_environment(args.target.as_deref())?;
+        if args.format == EnvFormat::Json {
+            crate::output::print_json(&serde_json::to_value(vars)?);
+        } else {
+            let rows: Vec<Vec<String>> = vars
+                .iter()
+                .map(|v| [&v.name, &v.value, &v.about].map(|s| printable(s)).to_vec())
+                .collect();
+            print_table(Style::stdout(), &["VARIABLE", "VALUE", "WHAT IT IS"], &rows);
+        }
+        return Ok(exit_codes::OK);
+    }
     let (env, _, slug) = env_of(&opened.project, args.target.as_deref())?;
     match args.format {
         EnvFormat::Dotenv => {

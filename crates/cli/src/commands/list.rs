@@ -33,11 +33,12 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
     if args.team {
         return team(cwd, args.format);
     }
-    let rows = if args.all_repos {
+    let mut rows = if args.all_repos {
         all_repos()?
     } else {
         this_repo(cwd)?
     };
+    pwt::measure_usage(&mut rows);
     if args.format == Format::Json {
         print_json(&Value::Array(rows.iter().map(|r| r.to_json()).collect()));
         return Ok(exit_codes::OK);
@@ -47,6 +48,9 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
     let with_processes = rows
         .iter()
         .any(|r| !r.processes.is_empty() || !r.containers.is_empty());
+    let with_usage = rows
+        .iter()
+        .any(|r| r.usage.as_ref().is_some_and(|u| u.processes > 0));
     let mut table = Vec::new();
     for r in &rows {
         let state = match r.state {
@@ -82,6 +86,9 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
         if with_processes {
             row.push(processes_cell(style, &r.processes, &r.containers));
         }
+        if with_usage {
+            row.push(usage_cell(r.usage.as_ref(), None));
+        }
         row.push(display_path(&r.path, cwd));
         if args.all_repos {
             row.push(display_path(&r.repo, cwd));
@@ -95,6 +102,9 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
     if with_processes {
         headers.push("PROCESSES");
     }
+    if with_usage {
+        headers.push("USES");
+    }
     headers.push("PATH");
     if args.all_repos {
         headers.push("REPO");
@@ -107,11 +117,44 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
     Ok(exit_codes::OK)
 }
 
-fn this_repo(cwd: &Path) -> Result<Vec<WorktreeInfo>> {
+/// `3 procs  212 MiB  4.2 s CPU` (with a rate: `37% CPU`); empty for nothing.
+pub(super) fn usage_cell(usage: Option<&pwt::usage::Usage>, cpu_percent: Option<f64>) -> String {
+    let Some(u) = usage.filter(|u| u.processes > 0) else {
+        return String::new();
+    };
+    let cpu = match cpu_percent {
+        Some(p) => format!("{p:.0}% CPU"),
+        None => format!("{:.1} s CPU", u.cpu_ms as f64 / 1000.0),
+    };
+    format!(
+        "{} proc{}  {}  {cpu}",
+        u.processes,
+        if u.processes == 1 { "" } else { "s" },
+        human_bytes(u.memory_bytes)
+    )
+}
+
+/// `212 MiB`.
+pub(super) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.0} {}", UNITS[unit])
+    }
+}
+
+pub(super) fn this_repo(cwd: &Path) -> Result<Vec<WorktreeInfo>> {
     Ok(super::open(cwd)?.project.list(true)?)
 }
 
-fn all_repos() -> Result<Vec<WorktreeInfo>> {
+pub(super) fn all_repos() -> Result<Vec<WorktreeInfo>> {
     // Each repository's own configuration (for its port variable names and proxy port).
     Ok(pwt::list_all(
         &super::state_dir()?,

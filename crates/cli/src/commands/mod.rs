@@ -27,6 +27,8 @@ mod proxy;
 mod rm;
 mod run;
 mod state;
+mod status;
+mod top;
 mod trust;
 mod up;
 mod url;
@@ -39,6 +41,8 @@ pub enum Command {
     New(new::NewArgs),
     Up(up::UpArgs),
     List(list::ListArgs),
+    Top(top::TopArgs),
+    Status(status::StatusArgs),
     Env(env::EnvArgs),
     Run(run::RunArgs),
     Dev(dev::DevArgs),
@@ -68,6 +72,8 @@ pub fn run(dir: Option<PathBuf>, command: Command) -> Result<i32> {
         Command::New(a) => new::run(&cwd, a),
         Command::Up(a) => up::run(&cwd, a),
         Command::List(a) => list::run(&cwd, a),
+        Command::Top(a) => top::run(&cwd, a),
+        Command::Status(a) => status::run(&cwd, a),
         Command::Env(a) => env::run(&cwd, a),
         Command::Run(a) => run::run(&cwd, a),
         Command::Dev(a) => dev::run(&cwd, a),

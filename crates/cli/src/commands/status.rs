@@ -1,0 +1,89 @@
+//! `pwt status`
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::list::usage_cell;
+use crate::exit_codes;
+use crate::output::{Format, Style, print_json, print_table, printable};
+
+/// One worktree as it is now: its ports (listening or not), its database, vhost and Redis
+/// slot (answering with this worktree's, or why not), what runs for it and what that uses,
+/// and the last lines its `[processes]` logged.
+///
+/// What an agent's `status` tool (`pwt mcp`) returns, for people. Default: the worktree you
+/// are in.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// Branch, slug or path (default: the current worktree).
+    pub target: Option<String>,
+    /// Lines of each process log to show (at most 500).
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub lines: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+pub fn run(cwd: &Path, args: StatusArgs) -> Result<i32> {
+    let opened = super::open(cwd)?;
+    let status = opened.project.status(args.target.as_deref(), args.lines)?;
+    if args.format == Format::Json {
+        print_json(&serde_json::to_value(&status)?);
+        return Ok(exit_codes::OK);
+    }
+    let style = Style::stdout();
+    let w = &status.worktree;
+    println!(
+        "{} ({}) at {}",
+        style.bold(&printable(&w.branch)),
+        w.state.as_str(),
+        printable(&w.path)
+    );
+    let mut rows: Vec<Vec<String>> = w
+        .ports
+        .iter()
+        .map(|(name, p)| {
+            let state = match p.listening {
+                Some(true) => style.green("listening"),
+                _ => style.yellow("nothing listens"),
+            };
+            vec![format!("port {name}"), p.url.clone(), state]
+        })
+        .collect();
+    rows.extend(status.services.iter().map(|s| {
+        let state = if s.state == "ready" {
+            style.green(&s.state)
+        } else {
+            style.yellow(&format!(
+                "{}: {}",
+                s.state,
+                s.detail.as_deref().unwrap_or("")
+            ))
+        };
+        vec![s.kind.clone(), printable(&s.resource), state]
+    }));
+    if let Some(url) = &w.url {
+        rows.push(vec!["url".into(), url.clone(), String::new()]);
+    }
+    print_table(style, &["WHAT", "WHERE", "STATE"], &rows);
+    let uses = usage_cell(w.usage.as_ref(), None);
+    if !uses.is_empty() {
+        println!("\nruns: {uses}");
+        for p in w.usage.iter().flat_map(|u| &u.each) {
+            println!("  {} (pid {}): {}", printable(&p.name), p.pid, p.why);
+        }
+    }
+    for (name, lines) in &status.logs {
+        println!(
+            "\n{} (last {} lines):",
+            style.bold(&printable(name)),
+            lines.len()
+        );
+        for l in lines {
+            println!("  {}", printable(l));
+        }
+    }
+    Ok(exit_codes::OK)
+}

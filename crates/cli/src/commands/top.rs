@@ -1,0 +1,102 @@
+//! `pwt top`
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::list::{all_repos, human_bytes, this_repo};
+use crate::exit_codes;
+use crate::output::{Format, Style, print_table, printable};
+
+/// What each worktree uses right now, refreshed: CPU and memory of everything that is its
+/// own (what `pwt dev` started, processes working in it, listeners on its ports, and their
+/// children), the busiest first.
+///
+/// Read from /proc once per refresh for all worktrees. `--format json` prints one JSON
+/// object per refresh, one per line.
+#[derive(clap::Args, Debug)]
+pub struct TopArgs {
+    /// The worktrees of every repository on this machine.
+    #[arg(long)]
+    pub all_repos: bool,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0, value_parser = interval)]
+    pub interval: f64,
+    /// Stop after this many refreshes (default: until interrupted).
+    #[arg(long, short = 'n')]
+    pub count: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+fn interval(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is no interval: give seconds from 0.1 to 3600"
+        )),
+    }
+}
+
+pub fn run(cwd: &Path, args: TopArgs) -> Result<i32> {
+    let mut rates = pwt::usage::Rates::default();
+    let mut n = 0;
+    loop {
+        let mut rows = if args.all_repos {
+            all_repos()?
+        } else {
+            this_repo(cwd)?
+        };
+        pwt::measure_usage(&mut rows);
+        show(&rates.read(&rows), args.format)?;
+        n += 1;
+        if args.count.is_some_and(|c| n >= c) {
+            return Ok(exit_codes::OK);
+        }
+        std::thread::sleep(Duration::from_secs_f64(args.interval));
+    }
+}
+
+fn show(top: &pwt::usage::TopOut, format: Format) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    if format == Format::Json {
+        writeln!(stdout, "{}", serde_json::to_string(top)?)?;
+        stdout.flush()?;
+        return Ok(());
+    }
+    if stdout.is_terminal() {
+        // Home and clear, so the table stays in place.
+        write!(stdout, "\x1b[H\x1b[2J")?;
+    }
+    drop(stdout);
+    let style = Style::stdout();
+    let table: Vec<Vec<String>> = top
+        .worktrees
+        .iter()
+        .map(|r| {
+            let biggest = r
+                .usage
+                .each
+                .first()
+                .map(|p| format!("{} ({}, pid {})", printable(&p.name), p.why, p.pid))
+                .unwrap_or_default();
+            vec![
+                style.bold(&printable(&r.branch)),
+                r.cpu_percent
+                    .map_or_else(|| "…".to_owned(), |c| format!("{c:.0}%")),
+                human_bytes(r.usage.memory_bytes),
+                r.usage.processes.to_string(),
+                biggest,
+            ]
+        })
+        .collect();
+    print_table(
+        style,
+        &["BRANCH", "CPU", "MEMORY", "PROCS", "BIGGEST"],
+        &table,
+    );
+    Ok(())
+}
