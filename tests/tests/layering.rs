@@ -43,8 +43,13 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
         &["clap", "clap_complete", "anyhow", "signal-hook"],
     ),
     (
+        "pwt-mcp",
+        &["pwt-core"],
+        &["clap", "clap_complete", "anyhow", "signal-hook", "sqlx", "git2", "figment"],
+    ),
+    (
         "pwt-cli",
-        &["pwt-core", "pwt-proxy"],
+        &["pwt-core", "pwt-proxy", "pwt-mcp"],
         &["sqlx", "redis", "lapin", "git2", "figment"],
     ),
 ];

@@ -49,6 +49,11 @@ impl Stat {
     }
 }
 
+/// The real user id of this process.
+pub fn uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
 /// Clock ticks per second, the unit of [`Stat::cpu_ticks`] and [`Stat::start_time`].
 pub fn ticks_per_second() -> u64 {
     rustix::param::clock_ticks_per_second()

@@ -1,5 +1,6 @@
 //! Configuration types: what `pwt.toml`, the user config and `PWT_*` variables deserialize
-//! into. Loading and layering live in the CLI; this module only defines and validates.
+//! into. Loading and layering live in the engine (`pwt::LoadedConfig`); this module only
+//! defines and validates.
 
 use std::collections::BTreeMap;
 
@@ -47,6 +48,110 @@ pub struct Config {
     /// absent means off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docker: Option<DockerConfig>,
+    /// `pwt mcp`: the tools that change things, off unless named here.
+    pub mcp: McpConfig,
+    /// Limits on what each worktree's `[processes]` may use, and the free memory below which
+    /// `pwt dev` starts no more.
+    pub limits: LimitsConfig,
+}
+
+/// `[mcp]`: what the MCP server (`pwt mcp`) lets an agent change. Reading is always on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// The groups of lifecycle tools to offer: `processes` (start and stop the worktree's
+    /// `[processes]`), `up` (`pwt up`), `reset-database` (the worktree's database made
+    /// again from the main worktree's), `worktrees` (create and remove worktrees).
+    pub allow: Vec<McpTools>,
+}
+
+/// A group of the MCP server's lifecycle tools.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum McpTools {
+    /// `start_processes`, `stop_processes`.
+    Processes,
+    /// `up`.
+    Up,
+    /// `reset_database`.
+    ResetDatabase,
+    /// `create_worktree`, `remove_worktree`.
+    Worktrees,
+}
+
+impl McpTools {
+    /// Every group.
+    pub const ALL: [McpTools; 4] = [
+        Self::Processes,
+        Self::Up,
+        Self::ResetDatabase,
+        Self::Worktrees,
+    ];
+
+    /// Its name in `[mcp] allow` and `pwt mcp --allow`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processes => "processes",
+            Self::Up => "up",
+            Self::ResetDatabase => "reset-database",
+            Self::Worktrees => "worktrees",
+        }
+    }
+}
+
+/// `[limits]`: what each worktree's `[processes]` may use (through the kernel's cgroups,
+/// where this machine lets pwt make them), and a floor of free memory for `pwt dev`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Memory all of a worktree's processes may use together (`512M`, `2G`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// CPUs they may use together (`1.5` = one and a half cores).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    /// `pwt dev` starts nothing while the machine has less memory available than this
+    /// (`1G`), naming the worktrees that use the most.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_free_memory: Option<String>,
+}
+
+impl LimitsConfig {
+    /// `memory` in bytes.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        self.memory.as_deref().and_then(|m| parse_size(m).ok())
+    }
+
+    /// `min_free_memory` in bytes.
+    pub fn min_free_bytes(&self) -> Option<u64> {
+        self.min_free_memory
+            .as_deref()
+            .and_then(|m| parse_size(m).ok())
+    }
+}
+
+/// `512M`, `2G`, `1.5G`, `1048576` (bytes; K, M, G, T are powers of 1024, an optional `i`
+/// or `B` after them is allowed).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
+    let t = t.strip_suffix(['i']).unwrap_or(t);
+    let (number, shift) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is no size: write it like 512M or 2G"))?;
+    let bytes = value * 2f64.powi(shift);
+    if !(value.is_finite() && value > 0.0 && bytes < 1.0e18) {
+        return Err(format!("{text:?} is no size: write it like 512M or 2G"));
+    }
+    Ok(bytes as u64)
 }
 
 /// `[infra]`: how `pwt infra` runs the shared services in Docker Compose. The ports it
@@ -483,9 +588,41 @@ impl Config {
         Ok(())
     }
 
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        for (key, size) in [
+            ("limits.memory", &l.memory),
+            ("limits.min_free_memory", &l.min_free_memory),
+        ] {
+            if let Some(s) = size {
+                parse_size(s).map_err(|e| bad(key, e))?;
+            }
+        }
+        if let Some(cpu) = l.cpu
+            && !(cpu.is_finite() && (0.01..=1024.0).contains(&cpu))
+        {
+            return Err(bad(
+                "limits.cpu",
+                format!("{cpu} CPUs: give a number from 0.01 to 1024"),
+            ));
+        }
+        if l.memory
+            .as_deref()
+            .and_then(|m| parse_size(m).ok())
+            .is_some_and(|b| b < 4 << 20)
+        {
+            return Err(bad(
+                "limits.memory",
+                "below 4M nothing starts: give at least 4M",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_ports()?;
         self.validate_processes()?;
+        self.validate_limits()?;
         let services = self.services();
         if let Some(route) = &self.proxy.route
             && !services.contains_key(route)
@@ -672,5 +809,22 @@ mod tests {
         assert_eq!(FileSetting::Enabled(false).name("x"), None);
         assert_eq!(FileSetting::Enabled(true).name("x"), Some("x"));
         assert_eq!(FileSetting::Name("y".into()).name("x"), Some("y"));
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
+        for bad in ["", "G", "-1G", "0", "lots", "1e30", "NaNG", "inf"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
     }
 }

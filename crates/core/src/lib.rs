@@ -26,7 +26,7 @@ mod slug;
 mod template;
 
 pub use branch::{BranchName, BranchNameError, shell_word};
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, LimitsConfig, McpConfig, McpTools, parse_size};
 pub use env::{
     DEFAULT_PROXY_PORT, EnvError, Environment, FILE_MARK, WorktreeFacts, build_environment,
     describe_variable, docker_literal, dotenv_quote, parse_assignments, proxy_port, render_docker,

@@ -38,6 +38,8 @@ const SECTIONS: &[&str] = &[
     "processes",
     "infra",
     "docker",
+    "mcp",
+    "limits",
 ];
 
 /// Where a configuration comes from. Nothing here is read from the process environment by
@@ -186,7 +188,7 @@ impl LoadedConfig {
 }
 
 /// A TOML file as a JSON value (the approvals hash and show it).
-fn parse_table(path: &Path) -> Result<serde_json::Value> {
+pub(crate) fn parse_table(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::new(ErrorKind::Config, format!("cannot read {}", path.display())).caused_by(e)
     })?;

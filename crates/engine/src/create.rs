@@ -28,13 +28,27 @@ pub struct CreateRequest {
     pub branch: BranchName,
     /// Start a new branch from this commit, branch or tag (default: HEAD).
     pub base: Option<String>,
-    /// Put the worktree here (relative to where pwt runs) instead of `worktree.path`.
+    /// Put the worktree here (relative to the directory the project was opened in) instead
+    /// of `worktree.path`.
     pub path: Option<PathBuf>,
     /// Run the post-create hooks.
     pub hooks: bool,
     /// When a hook fails, keep what was set up (`pwt up` runs the hooks again) instead of
     /// rolling it all back.
     pub keep_on_failure: bool,
+}
+
+impl CreateRequest {
+    /// `pwt new BRANCH`: from HEAD, at `worktree.path`, hooks run, rolled back on failure.
+    pub fn new(branch: BranchName) -> Self {
+        Self {
+            branch,
+            base: None,
+            path: None,
+            hooks: true,
+            keep_on_failure: false,
+        }
+    }
 }
 
 /// `pwt up`: an existing worktree adopted, or set up again.

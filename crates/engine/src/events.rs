@@ -27,6 +27,19 @@ pub enum Event {
     },
 }
 
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Step(step) => step.fmt(f),
+            Self::Waiting { what, seconds } => {
+                write!(f, "still running after {seconds} s: {}", what.join(", "))
+            }
+            Self::Warning(w) => write!(f, "warning: {w}"),
+            Self::Hook { stage, command } => write!(f, "{stage} hook: {command}"),
+        }
+    }
+}
+
 /// A slow step of the lifecycle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

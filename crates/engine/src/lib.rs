@@ -6,17 +6,23 @@
 //! can embed it the same way:
 //!
 //! ```no_run
-//! use pwt::{CreateRequest, Options, Project, RemoveRequest, Silent};
+//! use std::path::Path;
+//! use pwt::{ConfigSources, CreateRequest, LoadedConfig, Options, Project, RemoveRequest, Silent};
 //! # fn main() -> Result<(), pwt::Error> {
-//! let options = Options::new("/home/me/.local/state/pwt", pwt::Config::default());
-//! let project = Project::open(std::path::Path::new("/src/shop"), options)?;
+//! let repo = Path::new("/src/shop");
+//! // The repository's pwt.toml (and, if you like, a user file and PWT_* variables), layered
+//! // as the binary does. What that file would run needs approval: refused by default.
+//! let loaded = LoadedConfig::load(&ConfigSources {
+//!     roots: pwt::config_roots(repo)?,
+//!     ..ConfigSources::default()
+//! })?;
+//! let options = Options::loaded("/tmp/my-tool/state", loaded);
+//! let project = Project::open(repo, options)?;
 //! let branch = pwt::BranchName::parse("feature/login")?;
-//! let set_up = project.create(
-//!     &CreateRequest { branch, base: None, path: None, hooks: true, keep_on_failure: false },
-//!     &mut Silent,
-//! )?;
+//! let set_up = project.create(&CreateRequest::new(branch), &mut Silent)?;
 //! println!("{} on port {:?}", set_up.lease.path.display(), set_up.lease.ports);
-//! project.remove(&RemoveRequest { target: "feature/login".into(), hooks: true, ..Default::default() }, &mut Silent)?;
+//! let request = RemoveRequest { target: "feature/login".into(), hooks: true, ..Default::default() };
+//! project.remove(&request, &mut Silent)?;
 //! # Ok(()) }
 //! ```
 //!
@@ -95,6 +101,13 @@ pub use reconcile::{ReconcileRequest, Reconciliation};
 pub use remove::{Removal, RemoveRequest, Removed};
 pub use status::{EnvVarOut, MAX_LOG_LINES, ServiceOut, StatusOut};
 
-pub use pwt_alloc::{Lease, LeaseState, Leftover, State, proc};
-pub use pwt_core::{BranchName, Config, Environment, ResourceKind, Resources};
+pub use project::DEFAULT_MACHINE_DIR;
+pub use pwt_alloc::{
+    Journal, Kept, Lease, LeaseState, Leftover, Owner, Registry, Repo, State, WorktreeEntry, proc,
+};
+pub use pwt_core::{
+    BranchName, Config, DbName, Environment, RedisPrefix, RedisSlot, ResourceKind, Resources, Slug,
+    Vhost,
+};
+pub use pwt_provision::{Hold, Holder};
 pub use pwt_proxy::RouteTable;

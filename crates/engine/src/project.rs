@@ -40,20 +40,26 @@ pub struct Options {
     pub machine_dir: Option<PathBuf>,
     /// Who holds leases in the team store (`user@host`).
     pub holder: String,
-    /// `worktree.path` came from a file the repository carries: the worktrees it names must
-    /// stay beside the main worktree (under its parent directory, in no hidden directory),
-    /// so a committed pwt.toml cannot check a branch out into `~/.config/git`, say.
+    /// Keep worktrees beside the main worktree (under its parent directory, in no hidden
+    /// directory) whatever `worktree.path` says. [`Project::open`] turns it on by itself
+    /// when `worktree.path` is the repository's pwt.toml's, so a committed file cannot check
+    /// a branch out into `~/.config/git`, say.
     pub confine_worktrees: bool,
-    /// The repository's pwt.toml, when the configuration came from it.
-    pub project_file: Option<PathBuf>,
-    /// That file as parsed: what it would run, for approvals.
-    pub project_table: Option<serde_json::Value>,
-    /// What happens when that file would run something not approved on this machine.
+    /// What happens when the repository's pwt.toml would run something not approved on this
+    /// machine. [`Project::open`] reads that file itself: whatever the configuration, a
+    /// hook, process or `[env]` entry of it runs only when approved (`pwt trust`, or
+    /// [`Approvals::Ask`](crate::Approvals::Ask) answered yes: both remembered under the
+    /// state directory) or trusted ([`Approvals::Trust`](crate::Approvals::Trust), for this
+    /// project only, remembered nowhere).
     pub approvals: crate::approvals::Approvals,
 }
 
 impl Options {
-    /// Options with no faults, no cancellation, children on stdout and a 30 s lock timeout.
+    /// Options for `config` as the caller built it: no faults, no cancellation, children's
+    /// stdout on the caller's, a 30 s lock timeout, port claims shared by every user of the
+    /// machine in [`DEFAULT_MACHINE_DIR`] (as the binary's), the holder `uid<N>@<host>`,
+    /// approvals refused. Prefer [`Options::loaded`] with [`crate::LoadedConfig::load`]: the
+    /// configuration as the binary layers it.
     pub fn new(state_dir: impl Into<PathBuf>, config: Config) -> Self {
         Self {
             state_dir: state_dir.into(),
@@ -62,11 +68,13 @@ impl Options {
             cancel: Cancel::default(),
             child_output: ChildOutput::Inherit,
             lock_timeout: Duration::from_secs(30),
-            machine_dir: None,
-            holder: "unknown@localhost".into(),
+            machine_dir: Some(PathBuf::from(DEFAULT_MACHINE_DIR)),
+            holder: format!(
+                "uid{}@{}",
+                pwt_alloc::proc::uid(),
+                pwt_alloc::proc::hostname()
+            ),
             confine_worktrees: false,
-            project_file: None,
-            project_table: None,
             approvals: crate::approvals::Approvals::default(),
         }
     }
@@ -78,9 +86,25 @@ impl Options {
         let confine = loaded.set_by_project_file("worktree.path");
         let mut o = Self::new(state_dir, loaded.config);
         o.confine_worktrees = confine;
-        o.project_file = loaded.project_file;
-        o.project_table = loaded.project_table;
         o
+    }
+}
+
+/// Where port claims shared by every user of the machine live unless
+/// [`Options::machine_dir`] says otherwise.
+pub const DEFAULT_MACHINE_DIR: &str = "/var/tmp/pwt";
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("state_dir", &self.state_dir)
+            .field("child_output", &self.child_output)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("machine_dir", &self.machine_dir)
+            .field("holder", &self.holder)
+            .field("confine_worktrees", &self.confine_worktrees)
+            .field("approvals", &self.approvals)
+            .finish_non_exhaustive()
     }
 }
 
@@ -150,6 +174,11 @@ pub struct Managed {
 }
 
 /// A repository with its configuration and the machine's registry.
+///
+/// One per thread: a `Project` is [`Send`], not [`Sync`] (git's handle is inside); open one
+/// in each thread that needs it (opening costs well under a millisecond plus reading the
+/// repository). Relative paths (`CreateRequest::path`) and `None` targets ("the worktree
+/// pwt runs in") are relative to the directory given to [`Project::open`].
 pub struct Project {
     pub(crate) repo: Repo,
     pub(crate) config: Config,
@@ -157,6 +186,21 @@ pub struct Project {
     pub(crate) registry: Registry,
     pub(crate) cwd: PathBuf,
     pub(crate) options: Options,
+    /// The repository's pwt.toml, found by the engine itself, and that file as parsed:
+    /// what it would run needs approval.
+    pub(crate) project_file: Option<PathBuf>,
+    pub(crate) project_table: Option<serde_json::Value>,
+}
+
+impl std::fmt::Debug for Project {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Project")
+            .field("repo", &self.repo.common_dir)
+            .field("dir", &self.cwd)
+            .field("project_file", &self.project_file)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The worktree roots in which `pwt.toml` is looked for, the current one first, then the main
@@ -184,12 +228,32 @@ fn discover(dir: &Path) -> Result<Repo> {
 
 impl Project {
     /// Opens the repository containing `dir`.
-    pub fn open(dir: &Path, options: Options) -> Result<Self> {
+    pub fn open(dir: &Path, mut options: Options) -> Result<Self> {
         let repo = discover(dir)?;
         options
             .config
             .validate()
             .map_err(|e| Error::transparent(ErrorKind::Config, e))?;
+        // The repository's own pwt.toml (the first of the roots the configuration is
+        // loaded from), whatever configuration the caller passes: what it would run needs
+        // approval, a worktree.path it sets is confined.
+        let project_file = repo
+            .current_root
+            .iter()
+            .chain(repo.main_root.iter())
+            .map(|r| r.join(crate::config::PROJECT_FILE))
+            .find(|p| p.is_file());
+        let project_table = match &project_file {
+            Some(p) => Some(crate::config::parse_table(p)?),
+            None => None,
+        };
+        let committed_path = project_table
+            .as_ref()
+            .and_then(|t| t.pointer("/worktree/path"))
+            .and_then(serde_json::Value::as_str);
+        if committed_path == Some(options.config.worktree.path.as_str()) {
+            options.confine_worktrees = true;
+        }
         let registry = Registry::open(
             &options.state_dir,
             RegistryOptions {
@@ -204,6 +268,8 @@ impl Project {
             registry,
             cwd: dir.to_owned(),
             options,
+            project_file,
+            project_table,
         })
     }
 
@@ -281,6 +347,12 @@ impl Project {
                 )
                 .hint("name a branch")
             })?,
+            Some("") => {
+                return Err(
+                    Error::new(ErrorKind::Invalid, "an empty name names no worktree")
+                        .hint("name a branch, slug or path"),
+                );
+            }
             Some(name) => {
                 if let Some(l) = state.find(repo, name) {
                     return Ok(Target::Leased(Box::new(l.clone())));

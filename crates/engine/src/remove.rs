@@ -23,7 +23,8 @@ use crate::services::{Services, chain, lease_marker, with_progress};
 /// `pwt rm`.
 #[derive(Clone, Debug, Default)]
 pub struct RemoveRequest {
-    /// Branch, slug or path of the worktree.
+    /// Branch, slug or path of the worktree (a relative path is relative to the directory
+    /// the project was opened in). Empty is refused: name what goes.
     pub target: String,
     /// Remove even with uncommitted or untracked changes (they are lost).
     pub force: bool,
@@ -44,7 +45,8 @@ pub struct RemoveRequest {
 pub enum Removal {
     /// It removed this.
     Removed(Removed),
-    /// There was nothing to remove, for this reason.
+    /// There was nothing to remove, for this reason: no lease of that name (already
+    /// removed, say: removing is idempotent), or a worktree pwt does not manage.
     Nothing(String),
 }
 
@@ -254,7 +256,7 @@ impl Project {
     /// removes it. Never the main worktree.
     pub fn remove(&self, req: &RemoveRequest, reporter: &mut dyn Reporter) -> Result<Removal> {
         self.require_approval(crate::approvals::Gate {
-            commands: req.hooks,
+            commands: req.hooks && !self.config.hooks.pre_remove.is_empty(),
             env: false,
         })?;
         // A registry that cannot be read is an error, not "nothing to do".

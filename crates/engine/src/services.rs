@@ -283,6 +283,20 @@ impl Services {
             .collect()
     }
 
+    /// Makes `db` (only with `marker`) again as a copy of `from`, losing nothing if the copy
+    /// cannot be made.
+    pub async fn reset_database(
+        &self,
+        db: &DbName,
+        marker: &str,
+        from: &DbName,
+    ) -> Result<Outcome, ProvisionError> {
+        let Some((pg, _)) = &self.postgres else {
+            return Ok(Outcome::Absent);
+        };
+        pg.replace_from(db, from, marker).await
+    }
+
     /// Marks each of `resources` with `marker` (the kept form, say), where it carries the
     /// same owner's.
     pub async fn remark(&self, resources: &Resources, marker: &str) -> Vec<Provisioned> {

@@ -105,6 +105,59 @@ impl Project {
             .collect())
     }
 
+    /// Drops the database of the worktree of `arg` and makes it again as a copy of the main
+    /// worktree's (`CREATE DATABASE … TEMPLATE`), for a fresh start with the main data.
+    /// Returns the database's name. Its clients are disconnected; nothing else of the
+    /// worktree changes. The main worktree's database is never reset.
+    pub fn reset_database(&self, arg: Option<&str>) -> Result<String> {
+        let m = self.managed(arg)?;
+        let Target::Leased(lease) = &m.target else {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                "this is the main worktree: its database is the one others are copied from, never reset",
+            ));
+        };
+        let (Some(pg), Some(db)) = (&self.config.postgres, &lease.resources.database) else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("the worktree {:?} has no database", lease.branch.as_str()),
+            )
+            .hint("[postgres] in pwt.toml gives each worktree one"));
+        };
+        if lease.state != pwt_alloc::LeaseState::Ready {
+            return Err(Error::new(
+                ErrorKind::Busy,
+                format!(
+                    "the worktree {:?} is {}, not ready",
+                    lease.branch.as_str(),
+                    lease.state.as_str()
+                ),
+            ));
+        }
+        let main = pg
+            .main_database
+            .clone()
+            .unwrap_or_else(|| self.project_name());
+        let from = pwt_core::DbName::parse(&main).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                "invalid value for `postgres.main_database`",
+            )
+            .caused_by(e)
+        })?;
+        let services = crate::services::Services::new(self)?;
+        services
+            .block_on(services.reset_database(db, &lease.marker(), &from))
+            .unwrap_or(Ok(pwt_provision::Outcome::Absent))
+            .map_err(|e| {
+                Error::from(e).context(format!(
+                    "cannot make {:?} again from the main database {main:?}",
+                    db.as_str()
+                ))
+            })?;
+        Ok(db.as_str().to_owned())
+    }
+
     /// What each service says of the lease's resource.
     fn service_states(&self, lease: &pwt_alloc::Lease) -> Vec<ServiceOut> {
         let services = match crate::services::Services::new(self) {

@@ -23,21 +23,32 @@ impl Project {
                 .unwrap_or_default()
         };
         let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        // Only what the configuration in effect would run: the file's entries that are in it
+        // (a caller's own configuration may leave them out, or replace them).
+        let effective = serde_json::to_value(&self.config).unwrap_or_default();
+        let runs = |pointer: String, value: &Value| effective.pointer(&pointer) == Some(value);
         let mut cmds = String::new();
         for (stage, list) in table("hooks") {
+            let ours = effective
+                .pointer(&format!("/hooks/{stage}"))
+                .and_then(Value::as_array);
             for c in list.as_array().into_iter().flatten() {
-                cmds.push_str(&format!("  [hooks] {stage}: {}\n", text(c)));
+                if ours.is_some_and(|o| o.contains(c)) {
+                    cmds.push_str(&format!("  [hooks] {stage}: {}\n", text(c)));
+                }
             }
         }
         for (name, cmd) in table("processes") {
-            cmds.push_str(&format!("  [processes] {name}: {}\n", text(&cmd)));
+            if runs(format!("/processes/{name}"), &cmd) {
+                cmds.push_str(&format!("  [processes] {name}: {}\n", text(&cmd)));
+            }
         }
         let mut env = String::new();
         // An entry that only says again what pwt sets itself (`FEATURE = "{{ slug }}"`, as
         // the seed workflow writes it) changes nothing, so it is written without asking;
         // any other can make a shell, git or a runtime act (`PS0`, `PSQLRC`, `BASH_ENV`).
         for (name, v) in table("env") {
-            if !self.restates_pwt(&name, &text(&v)) {
+            if runs(format!("/env/{name}"), &v) && !self.restates_pwt(&name, &text(&v)) {
                 env.push_str(&format!("  [env] {name} = {}\n", text(&v)));
             }
         }
@@ -105,7 +116,7 @@ impl Project {
     /// What of the repository's pwt.toml (as the configuration was loaded) `gate` needs
     /// approved, or `None`.
     pub fn pending_approval(&self, gate: Gate) -> Option<Approval> {
-        let table = self.options.project_table.as_ref()?;
+        let table = self.project_table.as_ref()?;
         self.approval(table, gate)
     }
 
@@ -125,7 +136,7 @@ impl Project {
             Approvals::Ask(ask) if ask(&a) => return self.set_approved(&a, true),
             _ => {}
         }
-        let file = self.options.project_file.as_deref().map_or_else(
+        let file = self.project_file.as_deref().map_or_else(
             || "the repository's pwt.toml".to_owned(),
             |p| p.display().to_string(),
         );

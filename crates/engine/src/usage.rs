@@ -50,7 +50,6 @@ pub struct Usage {
     /// Their resident memory, in bytes (shared pages counted in each).
     pub memory_bytes: u64,
     /// Each, the biggest first.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub each: Vec<ProcessUse>,
 }
 

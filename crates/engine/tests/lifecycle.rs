@@ -463,6 +463,63 @@ fn an_unapproved_hook_never_runs_and_nothing_is_made() {
 }
 
 #[test]
+fn a_hand_built_configuration_cannot_run_the_repositorys_hook_unapproved() {
+    let w = hooked();
+    let loaded = LoadedConfig::load(&ConfigSources {
+        roots: pwt::config_roots(&w.repo).expect("roots"),
+        ..ConfigSources::default()
+    })
+    .expect("loads");
+    // The file's configuration passed as if it were the caller's own.
+    for options in [
+        Options::new(w.sandbox.state_dir(), loaded.config.clone()),
+        Options::loaded(
+            w.sandbox.state_dir(),
+            LoadedConfig::from_config(loaded.config.clone()),
+        ),
+    ] {
+        let p = Project::open(&w.repo, options).expect("opens");
+        let e = p
+            .create(&create("by-hand"), &mut Silent)
+            .expect_err("the file's hook still needs approval");
+        assert_eq!(e.kind(), ErrorKind::Unapproved, "{}", e.report());
+        assert!(leases(&p).is_empty());
+    }
+    // A configuration of the caller's own that runs nothing of the file's needs nothing.
+    let mut options = Options::new(w.sandbox.state_dir(), pwt::Config::default());
+    options.machine_dir = Some(w.sandbox.root().join("machine"));
+    let p = Project::open(&w.repo, options).expect("opens");
+    let set_up = p.create(&create("own"), &mut Silent).expect("created");
+    assert!(!set_up.lease.path.join("hook-ran").exists());
+    // Removal asks only about pre-remove hooks, and an empty target names nothing.
+    let e = p
+        .remove(&RemoveRequest::default(), &mut Silent)
+        .expect_err("empty target");
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{}", e.report());
+    let w2 = w.open(Approvals::default());
+    w2.remove(&remove("own"), &mut Silent)
+        .expect("no pre-remove hook, nothing to approve");
+}
+
+#[test]
+fn a_committed_worktree_path_is_confined_however_the_configuration_is_passed() {
+    let w = World::new("[worktree]\npath = \"../.hidden-{{ slug }}/wt\"\n");
+    let loaded = LoadedConfig::load(&ConfigSources {
+        roots: pwt::config_roots(&w.repo).expect("roots"),
+        ..ConfigSources::default()
+    })
+    .expect("loads");
+    let mut options = Options::new(w.sandbox.state_dir(), loaded.config);
+    options.machine_dir = Some(w.sandbox.root().join("machine"));
+    let p = Project::open(&w.repo, options).expect("opens");
+    let e = p
+        .create(&create("escape"), &mut Silent)
+        .expect_err("confined");
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{}", e.report());
+    assert!(!w.sandbox.root().join(".hidden-escape").exists());
+}
+
+#[test]
 fn removal_of_a_worktree_with_an_unapproved_pre_remove_hook_is_refused() {
     let w = World::new("[hooks]\npre-remove = [\"touch /dev/null\"]\n");
     let trusted = w.open(Approvals::Trust);

@@ -312,6 +312,70 @@ impl Postgres {
         }
     }
 
+    /// Makes `db` (carrying `marker`, or absent) again as a copy of `template`, losing
+    /// nothing until the copy exists: the copy is made under a name of its own (marked, so a
+    /// kill leaves nothing `pwt gc` would not find), then `db` is dropped (its clients
+    /// disconnected) and the copy renamed to it.
+    pub async fn replace_from(
+        &self,
+        db: &DbName,
+        template: &DbName,
+        marker: &str,
+    ) -> Result<Outcome, ProvisionError> {
+        let mut conn = self.connect_locked(db).await?;
+        match self.marker_of(&mut conn, db.as_str()).await? {
+            None => {}
+            Some(Some(m)) if same_owner(&m, marker) => {}
+            Some(found) => return Err(self.not_ours(db.as_str(), found)),
+        }
+        let copy = DbName::parse(&format!(
+            "pwt_reset_{:016x}",
+            pwt_core::stable_hash(db.as_str().as_bytes())
+        ))
+        .map_err(|e| ProvisionError::Config {
+            service: Service::Postgres,
+            message: e.to_string(),
+        })?;
+        self.force_drop(&mut conn, &copy).await?;
+        let sql = format!(
+            "CREATE DATABASE {} TEMPLATE {}",
+            quote_ident(copy.as_str()),
+            quote_ident(template.as_str())
+        );
+        if let Err(e) = conn.execute(AssertSqlSafe(sql)).await {
+            let code = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.into_owned());
+            return Err(match code.as_deref() {
+                Some(sqlstate::IN_USE) => self.clone_blocked(&mut conn, template).await,
+                _ => self.failed(
+                    format!(
+                        "CREATE DATABASE {} TEMPLATE {}",
+                        quote_ident(copy.as_str()),
+                        quote_ident(template.as_str())
+                    ),
+                    e,
+                ),
+            });
+        }
+        self.comment(&mut conn, &copy, marker).await?;
+        self.force_drop(&mut conn, db).await?;
+        let rename = format!(
+            "ALTER DATABASE {} RENAME TO {}",
+            quote_ident(copy.as_str()),
+            quote_ident(db.as_str())
+        );
+        conn.execute(AssertSqlSafe(rename)).await.map_err(|e| {
+            self.failed(
+                format!("renaming the copy {:?} to {:?}", copy.as_str(), db.as_str()),
+                e,
+            )
+        })?;
+        let _ = conn.close().await;
+        Ok(Outcome::Created)
+    }
+
     /// Drops `db` if it carries `marker`, disconnecting its clients (`WITH (FORCE)`).
     pub async fn drop(&self, db: &DbName, marker: &str) -> Result<Outcome, ProvisionError> {
         let mut conn = self.connect_locked(db).await?;

@@ -22,6 +22,7 @@ mod hook;
 mod infra;
 mod init;
 mod list;
+mod mcp;
 mod new;
 mod proxy;
 mod rm;
@@ -43,6 +44,7 @@ pub enum Command {
     List(list::ListArgs),
     Top(top::TopArgs),
     Status(status::StatusArgs),
+    Mcp(mcp::McpArgs),
     Env(env::EnvArgs),
     Run(run::RunArgs),
     Dev(dev::DevArgs),
@@ -74,6 +76,7 @@ pub fn run(dir: Option<PathBuf>, command: Command) -> Result<i32> {
         Command::List(a) => list::run(&cwd, a),
         Command::Top(a) => top::run(&cwd, a),
         Command::Status(a) => status::run(&cwd, a),
+        Command::Mcp(a) => mcp::run(&cwd, a),
         Command::Env(a) => env::run(&cwd, a),
         Command::Run(a) => run::run(&cwd, a),
         Command::Dev(a) => dev::run(&cwd, a),

@@ -72,6 +72,17 @@ fn every_json_output_validates_against_its_committed_schema() {
     validates(&python, &t, "worktree.json", &json(&["up", "feat/a"]));
     validates(&python, &t, "list.json", &json(&["list"]));
     validates(&python, &t, "env.json", &json(&["env", "feat/a"]));
+    validates(
+        &python,
+        &t,
+        "env-explain.json",
+        &json(&["env", "feat/a", "--explain"]),
+    );
+    validates(&python, &t, "status.json", &json(&["status", "feat/a"]));
+    let top = json(&["top", "--count", "2", "--interval", "0.1"]);
+    for line in top.lines() {
+        validates(&python, &t, "top.json", line);
+    }
     validates(&python, &t, "config.json", &json(&["config"]));
     validates(&python, &t, "doctor.json", &json(&["doctor"]));
     validates(&python, &t, "gc.json", &json(&["gc", "--dry-run"]));

@@ -9,6 +9,7 @@ mod docker;
 mod frameworks;
 mod kills;
 mod lifecycle;
+mod mcp;
 mod names;
 mod oidc;
 mod ownership;

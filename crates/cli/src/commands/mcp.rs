@@ -1,0 +1,130 @@
+//! `pwt mcp`
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use pwt_core::McpTools;
+
+use crate::exit_codes;
+
+/// Serve the worktree to an AI agent over MCP (Model Context Protocol, stdio)
+///
+/// An agent (Claude Code, Cursor, VS Code, Codex, Gemini CLI, …) starts it in its worktree
+/// and can then ask what it has and why something does not answer: `status` (ports
+/// listening or not, its database, vhost and Redis slot answering or why not, what runs
+/// and uses what, log tails), `environment` (each variable and what it is), `worktrees`,
+/// `team_holds` (with a [team] store), `oauth_state`. Nothing it answers is hidden from the
+/// CLI: each tool says which command prints the same JSON.
+///
+/// Tools that change things are off unless turned on, by `[mcp] allow = [...]` in pwt.toml
+/// or `--allow`: `processes` (start_processes, stop_processes), `up`, `reset-database`
+/// (the worktree's database made again from the main one), `worktrees` (create_worktree,
+/// remove_worktree; never the server's own worktree).
+///
+/// What the repository's pwt.toml would run (hooks, [processes]) must be approved already
+/// (`pwt trust`), or trusted with --yes: the server cannot ask, its stdin is the protocol.
+///
+///   pwt mcp --print-config                 # the snippet that registers it
+///   claude mcp add pwt -- pwt mcp          # Claude Code, in the worktree
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct McpArgs {
+    /// Serve this worktree (branch, slug or path) instead of the one it starts in.
+    #[arg(long, conflicts_with = "repository")]
+    pub branch: Option<String>,
+    /// Serve every worktree of the repository: calls name the worktree they ask about.
+    #[arg(long)]
+    pub repository: bool,
+    /// Offer these groups of lifecycle tools too (processes, up, reset-database, worktrees).
+    #[arg(long, value_delimiter = ',', value_parser = group)]
+    pub allow: Vec<McpTools>,
+    /// Run what the repository's pwt.toml would run without its approval.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print how to register this server with agent tools, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+fn group(s: &str) -> std::result::Result<McpTools, String> {
+    McpTools::ALL
+        .into_iter()
+        .find(|g| g.as_str() == s)
+        .ok_or_else(|| {
+            let all: Vec<&str> = McpTools::ALL.iter().map(|g| g.as_str()).collect();
+            format!("{s:?} is no group of tools; there are {}", all.join(", "))
+        })
+}
+
+pub fn run(cwd: &Path, args: McpArgs) -> Result<i32> {
+    if args.print_config {
+        print_config(&args)?;
+        return Ok(exit_codes::OK);
+    }
+    // It cannot ask (stdin is the protocol): trusted with --yes or PWT_TRUST_HOOKS, else
+    // refused unless approved.
+    let trust = args.yes
+        || crate::env_vars::get(crate::env_vars::PWT_TRUST_HOOKS).is_some_and(|v| v != "0");
+    let dir = cwd.to_owned();
+    let open: pwt_mcp::Opener = Arc::new(move || {
+        let mut opened = super::open(&dir).map_err(|e| match e.downcast::<pwt::Error>() {
+            Ok(e) => e,
+            Err(e) => pwt::Error::new(pwt::ErrorKind::Config, format!("{e:#}")),
+        })?;
+        opened.project.set_approvals(pwt_mcp::approvals(trust));
+        Ok(opened.project)
+    });
+    let project = open()?;
+    let scope = if args.repository {
+        pwt_mcp::Scope::Repository
+    } else {
+        pwt_mcp::Scope::Worktree(project.managed(args.branch.as_deref())?.root)
+    };
+    let mut allow: BTreeSet<McpTools> = project.config().mcp.allow.iter().copied().collect();
+    allow.extend(args.allow);
+    let team = project.config().team.is_some();
+    drop(project);
+    let server = pwt_mcp::Server::new(open, scope, allow, team);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the server's runtime")?;
+    rt.block_on(server.serve_stdio())
+        .map_err(|e| anyhow::anyhow!("the MCP connection failed: {e}"))?;
+    Ok(exit_codes::OK)
+}
+
+/// The snippets for the agent tools people use, with this binary's path.
+fn print_config(args: &McpArgs) -> Result<()> {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("pwt"));
+    let exe = exe.to_string_lossy();
+    let mut argv = vec!["mcp".to_owned()];
+    if args.repository {
+        argv.push("--repository".into());
+    }
+    for g in &args.allow {
+        argv.push(format!("--allow={}", g.as_str()));
+    }
+    let json_args = serde_json::to_string(&argv)?;
+    let servers = serde_json::json!({ "mcpServers": { "pwt": { "command": exe, "args": argv } } });
+    let vscode = serde_json::json!({ "servers": { "pwt": { "type": "stdio", "command": exe, "args": argv } } });
+    println!(
+        "# Claude Code (run in the worktree):\nclaude mcp add pwt -- {exe} {}\n",
+        argv.join(" ")
+    );
+    println!(
+        "# .mcp.json (Claude Code, project scope), .cursor/mcp.json (Cursor), ~/.gemini/settings.json (Gemini CLI), Windsurf:\n{}\n",
+        serde_json::to_string_pretty(&servers)?
+    );
+    println!(
+        "# .vscode/mcp.json (VS Code):\n{}\n",
+        serde_json::to_string_pretty(&vscode)?
+    );
+    println!(
+        "# ~/.codex/config.toml (Codex CLI):\n[mcp_servers.pwt]\ncommand = {exe:?}\nargs = {json_args}"
+    );
+    Ok(())
+}
