@@ -20,7 +20,9 @@ use pwt_alloc::write_atomic;
 /// code for `pwt list`; `$1` is the command, `$2` the
 /// file for the code. The command is the configuration's text, run as `sh -c` would; values
 /// reach it only as environment variables.
-const WRAPPER: &str = r#"(eval "$1"); code=$?; printf '%s' "$code" > "$2"; exit "$code""#;
+/// `$3…` are the `cgroup.procs` files of the worktree's groups (`[limits]`): the shell moves
+/// itself into each (writing `0`) before it runs the command, so all it starts is inside.
+const WRAPPER: &str = r#"c=$1; e=$2; shift 2; for f do printf 0 > "$f" || { echo "pwt: cannot join the cgroup of $f" >&2; exit 125; }; done; (eval "$c"); code=$?; printf '%s' "$code" > "$e"; exit "$code""#;
 
 /// One process `pwt dev` started.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +94,20 @@ impl Project {
             .join(slug)
     }
 
+    /// The slugs with `pwt dev` records in this repository.
+    pub(crate) fn recorded_slugs(&self) -> Vec<String> {
+        let Some(dir) = self.processes_dir("x").parent().map(Path::to_path_buf) else {
+            return Vec::new();
+        };
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The processes `pwt dev` started for the worktree of `slug`, with what each does now.
     pub fn dev_processes(&self, slug: &str) -> Vec<(DevProcess, ProcessState)> {
         let file = self.processes_dir(slug).join("processes.json");
@@ -110,7 +126,15 @@ impl Project {
     /// Starts every process of `[processes]` in the worktree `target` names (the current
     /// one for `None`) with its environment: detached (output to log files under the state
     /// directory) or with piped output for the caller to show. Refuses while some still run.
-    pub fn start_processes(&self, target: Option<&str>, detach: bool) -> Result<Vec<Spawned>> {
+    ///
+    /// With `[limits]`, they go into the worktree's control groups (a warning says why
+    /// not where this machine allows none); below `limits.min_free_memory` nothing starts.
+    pub fn start_processes(
+        &self,
+        target: Option<&str>,
+        detach: bool,
+        reporter: &mut dyn crate::events::Reporter,
+    ) -> Result<Vec<Spawned>> {
         self.require_approval(crate::approvals::Gate {
             commands: true,
             env: true,
@@ -136,6 +160,16 @@ impl Project {
             )
             .hint("`pwt stop` stops them first"));
         }
+        self.admit()?;
+        let placement = match self.limit_placement(&slug) {
+            Ok(p) => p.unwrap_or_default(),
+            Err(why) => {
+                reporter.report(crate::events::Event::Warning(format!(
+                    "[limits] not applied: {why}"
+                )));
+                crate::limits::Placement::default()
+            }
+        };
         let dir = self.processes_dir(&slug);
         std::fs::create_dir_all(&dir).map_err(|e| {
             Error::new(ErrorKind::Io, format!("cannot create {}", dir.display())).caused_by(e)
@@ -145,7 +179,7 @@ impl Project {
             let exit_file = dir.join(format!("{name}.exit"));
             let _ = std::fs::remove_file(&exit_file);
             let log = detach.then(|| dir.join(format!("{name}.log")));
-            let child = match spawn(&root, &env, command, &exit_file, log.as_deref()) {
+            let child = match spawn(&root, &env, command, &exit_file, log.as_deref(), &placement) {
                 Ok(c) => c,
                 Err(e) => {
                     // What started goes again: all or nothing.
@@ -190,11 +224,14 @@ impl Project {
     /// Stops the processes `pwt dev` started for the worktree of `slug` (SIGTERM to each
     /// group, SIGKILL after `grace`). Returns each running one with whether it stopped.
     pub fn stop_dev_processes(&self, slug: &str, grace: Duration) -> Vec<(DevProcess, bool)> {
-        stop_these(self.running_processes(slug), grace)
+        let stopped = stop_these(self.running_processes(slug), grace);
+        self.forget_limits(slug);
+        stopped
     }
 
     /// Forgets the worktree's process records (its logs go too): for `pwt rm`.
     pub(crate) fn forget_dev_processes(&self, slug: &str) {
+        self.forget_limits(slug);
         let _ = std::fs::remove_dir_all(self.processes_dir(slug));
     }
 }
@@ -205,6 +242,7 @@ fn spawn(
     command: &str,
     exit_file: &Path,
     log: Option<&Path>,
+    placement: &crate::limits::Placement,
 ) -> Result<Child> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
@@ -212,6 +250,7 @@ fn spawn(
         .arg("pwt-dev")
         .arg(command)
         .arg(exit_file)
+        .args(&placement.procs)
         .current_dir(root)
         .envs(env.iter())
         .process_group(0)

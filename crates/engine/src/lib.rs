@@ -57,6 +57,7 @@ mod include;
 mod info;
 mod infra;
 mod leases;
+mod limits;
 mod output;
 mod paths;
 mod plan;

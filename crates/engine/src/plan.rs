@@ -516,6 +516,14 @@ pub enum Action {
     /// lease has the marker, and the directory Compose ran them in is no worktree git
     /// lists).
     Containers(Vec<crate::docker::Container>),
+    /// Processes `pwt dev` started (recorded with pid and start time) for a worktree of this
+    /// repository that has no lease any more, still running.
+    Processes {
+        /// The worktree's slug.
+        slug: String,
+        /// Each, as recorded.
+        running: Vec<crate::dev::DevProcess>,
+    },
 }
 
 /// A marked resource no lease owns.

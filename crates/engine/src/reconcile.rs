@@ -76,6 +76,16 @@ impl Action {
                         .unwrap_or_default()
                 )
             }
+            Self::Processes { slug, running } => {
+                let each: Vec<String> = running
+                    .iter()
+                    .map(|p| format!("{} (pid {})", p.name, p.pid))
+                    .collect();
+                format!(
+                    "{}: started by `pwt dev` for worktree {slug:?}, which pwt no longer has: stop them",
+                    each.join(", ")
+                )
+            }
             Self::TeamHold(h) => format!(
                 "{} {:?} on {}: held in the team store for {}, which has no lease here: let it go",
                 h.kind, h.name, h.server, h.who.branch
@@ -106,7 +116,7 @@ impl Action {
             | Self::RepoGone(l) => Some(l.branch.as_str()),
             Self::Kept(k) => Some(k.branch.as_str()),
             Self::TeamHold(h) => Some(h.who.branch.as_str()),
-            Self::Orphan(_) | Self::Containers(_) => None,
+            Self::Orphan(_) | Self::Containers(_) | Self::Processes { .. } => None,
         }
     }
 
@@ -142,6 +152,7 @@ impl Project {
         self.spare_interrupted_work(&mut plan);
         plan.actions
             .extend(self.orphan_containers(&state, &worktrees));
+        plan.actions.extend(self.stray_dev_processes(&state));
         let mut problems = problems;
         match self.stale_team_holds(&state, &declared) {
             Ok(holds) => plan.actions.extend(holds.into_iter().map(Action::TeamHold)),
@@ -154,8 +165,11 @@ impl Project {
     pub fn reconcile(&self, action: &Action, reporter: &mut dyn Reporter) -> Result<()> {
         match action {
             Action::Gone(l) => {
-                // Its containers first (Compose ran them in the directory that is gone).
+                // Its containers first (Compose ran them in the directory that is gone), and
+                // what provably runs for it: its `pwt dev` groups, processes still working
+                // in its deleted directory.
                 self.stop_containers(l, false, reporter);
+                self.stop_what_ran_in_gone(l, reporter);
                 let lease = self.mark_removing_in(
                     &l.repo,
                     l.branch.as_str(),
@@ -208,6 +222,7 @@ impl Project {
             Action::Orphan(o) => self.drop_orphan(o),
             Action::TeamHold(h) => self.release_stale_hold(h),
             Action::Containers(list) => self.remove_orphan_containers(list),
+            Action::Processes { slug, running } => self.stop_stray(slug, running, reporter),
             Action::Kept(k) => self.drop_kept(k),
         }
     }
@@ -282,6 +297,100 @@ impl Project {
             l.keep = keep;
             Ok(())
         })
+    }
+
+    /// Running `pwt dev` records of worktrees of this repository without a lease (the main
+    /// worktree's aside): one action per worktree.
+    fn stray_dev_processes(&self, state: &pwt_alloc::State) -> Vec<Action> {
+        let leased: Vec<&str> = state
+            .of_repo(&self.repo.common_dir)
+            .map(|l| l.slug.as_str())
+            .collect();
+        self.recorded_slugs()
+            .into_iter()
+            .filter(|s| s != pwt_core::MAIN_SLUG && !leased.contains(&s.as_str()))
+            .filter_map(|slug| {
+                let running = self.running_processes(&slug);
+                (!running.is_empty()).then_some(Action::Processes { slug, running })
+            })
+            .collect()
+    }
+
+    /// Stops what gc found running for a worktree without a lease, checked again first:
+    /// still no lease of the slug, each still the recorded process (pid and start time).
+    fn stop_stray(
+        &self,
+        slug: &str,
+        running: &[crate::dev::DevProcess],
+        reporter: &mut dyn Reporter,
+    ) -> Result<()> {
+        let state = self.state()?;
+        if state
+            .of_repo(&self.repo.common_dir)
+            .any(|l| l.slug.as_str() == slug)
+        {
+            return Err(Error::new(
+                ErrorKind::Busy,
+                format!("worktree {slug:?} has a lease again since gc looked; left alone"),
+            ));
+        }
+        let now: Vec<crate::dev::DevProcess> = self
+            .running_processes(slug)
+            .into_iter()
+            .filter(|p| running.contains(p))
+            .collect();
+        for (p, stopped) in crate::dev::stop_these(now, std::time::Duration::from_secs(5)) {
+            if stopped {
+                reporter.report(crate::events::Event::Step(
+                    crate::events::Step::StopProcess {
+                        name: p.name.clone(),
+                        pid: p.pid,
+                        why: format!("started by `pwt dev` for {slug:?}, which is gone"),
+                    },
+                ));
+            } else {
+                reporter.report(crate::events::Event::Warning(format!(
+                    "could not stop {} (pid {}); stop it yourself",
+                    p.name, p.pid
+                )));
+            }
+        }
+        self.forget_dev_processes(slug);
+        Ok(())
+    }
+
+    /// Stops what provably ran for the gone worktree of `lease`: its `pwt dev` groups (pid
+    /// and start time recorded) and processes whose working directory is inside its
+    /// deleted directory, each named.
+    fn stop_what_ran_in_gone(&self, lease: &pwt_alloc::Lease, reporter: &mut dyn Reporter) {
+        let slug = lease.slug.as_str();
+        for (p, stopped) in crate::dev::stop_these(
+            self.running_processes(slug),
+            std::time::Duration::from_secs(5),
+        ) {
+            if !stopped {
+                reporter.report(crate::events::Event::Warning(format!(
+                    "could not stop {} (pid {}); stop it yourself",
+                    p.name, p.pid
+                )));
+            }
+        }
+        let found = crate::processes::working_in(&lease.path);
+        for f in &found {
+            reporter.report(crate::events::Event::Step(
+                crate::events::Step::StopProcess {
+                    name: f.name.clone(),
+                    pid: f.pid,
+                    why: "working in the deleted worktree".to_owned(),
+                },
+            ));
+        }
+        for f in crate::processes::stop(&found, std::time::Duration::from_secs(5)) {
+            reporter.report(crate::events::Event::Warning(format!(
+                "could not stop {} (pid {}); stop it yourself",
+                f.name, f.pid
+            )));
+        }
     }
 
     /// Containers with this repository's marker (`PWT_OWNER`) whose worktree is gone: no

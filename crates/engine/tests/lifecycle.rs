@@ -706,3 +706,220 @@ fn remove_keeps_data_on_request_and_create_finds_it_again() {
     p.remove(&remove("kept"), &mut Silent).expect("removed");
     assert!(!db_exists(&db));
 }
+
+#[test]
+fn limits_hold_a_worktrees_processes_in_a_cgroup_or_say_why_not() {
+    let w = World::new(
+        "[limits]\nmemory = \"64M\"\ncpu = 0.5\n[processes]\nhog = \"python3 -c 'x = bytearray(300 << 20); import time; time.sleep(30)'\"\nidle = \"sleep 30\"\n",
+    );
+    let p = w.open(Approvals::Trust);
+    let set_up = p.create(&create("limited"), &mut Silent).expect("created");
+    let slug = set_up.lease.slug.to_string();
+    let mut events = Collect::default();
+    let started = p
+        .start_processes(Some(&slug), true, &mut events)
+        .expect("started");
+    let warned = events.0.iter().find_map(|e| match e {
+        Event::Warning(w) if w.starts_with("[limits] not applied") => Some(w.clone()),
+        _ => None,
+    });
+    let idle = started
+        .iter()
+        .find(|s| s.process.name == "idle")
+        .expect("idle")
+        .process
+        .pid;
+    // The wrapper shell moves itself into the groups first thing.
+    let in_group = || {
+        std::fs::read_to_string(format!("/proc/{idle}/cgroup")).is_ok_and(|g| g.contains("/pwt-"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while warned.is_none() && !in_group() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let groups = std::fs::read_to_string(format!("/proc/{idle}/cgroup")).expect("its cgroups");
+    match warned {
+        // This machine lets pwt make groups: the processes are in the worktree's, and the
+        // one that wants more memory than the limit is killed by the kernel.
+        None => {
+            assert!(groups.contains("/pwt-"), "{groups}");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            let hog = loop {
+                let state = p
+                    .dev_processes(&slug)
+                    .into_iter()
+                    .find(|(d, _)| d.name == "hog")
+                    .expect("hog recorded")
+                    .1;
+                if state != pwt::ProcessState::Running || std::time::Instant::now() > deadline {
+                    break state;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            };
+            assert!(
+                matches!(hog, pwt::ProcessState::Exited(Some(c)) if c != 0),
+                "the memory hog was stopped by the limit: {hog:?}"
+            );
+        }
+        // It does not: they run, unlimited, and the warning names why.
+        Some(why) => {
+            assert!(why.contains("cgroup"), "{why}");
+            assert!(!groups.contains("/pwt-"), "{groups}");
+        }
+    }
+    p.stop_dev_processes(&slug, std::time::Duration::from_secs(2));
+    p.remove(
+        &RemoveRequest {
+            force: true,
+            ..remove("limited")
+        },
+        &mut Silent,
+    )
+    .expect("removed");
+}
+
+#[test]
+fn below_the_free_memory_floor_nothing_starts() {
+    let w =
+        World::new("[limits]\nmin_free_memory = \"1000000G\"\n[processes]\nidle = \"sleep 30\"\n");
+    let p = w.open(Approvals::Trust);
+    let set_up = p.create(&create("floor"), &mut Silent).expect("created");
+    let e = p
+        .start_processes(Some(set_up.lease.slug.as_str()), true, &mut Silent)
+        .expect_err("refused");
+    assert_eq!(e.kind(), ErrorKind::Exhausted, "{}", e.report());
+    assert!(
+        e.report().contains("limits.min_free_memory"),
+        "{}",
+        e.report()
+    );
+    assert!(p.dev_processes(set_up.lease.slug.as_str()).is_empty());
+}
+
+/// A process the test started, stopped and reaped when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn gone(pid: u32) -> bool {
+    // A zombie (dead, not reaped by its parent) is gone too.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
+}
+
+fn wait_gone(pid: u32) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !gone(pid) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
+#[test]
+fn gc_stops_what_runs_for_worktrees_that_are_gone_and_nothing_else() {
+    let w = World::new("[processes]\nidle = \"sleep 60\"\n");
+    let p = w.open(Approvals::Trust);
+    // A worktree deleted by hand while its pwt dev process and a shell in it run.
+    let a = p.create(&create("deleted"), &mut Silent).expect("created");
+    let started = p
+        .start_processes(Some("deleted"), true, &mut Silent)
+        .expect("started");
+    let dev = started[0].process.pid;
+    let mut shell = Child(
+        std::process::Command::new("sleep")
+            .arg("60")
+            .current_dir(&a.lease.path)
+            .spawn()
+            .expect("spawn"),
+    );
+    // Someone else's process elsewhere: never touched.
+    let mut bystander = Child(
+        std::process::Command::new("sleep")
+            .arg("60")
+            .current_dir(w.sandbox.root())
+            .spawn()
+            .expect("spawn"),
+    );
+    std::fs::remove_dir_all(&a.lease.path).expect("rm -rf");
+    w.sandbox.git(&w.repo, &["worktree", "prune"]);
+    // Records of a worktree whose lease went while its processes ran on.
+    let b = p.create(&create("stray"), &mut Silent).expect("created");
+    let stray = p
+        .start_processes(Some("stray"), true, &mut Silent)
+        .expect("started");
+    let stray_pid = stray[0].process.pid;
+    let records = |slug: &str| {
+        let base = w.sandbox.state_dir().join("processes");
+        let repo_dir = std::fs::read_dir(&base)
+            .expect("records")
+            .flatten()
+            .next()
+            .expect("one repository")
+            .path();
+        repo_dir.join(slug)
+    };
+    std::fs::rename(records("stray"), records("ghost")).expect("rename");
+    drop(b);
+
+    let found = p
+        .reconcile_plan(&ReconcileRequest::default())
+        .expect("plan");
+    let described: Vec<String> = found.plan.actions.iter().map(Action::describe).collect();
+    assert!(
+        found
+            .plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Processes { slug, running } if slug == "ghost" && running[0].pid == stray_pid)),
+        "{described:?}"
+    );
+    assert!(
+        found
+            .plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Gone(l) if l.branch.as_str() == "deleted")),
+        "{described:?}"
+    );
+    for action in &found.plan.actions {
+        if matches!(action, Action::Gone(_) | Action::Processes { .. }) {
+            p.reconcile(action, &mut Silent).expect("reconciled");
+        }
+    }
+    assert!(
+        wait_gone(dev),
+        "the deleted worktree's pwt dev process stopped"
+    );
+    assert!(
+        wait_gone(shell.0.id()),
+        "the shell in the deleted directory stopped"
+    );
+    assert!(wait_gone(stray_pid), "the stray record's process stopped");
+    assert!(!gone(bystander.0.id()), "a process elsewhere is untouched");
+    let _ = shell.0.try_wait();
+    let _ = bystander.0.try_wait();
+    let again = p
+        .reconcile_plan(&ReconcileRequest::default())
+        .expect("plan");
+    assert!(
+        !again
+            .plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Processes { .. } | Action::Gone(_))),
+        "{:?}",
+        again.plan.actions
+    );
+    p.remove(&remove("stray"), &mut Silent).expect("removed");
+}

@@ -284,7 +284,7 @@ impl Server {
         match name {
             "start_processes" => {
                 let started: Vec<Value> = project
-                    .start_processes(target, true)?
+                    .start_processes(target, true, &mut Silent)?
                     .into_iter()
                     .map(|s| json!({ "name": s.process.name, "pid": s.process.pid, "log": s.process.log }))
                     .collect();

@@ -62,7 +62,11 @@ pub struct StopArgs {
 pub fn run(cwd: &Path, args: DevArgs) -> Result<i32> {
     let opened = super::open_interruptible(cwd, args.yes)?;
     let project = &opened.project;
-    let spawned = project.start_processes(args.target.as_deref(), args.detach)?;
+    let spawned = project.start_processes(
+        args.target.as_deref(),
+        args.detach,
+        &mut Terminal { quiet: false },
+    )?;
     if args.detach {
         for s in &spawned {
             let log = s.process.log.as_ref().map(|l| l.display().to_string());
