@@ -94,6 +94,82 @@ impl Project {
             .join(slug)
     }
 
+    /// Refuses to start more while the machine has less memory available than
+    /// `limits.min_free_memory`, naming the worktrees that use the most.
+    fn admit(&self) -> Result<()> {
+        let Some(floor) = self.config.limits.min_free_bytes() else {
+            return Ok(());
+        };
+        let Some(available) = crate::limits::mem_available() else {
+            return Ok(());
+        };
+        if available >= floor {
+            return Ok(());
+        }
+        let leases: Vec<pwt_alloc::Lease> = self
+            .state()
+            .map(|s| s.of_repo(&self.repo.common_dir).cloned().collect())
+            .unwrap_or_default();
+        let claims: Vec<crate::usage::Claim> = leases
+            .iter()
+            .map(|l| crate::usage::Claim {
+                root: l.path.clone(),
+                ports: l.ports.values().copied().collect(),
+                groups: self
+                    .running_processes(l.slug.as_str())
+                    .iter()
+                    .map(|p| p.pid)
+                    .collect(),
+            })
+            .collect();
+        let used = crate::usage::measure(&claims);
+        let mut rows: Vec<(&pwt_alloc::Lease, u64)> = leases
+            .iter()
+            .map(|l| (l, used.get(&l.path).map_or(0, |u| u.memory_bytes)))
+            .filter(|(_, m)| *m > 0)
+            .collect();
+        rows.sort_by_key(|(_, m)| std::cmp::Reverse(*m));
+        let biggest: Vec<String> = rows
+            .iter()
+            .map(|(l, m)| format!("{} ({} MiB)", l.branch.as_str(), m >> 20))
+            .take(3)
+            .collect();
+        Err(Error::new(
+            ErrorKind::Exhausted,
+            format!(
+                "only {} MiB of memory is available, below limits.min_free_memory ({} MiB); nothing was started",
+                available >> 20,
+                floor >> 20
+            ),
+        )
+        .hint(if biggest.is_empty() {
+            "free some memory, or lower limits.min_free_memory".to_owned()
+        } else {
+            format!(
+                "the worktrees using the most: {}; `pwt stop BRANCH` stops one (`pwt top` shows them all)",
+                biggest.join(", ")
+            )
+        }))
+    }
+
+    /// Where the worktree's processes go with `[limits]`; nowhere special (and a warning
+    /// saying why) where this machine allows no group.
+    fn placement_or_warn(
+        &self,
+        slug: &str,
+        reporter: &mut dyn crate::events::Reporter,
+    ) -> crate::limits::Placement {
+        match self.limit_placement(slug) {
+            Ok(p) => p.unwrap_or_default(),
+            Err(why) => {
+                reporter.report(crate::events::Event::Warning(format!(
+                    "[limits] not applied: {why}"
+                )));
+                crate::limits::Placement::default()
+            }
+        }
+    }
+
     /// The slugs with `pwt dev` records in this repository.
     pub(crate) fn recorded_slugs(&self) -> Vec<String> {
         let Some(dir) = self.processes_dir("x").parent().map(Path::to_path_buf) else {
@@ -161,15 +237,7 @@ impl Project {
             .hint("`pwt stop` stops them first"));
         }
         self.admit()?;
-        let placement = match self.limit_placement(&slug) {
-            Ok(p) => p.unwrap_or_default(),
-            Err(why) => {
-                reporter.report(crate::events::Event::Warning(format!(
-                    "[limits] not applied: {why}"
-                )));
-                crate::limits::Placement::default()
-            }
-        };
+        let placement = self.placement_or_warn(&slug, reporter);
         let dir = self.processes_dir(&slug);
         std::fs::create_dir_all(&dir).map_err(|e| {
             Error::new(ErrorKind::Io, format!("cannot create {}", dir.display())).caused_by(e)

@@ -332,3 +332,82 @@ pub fn measure_usage(rows: &mut [WorktreeInfo]) {
         r.usage = measured.remove(&r.path);
     }
 }
+
+/// One worktree's reading in `pwt top --format json`.
+#[derive(Clone, Debug, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Reading {
+    /// Its branch.
+    pub branch: String,
+    /// Its slug.
+    pub slug: String,
+    /// Its root.
+    pub path: String,
+    /// Percent of one CPU since the previous reading (`null` on the first).
+    pub cpu_percent: Option<f64>,
+    /// What it uses now.
+    pub usage: crate::usage::Usage,
+}
+
+/// One refresh of `pwt top --format json` (one line each).
+#[derive(Clone, Debug, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct TopOut {
+    /// Each worktree, the busiest first.
+    pub worktrees: Vec<Reading>,
+}
+
+/// Readings over time: CPU rates from the difference between two.
+#[derive(Debug, Default)]
+pub struct Rates {
+    before: std::collections::HashMap<u32, u64>,
+    at: Option<std::time::Instant>,
+}
+
+impl Rates {
+    /// Reads `rows` (measured by [`measure_usage`]): each worktree's CPU since the
+    /// previous call (processes new since then count from the next one on), the busiest
+    /// first, then the biggest.
+    pub fn read(&mut self, rows: &[WorktreeInfo]) -> TopOut {
+        let now = std::time::Instant::now();
+        let elapsed_ms = self
+            .at
+            .map(|t| now.duration_since(t).as_secs_f64() * 1000.0)
+            .filter(|e| *e > 0.0);
+        let tick_ms = 1000.0 / pwt_alloc::proc::ticks_per_second().max(1) as f64;
+        let mut worktrees: Vec<Reading> = rows
+            .iter()
+            .map(|r| {
+                let usage = r.usage.clone().unwrap_or_default();
+                let cpu_percent = elapsed_ms.map(|e| {
+                    let ticks: u64 = usage
+                        .each
+                        .iter()
+                        .filter_map(|p| Some(p.cpu_ticks.saturating_sub(*self.before.get(&p.pid)?)))
+                        .sum();
+                    ticks as f64 * tick_ms * 100.0 / e
+                });
+                Reading {
+                    branch: r.branch.clone(),
+                    slug: r.slug.clone(),
+                    path: r.path.to_string_lossy().into_owned(),
+                    cpu_percent,
+                    usage,
+                }
+            })
+            .collect();
+        worktrees.sort_by(|a, b| {
+            b.cpu_percent
+                .unwrap_or(0.0)
+                .total_cmp(&a.cpu_percent.unwrap_or(0.0))
+                .then(b.usage.memory_bytes.cmp(&a.usage.memory_bytes))
+        });
+        self.before = rows
+            .iter()
+            .filter_map(|r| r.usage.as_ref())
+            .flat_map(|u| u.each.iter().map(|p| (p.pid, p.cpu_ticks)))
+            .collect();
+        self.at = Some(now);
+        TopOut { worktrees }
+    }
+}

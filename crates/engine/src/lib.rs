@@ -83,8 +83,8 @@ pub use events::{Collect, Event, Released, Reporter, Silent, Step};
 pub use faults::{FaultPoint, Faults};
 pub use include::{Brought, WORKTREE_INCLUDE};
 pub use info::{
-    PortInfo, WorktreeInfo, WorktreeState, lease_info, list_all, listening, main_redis_db,
-    measure_usage,
+    PortInfo, Rates, Reading, TopOut, WorktreeInfo, WorktreeState, lease_info, list_all, listening,
+    main_redis_db, measure_usage,
 };
 pub use infra::{Infra, InfraService, Published, RunsIn, ServiceStatus};
 #[cfg(feature = "schema")]
@@ -93,6 +93,7 @@ pub use output::{
     CheckOut, ConfigOut, ConfigValueOut, ContainerOut, DoctorOut, EnvOut, GcItemOut, GcOut,
     GcResultOut, HoldOut, InfraOut, PortOut, ProcessOut, RemoveOut, SparedOut, WorktreeOut,
 };
+pub use output::{EnvVarOut, ServiceOut, StatusOut};
 pub use paths::shell_word;
 pub use plan::{Action, GcPlan, Orphan, Spared};
 pub use project::{
@@ -100,7 +101,7 @@ pub use project::{
 };
 pub use reconcile::{ReconcileRequest, Reconciliation};
 pub use remove::{Removal, RemoveRequest, Removed};
-pub use status::{EnvVarOut, MAX_LOG_LINES, ServiceOut, StatusOut};
+pub use status::MAX_LOG_LINES;
 
 pub use project::DEFAULT_MACHINE_DIR;
 pub use pwt_alloc::{

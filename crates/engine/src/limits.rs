@@ -12,7 +12,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, ErrorKind, Result};
 use crate::project::Project;
 
 /// Where a worktree's processes go: the `cgroup.procs` file of each hierarchy.
@@ -47,47 +46,6 @@ impl Project {
             }
         }
         v1_groups(&cgroups.v1, &name, memory, cpu).map(Some)
-    }
-
-    /// Refuses to start more while the machine has less memory available than
-    /// `limits.min_free_memory`, naming the worktrees that use the most.
-    pub(crate) fn admit(&self) -> Result<()> {
-        let Some(floor) = self.config.limits.min_free_bytes() else {
-            return Ok(());
-        };
-        let Some(available) = mem_available() else {
-            return Ok(());
-        };
-        if available >= floor {
-            return Ok(());
-        }
-        let mut rows = self.list(false).unwrap_or_default();
-        crate::info::measure_usage(&mut rows);
-        rows.sort_by_key(|r| std::cmp::Reverse(r.usage.as_ref().map_or(0, |u| u.memory_bytes)));
-        let biggest: Vec<String> = rows
-            .iter()
-            .filter_map(|r| {
-                let u = r.usage.as_ref().filter(|u| u.memory_bytes > 0)?;
-                Some(format!("{} ({} MiB)", r.branch, u.memory_bytes >> 20))
-            })
-            .take(3)
-            .collect();
-        Err(Error::new(
-            ErrorKind::Exhausted,
-            format!(
-                "only {} MiB of memory is available, below limits.min_free_memory ({} MiB); nothing was started",
-                available >> 20,
-                floor >> 20
-            ),
-        )
-        .hint(if biggest.is_empty() {
-            "free some memory, or lower limits.min_free_memory".to_owned()
-        } else {
-            format!(
-                "the worktrees using the most: {}; `pwt stop BRANCH` stops one (`pwt top` shows them all)",
-                biggest.join(", ")
-            )
-        }))
     }
 
     /// Removes the worktree's groups once empty (after its processes stopped).
@@ -237,7 +195,7 @@ fn write(file: &Path, value: &str) -> std::result::Result<(), String> {
 }
 
 /// `MemAvailable` of `/proc/meminfo`, in bytes.
-fn mem_available() -> Option<u64> {
+pub(crate) fn mem_available() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -411,6 +411,45 @@ impl From<&pwt_provision::Hold> for HoldOut {
 /// `pwt env --format json`: each variable and its value.
 pub type EnvOut = BTreeMap<String, String>;
 
+/// `pwt status --format json`.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct StatusOut {
+    /// The worktree as `pwt list` shows it, its usage measured and ports probed.
+    pub worktree: WorktreeOut,
+    /// Each of its services (a leased worktree's; the main worktree's are its own business).
+    pub services: Vec<ServiceOut>,
+    /// The last lines each `[processes]` entry logged (`pwt dev --detach`), by name.
+    pub logs: BTreeMap<String, Vec<String>>,
+}
+
+/// One service of a worktree.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ServiceOut {
+    /// `database`, `vhost` or `redis`.
+    pub kind: String,
+    /// The worktree's resource there (`demo_feat`, `/demo/feat`, `demo:feat:` or `db 3`).
+    pub resource: String,
+    /// `ready` (there, this worktree's), `missing` (`pwt up` makes it again), `not ours`
+    /// (something else is at the name), `unreachable` (the server did not answer).
+    pub state: String,
+    /// What the server said, when it is not `ready`.
+    pub detail: Option<String>,
+}
+
+/// One variable of a worktree's environment (`pwt env --explain --format json`).
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct EnvVarOut {
+    /// Its name.
+    pub name: String,
+    /// Its value.
+    pub value: String,
+    /// What it is.
+    pub about: String,
+}
+
 /// The schema of each command's output, by file name in `schemas/`.
 #[cfg(feature = "schema")]
 pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
@@ -424,14 +463,8 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("infra.json", schemars::schema_for!(InfraOut)),
         ("team.json", schemars::schema_for!(Vec<HoldOut>)),
         ("env.json", schemars::schema_for!(EnvOut)),
-        ("top.json", schemars::schema_for!(crate::usage::TopOut)),
-        (
-            "status.json",
-            schemars::schema_for!(crate::status::StatusOut),
-        ),
-        (
-            "env-explain.json",
-            schemars::schema_for!(Vec<crate::status::EnvVarOut>),
-        ),
+        ("top.json", schemars::schema_for!(crate::info::TopOut)),
+        ("status.json", schemars::schema_for!(StatusOut)),
+        ("env-explain.json", schemars::schema_for!(Vec<EnvVarOut>)),
     ]
 }

@@ -4,55 +4,14 @@
 //! answers with this worktree's resource, what runs for it and what that uses, the last lines
 //! its `[processes]` logged, and each variable of its environment with what it is.
 
-use std::collections::BTreeMap;
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::Path;
 
 use pwt_provision::Presence;
-use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::output::WorktreeOut;
+use crate::output::{EnvVarOut, ServiceOut, StatusOut, WorktreeOut};
 use crate::project::{Project, Target};
-
-/// `pwt status --format json`.
-#[derive(Clone, Debug, Serialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-pub struct StatusOut {
-    /// The worktree as `pwt list` shows it, its usage measured and ports probed.
-    pub worktree: WorktreeOut,
-    /// Each of its services (a leased worktree's; the main worktree's are its own business).
-    pub services: Vec<ServiceOut>,
-    /// The last lines each `[processes]` entry logged (`pwt dev --detach`), by name.
-    pub logs: BTreeMap<String, Vec<String>>,
-}
-
-/// One service of a worktree.
-#[derive(Clone, Debug, Serialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-pub struct ServiceOut {
-    /// `database`, `vhost` or `redis`.
-    pub kind: String,
-    /// The worktree's resource there (`demo_feat`, `/demo/feat`, `demo:feat:` or `db 3`).
-    pub resource: String,
-    /// `ready` (there, this worktree's), `missing` (`pwt up` makes it again), `not ours`
-    /// (something else is at the name), `unreachable` (the server did not answer).
-    pub state: String,
-    /// What the server said, when it is not `ready`.
-    pub detail: Option<String>,
-}
-
-/// One variable of a worktree's environment (`pwt env --explain --format json`).
-#[derive(Clone, Debug, Serialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-pub struct EnvVarOut {
-    /// Its name.
-    pub name: String,
-    /// Its value.
-    pub value: String,
-    /// What it is.
-    pub about: String,
-}
 
 /// At most this many lines of a log are shown.
 pub const MAX_LOG_LINES: usize = 500;

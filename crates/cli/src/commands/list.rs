@@ -43,6 +43,21 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
         print_json(&Value::Array(rows.iter().map(|r| r.to_json()).collect()));
         return Ok(exit_codes::OK);
     }
+    let (headers, table) = table(&rows, cwd, args.all_repos);
+    if table.is_empty() {
+        println!("no worktrees leased on this machine");
+    } else {
+        print_table(Style::stdout(), &headers, &table);
+    }
+    Ok(exit_codes::OK)
+}
+
+/// The table of `rows`: its headers and cells.
+fn table(
+    rows: &[WorktreeInfo],
+    cwd: &Path,
+    all_repos: bool,
+) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let style = Style::stdout();
     let with_data = rows.iter().any(|r| !r.data_cell().is_empty());
     let with_processes = rows
@@ -52,7 +67,7 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
         .iter()
         .any(|r| r.usage.as_ref().is_some_and(|u| u.processes > 0));
     let mut table = Vec::new();
-    for r in &rows {
+    for r in rows {
         let state = match r.state {
             WorktreeState::Ready if r.hooks_pending => style.yellow("ready, hooks pending"),
             WorktreeState::Ready | WorktreeState::Main => style.green(r.state.as_str()),
@@ -90,7 +105,7 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
             row.push(usage_cell(r.usage.as_ref(), None));
         }
         row.push(display_path(&r.path, cwd));
-        if args.all_repos {
+        if all_repos {
             row.push(display_path(&r.repo, cwd));
         }
         table.push(row);
@@ -106,15 +121,10 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
         headers.push("USES");
     }
     headers.push("PATH");
-    if args.all_repos {
+    if all_repos {
         headers.push("REPO");
     }
-    if table.is_empty() {
-        println!("no worktrees leased on this machine");
-    } else {
-        print_table(style, &headers, &table);
-    }
-    Ok(exit_codes::OK)
+    (headers, table)
 }
 
 /// `3 procs  212 MiB  4.2 s CPU` (with a rate: `37% CPU`); empty for nothing.

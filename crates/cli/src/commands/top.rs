@@ -42,7 +42,7 @@ fn interval(s: &str) -> std::result::Result<f64, String> {
 }
 
 pub fn run(cwd: &Path, args: TopArgs) -> Result<i32> {
-    let mut rates = pwt::usage::Rates::default();
+    let mut rates = pwt::Rates::default();
     let mut n = 0;
     loop {
         let mut rows = if args.all_repos {
@@ -60,7 +60,7 @@ pub fn run(cwd: &Path, args: TopArgs) -> Result<i32> {
     }
 }
 
-fn show(top: &pwt::usage::TopOut, format: Format) -> Result<()> {
+fn show(top: &pwt::TopOut, format: Format) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     if format == Format::Json {
         writeln!(stdout, "{}", serde_json::to_string(top)?)?;
