@@ -9,9 +9,9 @@ use anyhow::{Context as _, Result, bail};
 use crate::util::{output, psql, scratch};
 
 /// A scratch directory with its own HOME, git config and pwt state.
-struct Sandbox {
-    root: PathBuf,
-    pwt: PathBuf,
+pub(crate) struct Sandbox {
+    pub(crate) root: PathBuf,
+    pub(crate) pwt: PathBuf,
 }
 
 impl Drop for Sandbox {
@@ -21,13 +21,14 @@ impl Drop for Sandbox {
 }
 
 impl Sandbox {
-    fn new(pwt: PathBuf) -> Result<Self> {
+    pub(crate) fn new(pwt: PathBuf) -> Result<Self> {
         let root = scratch("bench")?;
         Ok(Self { root, pwt })
     }
 
-    fn env(&self, cmd: &mut Command) {
+    pub(crate) fn env(&self, cmd: &mut Command) {
         cmd.env("HOME", self.root.join("home"))
+            .env("PWT_MACHINE_DIR", self.root.join("machine"))
             .env("GIT_CONFIG_GLOBAL", self.root.join("home/.gitconfig"))
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("PWT_STATE_DIR", self.root.join("state"))
@@ -77,12 +78,12 @@ impl Sandbox {
         )
     }
 
-    fn pwt(&self, dir: &Path, args: &[&str]) -> Result<Duration> {
+    pub(crate) fn pwt(&self, dir: &Path, args: &[&str]) -> Result<Duration> {
         self.run(dir, &self.pwt, args)
     }
 
     /// A repository with `files` files of about 1 KiB in 30 directories, committed.
-    fn repo(&self, name: &str, files: usize, toml: &str) -> Result<PathBuf> {
+    pub(crate) fn repo(&self, name: &str, files: usize, toml: &str) -> Result<PathBuf> {
         let dir = self.root.join(name);
         std::fs::create_dir_all(&dir)?;
         self.git(&dir, &["init", "-q"])?;
@@ -99,13 +100,13 @@ impl Sandbox {
     }
 }
 
-struct Stats {
-    median: Duration,
+pub(crate) struct Stats {
+    pub(crate) median: Duration,
     min: Duration,
     p90: Duration,
 }
 
-fn stats(mut v: Vec<Duration>) -> Stats {
+pub(crate) fn stats(mut v: Vec<Duration>) -> Stats {
     v.sort();
     Stats {
         median: v[v.len() / 2],
@@ -114,11 +115,11 @@ fn stats(mut v: Vec<Duration>) -> Stats {
     }
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn row(name: &str, s: &Stats, baseline: Option<&Stats>, goal: &str) {
+pub(crate) fn row(name: &str, s: &Stats, baseline: Option<&Stats>, goal: &str) {
     let ratio = baseline
         .map(|b| format!("{:.2}x", s.median.as_secs_f64() / b.median.as_secs_f64()))
         .unwrap_or_else(|| "-".into());
@@ -130,7 +131,7 @@ fn row(name: &str, s: &Stats, baseline: Option<&Stats>, goal: &str) {
     );
 }
 
-fn header() {
+pub(crate) fn header() {
     println!(
         "{:<34} {:>10} {:>10} {:>10} {:>8}  goal",
         "", "median", "min", "p90", "ratio"
@@ -146,10 +147,10 @@ fn build_pwt() -> Result<PathBuf> {
     eprintln!("building pwt (release) ...");
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--release", "--quiet", "-p", "pwt"])
+        .args(["build", "--release", "--quiet", "-p", "pwt-cli"])
         .status()?;
     if !status.success() {
-        bail!("cargo build --release -p pwt failed");
+        bail!("cargo build --release -p pwt-cli failed");
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -192,14 +193,24 @@ fn bench_new(pwt: &Path, rounds: usize) -> Result<()> {
     Ok(())
 }
 
-/// `pwt list` with 100 worktrees vs `git worktree list`.
+/// `pwt list` with 50 worktrees, a process working in each (so their resources are
+/// measured: one /proc pass, every process's working directory read), vs `git worktree
+/// list`.
 fn bench_list(pwt: &Path, worktrees: usize, rounds: usize) -> Result<()> {
     let sb = Sandbox::new(pwt.to_owned())?;
     let toml = "[ports.services]\nfrontend = { env = \"FRONTEND_PORT\", main = 3000 }\nbackend = { env = \"BACKEND_PORT\", main = 5000 }\n";
     let repo = sb.repo("demo", 10, toml)?;
-    eprintln!("creating {worktrees} worktrees ...");
+    eprintln!("creating {worktrees} worktrees, a process working in each ...");
+    let mut sleepers = Vec::new();
     for i in 0..worktrees {
         sb.pwt(&repo, &["new", &format!("wt-{i}")])?;
+        let dir = repo.with_file_name(format!("demo.wt-{i}"));
+        let child = Command::new("sleep")
+            .arg("600")
+            .current_dir(&dir)
+            .spawn()
+            .context("sleep")?;
+        sleepers.push(crate::util::Running(child));
     }
     let time = |f: &dyn Fn() -> Result<Duration>| -> Result<Stats> {
         f()?;
@@ -212,13 +223,21 @@ fn bench_list(pwt: &Path, worktrees: usize, rounds: usize) -> Result<()> {
     let git = time(&|| sb.git(&repo, &["worktree", "list"]))?;
     let table = time(&|| sb.pwt(&repo, &["list"]))?;
     let json = time(&|| sb.pwt(&repo, &["list", "--format", "json"]))?;
+    let top = time(&|| sb.pwt(&repo, &["top", "--count", "1", "--format", "json"]))?;
     println!(
-        "\n`pwt list` with {worktrees} worktrees (2 ports each, probed for listening), {rounds} runs each"
+        "\n`pwt list` with {worktrees} worktrees (2 ports each, probed for listening; CPU and memory of a process in each), {rounds} runs each"
     );
     header();
     row("git worktree list (baseline)", &git, None, "");
-    row("pwt list", &table, Some(&git), "< 50 ms");
-    row("pwt list --format json", &json, Some(&git), "< 50 ms");
+    row("pwt list", &table, Some(&git), "< 100 ms");
+    row("pwt list --format json", &json, Some(&git), "< 100 ms");
+    row(
+        "pwt top --count 1 --format json",
+        &top,
+        Some(&git),
+        "< 100 ms",
+    );
+    drop(sleepers);
     Ok(())
 }
 
@@ -494,10 +513,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let which = args.first().map(String::as_str).unwrap_or("all");
     if !matches!(
         which,
-        "all" | "new" | "list" | "services" | "proxy" | "files" | "infra"
+        "all" | "new" | "list" | "services" | "proxy" | "files" | "infra" | "mcp"
     ) {
         bail!(
-            "unknown benchmark {which:?}: use new, list, services, proxy, files, infra (a Docker engine), or nothing for all but infra"
+            "unknown benchmark {which:?}: use new, list, services, proxy, files, mcp, infra (a Docker engine), or nothing for all but infra"
         );
     }
     let pwt = build_pwt()?;
@@ -505,7 +524,10 @@ pub fn run(args: &[String]) -> Result<()> {
         bench_new(&pwt, 15)?;
     }
     if matches!(which, "all" | "list") {
-        bench_list(&pwt, 100, 30)?;
+        bench_list(&pwt, 50, 30)?;
+    }
+    if matches!(which, "all" | "mcp") {
+        crate::bench_mcp::run(&pwt, 200)?;
     }
     if matches!(which, "all" | "services") {
         bench_services(&pwt, 10)?;

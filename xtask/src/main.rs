@@ -2,11 +2,12 @@
 //!
 //! - `cargo xtask e2e [--compose|--break-isolation|--prove-detection]`: the end-to-end run
 //!   (see `e2e.rs`; `--compose` on a real Docker engine, `e2e_compose.rs`).
-//! - `cargo xtask bench [new|list|services|proxy|files|infra]`: benchmarks that print ratios against a baseline
+//! - `cargo xtask bench [new|list|services|proxy|files|mcp|infra]`: benchmarks that print ratios against a baseline
 //!   measured in the same run. Not tests: they assert nothing about time.
 
 mod bench;
 mod bench_infra;
+mod bench_mcp;
 mod bench_proxy;
 mod e2e;
 mod e2e_compose;
@@ -20,7 +21,7 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(&args[1..]),
         Some("e2e") => e2e::run(&args[1..]),
         _ => bail!(
-            "usage: cargo xtask bench [new|list|services|proxy|files|infra] | cargo xtask e2e [--compose|--break-isolation|--prove-detection]"
+            "usage: cargo xtask bench [new|list|services|proxy|files|mcp|infra] | cargo xtask e2e [--compose|--break-isolation|--prove-detection]"
         ),
     }
 }
