@@ -490,6 +490,10 @@ pub struct ProxyConfig {
     pub callback: String,
     /// Path routes `/<slug>/…` reach the worktree without the `/<slug>` prefix.
     pub strip_prefix: bool,
+    /// A cookie a worktree's app sets for `Domain=localhost` (or its own host, or a parent)
+    /// is made host-only for the worktree's host: the browser keeps it, and only for that
+    /// worktree. `false` passes cookies as the app sent them.
+    pub host_only_cookies: bool,
 }
 
 impl Default for ProxyConfig {
@@ -499,6 +503,7 @@ impl Default for ProxyConfig {
             route: None,
             callback: "/auth/callback".into(),
             strip_prefix: false,
+            host_only_cookies: true,
         }
     }
 }

@@ -52,6 +52,7 @@ impl Project {
             callback: self.config.proxy.callback.clone(),
             port: self.config.proxy_port(),
             strip_prefix: self.config.proxy.strip_prefix,
+            host_only_cookies: self.config.proxy.host_only_cookies,
         }
     }
 }

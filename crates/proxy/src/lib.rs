@@ -16,11 +16,13 @@
 //! It knows nothing of the registry: the embedding program builds the [`RouteTable`].
 
 mod caddy;
+mod cookie;
 mod page;
 mod route;
 mod server;
 
 pub use caddy::caddyfile;
+pub use cookie::host_only;
 pub use page::escape;
 pub use route::{
     Decision, Learned, Origin, Req, RouteTable, Target, authorization_state, decode_component,

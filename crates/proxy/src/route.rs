@@ -28,6 +28,9 @@ pub struct RouteTable {
     pub port: u16,
     /// Path routes `/<slug>/…` reach the worktree without the `/<slug>` prefix.
     pub strip_prefix: bool,
+    /// A `Set-Cookie` whose `Domain` names `localhost` or the host (or a parent) is made
+    /// host-only for the host the browser used ([`crate::host_only`]).
+    pub host_only_cookies: bool,
 }
 
 /// What the server knows of a request when it decides.
@@ -180,7 +183,7 @@ pub fn query_values(query: &str, name: &str) -> Vec<Option<String>> {
 }
 
 /// The host without its port, lowercased; `None` for IPv6 literals and empty hosts.
-fn host_name(host: &str) -> Option<String> {
+pub(crate) fn host_name(host: &str) -> Option<String> {
     if host.starts_with('[') {
         return None;
     }
@@ -462,6 +465,7 @@ mod tests {
             callback: "/auth/callback".into(),
             port: 8080,
             strip_prefix: false,
+            host_only_cookies: true,
         }
     }
 

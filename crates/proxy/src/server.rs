@@ -890,6 +890,11 @@ impl Proxy {
             if resp.status().is_redirection() {
                 self.learn_from(resp.headers(), target, host);
             }
+            if self.table().host_only_cookies
+                && let Some(host) = host
+            {
+                keep_cookies_home(resp.headers_mut(), host);
+            }
         }
         resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed())
     }
@@ -945,6 +950,28 @@ impl Proxy {
                 self.options.state_ttl,
                 self.options.max_states,
             );
+    }
+}
+
+/// Each `Set-Cookie` whose `Domain` names home made host-only for `host`.
+fn keep_cookies_home(headers: &mut HeaderMap, host: &str) {
+    if !headers.contains_key(header::SET_COOKIE) {
+        return;
+    }
+    let cookies: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|text| crate::cookie::host_only(text, host))
+                .and_then(|new| HeaderValue::from_str(&new).ok())
+                .unwrap_or_else(|| v.clone())
+        })
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for c in cookies {
+        headers.append(header::SET_COOKIE, c);
     }
 }
 

@@ -80,6 +80,14 @@ async fn upstream_on(name: &'static str, ip: std::net::IpAddr) -> Upstream {
                                 .body(Full::new(Bytes::new()))
                                 .expect("response"));
                         }
+                        if path == "/cookies" {
+                            return Ok(Response::builder()
+                                .header("set-cookie", "sid=1; Domain=localhost; Path=/; HttpOnly")
+                                .header("set-cookie", "theme=dark; Domain=example.com")
+                                .header("set-cookie", "plain=1; Path=/")
+                                .body(Full::new(Bytes::new()))
+                                .expect("response"));
+                        }
                         if headers.get("upgrade").map(String::as_str) == Some("websocket") {
                             let key = headers
                                 .get("sec-websocket-key")
@@ -192,6 +200,7 @@ fn table(worktrees: &[(&str, u16)], main: Option<u16>) -> RouteTable {
         callback: "/auth/callback".into(),
         port: 8080,
         strip_prefix: false,
+        host_only_cookies: true,
     }
 }
 
@@ -996,5 +1005,33 @@ async fn callbacks_head_conflicting_states_and_logins_begun_on_127_0_0_1() {
         header(&r, "location"),
         Some(format!("http://c.localhost:{port}/auth/callback?code=c5&state=H5").as_str()),
         "{r}"
+    );
+}
+
+#[tokio::test]
+async fn cookies_for_localhost_are_kept_home_unless_the_repository_says_not_to() {
+    let a = upstream("a").await;
+    let (port, proxy) = start(table(&[("feat-a", a.port)], None), ProxyOptions::default()).await;
+    let resp = get(port, &format!("feat-a.localhost:{port}"), "/cookies").await;
+    let cookies: Vec<&str> = resp
+        .lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: "))
+        .collect();
+    assert_eq!(
+        cookies,
+        [
+            "sid=1; Path=/; HttpOnly",
+            "theme=dark; Domain=example.com",
+            "plain=1; Path=/"
+        ],
+        "{resp}"
+    );
+    let mut as_sent = table(&[("feat-a", a.port)], None);
+    as_sent.host_only_cookies = false;
+    proxy.set_table(as_sent);
+    let resp = get(port, &format!("feat-a.localhost:{port}"), "/cookies").await;
+    assert!(
+        resp.contains("set-cookie: sid=1; Domain=localhost; Path=/; HttpOnly"),
+        "{resp}"
     );
 }
