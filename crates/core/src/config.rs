@@ -494,6 +494,19 @@ pub struct ProxyConfig {
     /// is made host-only for the worktree's host: the browser keeps it, and only for that
     /// worktree. `false` passes cookies as the app sent them.
     pub host_only_cookies: bool,
+    /// HTTPS on the proxy's port too, with certificates from a local authority of this
+    /// user's (`pwt proxy trust` makes browsers trust it): `PWT_URL` and the OAuth
+    /// redirect URI are `https://`.
+    pub https: bool,
+    /// With `https`, plain HTTP requests are redirected to HTTPS instead of served.
+    pub redirect_http: bool,
+}
+
+impl ProxyConfig {
+    /// `https` with `https = true`, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
 }
 
 impl Default for ProxyConfig {
@@ -504,6 +517,8 @@ impl Default for ProxyConfig {
             callback: "/auth/callback".into(),
             strip_prefix: false,
             host_only_cookies: true,
+            https: false,
+            redirect_http: false,
         }
     }
 }

@@ -130,9 +130,10 @@ pub fn build_environment(
             format!("{}-{}", ctx.project, ctx.slug)
         },
     )?;
+    let scheme = config.proxy.scheme();
     env.set(
         "OAUTH_REDIRECT_URI",
-        format!("http://localhost:{proxy_port}{}", config.proxy.callback),
+        format!("{scheme}://localhost:{proxy_port}{}", config.proxy.callback),
     )?;
     env.set("OAUTH_STATE_PREFIX", format!("{}~", ctx.slug))?;
     env.set("PWT_SLUG", ctx.slug.clone())?;
@@ -140,9 +141,9 @@ pub fn build_environment(
     env.set(
         "PWT_URL",
         if facts.is_main {
-            format!("http://localhost:{proxy_port}")
+            format!("{scheme}://localhost:{proxy_port}")
         } else {
-            format!("http://{}.localhost:{proxy_port}", ctx.slug)
+            format!("{scheme}://{}.localhost:{proxy_port}", ctx.slug)
         },
     )?;
     for (k, v) in extra {

@@ -53,6 +53,7 @@ mod events;
 mod faults;
 mod git;
 mod hooks;
+pub mod https;
 mod include;
 mod info;
 mod infra;

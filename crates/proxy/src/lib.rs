@@ -20,6 +20,7 @@ mod cookie;
 mod page;
 mod route;
 mod server;
+mod tls;
 
 pub use caddy::caddyfile;
 pub use cookie::host_only;
@@ -32,3 +33,4 @@ pub use server::{
     Body, BoxError, LogLine, Proxy, ProxyError, ProxyOptions, bind_loopback, listening,
     raise_open_file_limit, strip_hop_by_hop,
 };
+pub use tls::{CA_CERT, CA_NAME, LocalCa};

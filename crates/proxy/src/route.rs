@@ -53,6 +53,15 @@ pub struct Req<'a> {
     /// A browser's top-level navigation (`Sec-Fetch-Mode: navigate`): a path route sends it
     /// to the worktree's own name, where a page's absolute paths reach the worktree too.
     pub navigate: bool,
+    /// The request came over TLS: the proxy's own redirects stay on `https`.
+    pub tls: bool,
+}
+
+impl Req<'_> {
+    /// `https` over TLS, else `http`.
+    fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
 }
 
 /// Where a login the proxy saw begin came from: the host name the browser used, exactly
@@ -291,7 +300,11 @@ impl RouteTable {
                 let query = req.query.map(|q| format!("?{q}")).unwrap_or_default();
                 return Decision::ToSlugHost {
                     target: t.clone(),
-                    location: format!("http://{first}.localhost:{}{sent}{query}", req.port),
+                    location: format!(
+                        "{}://{first}.localhost:{}{sent}{query}",
+                        req.scheme(),
+                        req.port
+                    ),
                 };
             }
             return Decision::Forward {
@@ -361,7 +374,7 @@ impl RouteTable {
                 Origin::Proxy { name } | Origin::SlugHost { name } => Decision::Redirect {
                     target: target.clone(),
                     status,
-                    location: format!("http://{name}:{}{rest}", req.port),
+                    location: format!("{}://{name}:{}{rest}", req.scheme(), req.port),
                     keep: matches!(l.origin, Origin::Proxy { .. })
                         .then(|| (state.clone(), l.clone())),
                 },
@@ -385,10 +398,13 @@ impl RouteTable {
         }
     }
 
-    /// True when `url` is the registered redirect URI: `http://localhost` (or `127.0.0.1`,
-    /// `[::1]`) on one of `ports`, at the callback path.
+    /// True when `url` is the registered redirect URI: `http://localhost` or
+    /// `https://localhost` (or `127.0.0.1`, `[::1]`) on one of `ports`, at the callback path.
     pub fn is_redirect_uri(&self, url: &str, ports: &[u16]) -> bool {
-        let Some(rest) = url.strip_prefix("http://") else {
+        let Some(rest) = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+        else {
             return false;
         };
         let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));

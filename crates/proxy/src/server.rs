@@ -66,6 +66,11 @@ pub struct ProxyOptions {
     pub state_ttl: Duration,
     /// How many learned states are kept at most (the oldest go first).
     pub max_states: usize,
+    /// HTTPS on the same port as HTTP (a connection that opens with a TLS handshake gets
+    /// TLS): the configuration of [`crate::LocalCa::server_config`].
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// With `tls`, a plain HTTP request is redirected to HTTPS (308) instead of served.
+    pub redirect_http: bool,
 }
 
 impl Default for ProxyOptions {
@@ -81,6 +86,8 @@ impl Default for ProxyOptions {
             max_form_bytes: 64 * 1024,
             state_ttl: Duration::from_secs(600),
             max_states: 10_000,
+            tls: None,
+            redirect_http: false,
         }
     }
 }
@@ -96,6 +103,9 @@ pub enum ProxyError {
         /// Why.
         reason: String,
     },
+    /// The local certificate authority or the TLS configuration.
+    #[error("HTTPS: {0}")]
+    Tls(String),
 }
 
 /// Binds `port` on 127.0.0.1 and ::1. Refuses, naming the address, when either is taken; a
@@ -449,25 +459,60 @@ impl Proxy {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let proxy = self.clone();
-            let header_timeout = self.options.header_read_timeout;
-            let max_head = self.options.max_header_bytes;
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await) }
-                });
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(header_timeout)
-                    .max_header_size(max_head);
-                let _ = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades()
-                    .await;
-            });
+            tokio::spawn(self.clone().connection(stream, peer));
         }
+    }
+
+    /// Serves one connection: TLS when it opens with a handshake and HTTPS is on (HTTP/2
+    /// or HTTP/1.1 as the client chose by ALPN), else HTTP/1.1.
+    async fn connection(self: Arc<Self>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        let tls = match &self.options.tls {
+            Some(config) if starts_tls(&stream, self.options.header_read_timeout).await => {
+                config.clone()
+            }
+            _ => return self.serve_http1(TokioIo::new(stream), peer, false).await,
+        };
+        let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+        let Ok(Ok(stream)) = tokio::time::timeout(self.options.header_read_timeout, accept).await
+        else {
+            return;
+        };
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(stream);
+        if h2 {
+            let proxy = self.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer, true).await) }
+            });
+            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            builder.timer(TokioTimer::new()).max_header_list_size(
+                u32::try_from(self.options.max_header_bytes).unwrap_or(u32::MAX),
+            );
+            let _ = builder.serve_connection(io, service).await;
+        } else {
+            self.serve_http1(io, peer, true).await;
+        }
+    }
+
+    /// HTTP/1.1 on `io` (with upgrades, for WebSockets); `tls`: it came over TLS.
+    async fn serve_http1<I>(self: Arc<Self>, io: TokioIo<I>, peer: SocketAddr, tls: bool)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let header_timeout = self.options.header_read_timeout;
+        let max_head = self.options.max_header_bytes;
+        let proxy = self.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer, tls).await) }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_header_size(max_head);
+        let _ = builder.serve_connection(io, service).with_upgrades().await;
     }
 
     /// Answers one request.
@@ -475,23 +520,29 @@ impl Proxy {
         self: &Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
+        tls: bool,
     ) -> Response<Body> {
         let start = Instant::now();
         let table = self.table();
         let method = req.method().to_string();
-        let hosts: Vec<&HeaderValue> = req.headers().get_all(header::HOST).iter().collect();
+        let host_count = req.headers().get_all(header::HOST).iter().count();
+        let first_host = req.headers().get(header::HOST).cloned();
         // An absolute-form target's authority is the host (RFC 9112 3.2.2), whatever `Host`
         // says; two `Host` fields are a malformed request.
         let host = match req.uri().authority() {
             Some(a) => Some(a.as_str().to_owned()),
-            None => hosts
-                .first()
+            None => first_host
+                .as_ref()
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_owned),
         };
         let path = req.uri().path().to_owned();
         let query = req.uri().query().map(str::to_owned);
-        let (route, resp) = if hosts.len() > 1 {
+        let mut req = req;
+        req.extensions_mut().insert(Tls(tls));
+        let (route, resp) = if let Some(to_https) = self.to_https(tls, host.as_deref(), &req) {
+            ("to https".to_owned(), to_https)
+        } else if host_count > 1 {
             ("bad request".to_owned(), two_hosts())
         } else {
             match self.read_form(req, &table, &path).await {
@@ -509,6 +560,7 @@ impl Proxy {
                         form: form.as_deref(),
                         port: self.options.public_port,
                         navigate,
+                        tls,
                     };
                     // A HEAD (a link checker, `curl -I`) uses up no login.
                     let head = method == "HEAD";
@@ -535,6 +587,26 @@ impl Proxy {
             });
         }
         resp
+    }
+
+    /// With `redirect_http`, a plain request to one of the proxy's names goes to HTTPS (308:
+    /// same method and body).
+    fn to_https(
+        &self,
+        tls: bool,
+        host: Option<&str>,
+        req: &Request<Incoming>,
+    ) -> Option<Response<Body>> {
+        if tls || self.options.tls.is_none() || !self.options.redirect_http {
+            return None;
+        }
+        let host = host.filter(|h| crate::route::is_loopback_host(h))?;
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let location = HeaderValue::from_str(&format!("https://{host}{pq}")).ok()?;
+        let mut resp = Response::new(Full::new(Bytes::new()).map_err(|e| match e {}).boxed());
+        *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+        resp.headers_mut().insert(header::LOCATION, location);
+        Some(resp)
     }
 
     fn peek_state(&self, state: &str) -> Option<Learned> {
@@ -752,7 +824,14 @@ impl Proxy {
 
     /// The proxy's own forwarding headers, replacing whatever the client sent: the
     /// browser's origin for frameworks that build absolute URLs.
-    fn forwarding_headers(&self, headers: &mut HeaderMap, host: Option<&str>, peer: SocketAddr) {
+    fn forwarding_headers(
+        &self,
+        headers: &mut HeaderMap,
+        host: Option<&str>,
+        peer: SocketAddr,
+        tls: bool,
+    ) {
+        let proto = if tls { "https" } else { "http" };
         strip_hop_by_hop(headers);
         let spoofed: Vec<HeaderName> = headers
             .keys()
@@ -773,7 +852,7 @@ impl Proxy {
             }
         };
         set("x-forwarded-for", &ip);
-        set("x-forwarded-proto", "http");
+        set("x-forwarded-proto", proto);
         set("x-forwarded-port", &port);
         let for_ = if peer.is_ipv6() {
             format!("\"[{ip}]\"")
@@ -783,9 +862,12 @@ impl Proxy {
         match host {
             Some(h) => {
                 set("x-forwarded-host", h);
-                set("forwarded", &format!("for={for_};host=\"{h}\";proto=http"));
+                set(
+                    "forwarded",
+                    &format!("for={for_};host=\"{h}\";proto={proto}"),
+                );
             }
-            None => set("forwarded", &format!("for={for_};proto=http")),
+            None => set("forwarded", &format!("for={for_};proto={proto}")),
         }
     }
 
@@ -828,7 +910,8 @@ impl Proxy {
         };
         let upgrade = upgrade_protocol(req.headers());
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        self.forwarding_headers(req.headers_mut(), host, peer);
+        let tls = req.extensions().get::<Tls>().is_some_and(|t| t.0);
+        self.forwarding_headers(req.headers_mut(), host, peer, tls);
         req.headers_mut().insert(
             HeaderName::from_static(HOPS),
             HeaderValue::from(hops.saturating_add(1)),
@@ -951,6 +1034,20 @@ impl Proxy {
                 self.options.max_states,
             );
     }
+}
+
+/// Whether a request came over TLS (a request extension).
+#[derive(Clone, Copy, Debug)]
+struct Tls(bool);
+
+/// True when the connection's first byte is a TLS handshake record (0x16), waiting at most
+/// `within` for it.
+async fn starts_tls(stream: &tokio::net::TcpStream, within: Duration) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(within, stream.peek(&mut first)).await,
+        Ok(Ok(1)) if first[0] == 0x16
+    )
 }
 
 /// Each `Set-Cookie` whose `Domain` names home made host-only for `host`.

@@ -46,6 +46,23 @@ pub struct ProxyArgs {
 /// What else `pwt proxy` does.
 #[derive(clap::Subcommand, Debug)]
 pub enum ProxyAction {
+    /// Trust the local certificate authority of `[proxy] https = true` where this
+    /// machine's browsers and tools look: the NSS database Chromium and Chrome read
+    /// (~/.pki/nssdb, made if missing), each Firefox profile's, and, as root, the system
+    /// store (/usr/local/share/ca-certificates; otherwise the command to run is printed).
+    /// macOS: `security add-trusted-cert -r trustRoot -k ~/Library/Keychains/login.keychain-db
+    /// <state dir>/ca/pwt-ca.pem`. The authority can vouch for localhost names only.
+    Trust {
+        /// Stop trusting it (the authority stays, for the next `trust`).
+        #[arg(long)]
+        uninstall: bool,
+        /// Only these stores: nss, firefox, system (default: all).
+        #[arg(long, value_delimiter = ',', value_parser = ["nss", "firefox", "system"])]
+        stores: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: crate::output::Format,
+    },
     /// Print the equivalent Caddyfile (for people who keep Caddy).
     Caddyfile {
         /// The port Caddy listens on (default: proxy.listen's).
@@ -86,10 +103,25 @@ pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
         .unwrap_or_else(|| project.config().proxy.listen.clone());
     let port = parse_listen(&listen)?;
     let table = project.routes(&project.state()?);
-    if let Some(ProxyAction::Caddyfile { port: p }) = args.action {
-        print!("{}", caddyfile(&table, p.unwrap_or(port)));
-        return Ok(exit_codes::OK);
+    match args.action {
+        Some(ProxyAction::Caddyfile { port: p }) => {
+            print!("{}", caddyfile(&table, p.unwrap_or(port)));
+            return Ok(exit_codes::OK);
+        }
+        Some(ProxyAction::Trust {
+            uninstall,
+            stores,
+            format,
+        }) => return trust(uninstall, &stores, format),
+        None => {}
     }
+    let https = project.config().proxy.https;
+    let tls = if https {
+        let ca = std::sync::Arc::new(pwt::https::local_ca(&super::state_dir()?)?);
+        Some(ca.server_config()?)
+    } else {
+        None
+    };
     let listeners = bind_loopback(port).map_err(|e| {
         anyhow::anyhow!("{e}\n  hint: another proxy (or Caddy) may be running; stop it, or pass --listen 127.0.0.1:OTHER_PORT")
     })?;
@@ -99,19 +131,27 @@ pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
     let options = ProxyOptions {
         public_port: port,
         log: (!args.quiet).then(access_log),
+        tls,
+        redirect_http: project.config().proxy.redirect_http,
         ..ProxyOptions::default()
     };
     super::ignore_sigpipe();
     let proxy = Proxy::new(table, options);
+    let scheme = project.config().proxy.scheme();
     let addrs: Vec<String> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
-        .map(|a| format!("http://{a}"))
+        .map(|a| format!("{scheme}://{a}"))
         .collect();
     note(&format!(
-        "pwt proxy listening on {} — worktrees at http://<slug>.localhost:{port}, status page http://localhost:{port}/_pwt, OAuth redirect URI http://localhost:{port}{}",
+        "pwt proxy listening on {} — worktrees at {scheme}://<slug>.localhost:{port}, status page {scheme}://localhost:{port}/_pwt, OAuth redirect URI {scheme}://localhost:{port}{}{}",
         addrs.join(" and "),
-        project.config().proxy.callback
+        project.config().proxy.callback,
+        if https {
+            " (HTTP on the same port too; `pwt proxy trust` makes browsers trust its certificates)"
+        } else {
+            ""
+        }
     ));
     // The port on stdout, for scripts that pass --listen 127.0.0.1:0.
     println!("{port}");
@@ -129,6 +169,44 @@ pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
     });
     note("pwt proxy stopped");
     Ok(exit_codes::OK)
+}
+
+/// `pwt proxy trust [--uninstall]`.
+fn trust(uninstall: bool, stores: &[String], format: crate::output::Format) -> Result<i32> {
+    let ca = pwt::https::local_ca(&super::state_dir()?)?;
+    let home = crate::env_vars::get(crate::env_vars::HOME)
+        .map(std::path::PathBuf::from)
+        .context("HOME is not set: it says where the browsers' certificate stores are")?;
+    let stores = pwt::https::trust(&ca, &home, uninstall, stores);
+    if format == crate::output::Format::Json {
+        crate::output::print_json(&serde_json::to_value(&stores)?);
+    } else {
+        let style = Style::stdout();
+        println!(
+            "authority: {} ({})",
+            pwt_proxy::CA_NAME,
+            ca.cert_file().display()
+        );
+        for s in &stores {
+            let mark = if s.trusted {
+                style.green("trusted")
+            } else {
+                style.yellow("not trusted")
+            };
+            println!("  {:<8} {mark:<12} {}", s.kind, printable(&s.location));
+            if let Some(n) = &s.note {
+                println!("           {}", printable(n));
+            }
+        }
+    }
+    let failed = stores
+        .iter()
+        .any(|s| s.kind != "system" && s.trusted == uninstall);
+    Ok(if failed {
+        exit_codes::FAILURE
+    } else {
+        exit_codes::OK
+    })
 }
 
 /// The worktrees' `PWT_URL` and `OAUTH_REDIRECT_URI` name `proxy.listen`'s port: say loudly
