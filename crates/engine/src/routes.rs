@@ -53,6 +53,7 @@ impl Project {
             port: self.config.proxy_port(),
             strip_prefix: self.config.proxy.strip_prefix,
             host_only_cookies: self.config.proxy.host_only_cookies,
+            https: self.config.proxy.https,
         }
     }
 }

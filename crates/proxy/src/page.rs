@@ -35,9 +35,9 @@ fn worktree_list(table: &RouteTable, proxy_port: u16, listening: &dyn Fn(u16) ->
     let all = table.main.iter().chain(table.worktrees.values());
     for t in all {
         let url = if t.slug == "main" {
-            format!("http://localhost:{proxy_port}/")
+            format!("{}://localhost:{proxy_port}/", table.scheme())
         } else {
-            format!("http://{}.localhost:{proxy_port}/", t.slug)
+            format!("{}://{}.localhost:{proxy_port}/", table.scheme(), t.slug)
         };
         let state = if listening(t.port) {
             "● listening"
@@ -65,8 +65,9 @@ fn worktree_list(table: &RouteTable, proxy_port: u16, listening: &dyn Fn(u16) ->
 /// `/_pwt`: every worktree, its links, listening or not.
 pub fn status(table: &RouteTable, proxy_port: u16, listening: &dyn Fn(u16) -> bool) -> String {
     let body = format!(
-        "{}<p>OAuth redirect URI: <code>http://localhost:{proxy_port}{}</code>; state <code>&lt;slug&gt;~&lt;random&gt;</code> (<code>pwt state</code>).</p>\n",
+        "{}<p>OAuth redirect URI: <code>{}://localhost:{proxy_port}{}</code>; state <code>&lt;slug&gt;~&lt;random&gt;</code> (<code>pwt state</code>).</p>\n",
         worktree_list(table, proxy_port, listening),
+        table.scheme(),
         escape(&table.callback)
     );
     page("Worktrees", &body)
@@ -139,7 +140,8 @@ pub fn unknown_worktree(
         None => format!("No worktree is named <b>{}</b>.", escape(slug)),
     };
     let body = format!(
-        "<p>{what} Each worktree has its own name, <code>http://&lt;slug&gt;.localhost:{proxy_port}/</code>; <code>pwt list</code> shows them.</p>\n{}",
+        "<p>{what} Each worktree has its own name, <code>{}://&lt;slug&gt;.localhost:{proxy_port}/</code>; <code>pwt list</code> shows them.</p>\n{}",
+        table.scheme(),
         worktree_list(table, proxy_port, listening)
     );
     page("No such worktree", &body)

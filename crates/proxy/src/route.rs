@@ -31,6 +31,15 @@ pub struct RouteTable {
     /// A `Set-Cookie` whose `Domain` names `localhost` or the host (or a parent) is made
     /// host-only for the host the browser used ([`crate::host_only`]).
     pub host_only_cookies: bool,
+    /// The worktrees' URLs and the redirect URI are `https://` (`proxy.https`).
+    pub https: bool,
+}
+
+impl RouteTable {
+    /// `https` or `http`: the scheme of the worktrees' proxy URLs.
+    pub fn scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
 }
 
 /// What the server knows of a request when it decides.
@@ -482,6 +491,7 @@ mod tests {
             port: 8080,
             strip_prefix: false,
             host_only_cookies: true,
+            https: false,
         }
     }
 
@@ -505,6 +515,7 @@ mod tests {
                 form: None,
                 port: 8080,
                 navigate: false,
+                tls: false,
             },
             &mut none,
         )
@@ -557,6 +568,7 @@ mod tests {
                     query,
                     port: 8080,
                     navigate: true,
+                    tls: false,
                     ..Req::default()
                 },
                 &mut none,
@@ -736,6 +748,7 @@ mod tests {
             form: None,
             port: 8080,
             navigate: false,
+            tls: false,
         };
         let (status, location) = redirect(t.decide(&req, &mut learned));
         assert_eq!(
@@ -754,6 +767,7 @@ mod tests {
             form: Some("code=c&state=random123"),
             port: 8080,
             navigate: false,
+            tls: false,
         };
         let (status, location) = redirect(t.decide(&req, &mut learned));
         assert_eq!(

@@ -201,6 +201,7 @@ fn table(worktrees: &[(&str, u16)], main: Option<u16>) -> RouteTable {
         port: 8080,
         strip_prefix: false,
         host_only_cookies: true,
+        https: false,
     }
 }
 

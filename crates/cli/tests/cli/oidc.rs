@@ -187,3 +187,134 @@ fn real_oidc_logins_through_the_one_redirect_uri() {
     assert!(!foreign.contains("a.localhost"), "{foreign}");
     drop(apps);
 }
+
+/// `certutil` (Debian's libnss3-tools), for `pwt proxy trust`.
+fn certutil() -> Result<(), String> {
+    Command::new("certutil")
+        .arg("--help")
+        .output()
+        .map(|_| ())
+        .map_err(|_| "certutil is not installed (libnss3-tools)".to_owned())
+}
+
+#[test]
+fn logins_over_https_and_cookies_that_stay_with_their_worktree() {
+    let Some(modules) = crate::common::installed(modules()) else {
+        return;
+    };
+    if crate::common::installed(certutil()).is_none() {
+        return;
+    }
+    let t = TestEnv::new();
+    let (pp, idp) = (free_port(), free_port());
+    // The apps' session cookie says Domain=localhost, as many development settings do:
+    // Chromium drops it on <slug>.localhost unless the proxy keeps it home.
+    let toml = format!(
+        "[ports]\nrange = [29900, 29999]\n[ports.services]\nfrontend = {{ env = \"FRONTEND_PORT\" }}\n[proxy]\nlisten = \"127.0.0.1:{pp}\"\nhttps = true\n[env]\nOIDC_ISSUER = \"http://localhost:{idp}\"\nAPP_COOKIE_DOMAIN = \"localhost\"\n"
+    );
+    let repo = t.repo("demo", Some(&toml));
+    for b in ["a", "b"] {
+        t.pwt(&repo, &["new", b]).ok();
+    }
+    let env = t.pwt(&repo, &["env", "a", "--format", "json"]).ok().json();
+    assert_eq!(env["PWT_URL"], format!("https://a.localhost:{pp}"));
+    let redirect = format!("https://localhost:{pp}/auth/callback");
+    assert_eq!(env["OAUTH_REDIRECT_URI"], redirect.as_str());
+    // Chromium reads the NSS database under HOME: trusted there, and only there.
+    t.pwt(&repo, &["proxy", "trust", "--stores", "nss"]).ok();
+
+    let js = t.root().join("oidc");
+    std::fs::create_dir_all(&js).expect("mkdir");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/oidc");
+    for f in ["provider.mjs", "app.mjs", "browser.mjs"] {
+        std::fs::copy(here.join(f), js.join(f)).expect("copy js");
+    }
+    std::os::unix::fs::symlink(&modules, js.join("node_modules")).expect("symlink node_modules");
+    let mut provider = Command::new("node");
+    provider
+        .arg(js.join("provider.mjs"))
+        .arg(idp.to_string())
+        .arg(&redirect)
+        .current_dir(&js);
+    let _provider = ready(provider, "oidc-provider");
+    let mut proxy = t.cmd(&repo, &["proxy", "--quiet"]);
+    proxy.stdout(Stdio::null()).stderr(Stdio::null());
+    let _proxy = Running(proxy.spawn().expect("pwt proxy"));
+    wait_listening(pp, "pwt proxy");
+    let mut apps = Vec::new();
+    for b in ["a", "b"] {
+        let mut app = t.cmd(&repo, &["run", b, "--", "node"]);
+        app.arg(js.join("app.mjs"));
+        apps.push(ready(app, &format!("{b}'s app")));
+    }
+    let a = format!("https://a.localhost:{pp}");
+    let b = format!("https://b.localhost:{pp}");
+    let plan = serde_json::json!({
+        "logins": [
+            { "name": "a_query", "start": format!("{a}/login") },
+            { "name": "b_form_post", "start": format!("{b}/login?mode=form_post") },
+        ],
+        "together": [[
+            { "name": "a_together", "start": format!("{a}/login") },
+            { "name": "b_together", "start": format!("{b}/login?mode=form_post") },
+        ]],
+        "visits": [
+            { "name": "a_set", "url": format!("{a}/set") },
+            { "name": "b_set", "url": format!("{b}/set") },
+            { "name": "a_cookies", "url": format!("{a}/cookies") },
+            { "name": "b_cookies", "url": format!("{b}/cookies") },
+            { "name": "status_page", "url": format!("https://localhost:{pp}/_pwt") },
+        ],
+    });
+    let out = Command::new("node")
+        .arg(js.join("browser.mjs"))
+        .arg(plan.to_string())
+        .env("HOME", t.home())
+        .current_dir(&js)
+        .output()
+        .expect("node browser.mjs");
+    assert!(
+        out.status.success(),
+        "the browser run failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON results");
+    let expect = |name: &str, want: String| {
+        assert_eq!(
+            results[name].as_str().unwrap_or_default(),
+            want,
+            "{name}: {results}"
+        );
+    };
+    // No certificate error anywhere (a page that failed says so), logins come home over
+    // HTTPS with their Domain=localhost session cookie kept, one at a time and together.
+    expect(
+        "a_query",
+        format!("a.localhost:{pp} logged in to a as alice"),
+    );
+    expect(
+        "b_form_post",
+        format!("b.localhost:{pp} logged in to b as alice"),
+    );
+    expect(
+        "a_together",
+        format!("a.localhost:{pp} logged in to a as alice"),
+    );
+    expect(
+        "b_together",
+        format!("b.localhost:{pp} logged in to b as alice"),
+    );
+    // Each worktree gets its own Domain=localhost cookie back, never the other's.
+    expect("a_cookies", "cookies: pref=a".into());
+    expect("b_cookies", "cookies: pref=b".into());
+    assert!(
+        results["status_page"]
+            .as_str()
+            .is_some_and(|s| s.contains(&format!("OAuth redirect URI: {redirect}"))),
+        "{results}"
+    );
+    drop(apps);
+    t.pwt(&repo, &["proxy", "trust", "--uninstall", "--stores", "nss"])
+        .ok();
+}

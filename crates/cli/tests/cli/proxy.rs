@@ -731,3 +731,142 @@ fn clients_leaving_mid_response_never_stop_the_proxy() {
     let r = request(pport, "GET", "localhost", "/_pwt");
     assert_eq!(r.status, 200);
 }
+
+/// `curl ARGS` (a real HTTPS client): its stdout, and whether it succeeded.
+fn curl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn https_on_the_proxys_port_with_a_local_authority_only_for_localhost_names() {
+    let t = TestEnv::new();
+    let toml = format!("{}[proxy]\nhttps = true\n", toml(3712, (27720, 27739)));
+    let repo = t.repo("demo", Some(&toml));
+    let port = frontend(&t, &repo, "feature-a");
+    let proxy_port = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
+    upstream("a", port, proxy_port.clone());
+    let (_proxy, pp) = start_proxy(&t, &repo);
+    proxy_port.store(pp, std::sync::atomic::Ordering::SeqCst);
+    let ca = t.state_dir().join("ca/pwt-ca.pem");
+    let ca = ca.to_str().expect("utf-8");
+    let url = format!("https://feature-a.localhost:{pp}/x?y=1");
+    // HTTP/2 and HTTP/1.1, each a certificate for the name asked for.
+    for (version, want) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let (ok, out) = curl(&["--cacert", ca, version, "-w", " %{http_version}", &url]);
+        assert!(ok, "{version}: {out}");
+        assert_eq!(out, format!("a /x?y=1 {want}"), "{version}");
+    }
+    // By address: localhost's certificate names the loopback addresses.
+    let (ok, out) = curl(&["--cacert", ca, &format!("https://127.0.0.1:{pp}/_pwt")]);
+    assert!(ok && out.contains("feature-a"), "{out}");
+    // Plain HTTP on the same port still works.
+    let (ok, out) = curl(&[&format!("http://feature-a.localhost:{pp}/plain")]);
+    assert!(ok && out == "a /plain", "{out}");
+    // Untrusted, it is an error; a name that is not localhost's gets no certificate at all.
+    assert!(!curl(&[&url]).0, "trusted without the authority");
+    let foreign = format!("evil.example:{pp}:127.0.0.1");
+    let (ok, out) = curl(&[
+        "--cacert",
+        ca,
+        "--resolve",
+        &foreign,
+        &format!("https://evil.example:{pp}/"),
+    ]);
+    assert!(!ok, "a foreign name got a certificate: {out}");
+    // The authority is constrained to localhost names, its key private.
+    let text = std::fs::read_to_string(t.state_dir().join("ca/pwt-ca.pem")).expect("ca");
+    assert!(text.starts_with("-----BEGIN CERTIFICATE-----"), "{text}");
+    let key = t.state_dir().join("ca/pwt-ca-key.pem");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&key).expect("key").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let err = t
+        .pwt(&repo, &["proxy", "--listen", "127.0.0.1:0"])
+        .fails(1)
+        .stderr;
+    assert!(err.contains("can be read by others"), "{err}");
+}
+
+#[test]
+fn plain_http_is_sent_to_https_when_asked_and_the_authority_is_trusted_for_browsers() {
+    let t = TestEnv::new();
+    let toml = format!(
+        "{}[proxy]\nhttps = true\nredirect_http = true\n",
+        toml(3713, (27740, 27759))
+    );
+    let repo = t.repo("demo", Some(&toml));
+    let (_proxy, pp) = start_proxy(&t, &repo);
+    let (_, head) = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+        &format!("http://feature-a.localhost:{pp}/p?q=1"),
+    ]);
+    assert_eq!(head, format!("308 https://feature-a.localhost:{pp}/p?q=1"));
+    // A foreign Host is never redirected anywhere.
+    let (_, head) = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "Host: evil.example",
+        &format!("http://127.0.0.1:{pp}/"),
+    ]);
+    assert_eq!(head, "421");
+    if crate::common::installed(
+        Command::new("certutil")
+            .arg("--help")
+            .output()
+            .map_err(|_| "certutil is not installed (libnss3-tools)".to_owned()),
+    )
+    .is_none()
+    {
+        return;
+    }
+    let doctor = t.pwt(&repo, &["doctor"]).stdout;
+    assert!(doctor.contains("nssdb is not trusted"), "{doctor}");
+    let stores = t
+        .pwt(
+            &repo,
+            &["proxy", "trust", "--stores", "nss", "--format", "json"],
+        )
+        .ok()
+        .json();
+    assert_eq!(stores[0]["kind"], "nss");
+    assert_eq!(stores[0]["trusted"], true, "{stores}");
+    let nssdb = format!("sql:{}", t.home().join(".pki/nssdb").display());
+    let listed = Command::new("certutil")
+        .args(["-L", "-d", &nssdb])
+        .output()
+        .expect("certutil");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("pwt local CA"));
+    let doctor = t.pwt(&repo, &["doctor"]).stdout;
+    assert!(doctor.contains("nssdb is trusted"), "{doctor}");
+    let stores = t
+        .pwt(
+            &repo,
+            &[
+                "proxy",
+                "trust",
+                "--uninstall",
+                "--stores",
+                "nss",
+                "--format",
+                "json",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(stores[0]["trusted"], false, "{stores}");
+}

@@ -5,6 +5,10 @@
 //                                                OAUTH_STATE_PREFIX, for logins started on
 //                                                localhost:<port>, which the proxy never sees)
 //   GET|POST /auth/callback                     finishes it: "logged in to <FEATURE> as <sub>"
+//   GET /set                                    sets pref=<FEATURE> for Domain=localhost
+//   GET /cookies                                "cookies: <the Cookie header it got>"
+// APP_COOKIE_DOMAIN: the login session's cookie names that Domain too (a common dev
+// setting that browsers drop on <slug>.localhost unless the proxy keeps it home).
 import * as client from 'openid-client';
 import http from 'node:http';
 import crypto from 'node:crypto';
@@ -50,7 +54,8 @@ http.createServer(async (req, res) => {
       // form_post comes back as a cross-site POST (from the provider's page), which carries
       // only SameSite=None cookies; browsers accept Secure on localhost names over http.
       const samesite = url.searchParams.get('mode') === 'form_post' ? 'None; Secure' : 'Lax';
-      res.writeHead(302, { location: to.href, 'set-cookie': `${cookieName}=${id}; Path=/; HttpOnly; SameSite=${samesite}` });
+      const domain = process.env.APP_COOKIE_DOMAIN ? `; Domain=${process.env.APP_COOKIE_DOMAIN}` : '';
+      res.writeHead(302, { location: to.href, 'set-cookie': `${cookieName}=${id}; Path=/; HttpOnly; SameSite=${samesite}${domain}` });
       return res.end();
     }
     if (url.pathname === '/auth/callback') {
@@ -68,6 +73,14 @@ http.createServer(async (req, res) => {
         { pkceCodeVerifier: s.verifier, expectedState: s.state });
       res.writeHead(200, { 'content-type': 'text/plain' });
       return res.end(`logged in to ${feature} as ${tokens.claims().sub}`);
+    }
+    if (url.pathname === '/set') {
+      res.writeHead(200, { 'content-type': 'text/plain', 'set-cookie': `pref=${feature}; Domain=localhost; Path=/` });
+      return res.end(`set: pref=${feature}`);
+    }
+    if (url.pathname === '/cookies') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      return res.end(`cookies: ${(req.headers.cookie || '').split('; ').filter(c => c.startsWith('pref=')).join('; ') || 'none'}`);
     }
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.end(`app ${feature}`);

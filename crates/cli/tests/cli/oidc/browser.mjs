@@ -52,6 +52,18 @@ for (const group of plan.together || []) {
   group.forEach((l, i) => { out[l.name] = results[i]; });
   await Promise.all(contexts.map((c) => c.close()));
 }
+// Visits in order in one browser profile (one cookie jar), each page's text.
+if (plan.visits) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  for (const v of plan.visits) {
+    try {
+      await page.goto(v.url, { waitUntil: 'domcontentloaded' });
+      out[v.name] = (await page.innerText('body')).trim();
+    } catch (e) { out[v.name] = `failed: ${e.message.split('\n')[0]}`; }
+  }
+  await context.close();
+}
 if (plan.foreign) {
   const context = await browser.newContext();
   const page = await context.newPage();
