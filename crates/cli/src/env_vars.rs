@@ -26,6 +26,11 @@ pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
 pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
 /// The user's home directory, the base of the XDG defaults.
 pub const HOME: &str = "HOME";
+/// The browser `pwt open` starts (a path or a name on PATH). Default: the first of
+/// chromium, google-chrome, firefox found.
+pub const PWT_BROWSER: &str = "PWT_BROWSER";
+/// The search path for programs.
+pub const PATH: &str = "PATH";
 /// When set (to anything), no colour. <https://no-color.org>
 pub const NO_COLOR: &str = "NO_COLOR";
 

@@ -196,6 +196,9 @@ pub fn describe_variable(config: &Config, name: &str) -> String {
         "REDIS_DB" => "the worktree's own Redis DB index",
         "CONTAINER_REDIS_URL" => "REDIS_URL as seen from a container on PWT_NETWORK",
         "PWT_NETWORK" => "the Docker network the shared services run on",
+        "PWT_BROWSER_PROFILE" => {
+            "a browser profile of the worktree's own (`pwt open`; Playwright's persistent context, playwright-mcp's --user-data-dir): its cookies stay its own, on any origin"
+        }
         _ => "set by pwt",
     };
     known.to_owned()

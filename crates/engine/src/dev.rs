@@ -300,6 +300,7 @@ impl Project {
     /// Forgets the worktree's process records (its logs go too): for `pwt rm`.
     pub(crate) fn forget_dev_processes(&self, slug: &str) {
         self.forget_limits(slug);
+        let _ = std::fs::remove_dir_all(self.browser_profile(slug));
         let _ = std::fs::remove_dir_all(self.processes_dir(slug));
     }
 }

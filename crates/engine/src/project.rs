@@ -511,6 +511,12 @@ impl Project {
             is_main: false,
         };
         let mut extra = self.service_vars(Worktree::Leased(&lease.resources))?;
+        extra.push((
+            "PWT_BROWSER_PROFILE".into(),
+            self.browser_profile(lease.slug.as_str())
+                .to_string_lossy()
+                .into_owned(),
+        ));
         if self.config.docker.is_some() {
             // Containers carry it in their environment: how `pwt gc` knows a container of
             // a worktree that is gone for this worktree's.
@@ -522,6 +528,19 @@ impl Project {
             &extra,
             &self.templates,
         )?)
+    }
+
+    /// The browser profile of the worktree `slug` (`pwt open`, `PWT_BROWSER_PROFILE`): its
+    /// own cookies and storage, whatever origin its apps are opened on. Removed with the
+    /// worktree.
+    pub fn browser_profile(&self, slug: &str) -> PathBuf {
+        self.options
+            .state_dir
+            .join("browser")
+            .join(crate::env_files::content_hash(
+                self.repo.common_dir.to_string_lossy().as_bytes(),
+            ))
+            .join(slug)
     }
 
     /// The main worktree's environment: the `main` ports and the defaults.

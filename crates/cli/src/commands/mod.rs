@@ -24,6 +24,7 @@ mod init;
 mod list;
 mod mcp;
 mod new;
+mod open;
 mod proxy;
 mod rm;
 mod run;
@@ -50,6 +51,7 @@ pub enum Command {
     Dev(dev::DevArgs),
     Stop(dev::StopArgs),
     Url(url::UrlArgs),
+    Open(open::OpenArgs),
     State(state::StateArgs),
     Rm(rm::RmArgs),
     Gc(gc::GcArgs),
@@ -82,6 +84,7 @@ pub fn run(dir: Option<PathBuf>, command: Command) -> Result<i32> {
         Command::Dev(a) => dev::run(&cwd, a),
         Command::Stop(a) => dev::stop(&cwd, a),
         Command::Url(a) => url::run(&cwd, a),
+        Command::Open(a) => open::run(&cwd, a),
         Command::State(a) => state::run(&cwd, a),
         Command::Rm(a) => rm::run(&cwd, a),
         Command::Gc(a) => gc::run(&cwd, a),

@@ -249,6 +249,22 @@ fn logins_over_https_and_cookies_that_stay_with_their_worktree() {
     }
     let a = format!("https://a.localhost:{pp}");
     let b = format!("https://b.localhost:{pp}");
+    let envs: Vec<serde_json::Value> = ["a", "b"]
+        .iter()
+        .map(|w| t.pwt(&repo, &["env", w, "--format", "json"]).ok().json())
+        .collect();
+    let direct = |i: usize| {
+        format!(
+            "http://localhost:{}",
+            envs[i]["FRONTEND_PORT"].as_str().expect("port")
+        )
+    };
+    let profile = |i: usize| {
+        envs[i]["PWT_BROWSER_PROFILE"]
+            .as_str()
+            .expect("profile")
+            .to_owned()
+    };
     let plan = serde_json::json!({
         "logins": [
             { "name": "a_query", "start": format!("{a}/login") },
@@ -264,6 +280,23 @@ fn logins_over_https_and_cookies_that_stay_with_their_worktree() {
             { "name": "a_cookies", "url": format!("{a}/cookies") },
             { "name": "b_cookies", "url": format!("{b}/cookies") },
             { "name": "status_page", "url": format!("https://localhost:{pp}/_pwt") },
+            // At localhost:<port>, one profile shares one cookie jar between the ports.
+            { "name": "shared_a_set", "url": format!("{}/set", direct(0)) },
+            { "name": "shared_b_set", "url": format!("{}/set", direct(1)) },
+            { "name": "shared_a_cookies", "url": format!("{}/cookies", direct(0)) },
+        ],
+        // A profile per worktree (pwt open's): apart again.
+        "profiles": [
+            { "dir": profile(0), "visits": [
+                { "name": "own_a_set", "url": format!("{}/set", direct(0)) },
+            ]},
+            { "dir": profile(1), "visits": [
+                { "name": "own_b_set", "url": format!("{}/set", direct(1)) },
+                { "name": "own_b_cookies", "url": format!("{}/cookies", direct(1)) },
+            ]},
+            { "dir": profile(0), "visits": [
+                { "name": "own_a_cookies", "url": format!("{}/cookies", direct(0)) },
+            ]},
         ],
     });
     let out = Command::new("node")
@@ -308,6 +341,10 @@ fn logins_over_https_and_cookies_that_stay_with_their_worktree() {
     // Each worktree gets its own Domain=localhost cookie back, never the other's.
     expect("a_cookies", "cookies: pref=a".into());
     expect("b_cookies", "cookies: pref=b".into());
+    // Direct ports share a jar in one profile (b's cookie reached a), not across profiles.
+    expect("shared_a_cookies", "cookies: pref=b".into());
+    expect("own_a_cookies", "cookies: pref=a".into());
+    expect("own_b_cookies", "cookies: pref=b".into());
     assert!(
         results["status_page"]
             .as_str()

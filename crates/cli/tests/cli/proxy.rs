@@ -870,3 +870,66 @@ fn plain_http_is_sent_to_https_when_asked_and_the_authority_is_trusted_for_brows
         .json();
     assert_eq!(stores[0]["trusted"], false, "{stores}");
 }
+
+#[test]
+fn pwt_open_starts_a_browser_with_the_worktrees_own_profile_removed_with_it() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", Some(&toml(3714, (27760, 27779))));
+    frontend(&t, &repo, "feature-a");
+    let env = t
+        .pwt(&repo, &["env", "feature-a", "--format", "json"])
+        .ok()
+        .json();
+    let profile = env["PWT_BROWSER_PROFILE"]
+        .as_str()
+        .expect("profile")
+        .to_owned();
+    assert!(
+        profile.starts_with(&t.state_dir().display().to_string()),
+        "{profile}"
+    );
+    // A stand-in Chromium that notes how it was started.
+    let seen = t.root().join("seen");
+    let fake = t.root().join("chromium");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > {}\n", seen.display()),
+    )
+    .expect("write");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = t
+        .cmd(&repo, &["open", "feature-a"])
+        .env("PWT_BROWSER", &fake)
+        .output()
+        .expect("pwt open");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("the browser started", || seen.exists());
+    let args = std::fs::read_to_string(&seen).expect("args");
+    assert!(
+        args.contains(&format!("--user-data-dir={profile}\n")),
+        "{args}"
+    );
+    assert!(args.contains("http://feature-a.localhost:8080\n"), "{args}");
+    assert!(Path::new(&profile).is_dir());
+    let printed = t
+        .cmd(&repo, &["open", "feature-a", "frontend", "--print"])
+        .env("PWT_BROWSER", "firefox")
+        .output()
+        .expect("pwt open --print");
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    assert!(
+        printed.starts_with("firefox -profile ")
+            && printed.contains("-no-remote http://localhost:"),
+        "{printed}"
+    );
+    t.pwt(&repo, &["rm", "feature-a"]).ok();
+    assert!(
+        !Path::new(&profile).exists(),
+        "the profile went with the worktree"
+    );
+}

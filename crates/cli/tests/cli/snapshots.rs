@@ -7,6 +7,16 @@ use crate::common::{TestEnv, seed_toml};
 fn redact(t: &TestEnv, text: &str) -> String {
     let root = t.root().display().to_string();
     let out = text.replace(&root, "[ROOT]");
+    // Per-repository directories under the state directory are named by a hash of the
+    // repository's path, which is the sandbox's.
+    let dir = "[ROOT]/state/browser/";
+    let mut parts = out.split(dir);
+    let mut joined = parts.next().unwrap_or_default().to_owned();
+    for rest in parts {
+        let after = rest.find('/').map_or("", |i| &rest[i..]);
+        joined.push_str(&format!("{dir}[REPO]{after}"));
+    }
+    let out = joined;
     let mut redacted = String::with_capacity(out.len());
     let mut digits = String::new();
     for c in out.chars().chain(std::iter::once('\0')) {

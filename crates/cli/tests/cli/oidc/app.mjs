@@ -75,7 +75,7 @@ http.createServer(async (req, res) => {
       return res.end(`logged in to ${feature} as ${tokens.claims().sub}`);
     }
     if (url.pathname === '/set') {
-      res.writeHead(200, { 'content-type': 'text/plain', 'set-cookie': `pref=${feature}; Domain=localhost; Path=/` });
+      res.writeHead(200, { 'content-type': 'text/plain', 'set-cookie': `pref=${feature}; Domain=localhost; Path=/; Max-Age=3600` });
       return res.end(`set: pref=${feature}`);
     }
     if (url.pathname === '/cookies') {

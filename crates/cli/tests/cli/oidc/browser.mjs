@@ -64,6 +64,22 @@ if (plan.visits) {
   }
   await context.close();
 }
+// The same in browser profiles of their own (persistent contexts in the given directories:
+// each worktree's PWT_BROWSER_PROFILE), one after the other.
+for (const p of plan.profiles || []) {
+  const context = await chromium.launchPersistentContext(p.dir, {
+    executablePath: process.env.PWT_TEST_CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--no-first-run'],
+  });
+  const page = await context.newPage();
+  for (const v of p.visits) {
+    try {
+      await page.goto(v.url, { waitUntil: 'domcontentloaded' });
+      out[v.name] = (await page.innerText('body')).trim();
+    } catch (e) { out[v.name] = `failed: ${e.message.split('\n')[0]}`; }
+  }
+  await context.close();
+}
 if (plan.foreign) {
   const context = await browser.newContext();
   const page = await context.newPage();
