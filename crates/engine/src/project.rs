@@ -537,8 +537,9 @@ impl Project {
         self.options
             .state_dir
             .join("browser")
-            .join(crate::env_files::content_hash(
-                self.repo.common_dir.to_string_lossy().as_bytes(),
+            .join(format!(
+                "{:016x}",
+                pwt_core::stable_hash(self.repo.common_dir.as_os_str().as_encoded_bytes())
             ))
             .join(slug)
     }

@@ -969,17 +969,30 @@ impl Proxy {
                 splice(client_upgrade, hyper::upgrade::on(&mut resp));
             }
         } else {
-            strip_hop_by_hop(resp.headers_mut());
-            if resp.status().is_redirection() {
-                self.learn_from(resp.headers(), target, host);
-            }
-            if self.table().host_only_cookies
-                && let Some(host) = host
-            {
-                keep_cookies_home(resp.headers_mut(), host);
-            }
+            let status = resp.status();
+            self.finish(resp.headers_mut(), status, target, host);
         }
         resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed())
+    }
+
+    /// A worktree's response head on its way back: hop-by-hop headers gone, a login's
+    /// state learned from a redirect, cookies kept home.
+    fn finish(
+        &self,
+        headers: &mut HeaderMap,
+        status: StatusCode,
+        target: &Target,
+        host: Option<&str>,
+    ) {
+        strip_hop_by_hop(headers);
+        if status.is_redirection() {
+            self.learn_from(headers, target, host);
+        }
+        if self.table().host_only_cookies
+            && let Some(host) = host
+        {
+            keep_cookies_home(headers, host);
+        }
     }
 
     /// Sends `req` to the worktree's server at `port` (whichever loopback it listens on).
