@@ -182,6 +182,57 @@ pub fn stop(victims: &[Victim], grace: Duration) -> Vec<Victim> {
     alive.into_iter().filter(|v| v.running()).collect()
 }
 
+/// Runs `cmd` (stdin closed) and collects its output, waiting at most `within`: `None` when
+/// it took longer (it is then stopped: SIGTERM, SIGKILL a second later).
+pub fn output_within(
+    cmd: &mut Command,
+    within: Duration,
+) -> std::io::Result<Option<std::process::Output>> {
+    use std::io::Read as _;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let reader = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let err = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            terminate(&mut child, Duration::from_secs(1));
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Ok(Some(std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }))
+}
+
 /// Sends SIGTERM to a child and its process group (when it leads one), waits up to `grace`,
 /// then SIGKILL; reaps it.
 pub fn terminate(child: &mut std::process::Child, grace: Duration) {

@@ -640,6 +640,17 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let files = self.env_files();
+        for (i, (_, name)) in files.iter().enumerate() {
+            if files[..i].iter().any(|(_, n)| n == name) {
+                return Err(bad(
+                    "docker.env_file",
+                    format!(
+                        "{name:?} is already another env file of pwt's: each needs a name of its own (the formats differ)"
+                    ),
+                ));
+            }
+        }
         self.validate_ports()?;
         self.validate_processes()?;
         self.validate_limits()?;

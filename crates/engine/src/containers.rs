@@ -31,6 +31,24 @@ impl Project {
         docker.reachable().then_some(docker)
     }
 
+    /// With `[docker]`, a teardown needs the engine: without it, the worktree's containers
+    /// would go on running (and holding its ports) after pwt said it was removed. Refused
+    /// before anything is touched.
+    pub(crate) fn refuse_without_docker(&self, lease: &Lease) -> crate::error::Result<()> {
+        if self.config.docker.is_none() || Docker::default().reachable() {
+            return Ok(());
+        }
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::Service,
+            format!(
+                "the Docker engine does not answer, so the containers of {:?} (Compose project {:?}) cannot be taken down; nothing was removed",
+                lease.branch.as_str(),
+                self.compose_project(lease).unwrap_or_default()
+            ),
+        )
+        .hint("start Docker (`docker info` says whether it answers) and run `pwt rm` again"))
+    }
+
     /// The containers of the worktree of `lease` (its Compose project's, run in its
     /// directory), when `[docker]` is configured and an engine answers.
     pub fn containers(&self, lease: &Lease) -> Vec<Container> {

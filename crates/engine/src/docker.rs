@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -63,6 +64,9 @@ impl Default for Docker {
     }
 }
 
+/// How long one `docker` command may take before pwt gives up on the engine.
+const DOCKER_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// The Compose CLI this machine has.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ComposeCli {
@@ -116,14 +120,28 @@ impl Docker {
     /// Runs `docker ARGS` and returns its stdout; an error names the command and keeps
     /// Docker's own words.
     fn run(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.program)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
+        self.run_within(args, DOCKER_TIMEOUT)
+    }
+
+    /// [`Docker::run`], waiting at most `within` for the engine: a daemon that hangs is an
+    /// error naming Docker, never a pwt that hangs with it.
+    fn run_within(&self, args: &[&str], within: Duration) -> Result<String> {
+        let out = pwt_alloc::proc::output_within(Command::new(&self.program).args(args), within)
             .map_err(|e| {
                 Error::new(ErrorKind::NotFound, "cannot run `docker`")
                     .caused_by(e)
                     .hint("install Docker, or leave `[docker]` out of pwt.toml")
+            })?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Service,
+                    format!(
+                        "`docker {}` got no answer from the Docker engine within {} s",
+                        args.first().copied().unwrap_or_default(),
+                        within.as_secs()
+                    ),
+                )
+                .hint("is the engine hung? `docker info` says; restart Docker (or unset DOCKER_HOST if it names the wrong one)")
             })?;
         if !out.status.success() {
             return Err(Error::new(
@@ -140,12 +158,11 @@ impl Docker {
 
     /// True when an engine answers.
     pub fn reachable(&self) -> bool {
-        Command::new(&self.program)
-            .args(["info", "--format", "{{.ServerVersion}}"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        self.run_within(
+            &["info", "--format", "{{.ServerVersion}}"],
+            Duration::from_secs(5),
+        )
+        .is_ok()
     }
 
     /// Every container (running or not) matching the `docker ps` filters.
@@ -170,12 +187,14 @@ impl Docker {
         // the others are still printed.
         let text = match self.run(&args) {
             Ok(t) => t,
-            Err(_) => Command::new(&self.program)
-                .args(&args)
-                .stderr(Stdio::null())
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default(),
+            Err(_) => pwt_alloc::proc::output_within(
+                Command::new(&self.program).args(&args),
+                DOCKER_TIMEOUT,
+            )
+            .ok()
+            .flatten()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default(),
         };
         Ok(text
             .lines()
@@ -209,6 +228,18 @@ impl Docker {
         if containers.is_empty() {
             return Ok(Vec::new());
         }
+        // As `docker compose down` does: each gets its stop signal and a grace period
+        // (flushing what it keeps) before it goes.
+        let mut stop = vec!["stop", "-t", "10"];
+        stop.extend(
+            containers
+                .iter()
+                .filter(|c| c.state == "running")
+                .map(|c| c.id.as_str()),
+        );
+        if stop.len() > 3 {
+            self.run_within(&stop, DOCKER_TIMEOUT + Duration::from_secs(10))?;
+        }
         let mut args = vec!["rm", "-f", "-v"];
         args.extend(containers.iter().map(|c| c.id.as_str()));
         self.run(&args)?;
@@ -226,6 +257,16 @@ impl Docker {
             gone.extend(self.remove_empty_networks(p)?);
         }
         Ok(gone)
+    }
+
+    /// Removes one container (and its anonymous volumes), running or not.
+    pub fn remove_only(&self, c: &Container) -> Result<()> {
+        self.run(&["rm", "-f", "-v", &c.id]).map(|_| ())
+    }
+
+    /// Removes the network `name`.
+    pub fn remove_network(&self, name: &str) -> Result<()> {
+        self.run(&["network", "rm", name]).map(|_| ())
     }
 
     /// The networks of project `project`, when none of its containers is left.

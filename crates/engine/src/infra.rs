@@ -7,7 +7,6 @@
 
 use std::net::{TcpStream, ToSocketAddrs as _};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use pwt_core::Config;
@@ -341,6 +340,55 @@ impl Infra {
         Ok(path)
     }
 
+    /// This state directory's turn at the services (a lock held until dropped).
+    fn turn(&self) -> Result<pwt_alloc::LockGuard> {
+        let dir = self.state_dir.join("infra");
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::new(ErrorKind::Io, format!("cannot create {}", dir.display())).caused_by(e)
+        })?;
+        let wait = Duration::from_secs(self.config.infra.timeout + 60);
+        Ok(pwt_alloc::LockGuard::acquire(
+            &dir.join("infra.lock"),
+            wait,
+        )?)
+    }
+
+    /// Refuses when the Compose project is another's: containers of its name that Compose
+    /// ran from another directory than pwt's (another tool, or another user's pwt).
+    fn refuse_foreign(&self, ours: &[Container]) -> Result<()> {
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+        let dir = canonical(&self.state_dir.join("infra"));
+        let foreign: Vec<String> = ours
+            .iter()
+            .filter(|c| {
+                c.working_dir
+                    .as_deref()
+                    .is_some_and(|d| canonical(d) != dir)
+            })
+            .map(|c| {
+                format!(
+                    "{} (from {})",
+                    c.name,
+                    c.working_dir.as_deref().unwrap_or(Path::new("?")).display()
+                )
+            })
+            .collect();
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Refused,
+            format!(
+                "the Compose project {:?} is someone else's: {}; nothing was changed",
+                self.project(),
+                foreign.join(", ")
+            ),
+        )
+        .hint(
+            "set `[infra] project` to another name in pwt.toml, or take that project down yourself",
+        ))
+    }
+
     /// Compose, and an engine that answers; or why not.
     fn compose(&self) -> Result<ComposeCli> {
         let Some(cli) = ComposeCli::find() else {
@@ -363,15 +411,24 @@ impl Infra {
     /// Runs Compose on the project with `args`, its output on stderr.
     fn run_compose(&self, cli: &ComposeCli, args: &[&str]) -> Result<()> {
         let file = self.write_compose_file()?;
-        let out = cli
-            .command()
-            .args(["-p", self.project(), "-f"])
-            .arg(&file)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
+        let mut cmd = cli.command();
+        cmd.args(["-p", self.project(), "-f"]).arg(&file).args(args);
+        let within = Duration::from_secs(self.config.infra.timeout + 60);
+        let out = pwt_alloc::proc::output_within(&mut cmd, within)
             .map_err(|e| {
                 Error::new(ErrorKind::Io, format!("cannot run {}", cli.name())).caused_by(e)
+            })?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Service,
+                    format!(
+                        "{} {} got no answer from the Docker engine within {} s",
+                        cli.name(),
+                        args.join(" "),
+                        within.as_secs()
+                    ),
+                )
+                .hint("is the engine hung? `docker info` says; restart Docker")
             })?;
         if !out.status.success() {
             return Err(Error::new(
@@ -401,7 +458,10 @@ impl Infra {
     /// starting at the timeout is named, and what this run started is taken down again.
     pub fn up(&self, reporter: &mut dyn Reporter) -> Result<Vec<ServiceStatus>> {
         let cli = self.compose()?;
+        // One `pwt infra up` or `down` at a time: two would take down each other's.
+        let _turn = self.turn()?;
         let ours = self.containers()?;
+        self.refuse_foreign(&ours)?;
         self.refuse_taken_ports(&ours)?;
         let before: Vec<&str> = ours
             .iter()
@@ -575,24 +635,12 @@ impl Infra {
         let mut gone = Vec::new();
         for c in self.containers().unwrap_or_default() {
             if c.service.as_deref().is_some_and(|s| started.contains(&s))
-                && std::process::Command::new("docker")
-                    .args(["rm", "-f", "-v", &c.id])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
+                && self.docker.remove_only(&c).is_ok()
             {
                 gone.push(c.name);
             }
         }
-        if made_network
-            && std::process::Command::new("docker")
-                .args(["network", "rm", self.network()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        {
+        if made_network && self.docker.remove_network(self.network()).is_ok() {
             gone.push(format!("network {}", self.network()));
         }
         gone
@@ -601,6 +649,8 @@ impl Infra {
     /// Stops the services; their data volumes go too with `volumes`.
     pub fn down(&self, volumes: bool) -> Result<()> {
         let cli = self.compose()?;
+        let _turn = self.turn()?;
+        self.refuse_foreign(&self.containers()?)?;
         let mut args = vec!["down"];
         if volumes {
             args.push("--volumes");

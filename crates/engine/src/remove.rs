@@ -274,6 +274,7 @@ impl Project {
             self.refuse_dirty(&lease)?;
             self.refuse_losses(&lease)?;
         }
+        self.refuse_without_docker(&lease)?;
         // A set-up that stopped half-way, or the undo of one: finish undoing it.
         let plan = if lease.state == LeaseState::Creating || !lease.journal.is_empty() {
             let mut p = TeardownPlan::undo_interrupted(&lease);

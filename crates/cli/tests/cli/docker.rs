@@ -482,3 +482,63 @@ fn the_containers_env_file_reads_the_same_in_docker_run_and_compose() {
         t.pwt(&repo, &["rm", branch, "--force"]).ok();
     }
 }
+
+/// `pwt ARGS` in `repo` with DOCKER_HOST at `socket`, killed if it runs past a minute (a
+/// hang, which is the bug this guards against), its result.
+fn within_a_minute(t: &TestEnv, repo: &Path, socket: &Path, args: &[&str]) -> Run {
+    let mut child = t
+        .cmd(repo, args)
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("pwt runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pwt {args:?} hung on a Docker engine that never answers");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output").into()
+}
+
+#[test]
+fn a_docker_engine_that_never_answers_never_hangs_pwt() {
+    let Some(()) = installed(
+        Command::new("docker")
+            .arg("--version")
+            .output()
+            .map(|_| ())
+            .map_err(|_| "the docker CLI is not installed".to_owned()),
+    ) else {
+        return;
+    };
+    let t = TestEnv::new();
+    // A socket that accepts connections and never says a word (a hung dockerd).
+    let socket = t.root().join("hung.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let repo = t.repo("demo", Some("[ports]\nrange = [27780, 27799]\n[docker]\n"));
+    // Setting up and listing work without the engine (no containers to see).
+    within_a_minute(&t, &repo, &socket, &["new", "feat"]).ok();
+    within_a_minute(&t, &repo, &socket, &["list"]).ok();
+    // Removing refuses, naming Docker, and touches nothing.
+    let rm = within_a_minute(&t, &repo, &socket, &["rm", "feat"]).fails(1);
+    assert!(
+        rm.stderr.contains("Docker engine does not answer"),
+        "{}",
+        rm.stderr
+    );
+    assert!(repo.with_file_name("demo.feat").exists());
+    // pwt infra says so too.
+    let up = within_a_minute(&t, &repo, &socket, &["infra", "up"]);
+    assert_ne!(up.code, 0);
+    assert!(up.stderr.contains("Docker"), "{}", up.stderr);
+}
