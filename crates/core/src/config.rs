@@ -639,7 +639,8 @@ impl Config {
         Ok(())
     }
 
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Each env file a name of its own.
+    fn validate_env_files(&self) -> Result<(), ConfigError> {
         let files = self.env_files();
         for (i, (_, name)) in files.iter().enumerate() {
             if files[..i].iter().any(|(_, n)| n == name) {
@@ -651,6 +652,11 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_env_files()?;
         self.validate_ports()?;
         self.validate_processes()?;
         self.validate_limits()?;
@@ -695,6 +701,11 @@ impl Config {
         if self.worktree.path.trim().is_empty() {
             return Err(bad("worktree.path", "the path template is empty"));
         }
+        self.validate_services()
+    }
+
+    /// Hooks, the services' sections, the team store.
+    fn validate_services(&self) -> Result<(), ConfigError> {
         for (key, hooks) in [
             ("hooks.post-create", &self.hooks.post_create),
             ("hooks.pre-remove", &self.hooks.pre_remove),
