@@ -152,6 +152,23 @@ impl Project {
         }))
     }
 
+    /// The worktree's turn to start its processes (a lock beside its records, held until
+    /// dropped).
+    fn start_turn(&self, slug: &str) -> Result<pwt_alloc::LockGuard> {
+        let dir = self.processes_dir(slug);
+        let lock = dir.with_file_name(format!(".{slug}.lock"));
+        if let Some(parent) = lock.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::new(ErrorKind::Io, format!("cannot create {}", parent.display()))
+                    .caused_by(e)
+            })?;
+        }
+        Ok(pwt_alloc::LockGuard::acquire(
+            &lock,
+            Duration::from_secs(30),
+        )?)
+    }
+
     /// Where the worktree's processes go with `[limits]`; nowhere special (and a warning
     /// saying why) where this machine allows no group.
     fn placement_or_warn(
@@ -178,6 +195,7 @@ impl Project {
         std::fs::read_dir(dir)
             .map(|d| {
                 d.flatten()
+                    .filter(|e| e.path().is_dir())
                     .filter_map(|e| e.file_name().into_string().ok())
                     .collect()
             })
@@ -221,6 +239,8 @@ impl Project {
         }
         let (crate::project::Managed { root, slug, .. }, env) =
             self.worktree_environment(target)?;
+        // One start at a time per worktree: two at once would both find nothing running.
+        let _turn = self.start_turn(&slug)?;
         let running: Vec<String> = self
             .running_processes(&slug)
             .iter()

@@ -629,6 +629,10 @@ pub(crate) fn plan_gc(state: &State, facts: &GcFacts<'_>) -> GcPlan {
         let Some(resources) = resource_of(*kind, &m.name) else {
             continue;
         };
+        if let Some(spared) = reset_copy(state, *kind, &m.name, &m.marker) {
+            plan.spared.push(spared);
+            continue;
+        }
         if let Some(why) = owned(state, facts, *kind, &resources, &m.marker) {
             if let Some(why) = why {
                 plan.spared.push(Spared {
@@ -654,6 +658,19 @@ pub(crate) fn plan_gc(state: &State, facts: &GcFacts<'_>) -> GcPlan {
             .map(Action::Kept),
     );
     plan
+}
+
+/// The copy a `reset_database` makes under a name of its own, marked as its worktree's: a
+/// reset that stopped before the rename left it, with the data the worktree was being
+/// given. Running the reset again finishes it; gc leaves it.
+fn reset_copy(state: &State, kind: ResourceKind, name: &str, marker: &str) -> Option<Spared> {
+    (kind == ResourceKind::Database
+        && name.starts_with("pwt_reset_")
+        && state.leases.iter().any(|l| l.marker() == marker))
+    .then(|| Spared {
+        what: format!("database {name:?}"),
+        why: "the copy of a reset_database that stopped before it finished: reset the worktree's database again (pwt mcp's reset_database) to finish it".into(),
+    })
 }
 
 /// True when a worktree git lists declares the lease's slug or one of its resources.

@@ -41,7 +41,7 @@ impl Action {
     pub fn describe(&self) -> String {
         match self {
             Self::Gone(l) => format!(
-                "{}: worktree gone ({}): remove its data and lease",
+                "{}: worktree gone ({}): stop what still runs for it, remove its data and lease",
                 l.branch.as_str(),
                 l.path.display()
             ),
@@ -364,10 +364,17 @@ impl Project {
     /// deleted directory, each named.
     fn stop_what_ran_in_gone(&self, lease: &pwt_alloc::Lease, reporter: &mut dyn Reporter) {
         let slug = lease.slug.as_str();
-        for (p, stopped) in crate::dev::stop_these(
-            self.running_processes(slug),
-            std::time::Duration::from_secs(5),
-        ) {
+        let running = self.running_processes(slug);
+        for p in &running {
+            reporter.report(crate::events::Event::Step(
+                crate::events::Step::StopProcess {
+                    name: p.name.clone(),
+                    pid: p.pid,
+                    why: "started by `pwt dev` in the deleted worktree".to_owned(),
+                },
+            ));
+        }
+        for (p, stopped) in crate::dev::stop_these(running, std::time::Duration::from_secs(5)) {
             if !stopped {
                 reporter.report(crate::events::Event::Warning(format!(
                     "could not stop {} (pid {}); stop it yourself",

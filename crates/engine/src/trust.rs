@@ -43,6 +43,19 @@ impl Project {
                 cmds.push_str(&format!("  [processes] {name}: {}\n", text(&cmd)));
             }
         }
+        // Tools an agent may use to change things (`pwt mcp`): the file's say too.
+        if let Some(allow) = file
+            .pointer("/mcp/allow")
+            .filter(|a| runs("/mcp/allow".into(), a))
+        {
+            let groups: Vec<String> = allow.as_array().into_iter().flatten().map(text).collect();
+            if !groups.is_empty() {
+                cmds.push_str(&format!(
+                    "  [mcp] allow (tools an agent may use): {}\n",
+                    groups.join(", ")
+                ));
+            }
+        }
         let mut env = String::new();
         // An entry that only says again what pwt sets itself (`FEATURE = "{{ slug }}"`, as
         // the seed workflow writes it) changes nothing, so it is written without asking;
@@ -57,7 +70,7 @@ impl Project {
             return None;
         }
         let section = |name: &str| file.get(name).cloned().unwrap_or(Value::Null);
-        let of = serde_json::json!({
+        let mut of = serde_json::json!({
             "repository": self.repo.common_dir,
             // It reaches the commands as COMPOSE_PROJECT_NAME.
             "project": section("project"),
@@ -65,6 +78,10 @@ impl Project {
             "processes": section("processes"),
             "env": section("env"),
         });
+        // Only when there is one, so approvals given before `[mcp]` existed still hold.
+        if let Some(mcp) = file.get("mcp") {
+            of["mcp"] = mcp.clone();
+        }
         Some(Approval {
             commands: !cmds.is_empty(),
             env: !env.is_empty(),
@@ -118,6 +135,13 @@ impl Project {
     pub fn pending_approval(&self, gate: Gate) -> Option<Approval> {
         let table = self.project_table.as_ref()?;
         self.approval(table, gate)
+    }
+
+    /// Returns when what `gate` uses of the repository's pwt.toml is approved, or the policy
+    /// lets it go ahead; else [`crate::ErrorKind::Unapproved`], naming what. For callers that
+    /// act on the file's say themselves (`pwt mcp`'s `[mcp] allow`).
+    pub fn approve(&self, gate: Gate) -> Result<()> {
+        self.require_approval(gate)
     }
 
     /// Returns when what `gate` uses of the repository's pwt.toml is approved, or the

@@ -923,3 +923,43 @@ fn gc_stops_what_runs_for_worktrees_that_are_gone_and_nothing_else() {
     );
     p.remove(&remove("stray"), &mut Silent).expect("removed");
 }
+
+#[test]
+fn starts_at_once_start_one_set_of_processes() {
+    let w = World::new("[processes]\nidle = \"exec sleep 60\"\n");
+    let p = w.open(Approvals::Trust);
+    let set_up = p.create(&create("twice"), &mut Silent).expect("created");
+    let slug = set_up.lease.slug.to_string();
+    let started: Vec<pwt::Result<Vec<pwt::Spawned>>> = std::thread::scope(|scope| {
+        let w = &w;
+        let slug = &slug;
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(move || {
+                    w.open(Approvals::Trust)
+                        .start_processes(Some(slug), true, &mut Silent)
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("no panic"))
+            .collect()
+    });
+    let ok = started.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 1, "one start wins");
+    for r in &started {
+        if let Err(e) = r {
+            assert_eq!(e.kind(), ErrorKind::Busy, "{}", e.report());
+        }
+    }
+    let running = p.running_processes(&slug);
+    assert_eq!(running.len(), 1, "{running:?}");
+    let stopped = p.stop_dev_processes(&slug, std::time::Duration::from_secs(2));
+    assert!(stopped.iter().all(|(_, s)| *s));
+    for r in started.into_iter().flatten() {
+        for mut s in r {
+            let _ = s.child.wait();
+        }
+    }
+    p.remove(&remove("twice"), &mut Silent).expect("removed");
+}

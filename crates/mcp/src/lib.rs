@@ -48,6 +48,8 @@ pub enum Scope {
 pub struct Server {
     open: Opener,
     scope: Scope,
+    /// The worktree the server runs in (the agent's), never removed by a tool.
+    home: Option<PathBuf>,
     allow: BTreeSet<McpTools>,
     team: bool,
     turns: Arc<tokio::sync::Semaphore>,
@@ -190,10 +192,19 @@ impl Server {
         Self {
             open,
             scope,
+            home: None,
             allow,
             team,
             turns: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CALLS)),
         }
+    }
+
+    /// The worktree the server process runs in (the agent's own, whatever the scope):
+    /// `remove_worktree` never removes it.
+    #[must_use]
+    pub fn with_home(mut self, root: PathBuf) -> Self {
+        self.home = Some(root);
+        self
     }
 
     /// The tools offered, in order.
@@ -340,8 +351,14 @@ impl Server {
     fn remove(&self, project: &Project, args: &JsonObject) -> pwt::Result<Value> {
         let named = string(args, "worktree")?.unwrap_or_default();
         let m = project.managed(Some(&named))?;
-        if let Scope::Worktree(own) = &self.scope
-            && *own == m.root
+        let own = match &self.scope {
+            Scope::Worktree(own) => Some(own),
+            Scope::Repository => None,
+        };
+        if own
+            .into_iter()
+            .chain(self.home.as_ref())
+            .any(|o| *o == m.root)
         {
             return Err(pwt::Error::new(
                 pwt::ErrorKind::Refused,

@@ -33,7 +33,11 @@ const DIFFERENCES: &str = "# What Caddy cannot do that `pwt proxy` does (use pwt
 #   not sent back to the <slug>.localhost origin it began on;\n\
 # - read a response_mode=form_post body: a POST callback without ?state= is refused;\n\
 # - answer 502 when the worktree's server is down (Caddy redirects anyway);\n\
-# - refuse two Host headers, and callbacks whose state is not UTF-8.\n\
+# - refuse two Host headers, and callbacks whose state is not UTF-8;\n\
+# - make a cookie set for Domain=localhost host-only for the worktree that set it (Caddy\n\
+#   passes it as sent: Chromium drops it on <slug>.localhost);\n\
+# - serve HTTPS from a local authority constrained to localhost names (this file keeps\n\
+#   auto_https off: plain HTTP).\n\
 # Where the two differ in what they accept: `pwt proxy` also serves `<slug>.localhost.`\n\
 # (a trailing dot), answers 404 for names below `<slug>.localhost` (Caddy sends them to\n\
 # the main worktree), cuts off requests that loop back through it (508), and matches\n\

@@ -82,11 +82,30 @@ pub fn run(cwd: &Path, args: McpArgs) -> Result<i32> {
     } else {
         pwt_mcp::Scope::Worktree(project.managed(args.branch.as_deref())?.root)
     };
-    let mut allow: BTreeSet<McpTools> = project.config().mcp.allow.iter().copied().collect();
+    // Lifecycle tools the repository's pwt.toml turns on are that file's say, like its
+    // hooks: offered only once approved (`pwt trust`) or trusted (--yes).
+    let mut allow: BTreeSet<McpTools> = BTreeSet::new();
+    let from_config = &project.config().mcp.allow;
+    if !from_config.is_empty() {
+        match project.approve(pwt::Gate {
+            commands: true,
+            env: false,
+        }) {
+            Ok(()) => allow.extend(from_config.iter().copied()),
+            Err(e) => crate::output::warn(&format!(
+                "[mcp] allow in pwt.toml is not offered: {}",
+                e.report()
+            )),
+        }
+    }
     allow.extend(args.allow);
     let team = project.config().team.is_some();
+    let home = project.managed(None).ok().map(|m| m.root);
     drop(project);
-    let server = pwt_mcp::Server::new(open, scope, allow, team);
+    let mut server = pwt_mcp::Server::new(open, scope, allow, team);
+    if let Some(home) = home {
+        server = server.with_home(home);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

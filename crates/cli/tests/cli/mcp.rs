@@ -31,9 +31,22 @@ fn python() -> Result<PathBuf, String> {
 /// Starts `pwt mcp SERVER_ARGS` in `dir` through the client, makes `calls`, returns what the
 /// client saw.
 fn session(python: &Path, t: &TestEnv, dir: &Path, calls: &Value, server_args: &[&str]) -> Value {
+    session_with(python, t, dir, calls, server_args, &[])
+}
+
+/// [`session`] with variables set for the server (through the client).
+fn session_with(
+    python: &Path,
+    t: &TestEnv,
+    dir: &Path,
+    calls: &Value,
+    server_args: &[&str],
+    env: &[(&str, &str)],
+) -> Value {
     let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/mcp/client.py");
     let mut cmd = Command::new(python);
     t.sandbox(&mut cmd);
+    cmd.envs(env.iter().copied());
     let out = cmd
         .arg(client)
         .arg(env!("CARGO_BIN_EXE_pwt"))
@@ -323,6 +336,29 @@ fn lifecycle_tools_are_offered_when_turned_on_and_work() {
         json!(["environment", "oauth_state", "status", "up", "worktrees"])
     );
     assert_eq!(answer(&s, 0)["branch"], "feat/a");
+    // Not approved (nothing trusted): the file's [mcp] allow is not offered.
+    let s = session_with(
+        &python,
+        &t,
+        &wt,
+        &json!([]),
+        &[],
+        &[("PWT_TRUST_HOOKS", "0")],
+    );
+    assert_eq!(
+        s["tools"],
+        json!(["environment", "oauth_state", "status", "worktrees"])
+    );
+    // Serving the repository, the worktree it runs in is still never removed by a tool.
+    let s = session(
+        &python,
+        &t,
+        &wt,
+        &json!([["remove_worktree", {"worktree": "feat/a", "force": true}]]),
+        &["--repository", "--allow", "worktrees"],
+    );
+    assert_eq!(s["calls"][0]["is_error"], true, "{}", s["calls"][0]);
+    assert!(wt.exists());
     t.pwt(&repo, &["rm", "feat/a", "--force"]).ok();
     pwt_tests::sql(
         pwt_tests::POSTGRES_URL,
