@@ -60,7 +60,7 @@ struct Load {
     p99: String,
 }
 
-fn wrk(port: u16, seconds: u32, connections: u32) -> Result<Load> {
+fn wrk(url: &str, seconds: u32, connections: u32) -> Result<Load> {
     let out = Command::new("wrk")
         .args([
             "-t2",
@@ -68,7 +68,7 @@ fn wrk(port: u16, seconds: u32, connections: u32) -> Result<Load> {
             &format!("-d{seconds}s"),
             "--latency",
         ])
-        .arg(format!("http://127.0.0.1:{port}/"))
+        .arg(url)
         .output()
         .context("cannot run wrk (apt-get install wrk)")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -85,8 +85,8 @@ fn wrk(port: u16, seconds: u32, connections: u32) -> Result<Load> {
             })
             .unwrap_or_else(|| "?".into())
     };
-    if text.contains("Non-2xx") {
-        bail!("wrk saw errors through port {port}:\n{text}");
+    if text.contains("Non-2xx") || text.contains("Socket errors") {
+        bail!("wrk saw errors through {url}:\n{text}");
     }
     Ok(Load {
         rps,
@@ -107,7 +107,7 @@ pub fn run(pwt: &Path) -> Result<()> {
     )?;
     wait_port(up)?;
 
-    let (pwt_proc, pwt_port) = start_pwt_proxy(pwt, &dir, up)?;
+    let (pwt_proc, pwt_port) = start_pwt_proxy(pwt, &dir, up, false)?;
 
     let caddy_port = free_port()?;
     let caddy_proc = caddy(
@@ -119,11 +119,50 @@ pub fn run(pwt: &Path) -> Result<()> {
     )?;
     wait_port(caddy_port)?;
 
-    compare(&[
-        ("direct to upstream", up, None),
-        ("pwt proxy", pwt_port, Some(pwt_proc.0.id())),
-        ("caddy reverse_proxy", caddy_port, Some(caddy_proc.0.id())),
-    ])?;
+    let url = |scheme: &str, port: u16| format!("{scheme}://localhost:{port}/");
+    compare(
+        "HTTP",
+        &[
+            ("direct to upstream", url("http", up), None),
+            ("pwt proxy", url("http", pwt_port), Some(pwt_proc.0.id())),
+            (
+                "caddy reverse_proxy",
+                url("http", caddy_port),
+                Some(caddy_proc.0.id()),
+            ),
+        ],
+    )?;
+    drop(pwt_proc);
+    drop(caddy_proc);
+
+    // HTTPS: pwt's own authority against Caddy's internal one (`tls internal`, trusted
+    // nowhere: wrk does not verify), the same upstream.
+    let (pwt_proc, pwt_port) = start_pwt_proxy(pwt, &dir, up, true)?;
+    let caddy_port = free_port()?;
+    let caddy_proc = caddy(
+        &dir,
+        "tls.caddy",
+        &format!(
+            "{{\n\tadmin off\n\tlocal_certs\n\tskip_install_trust\n\tauto_https disable_redirects\n}}\nhttps://localhost:{caddy_port} {{\n\tbind 127.0.0.1 [::1]\n\ttls internal\n\treverse_proxy 127.0.0.1:{up}\n}}\n"
+        ),
+    )?;
+    wait_port(caddy_port)?;
+    compare(
+        "HTTPS",
+        &[
+            ("direct to upstream", url("http", up), None),
+            (
+                "pwt proxy (https)",
+                url("https", pwt_port),
+                Some(pwt_proc.0.id()),
+            ),
+            (
+                "caddy (tls internal)",
+                url("https", caddy_port),
+                Some(caddy_proc.0.id()),
+            ),
+        ],
+    )?;
     drop(pwt_proc);
     drop(caddy_proc);
     let _ = std::fs::remove_dir_all(&dir);
@@ -152,18 +191,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Rounds interleaved (direct, pwt, caddy, then again), so machine noise hits all alike;
 /// medians and ratios printed.
-fn compare(targets: &[(&str, u16, Option<u32>)]) -> Result<()> {
+fn compare(title: &str, targets: &[(&str, String, Option<u32>)]) -> Result<()> {
     let (rounds, seconds, conns) = (3, 4, 32);
     println!(
-        "\nproxy throughput: wrk -t2 -c{conns} -d{seconds}s, {rounds} rounds interleaved, same upstream (Caddy `respond`), 2 cores shared with wrk"
+        "\nproxy throughput over {title}: wrk -t2 -c{conns} -d{seconds}s, {rounds} rounds interleaved, same upstream (Caddy `respond`), 2 cores shared with wrk"
     );
     let mut runs: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); targets.len()];
-    for (_, port, _) in targets {
-        wrk(*port, 1, conns)?; // warm-up: pools, page cache
+    for (_, url, _) in targets {
+        wrk(url, 1, conns)?; // warm-up: pools, page cache, TLS sessions
     }
     for _ in 0..rounds {
-        for (i, (_, port, _)) in targets.iter().enumerate() {
-            let load = wrk(*port, seconds, conns)?;
+        for (i, (_, url, _)) in targets.iter().enumerate() {
+            let load = wrk(url, seconds, conns)?;
             runs[i].0.push(load.rps);
             runs[i].1.push(millis(&load.p99));
         }
@@ -186,7 +225,7 @@ fn compare(targets: &[(&str, u16, Option<u32>)]) -> Result<()> {
     let ((direct, _, _), (pwt, pwt_p99, pwt_m), (caddy, caddy_p99, caddy_m)) =
         (rows[0], rows[1], rows[2]);
     println!(
-        "pwt / caddy: throughput {:.2}x (goal >= 1.50), p99 {pwt_p99:.2} vs {caddy_p99:.2} ms (goal: no worse), peak memory {} (goal <= 0.50)",
+        "pwt / caddy over {title}: throughput {:.2}x (goal >= 1.50 over HTTP, ahead over HTTPS), p99 {pwt_p99:.2} vs {caddy_p99:.2} ms (goal: no worse), peak memory {} (goal <= 0.50)",
         pwt / caddy,
         match (pwt_m, caddy_m) {
             (Some(a), Some(b)) => format!("{:.2}x", a / b),
@@ -202,9 +241,9 @@ fn compare(targets: &[(&str, u16, Option<u32>)]) -> Result<()> {
 
 /// `pwt proxy` in a scratch repository whose main worktree's frontend is the upstream, so
 /// `localhost` routes there.
-fn start_pwt_proxy(pwt: &Path, dir: &Path, up: u16) -> Result<(Running, u16)> {
+fn start_pwt_proxy(pwt: &Path, dir: &Path, up: u16, https: bool) -> Result<(Running, u16)> {
     // A repository whose main worktree's frontend is the upstream: `localhost` routes there.
-    let repo = dir.join("demo");
+    let repo = dir.join(if https { "demo-tls" } else { "demo" });
     std::fs::create_dir_all(&repo)?;
     let git = |args: &[&str]| -> Result<()> {
         let ok = Command::new("git")
@@ -222,7 +261,9 @@ fn start_pwt_proxy(pwt: &Path, dir: &Path, up: u16) -> Result<(Running, u16)> {
     };
     std::fs::write(
         repo.join("pwt.toml"),
-        format!("[ports.services]\nfrontend = {{ env = \"FRONTEND_PORT\", main = {up} }}\n"),
+        format!(
+            "[ports.services]\nfrontend = {{ env = \"FRONTEND_PORT\", main = {up} }}\n[proxy]\nhttps = {https}\n"
+        ),
     )?;
     git(&["init", "-q"])?;
     git(&["add", "."])?;
