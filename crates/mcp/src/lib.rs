@@ -215,9 +215,25 @@ impl Server {
         })
     }
 
-    /// Serves on stdin and stdout until the client goes.
-    pub async fn serve_stdio(self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// Serves on stdin and stdout until the client goes, or `stop` is set (SIGTERM, say:
+    /// the caller's projects share its flag, so a set-up under way rolls back); then the
+    /// calls under way finish before the server ends.
+    pub async fn serve_stdio(
+        self,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let turns = self.turns.clone();
         let running = self.serve(rmcp::transport::io::stdio()).await?;
+        let token = running.cancellation_token();
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            // Every turn back: nothing is under way any more.
+            let all = u32::try_from(CONCURRENT_CALLS).unwrap_or(u32::MAX);
+            let _done = turns.acquire_many(all).await;
+            token.cancel();
+        });
         running.waiting().await?;
         Ok(())
     }

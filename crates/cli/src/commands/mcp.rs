@@ -68,8 +68,13 @@ pub fn run(cwd: &Path, args: McpArgs) -> Result<i32> {
     let trust = args.yes
         || crate::env_vars::get(crate::env_vars::PWT_TRUST_HOOKS).is_some_and(|v| v != "0");
     let dir = cwd.to_owned();
+    // SIGTERM or Ctrl-C: a set-up under way rolls back, then the server ends.
+    let cancel = super::interruptible_flag();
+    let stop = cancel.flag();
     let open: pwt_mcp::Opener = Arc::new(move || {
-        let mut opened = super::open(&dir).map_err(|e| match e.downcast::<pwt::Error>() {
+        let mut opened = super::open_cancellable(&dir, cancel.clone()).map_err(|e| match e
+            .downcast::<pwt::Error>(
+        ) {
             Ok(e) => e,
             Err(e) => pwt::Error::new(pwt::ErrorKind::Config, format!("{e:#}")),
         })?;
@@ -111,8 +116,10 @@ pub fn run(cwd: &Path, args: McpArgs) -> Result<i32> {
         .enable_all()
         .build()
         .context("cannot start the server's runtime")?;
-    rt.block_on(server.serve_stdio())
-        .map_err(|e| anyhow::anyhow!("the MCP connection failed: {e}"))?;
+    let served = rt.block_on(server.serve_stdio(stop));
+    // Stdin's reader blocks in a thread of its own: do not wait for it.
+    rt.shutdown_background();
+    served.map_err(|e| anyhow::anyhow!("the MCP connection failed: {e}"))?;
     Ok(exit_codes::OK)
 }
 

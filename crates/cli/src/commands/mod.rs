@@ -125,6 +125,16 @@ pub fn open_interruptible(cwd: &Path, yes: bool) -> Result<Opened> {
     Ok(opened)
 }
 
+/// Opens it with `cancel` (one flag for many projects: `pwt mcp`'s calls).
+pub fn open_cancellable(cwd: &Path, cancel: Cancel) -> Result<Opened> {
+    open_with(cwd, cancel)
+}
+
+/// [`interruptible`], for a command that opens many projects with one flag.
+pub fn interruptible_flag() -> Cancel {
+    interruptible()
+}
+
 fn open_with(cwd: &Path, cancel: Cancel) -> Result<Opened> {
     let settings = LoadedConfig::load(&config_sources(pwt::config_roots(cwd)?))?;
     let mut options = Options::loaded(state_dir()?, settings.clone());

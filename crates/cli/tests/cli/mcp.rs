@@ -365,3 +365,66 @@ fn lifecycle_tools_are_offered_when_turned_on_and_work() {
         &format!("DROP DATABASE \"{main_db}\""),
     );
 }
+
+#[test]
+fn sigterm_during_a_create_rolls_it_back_and_ends_the_server() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let t = TestEnv::new();
+    let repo = t.repo(
+        "demo",
+        Some("[ports]\nrange = [27800, 27819]\n[hooks]\npost-create = [\"sleep 3\"]\n"),
+    );
+    let mut server = t
+        .cmd(&repo, &["mcp", "--repository", "--allow", "worktrees"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("pwt mcp");
+    let mut stdin = server.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+    let mut send = |m: Value| {
+        writeln!(stdin, "{m}").expect("send");
+        stdin.flush().expect("flush");
+    };
+    send(
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+    );
+    lines.next().expect("initialized").expect("line");
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "create_worktree", "arguments": {"branch": "slow"}}}));
+    // The hook is running: the worktree and its lease exist.
+    let wt = repo.with_file_name("demo.slow");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !wt.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the set-up never began"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    sigterm(server.id());
+    let answer: Value =
+        serde_json::from_str(&lines.next().expect("an answer").expect("line")).expect("JSON");
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert_eq!(
+        answer["result"]["structuredContent"]["kind"], "cancelled",
+        "{answer}"
+    );
+    let status = server.wait().expect("the server ends");
+    assert!(status.success(), "{status:?}");
+    assert!(!wt.exists(), "rolled back");
+    let listed = t.pwt(&repo, &["list", "--format", "json"]).ok().json();
+    assert_eq!(listed.as_array().expect("rows").len(), 1, "{listed}");
+}
+
+/// SIGTERM to `pid`.
+fn sigterm(pid: u32) {
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+}
