@@ -45,7 +45,15 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
     (
         "pwt-mcp",
         &["pwt-core"],
-        &["clap", "clap_complete", "anyhow", "signal-hook", "sqlx", "git2", "figment"],
+        &[
+            "clap",
+            "clap_complete",
+            "anyhow",
+            "signal-hook",
+            "sqlx",
+            "git2",
+            "figment",
+        ],
     ),
     (
         "pwt-cli",
