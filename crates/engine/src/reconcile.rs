@@ -418,16 +418,8 @@ impl Project {
             let Some(owner) = c.owner.as_deref().filter(|o| o.starts_with(&prefix)) else {
                 continue;
             };
-            // Only what Compose ran for a worktree: its project and directory recorded, the
-            // project the one pwt names that worktree's. A marker alone proves nothing.
-            let (Some(project), Some(_)) = (c.project.as_deref(), c.working_dir.as_deref()) else {
-                continue;
-            };
-            if !state.leases.iter().any(|l| l.marker() == owner)
-                && !project.starts_with(&format!("{}-", self.project_name()))
-            {
-                continue;
-            }
+            // PWT_OWNER comes from a worktree's env file (`.env.docker`): a container
+            // started with it, by Compose or `docker run --env-file`, is that worktree's.
             let leased = state.leases.iter().any(|l| l.marker() == owner);
             let listed = c
                 .working_dir
