@@ -78,16 +78,72 @@ fn db_arg(db: &Path) -> std::ffi::OsString {
     s
 }
 
-fn in_nss(db: &Path) -> bool {
-    db.join("cert9.db").is_file()
-        && certutil(&[
-            "-L".as_ref(),
-            "-d".as_ref(),
-            &db_arg(db),
-            "-n".as_ref(),
-            CA_NAME.as_ref(),
-        ])
-        .is_ok()
+/// This authority's nickname in an NSS database: its name and fingerprint, so the
+/// authorities of two state directories sharing a database stay apart.
+fn nickname(ca: &LocalCa) -> String {
+    use sha2::Digest as _;
+    let hash: String = sha2::Sha256::digest(ca.cert_der())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{CA_NAME} {hash}")
+}
+
+/// The certificates of `db` by nickname, with their SSL trust flags (`C,,` → `C`).
+fn nss_list(db: &Path) -> Vec<(String, String)> {
+    let Ok(text) = certutil(&["-L".as_ref(), "-d".as_ref(), &db_arg(db)]) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim_end();
+            let (name, flags) = l.rsplit_once(char::is_whitespace)?;
+            let flags = flags.trim();
+            flags.contains(',').then(|| {
+                (
+                    name.trim().to_owned(),
+                    flags.split(',').next().unwrap_or("").to_owned(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The PEM `db` holds under `nick`.
+fn nss_pem(db: &Path, nick: &str) -> Option<String> {
+    certutil(&[
+        "-L".as_ref(),
+        "-d".as_ref(),
+        &db_arg(db),
+        "-n".as_ref(),
+        nick.as_ref(),
+        "-a".as_ref(),
+    ])
+    .ok()
+}
+
+fn same_pem(a: &str, b: &str) -> bool {
+    let body = |s: &str| -> String { s.split_whitespace().collect() };
+    body(a) == body(b)
+}
+
+/// The nicknames under which `db` holds this very certificate, with whether each is
+/// trusted for servers (`C` in its SSL flags).
+fn in_nss_as(db: &Path, ca: &LocalCa) -> Vec<(String, bool)> {
+    if !db.join("cert9.db").is_file() {
+        return Vec::new();
+    }
+    nss_list(db)
+        .into_iter()
+        .filter(|(nick, _)| nss_pem(db, nick).is_some_and(|p| same_pem(&p, ca.cert_pem())))
+        .map(|(nick, ssl)| (nick, ssl.contains('C')))
+        .collect()
+}
+
+/// Trusted for servers in `db`: the very certificate, with the `C` flag.
+fn in_nss(db: &Path, ca: &LocalCa) -> bool {
+    in_nss_as(db, ca).iter().any(|(_, trusted)| *trusted)
 }
 
 /// Where the authority is trusted now.
@@ -96,7 +152,7 @@ pub fn trusted_where(ca: &LocalCa, home: &Path) -> Vec<TrustStore> {
         .into_iter()
         .map(|(kind, db)| TrustStore {
             kind: kind.into(),
-            trusted: in_nss(&db),
+            trusted: in_nss(&db, ca),
             location: db.display().to_string(),
             note: None,
         })
@@ -121,13 +177,13 @@ pub fn trust(ca: &LocalCa, home: &Path, remove: bool, only: &[String]) -> Vec<Tr
         .filter(|(kind, _)| wanted(kind))
         .map(|(kind, db)| {
             let done = if remove {
-                untrust_nss(&db)
+                untrust_nss(&db, ca)
             } else {
-                trust_nss(&db, &ca.cert_file())
+                trust_nss(&db, ca)
             };
             TrustStore {
                 kind: kind.into(),
-                trusted: in_nss(&db),
+                trusted: in_nss(&db, ca),
                 location: db.display().to_string(),
                 note: done.err(),
             }
@@ -139,7 +195,7 @@ pub fn trust(ca: &LocalCa, home: &Path, remove: bool, only: &[String]) -> Vec<Tr
     out
 }
 
-fn trust_nss(db: &Path, cert: &Path) -> std::result::Result<(), String> {
+fn trust_nss(db: &Path, ca: &LocalCa) -> std::result::Result<(), String> {
     if !db.join("cert9.db").is_file() {
         std::fs::create_dir_all(db).map_err(|e| format!("cannot make {}: {e}", db.display()))?;
         certutil(&[
@@ -149,10 +205,8 @@ fn trust_nss(db: &Path, cert: &Path) -> std::result::Result<(), String> {
             "--empty-password".as_ref(),
         ])?;
     }
-    if in_nss(db) {
-        // A new authority (the old one's directory was deleted) replaces the old.
-        let _ = untrust_nss(db);
-    }
+    // Already there under another name, or without the trust flag: put right.
+    untrust_nss(db, ca)?;
     certutil(&[
         "-A".as_ref(),
         "-d".as_ref(),
@@ -160,25 +214,25 @@ fn trust_nss(db: &Path, cert: &Path) -> std::result::Result<(), String> {
         "-t".as_ref(),
         "C,,".as_ref(),
         "-n".as_ref(),
-        CA_NAME.as_ref(),
+        nickname(ca).as_ref(),
         "-i".as_ref(),
-        cert.as_os_str(),
+        ca.cert_file().as_os_str(),
     ])
     .map(|_| ())
 }
 
-fn untrust_nss(db: &Path) -> std::result::Result<(), String> {
-    if !in_nss(db) {
-        return Ok(());
+/// Removes this very certificate from `db`, under whatever nickname it is there.
+fn untrust_nss(db: &Path, ca: &LocalCa) -> std::result::Result<(), String> {
+    for (nick, _) in in_nss_as(db, ca) {
+        certutil(&[
+            "-D".as_ref(),
+            "-d".as_ref(),
+            &db_arg(db),
+            "-n".as_ref(),
+            nick.as_ref(),
+        ])?;
     }
-    certutil(&[
-        "-D".as_ref(),
-        "-d".as_ref(),
-        &db_arg(db),
-        "-n".as_ref(),
-        CA_NAME.as_ref(),
-    ])
-    .map(|_| ())
+    Ok(())
 }
 
 fn system_store(ca: &LocalCa, remove: bool) -> TrustStore {

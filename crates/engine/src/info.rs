@@ -191,7 +191,11 @@ impl Project {
                     })
                 })
                 .collect(),
-            url: Some(format!("http://localhost:{}", c.proxy_port())),
+            url: Some(format!(
+                "{}://localhost:{}",
+                c.proxy.scheme(),
+                c.proxy_port()
+            )),
             leftover: vec![],
             repo: self.repo.common_dir.clone(),
             database: c.postgres.as_ref().map(|pg| {
@@ -282,7 +286,8 @@ pub fn lease_info(config: &Config, lease: &Lease, probe: bool) -> WorktreeInfo {
             })
             .collect(),
         url: Some(format!(
-            "http://{}.localhost:{}",
+            "{}://{}.localhost:{}",
+            config.proxy.scheme(),
             lease.slug,
             config.proxy_port()
         )),

@@ -81,8 +81,9 @@ pub fn reject(
     listening: &dyn Fn(u16) -> bool,
 ) -> String {
     let body = format!(
-        "<p>This OAuth callback cannot be sent to a worktree: {}.</p>\n<p>pwt routes a callback by a <code>state</code> it saw a worktree send to the identity provider (open the app at its <code>http://&lt;slug&gt;.localhost</code> URL, through the proxy, to start the login), or by a state that starts with a worktree's slug followed by <code>~</code> (<code>pwt state BRANCH</code> prints one). Known worktrees:</p>\n{}",
+        "<p>This OAuth callback cannot be sent to a worktree: {}.</p>\n<p>pwt routes a callback by a <code>state</code> it saw a worktree send to the identity provider (open the app at its <code>{}://&lt;slug&gt;.localhost</code> URL, through the proxy, to start the login), or by a state that starts with a worktree's slug followed by <code>~</code> (<code>pwt state BRANCH</code> prints one). Known worktrees:</p>\n{}",
         escape(reason),
+        table.scheme(),
         worktree_list(table, proxy_port, listening)
     );
     page("Unroutable OAuth callback", &body)

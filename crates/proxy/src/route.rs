@@ -99,6 +99,9 @@ pub struct Learned {
     pub slug: String,
     /// Where the login began.
     pub origin: Origin,
+    /// It began over HTTPS: the callback is sent back on `https`, whatever scheme it
+    /// arrives on (storage is kept per scheme).
+    pub tls: bool,
 }
 
 /// What to do with a request.
@@ -377,13 +380,17 @@ impl RouteTable {
         {
             let here = req.host.and_then(exact_name);
             return match &l.origin {
-                Origin::Proxy { name } if here.as_deref() == Some(name) => {
+                Origin::Proxy { name } if here.as_deref() == Some(name) && req.tls == l.tls => {
                     Decision::forward(target)
                 }
                 Origin::Proxy { name } | Origin::SlugHost { name } => Decision::Redirect {
                     target: target.clone(),
                     status,
-                    location: format!("{}://{name}:{}{rest}", req.scheme(), req.port),
+                    location: format!(
+                        "{}://{name}:{}{rest}",
+                        if l.tls { "https" } else { "http" },
+                        req.port
+                    ),
                     keep: matches!(l.origin, Origin::Proxy { .. })
                         .then(|| (state.clone(), l.clone())),
                 },
@@ -460,7 +467,7 @@ pub fn origin_of(host: Option<&str>, slug: &str) -> Option<Origin> {
 }
 
 /// A `Host` without its port, lowercased, a trailing dot kept; `[::1]` as written.
-fn exact_name(host: &str) -> Option<String> {
+pub(crate) fn exact_name(host: &str) -> Option<String> {
     if let Some(rest) = host.strip_prefix("[::1]") {
         return (rest.is_empty() || rest.starts_with(':')).then(|| "[::1]".to_owned());
     }
@@ -733,6 +740,7 @@ mod tests {
         let t = table();
         let mut learned = |s: &str| {
             (s == "random123").then(|| Learned {
+                tls: false,
                 slug: "b".into(),
                 origin: Origin::SlugHost {
                     name: "b.localhost".into(),
@@ -791,6 +799,7 @@ mod tests {
             let name = name.to_owned();
             move |_: &str| {
                 Some(Learned {
+                    tls: false,
                     slug: "feat-x".into(),
                     origin: Origin::Proxy { name: name.clone() },
                 })
@@ -831,6 +840,34 @@ mod tests {
             )),
             21000
         );
+        // Begun over HTTPS, back over HTTPS, whatever scheme the callback came on (and the
+        // other way round): storage is kept per scheme.
+        for (began_tls, arrives_tls, scheme) in [(true, false, "https"), (false, true, "http")] {
+            let mut learned = |_: &str| {
+                Some(Learned {
+                    tls: began_tls,
+                    slug: "feat-x".into(),
+                    origin: Origin::SlugHost {
+                        name: "feat-x.localhost".into(),
+                    },
+                })
+            };
+            match t.decide(
+                &Req {
+                    tls: arrives_tls,
+                    ..req
+                },
+                &mut learned,
+            ) {
+                Decision::Redirect { location, .. } => {
+                    assert!(
+                        location.starts_with(&format!("{scheme}://feat-x.localhost:8080/")),
+                        "{location}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
         // An unknown random state with no prefix is refused.
         assert!(matches!(
             decide(

@@ -601,8 +601,12 @@ impl Proxy {
             return None;
         }
         let host = host.filter(|h| crate::route::is_loopback_host(h))?;
+        // The name from Host, the port this proxy's own (never one a Host header names).
+        let name = crate::route::exact_name(host)?;
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let location = HeaderValue::from_str(&format!("https://{host}{pq}")).ok()?;
+        let location =
+            HeaderValue::from_str(&format!("https://{name}:{}{pq}", self.options.public_port))
+                .ok()?;
         let mut resp = Response::new(Full::new(Bytes::new()).map_err(|e| match e {}).boxed());
         *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
         resp.headers_mut().insert(header::LOCATION, location);
@@ -970,7 +974,7 @@ impl Proxy {
             }
         } else {
             let status = resp.status();
-            self.finish(resp.headers_mut(), status, target, host);
+            self.finish(resp.headers_mut(), status, target, host, tls);
         }
         resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed())
     }
@@ -983,10 +987,11 @@ impl Proxy {
         status: StatusCode,
         target: &Target,
         host: Option<&str>,
+        tls: bool,
     ) {
         strip_hop_by_hop(headers);
         if status.is_redirection() {
-            self.learn_from(headers, target, host);
+            self.learn_from(headers, target, host, tls);
         }
         if self.table().host_only_cookies
             && let Some(host) = host
@@ -1014,7 +1019,7 @@ impl Proxy {
 
     /// A redirect to an authorization endpoint with the registered redirect URI: remember
     /// its state for this worktree and the origin the browser is on.
-    fn learn_from(&self, headers: &HeaderMap, target: &Target, host: Option<&str>) {
+    fn learn_from(&self, headers: &HeaderMap, target: &Target, host: Option<&str>, tls: bool) {
         let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
             return;
         };
@@ -1031,6 +1036,7 @@ impl Proxy {
             Learned {
                 slug: target.slug.clone(),
                 origin,
+                tls,
             },
         );
     }

@@ -74,22 +74,33 @@ impl LocalCa {
     pub fn load_or_create(dir: &Path) -> Result<Self, ProxyError> {
         let fail = |what: String, e: std::io::Error| ProxyError::Tls(format!("{what}: {e}"));
         let (cert_file, key_file) = (dir.join(CA_CERT), dir.join(CA_KEY));
-        if !key_file.exists() {
+        if !key_file.exists() && !cert_file.exists() {
             create_private_dir(dir)
                 .map_err(|e| fail(format!("cannot make {}", dir.display()), e))?;
-            let key = KeyPair::generate().map_err(|e| ProxyError::Tls(e.to_string()))?;
-            let mut params = ca_params();
-            let (from, to) = validity(3650);
-            (params.not_before, params.not_after) = (from, to);
-            let cert = params
-                .self_signed(&key)
-                .map_err(|e| ProxyError::Tls(e.to_string()))?;
-            write_private(&key_file, key.serialize_pem().as_bytes())
-                .map_err(|e| fail(format!("cannot write {}", key_file.display()), e))?;
-            std::fs::write(&cert_file, cert.pem())
-                .map_err(|e| fail(format!("cannot write {}", cert_file.display()), e))?;
+            create(&key_file, &cert_file)?;
         }
-        check_private(&key_file)?;
+        // Another pwt making it right now: its certificate follows its key within moments.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while key_file.exists() != cert_file.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if key_file.exists() != cert_file.exists() {
+            return Err(ProxyError::Tls(format!(
+                "{} holds a {} without its {}: pwt never replaces an authority browsers may trust; delete the directory to make a new one, then `pwt proxy trust` again",
+                dir.display(),
+                if key_file.exists() {
+                    "key"
+                } else {
+                    "certificate"
+                },
+                if key_file.exists() {
+                    "certificate"
+                } else {
+                    "key"
+                },
+            )));
+        }
+        check_private(dir, &key_file)?;
         let key_pem = std::fs::read_to_string(&key_file)
             .map_err(|e| fail(format!("cannot read {}", key_file.display()), e))?;
         let cert_pem = std::fs::read_to_string(&cert_file)
@@ -99,6 +110,7 @@ impl LocalCa {
         let cert_der = pem_der(&cert_pem).ok_or_else(|| {
             ProxyError::Tls(format!("{} holds no certificate", cert_file.display()))
         })?;
+        check_authority(&cert_der, &key, &cert_file)?;
         Ok(Self {
             dir: dir.to_owned(),
             cert_pem,
@@ -115,6 +127,11 @@ impl LocalCa {
     /// Its certificate, PEM.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    /// Its certificate, DER (for a fingerprint).
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
     }
 
     /// A certificate for `name` (`localhost`, `<slug>.localhost`; `localhost`'s also names
@@ -203,6 +220,56 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
+/// Makes a new authority: the key first (created exclusively: of two pwt making one at once,
+/// one makes it), then its certificate, written whole under a temporary name and renamed.
+fn create(key_file: &Path, cert_file: &Path) -> Result<(), ProxyError> {
+    let tls = |e: rcgen::Error| ProxyError::Tls(e.to_string());
+    let key = KeyPair::generate().map_err(tls)?;
+    let mut params = ca_params();
+    (params.not_before, params.not_after) = validity(3650);
+    let cert = params.self_signed(&key).map_err(tls)?;
+    match write_private(key_file, key.serialize_pem().as_bytes()) {
+        Ok(()) => {}
+        // Another pwt is making it: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => {
+            return Err(ProxyError::Tls(format!(
+                "cannot write {}: {e}",
+                key_file.display()
+            )));
+        }
+    }
+    let temp = cert_file.with_extension("pem.tmp");
+    std::fs::write(&temp, cert.pem())
+        .and_then(|()| std::fs::rename(&temp, cert_file))
+        .map_err(|e| ProxyError::Tls(format!("cannot write {}: {e}", cert_file.display())))
+}
+
+/// The certificate is the authority pwt makes, for this key: it carries the key's public
+/// half and the name constraints (so a file put there by someone else, or a key that does
+/// not match, is refused before any browser is told to trust it).
+fn check_authority(cert: &[u8], key: &KeyPair, file: &Path) -> Result<(), ProxyError> {
+    let contains = |needle: &[u8]| cert.windows(needle.len()).any(|w| w == needle);
+    // id-ce-nameConstraints (2.5.29.30) and id-ce-basicConstraints (2.5.29.19).
+    let (name_constraints, basic_constraints) = (
+        [0x06, 0x03, 0x55, 0x1d, 0x1e],
+        [0x06, 0x03, 0x55, 0x1d, 0x13],
+    );
+    let refuse = |why: &str| {
+        Err(ProxyError::Tls(format!(
+            "{} is not the authority pwt made: {why}; delete its directory to make a new one, then `pwt proxy trust` again",
+            file.display()
+        )))
+    };
+    if !contains(key.public_key_raw()) {
+        return refuse("its key is not the key beside it");
+    }
+    if !contains(&name_constraints) || !contains(&basic_constraints) {
+        return refuse("it is not constrained to localhost names");
+    }
+    Ok(())
+}
+
 /// The names the proxy has certificates for: `localhost` and one label under it, in the
 /// characters a slug has.
 fn serves(name: &str) -> bool {
@@ -253,9 +320,18 @@ fn write_private(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Refuses a key that others may read or that belongs to someone else.
-fn check_private(file: &Path) -> Result<(), ProxyError> {
+/// Refuses a key others may read, in a directory others may write.
+fn check_private(dir: &Path, file: &Path) -> Result<(), ProxyError> {
     use std::os::unix::fs::MetadataExt as _;
+    let d =
+        std::fs::metadata(dir).map_err(|e| ProxyError::Tls(format!("{}: {e}", dir.display())))?;
+    if d.mode() & 0o022 != 0 {
+        return Err(ProxyError::Tls(format!(
+            "{} can be written by others (mode {:o}): whoever writes there can replace the authority browsers trust; `chmod 700` it",
+            dir.display(),
+            d.mode() & 0o777
+        )));
+    }
     let md =
         std::fs::metadata(file).map_err(|e| ProxyError::Tls(format!("{}: {e}", file.display())))?;
     if md.mode() & 0o077 != 0 {
@@ -308,5 +384,38 @@ mod tests {
             .expect("chmod");
         let e = LocalCa::load_or_create(&ca_dir).expect_err("readable key refused");
         assert!(e.to_string().contains("can be read by others"), "{e}");
+    }
+
+    #[test]
+    fn a_half_authority_or_someone_elses_is_refused_never_replaced() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_dir = dir.path().join("ca");
+        let first = LocalCa::load_or_create(&ca_dir).expect("made");
+        // The key gone: refused, the certificate browsers trust left as it is.
+        let key = std::fs::read(ca_dir.join(CA_KEY)).expect("key");
+        std::fs::remove_file(ca_dir.join(CA_KEY)).expect("rm");
+        let e = LocalCa::load_or_create(&ca_dir).expect_err("refused");
+        assert!(e.to_string().contains("without its key"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(ca_dir.join(CA_CERT)).expect("cert"),
+            first.cert_pem()
+        );
+        write_private(&ca_dir.join(CA_KEY), &key).expect("key back");
+        // Someone else's certificate (no name constraints, another key).
+        let other_key = KeyPair::generate().expect("key");
+        let mut other = CertificateParams::default();
+        other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let other = other.self_signed(&other_key).expect("cert");
+        std::fs::write(ca_dir.join(CA_CERT), other.pem()).expect("replace");
+        let e = LocalCa::load_or_create(&ca_dir).expect_err("refused");
+        assert!(e.to_string().contains("not the authority pwt made"), "{e}");
+        std::fs::write(ca_dir.join(CA_CERT), first.cert_pem()).expect("back");
+        // A directory others may write.
+        std::fs::set_permissions(&ca_dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let e = LocalCa::load_or_create(&ca_dir).expect_err("refused");
+        assert!(e.to_string().contains("written by others"), "{e}");
+        std::fs::set_permissions(&ca_dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        LocalCa::load_or_create(&ca_dir).expect("whole again");
     }
 }

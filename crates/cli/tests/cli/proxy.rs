@@ -853,6 +853,38 @@ fn plain_http_is_sent_to_https_when_asked_and_the_authority_is_trusted_for_brows
     assert!(String::from_utf8_lossy(&listed.stdout).contains("pwt local CA"));
     let doctor = t.pwt(&repo, &["doctor"]).stdout;
     assert!(doctor.contains("nssdb is trusted"), "{doctor}");
+    // Its trust flags taken away by hand: doctor tells the truth.
+    let nick = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .find_map(|l| {
+            l.split("  ")
+                .next()
+                .filter(|n| n.starts_with("pwt local CA"))
+                .map(str::to_owned)
+        })
+        .expect("nickname");
+    Command::new("certutil")
+        .args(["-M", "-d", &nssdb, "-n", nick.trim(), "-t", ",,"])
+        .status()
+        .expect("certutil -M");
+    let doctor = t.pwt(&repo, &["doctor"]).stdout;
+    assert!(doctor.contains("nssdb is not trusted"), "{doctor}");
+    // The same certificate added by hand under another name: trust puts it right, and
+    // --uninstall takes it out under any name.
+    let ca = t.state_dir().join("ca/pwt-ca.pem");
+    Command::new("certutil")
+        .args(["-A", "-d", &nssdb, "-n", "my dev ca", "-t", "C,,", "-i"])
+        .arg(&ca)
+        .status()
+        .expect("certutil -A");
+    let stores = t
+        .pwt(
+            &repo,
+            &["proxy", "trust", "--stores", "nss", "--format", "json"],
+        )
+        .ok()
+        .json();
+    assert_eq!(stores[0]["trusted"], true, "{stores}");
     let stores = t
         .pwt(
             &repo,
@@ -869,6 +901,15 @@ fn plain_http_is_sent_to_https_when_asked_and_the_authority_is_trusted_for_brows
         .ok()
         .json();
     assert_eq!(stores[0]["trusted"], false, "{stores}");
+    let listed = Command::new("certutil")
+        .args(["-L", "-d", &nssdb])
+        .output()
+        .expect("certutil");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        !listed.contains("pwt local CA") && !listed.contains("my dev ca"),
+        "{listed}"
+    );
 }
 
 #[test]
