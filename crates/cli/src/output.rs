@@ -2,6 +2,8 @@
 
 use std::io::IsTerminal;
 
+use anstyle::AnsiColor;
+
 use std::path::{Path, PathBuf};
 
 use super::env_vars;
@@ -37,37 +39,45 @@ impl Style {
         }
     }
 
-    fn paint(self, code: &str, s: &str) -> String {
+    fn paint(self, style: anstyle::Style, s: &str) -> String {
         if self.color {
-            format!("\x1b[{code}m{s}\x1b[0m")
+            format!("{style}{s}{style:#}")
         } else {
             s.to_owned()
         }
     }
 
+    fn fg(color: AnsiColor) -> anstyle::Style {
+        anstyle::Style::new().fg_color(Some(color.into()))
+    }
+
     /// Bold.
     pub fn bold(self, s: &str) -> String {
-        self.paint("1", s)
+        self.paint(anstyle::Style::new().bold(), s)
     }
     /// Green.
     pub fn green(self, s: &str) -> String {
-        self.paint("32", s)
+        self.paint(Self::fg(AnsiColor::Green), s)
     }
     /// Yellow.
     pub fn yellow(self, s: &str) -> String {
-        self.paint("33", s)
+        self.paint(Self::fg(AnsiColor::Yellow), s)
     }
     /// Red.
     pub fn red(self, s: &str) -> String {
-        self.paint("31", s)
+        self.paint(Self::fg(AnsiColor::Red), s)
     }
     /// Dim.
     pub fn dim(self, s: &str) -> String {
-        self.paint("2", s)
+        self.paint(anstyle::Style::new().dimmed(), s)
     }
     /// The `n`th of six colours, for telling apart the lines of several processes.
     pub fn nth(self, n: usize, s: &str) -> String {
-        self.paint(["36", "35", "33", "32", "34", "31"][n % 6], s)
+        use AnsiColor::{Blue, Cyan, Green, Magenta, Red, Yellow};
+        self.paint(
+            Self::fg([Cyan, Magenta, Yellow, Green, Blue, Red][n % 6]),
+            s,
+        )
     }
 }
 
