@@ -282,11 +282,14 @@ pub fn sql(url: &str, statement: &str) {
     });
 }
 
-/// The database `name` exists on this machine's PostgreSQL.
-pub fn db_exists(name: &str) -> bool {
+/// The services' state as async probes, for tests already inside a runtime; the plain
+/// functions of the same names wrap them.
+pub mod probe {
     use sqlx::Connection as _;
-    rt().block_on(async {
-        let mut c = sqlx::PgConnection::connect(POSTGRES_URL)
+
+    /// The database `name` exists on this machine's PostgreSQL.
+    pub async fn db_exists(name: &str) -> bool {
+        let mut c = sqlx::PgConnection::connect(super::POSTGRES_URL)
             .await
             .expect("connect to PostgreSQL");
         let row: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
@@ -295,64 +298,79 @@ pub fn db_exists(name: &str) -> bool {
             .await
             .expect("query pg_database");
         row.is_some()
-    })
-}
+    }
 
-/// The vhost `name` exists on this machine's RabbitMQ (asked through its management API).
-pub fn vhost_exists(name: &str) -> bool {
-    let url = format!(
-        "{MANAGEMENT_URL}/api/vhosts/{}",
-        pwt_core::percent_encode(name)
-    );
-    let out = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-u",
-            "guest:guest",
-            &url,
-        ])
-        .output()
-        .expect("curl runs");
-    String::from_utf8_lossy(&out.stdout) == "200"
-}
+    /// The vhost `name` exists on this machine's RabbitMQ (its management API).
+    pub async fn vhost_exists(name: &str) -> bool {
+        let url = format!(
+            "{}/api/vhosts/{}",
+            super::MANAGEMENT_URL,
+            pwt_core::percent_encode(name)
+        );
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-u",
+                "guest:guest",
+                &url,
+            ])
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout) == "200"
+    }
 
-/// The keys matching `pattern` on the Redis at `url`, sorted.
-pub fn redis_keys(url: &str, pattern: &str) -> Vec<String> {
-    rt().block_on(async {
-        let c = redis::Client::open(url).expect("redis client");
-        let mut c = c
+    async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(url)
+            .expect("redis client")
             .get_multiplexed_async_connection()
             .await
-            .expect("redis connection");
+            .expect("redis connection")
+    }
+
+    /// The keys matching `pattern` on the Redis at `url`, sorted.
+    pub async fn redis_keys(url: &str, pattern: &str) -> Vec<String> {
         let mut keys: Vec<String> = redis::cmd("KEYS")
             .arg(pattern)
-            .query_async(&mut c)
+            .query_async(&mut redis(url).await)
             .await
             .expect("KEYS");
         keys.sort();
         keys
-    })
+    }
+
+    /// Sets `key` to `value` on the Redis at `url`.
+    pub async fn redis_set(url: &str, key: &str, value: &str) {
+        let () = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query_async(&mut redis(url).await)
+            .await
+            .expect("SET");
+    }
+}
+
+/// The database `name` exists on this machine's PostgreSQL.
+pub fn db_exists(name: &str) -> bool {
+    rt().block_on(probe::db_exists(name))
+}
+
+/// The vhost `name` exists on this machine's RabbitMQ (asked through its management API).
+pub fn vhost_exists(name: &str) -> bool {
+    rt().block_on(probe::vhost_exists(name))
+}
+
+/// The keys matching `pattern` on the Redis at `url`, sorted.
+pub fn redis_keys(url: &str, pattern: &str) -> Vec<String> {
+    rt().block_on(probe::redis_keys(url, pattern))
 }
 
 /// Sets `key` to `value` on the Redis at `url`.
 pub fn redis_set(url: &str, key: &str, value: &str) {
-    rt().block_on(async {
-        let c = redis::Client::open(url).expect("redis client");
-        let mut c = c
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis connection");
-        let () = redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .query_async(&mut c)
-            .await
-            .expect("SET");
-    });
+    rt().block_on(probe::redis_set(url, key, value));
 }
 
 /// Publishes `body` to `queue` (declared first) on the vhost at `url`, confirmed.

@@ -8,24 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Run, TestEnv, installed, seed_toml};
 
-/// The Python with `jsonschema` (.ci/run installs it into the Django venv).
-fn validator() -> Result<PathBuf, String> {
-    let python = std::env::var_os("PWT_TEST_PYTHON").map_or_else(
-        || {
-            Path::new(&std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/pwt-ci/django/bin/python")
-        },
-        PathBuf::from,
-    );
-    match Command::new(&python)
-        .args(["-c", "import jsonschema"])
-        .output()
-    {
-        Ok(o) if o.status.success() => Ok(python),
-        _ => Err(format!("{} has no jsonschema", python.display())),
-    }
-}
-
 fn schema(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../schemas")
@@ -54,7 +36,7 @@ fn validates(python: &Path, t: &TestEnv, name: &str, json: &str) {
 
 #[test]
 fn every_json_output_validates_against_its_committed_schema() {
-    let Some(python) = installed(validator()) else {
+    let Some(python) = installed(crate::common::test_python("jsonschema")) else {
         return;
     };
     let t = TestEnv::new();

@@ -10,24 +10,6 @@ use serde_json::{Value, json};
 
 use crate::common::{TestEnv, installed, services_toml};
 
-/// The Python with the `mcp` SDK (.ci/run installs it into the Django venv).
-fn python() -> Result<PathBuf, String> {
-    let python = std::env::var_os("PWT_TEST_PYTHON").map_or_else(
-        || {
-            Path::new(&std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/pwt-ci/django/bin/python")
-        },
-        PathBuf::from,
-    );
-    match Command::new(&python).args(["-c", "import mcp"]).output() {
-        Ok(o) if o.status.success() => Ok(python),
-        _ => Err(format!(
-            "{} has no mcp (the MCP Python SDK)",
-            python.display()
-        )),
-    }
-}
-
 /// Starts `pwt mcp SERVER_ARGS` in `dir` through the client, makes `calls`, returns what the
 /// client saw.
 fn session(python: &Path, t: &TestEnv, dir: &Path, calls: &Value, server_args: &[&str]) -> Value {
@@ -106,7 +88,7 @@ fn services() -> Option<(TestEnv, PathBuf, PathBuf)> {
 
 #[test]
 fn each_read_only_tool_answers_what_the_cli_prints_and_nothing_of_other_worktrees() {
-    let Some(python) = installed(python()) else {
+    let Some(python) = installed(crate::common::test_python("mcp")) else {
         return;
     };
     let Some((t, repo, wt)) = services() else {
@@ -230,7 +212,7 @@ fn each_read_only_tool_answers_what_the_cli_prints_and_nothing_of_other_worktree
 
 #[test]
 fn lifecycle_tools_are_offered_when_turned_on_and_work() {
-    let Some(python) = installed(python()) else {
+    let Some(python) = installed(crate::common::test_python("mcp")) else {
         return;
     };
     let Some((t, repo, wt)) = services() else {

@@ -73,6 +73,37 @@ fn ready(mut cmd: Command, what: &str) -> Running {
     Running(child)
 }
 
+/// The scripts in a directory of the test's own (with the npm packages), the provider
+/// registered with `redirect`, and `pwt proxy` listening on `pp`; what runs until dropped.
+fn provider_and_proxy(
+    t: &TestEnv,
+    repo: &Path,
+    modules: &Path,
+    idp: u16,
+    pp: u16,
+    redirect: &str,
+) -> (PathBuf, Running, Running) {
+    let js = t.root().join("oidc");
+    std::fs::create_dir_all(&js).expect("mkdir");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/oidc");
+    for f in ["provider.mjs", "app.mjs", "browser.mjs"] {
+        std::fs::copy(here.join(f), js.join(f)).expect("copy js");
+    }
+    std::os::unix::fs::symlink(modules, js.join("node_modules")).expect("symlink node_modules");
+    let mut provider = Command::new("node");
+    provider
+        .arg(js.join("provider.mjs"))
+        .arg(idp.to_string())
+        .arg(redirect)
+        .current_dir(&js);
+    let provider = ready(provider, "oidc-provider");
+    let mut proxy = t.cmd(repo, &["proxy", "--quiet"]);
+    proxy.stdout(Stdio::null()).stderr(Stdio::null());
+    let proxy = Running(proxy.spawn().expect("pwt proxy"));
+    wait_listening(pp, "pwt proxy");
+    (js, provider, proxy)
+}
+
 #[test]
 fn real_oidc_logins_through_the_one_redirect_uri() {
     let Some(modules) = crate::common::installed(modules()) else {
@@ -87,25 +118,14 @@ fn real_oidc_logins_through_the_one_redirect_uri() {
     for b in ["a", "b", "c"] {
         t.pwt(&repo, &["new", b]).ok();
     }
-    let js = t.root().join("oidc");
-    std::fs::create_dir_all(&js).expect("mkdir");
-    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/oidc");
-    for f in ["provider.mjs", "app.mjs", "browser.mjs"] {
-        std::fs::copy(here.join(f), js.join(f)).expect("copy js");
-    }
-    std::os::unix::fs::symlink(&modules, js.join("node_modules")).expect("symlink node_modules");
-
-    let mut provider = Command::new("node");
-    provider
-        .arg(js.join("provider.mjs"))
-        .arg(idp.to_string())
-        .arg(format!("http://localhost:{pp}/auth/callback"))
-        .current_dir(&js);
-    let _provider = ready(provider, "oidc-provider");
-    let mut proxy = t.cmd(&repo, &["proxy", "--quiet"]);
-    proxy.stdout(Stdio::null()).stderr(Stdio::null());
-    let _proxy = Running(proxy.spawn().expect("pwt proxy"));
-    wait_listening(pp, "pwt proxy");
+    let (js, _provider, _proxy) = provider_and_proxy(
+        &t,
+        &repo,
+        &modules,
+        idp,
+        pp,
+        &format!("http://localhost:{pp}/auth/callback"),
+    );
     let mut apps = Vec::new();
     let mut ports = std::collections::BTreeMap::new();
     for b in ["main", "a", "b", "c"] {
@@ -223,24 +243,7 @@ fn logins_over_https_and_cookies_that_stay_with_their_worktree() {
     // Chromium reads the NSS database under HOME: trusted there, and only there.
     t.pwt(&repo, &["proxy", "trust", "--stores", "nss"]).ok();
 
-    let js = t.root().join("oidc");
-    std::fs::create_dir_all(&js).expect("mkdir");
-    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/oidc");
-    for f in ["provider.mjs", "app.mjs", "browser.mjs"] {
-        std::fs::copy(here.join(f), js.join(f)).expect("copy js");
-    }
-    std::os::unix::fs::symlink(&modules, js.join("node_modules")).expect("symlink node_modules");
-    let mut provider = Command::new("node");
-    provider
-        .arg(js.join("provider.mjs"))
-        .arg(idp.to_string())
-        .arg(&redirect)
-        .current_dir(&js);
-    let _provider = ready(provider, "oidc-provider");
-    let mut proxy = t.cmd(&repo, &["proxy", "--quiet"]);
-    proxy.stdout(Stdio::null()).stderr(Stdio::null());
-    let _proxy = Running(proxy.spawn().expect("pwt proxy"));
-    wait_listening(pp, "pwt proxy");
+    let (js, _provider, _proxy) = provider_and_proxy(&t, &repo, &modules, idp, pp, &redirect);
     let mut apps = Vec::new();
     for b in ["a", "b"] {
         let mut app = t.cmd(&repo, &["run", b, "--", "node"]);

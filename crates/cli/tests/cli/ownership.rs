@@ -2,13 +2,11 @@
 //! repository, set-ups that were killed and then used, worktrees moved and renamed, kept
 //! data under another registry, prefixes another registry holds.
 
-use pwt_tests::rt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sqlx::Connection as _;
 
 use crate::common::{Run, TestEnv, services_toml};
 
@@ -70,19 +68,7 @@ fn sibling(repo: &Path, name: &str) -> PathBuf {
     repo.parent().expect("parent").join(name)
 }
 
-fn db_exists(name: &str) -> bool {
-    rt().block_on(async {
-        let mut c = sqlx::PgConnection::connect(pwt_tests::POSTGRES_URL)
-            .await
-            .expect("pg");
-        let row: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
-            .bind(name)
-            .fetch_optional(&mut c)
-            .await
-            .expect("query");
-        row.is_some()
-    })
-}
+use pwt_tests::db_exists;
 
 fn env_of(run: Run) -> Value {
     run.ok().json()

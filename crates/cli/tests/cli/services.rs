@@ -39,50 +39,10 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{k} missing in {v}"))
 }
 
-async fn db_exists(name: &str) -> bool {
-    let mut c = sqlx::PgConnection::connect(pwt_tests::POSTGRES_URL)
-        .await
-        .expect("connect");
-    let row: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
-        .bind(name)
-        .fetch_optional(&mut c)
-        .await
-        .expect("q");
-    row.is_some()
-}
-
-async fn vhost_exists(name: &str) -> bool {
-    let url = format!(
-        "{}/api/vhosts/{}",
-        pwt_tests::MANAGEMENT_URL,
-        pwt_core::percent_encode(name)
-    );
-    let out = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-u",
-            "guest:guest",
-            &url,
-        ])
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout) == "200"
-}
+use pwt_tests::probe::{db_exists, vhost_exists};
 
 async fn redis_keys(pattern: &str) -> Vec<String> {
-    let c = redis::Client::open(pwt_tests::REDIS_URL).expect("client");
-    let mut c = c.get_multiplexed_async_connection().await.expect("conn");
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg(pattern)
-        .query_async(&mut c)
-        .await
-        .expect("keys");
-    keys.sort();
-    keys
+    pwt_tests::probe::redis_keys(pwt_tests::REDIS_URL, pattern).await
 }
 
 #[test]

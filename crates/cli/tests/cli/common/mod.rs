@@ -134,6 +134,25 @@ pub fn installed<T>(found: Result<T, String>) -> Option<T> {
     }
 }
 
+/// The Python that has `module` (`.ci/run` installs them into the Django venv;
+/// `PWT_TEST_PYTHON` names another), or why not.
+pub fn test_python(module: &str) -> Result<PathBuf, String> {
+    let python = std::env::var_os("PWT_TEST_PYTHON").map_or_else(
+        || {
+            Path::new(&std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/pwt-ci/django/bin/python")
+        },
+        PathBuf::from,
+    );
+    match Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+    {
+        Ok(o) if o.status.success() => Ok(python),
+        _ => Err(format!("{} has no {module}", python.display())),
+    }
+}
+
 /// The seed workflow's two ports, in a range of its own.
 pub fn seed_toml(range: (u16, u16)) -> String {
     format!(
