@@ -73,6 +73,26 @@ fn ready(mut cmd: Command, what: &str) -> Running {
     Running(child)
 }
 
+/// Runs `plan` through `browser.mjs` (Chromium with, when given, `home`'s NSS database);
+/// what each page said.
+fn browse(js: &Path, plan: &serde_json::Value, home: Option<&Path>) -> serde_json::Value {
+    let mut cmd = Command::new("node");
+    cmd.arg(js.join("browser.mjs"))
+        .arg(plan.to_string())
+        .current_dir(js);
+    if let Some(home) = home {
+        cmd.env("HOME", home);
+    }
+    let out = cmd.output().expect("node browser.mjs");
+    assert!(
+        out.status.success(),
+        "the browser run failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON results")
+}
+
 /// The scripts in a directory of the test's own (with the npm packages), the provider
 /// registered with `redirect`, and `pwt proxy` listening on `pp`; what runs until dropped.
 fn provider_and_proxy(
@@ -163,19 +183,7 @@ fn real_oidc_logins_through_the_one_redirect_uri() {
         ]],
         "foreign": format!("http://rebound.test:{pp}/_pwt"),
     });
-    let out = Command::new("node")
-        .arg(js.join("browser.mjs"))
-        .arg(plan.to_string())
-        .current_dir(&js)
-        .output()
-        .expect("node browser.mjs");
-    assert!(
-        out.status.success(),
-        "the browser run failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON results");
+    let results = browse(&js, &plan, None);
     let expect = |name: &str, host: String, slug: &str| {
         let got = results[name].as_str().unwrap_or_default();
         assert_eq!(
@@ -302,20 +310,7 @@ fn logins_over_https_and_cookies_that_stay_with_their_worktree() {
             ]},
         ],
     });
-    let out = Command::new("node")
-        .arg(js.join("browser.mjs"))
-        .arg(plan.to_string())
-        .env("HOME", t.home())
-        .current_dir(&js)
-        .output()
-        .expect("node browser.mjs");
-    assert!(
-        out.status.success(),
-        "the browser run failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON results");
+    let results = browse(&js, &plan, Some(&t.home()));
     let expect = |name: &str, want: String| {
         assert_eq!(
             results[name].as_str().unwrap_or_default(),

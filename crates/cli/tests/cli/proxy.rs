@@ -796,6 +796,16 @@ fn https_on_the_proxys_port_with_a_local_authority_only_for_localhost_names() {
     assert!(err.contains("can be read by others"), "{err}");
 }
 
+/// `pwt proxy trust --stores nss --format json`.
+fn trust_nss(t: &TestEnv, repo: &Path) -> serde_json::Value {
+    t.pwt(
+        repo,
+        &["proxy", "trust", "--stores", "nss", "--format", "json"],
+    )
+    .ok()
+    .json()
+}
+
 #[test]
 fn plain_http_is_sent_to_https_when_asked_and_the_authority_is_trusted_for_browsers() {
     let t = TestEnv::new();
@@ -836,13 +846,7 @@ fn plain_http_is_sent_to_https_when_asked_and_the_authority_is_trusted_for_brows
     }
     let doctor = t.pwt(&repo, &["doctor"]).stdout;
     assert!(doctor.contains("nssdb is not trusted"), "{doctor}");
-    let stores = t
-        .pwt(
-            &repo,
-            &["proxy", "trust", "--stores", "nss", "--format", "json"],
-        )
-        .ok()
-        .json();
+    let stores = trust_nss(&t, &repo);
     assert_eq!(stores[0]["kind"], "nss");
     assert_eq!(stores[0]["trusted"], true, "{stores}");
     let nssdb = format!("sql:{}", t.home().join(".pki/nssdb").display());
@@ -877,13 +881,7 @@ fn plain_http_is_sent_to_https_when_asked_and_the_authority_is_trusted_for_brows
         .arg(&ca)
         .status()
         .expect("certutil -A");
-    let stores = t
-        .pwt(
-            &repo,
-            &["proxy", "trust", "--stores", "nss", "--format", "json"],
-        )
-        .ok()
-        .json();
+    let stores = trust_nss(&t, &repo);
     assert_eq!(stores[0]["trusted"], true, "{stores}");
     let stores = t
         .pwt(
