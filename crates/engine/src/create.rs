@@ -646,7 +646,7 @@ impl Run<'_> {
                 path: self.lease.path.clone(),
             }));
         }
-        let adder = p.worktree_adder();
+        let adder = p.git();
         let (git, steps) = std::thread::scope(|scope| {
             let git = scope.spawn(|| match checkout {
                 Checkout::Add(args) => adder.add(args),

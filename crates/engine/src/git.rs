@@ -14,27 +14,44 @@ use crate::hooks::child_stdout;
 use crate::project::{Cancel, ChildOutput, Project};
 
 impl Project {
-    /// Runs a git command that adds, removes or prunes worktrees, holding the repository's
-    /// worktree lock (see [`pwt_alloc::Registry::repo_lock`]).
-    pub(crate) fn git_worktree(&self, args: &[&OsStr]) -> Result<()> {
-        let _guard = self.registry.repo_lock(&self.repo.key())?;
-        git(
-            &self.git_dir(),
-            args,
-            self.options.child_output,
-            &Cancel::default(),
-        )
-    }
-
-    /// What `git worktree add` needs, to run on a thread of its own.
-    pub(crate) fn worktree_adder(&self) -> WorktreeAdder {
-        WorktreeAdder {
+    /// The project's git part: what changes the repository's worktrees and branches.
+    pub(crate) fn git(&self) -> Git {
+        Git {
             registry: self.registry.clone(),
             repo_key: self.repo.key(),
+            common_dir: self.repo.common_dir.clone(),
             dir: self.git_dir(),
             output: self.options.child_output,
             cancel: self.options.cancel.clone(),
         }
+    }
+}
+
+/// The git part of a project: `git worktree add/remove/prune` under the repository's
+/// worktree lock, deleting branches. Owns what it needs, so it runs on a thread of its own
+/// (`git worktree add` beside the services' set-up).
+pub(crate) struct Git {
+    registry: pwt_alloc::Registry,
+    repo_key: String,
+    common_dir: PathBuf,
+    dir: PathBuf,
+    output: ChildOutput,
+    cancel: Cancel,
+}
+
+impl Git {
+    /// `git worktree add ARGS`, stoppable by the project's cancel flag.
+    pub(crate) fn add(&self, args: &[OsString]) -> Result<()> {
+        let _guard = self.registry.repo_lock(&self.repo_key)?;
+        let a: Vec<&OsStr> = args.iter().map(OsString::as_os_str).collect();
+        git(&self.dir, &a, self.output, &self.cancel)
+    }
+
+    /// Runs a git command that adds, removes or prunes worktrees, holding the repository's
+    /// worktree lock (see [`pwt_alloc::Registry::repo_lock`]).
+    pub(crate) fn worktree(&self, args: &[&OsStr]) -> Result<()> {
+        let _guard = self.registry.repo_lock(&self.repo_key)?;
+        git(&self.dir, args, self.output, &Cancel::default())
     }
 
     /// Removes the worktree at `path` that a set-up of pwt was adding when it stopped:
@@ -46,8 +63,8 @@ impl Project {
         // pwt and git itself were killed: it works inside the new worktree. Stop it first.
         let busy = crate::processes::working_in(path);
         crate::processes::stop(&busy, Duration::from_secs(2));
-        let _guard = self.registry.repo_lock(&self.repo.key())?;
-        let dir = self.git_dir();
+        let _guard = self.registry.repo_lock(&self.repo_key)?;
+        let dir = self.dir.clone();
         let quiet = ChildOutput::Null;
         let none = Cancel::default();
         if path.exists() {
@@ -89,10 +106,10 @@ impl Project {
     pub(crate) fn finish_worktree_removal(&self, path: &Path) -> Result<()> {
         let busy = crate::processes::working_in(path);
         crate::processes::stop(&busy, Duration::from_secs(2));
-        let _guard = self.registry.repo_lock(&self.repo.key())?;
+        let _guard = self.registry.repo_lock(&self.repo_key)?;
         remove_tree(path)?;
         git(
-            &self.git_dir(),
+            &self.dir,
             &[OsStr::new("worktree"), OsStr::new("prune")],
             ChildOutput::Null,
             &Cancel::default(),
@@ -102,7 +119,7 @@ impl Project {
     /// git's records (`.git/worktrees/<id>`) that point at `path`, or that a killed
     /// `git worktree add` left before writing where they point (named after `path`).
     fn worktree_records_for(&self, path: &Path) -> Vec<PathBuf> {
-        let base = self.repo.common_dir.join("worktrees");
+        let base = self.common_dir.join("worktrees");
         let Ok(entries) = std::fs::read_dir(&base) else {
             return Vec::new();
         };
@@ -128,7 +145,7 @@ impl Project {
     /// Deletes `branch` (`git branch -d`, or `-D` with `force`).
     pub(crate) fn delete_branch(&self, branch: &str, force: bool) -> Result<()> {
         git(
-            &self.git_dir(),
+            &self.dir,
             &[
                 OsStr::new("branch"),
                 OsStr::new("--quiet"),
@@ -167,24 +184,6 @@ fn remove_tree(path: &Path) -> Result<()> {
                 .caused_by(e));
             }
         }
-    }
-}
-
-/// `git worktree add`, stoppable by the project's cancel flag, under the repository's
-/// worktree lock.
-pub(crate) struct WorktreeAdder {
-    registry: pwt_alloc::Registry,
-    repo_key: String,
-    dir: PathBuf,
-    output: ChildOutput,
-    cancel: Cancel,
-}
-
-impl WorktreeAdder {
-    pub(crate) fn add(&self, args: &[OsString]) -> Result<()> {
-        let _guard = self.registry.repo_lock(&self.repo_key)?;
-        let a: Vec<&OsStr> = args.iter().map(OsString::as_os_str).collect();
-        git(&self.dir, &a, self.output, &self.cancel)
     }
 }
 

@@ -622,8 +622,8 @@ impl Project {
         }
         match plan.branch {
             BranchStep::Keep => {}
-            BranchStep::DeleteMade => report.branch_deleted = self.delete_branch(branch, true).is_ok(),
-            BranchStep::Delete { force } => match self.delete_branch(branch, force) {
+            BranchStep::DeleteMade => report.branch_deleted = self.git().delete_branch(branch, true).is_ok(),
+            BranchStep::Delete { force } => match self.git().delete_branch(branch, force) {
                 Ok(()) => report.branch_deleted = true,
                 Err(_) => reporter.report(Event::Warning(format!(
                     "branch {branch:?} was kept: git refused to delete it (not fully merged?); `git branch -D {}` deletes it anyway",
@@ -920,11 +920,11 @@ impl Project {
                 return;
             }
             WorktreeStep::Prune => {
-                let _ = self.git_worktree(&prune);
+                let _ = self.git().worktree(&prune);
                 return;
             }
-            WorktreeStep::Made => self.remove_made_worktree(path),
-            WorktreeStep::Remove { .. } if !path.exists() => self.git_worktree(&prune),
+            WorktreeStep::Made => self.git().remove_made_worktree(path),
+            WorktreeStep::Remove { .. } if !path.exists() => self.git().worktree(&prune),
             // A removal killed half-way left files without the `.git` that made them a
             // worktree: finish it, when it is still the directory that removal began on.
             WorktreeStep::Remove { .. } if plan.resume && !path.join(".git").exists() => {
@@ -936,7 +936,7 @@ impl Project {
                             path.display()
                         ),
                     )),
-                    _ => self.finish_worktree_removal(path),
+                    _ => self.git().finish_worktree_removal(path),
                 }
             }
             WorktreeStep::Remove { force } => {
@@ -950,7 +950,7 @@ impl Project {
                     args.push(OsStr::new("--force"));
                 }
                 args.push(path.as_os_str());
-                self.git_worktree(&args)
+                self.git().worktree(&args)
             }
         };
         match result {
