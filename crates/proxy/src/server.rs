@@ -396,6 +396,9 @@ impl Proxy {
         let client = Client::builder(TokioExecutor::new())
             // Without a timer the idle timeout is never enforced.
             .pool_timer(TokioTimer::new())
+            // An app's response may carry many Set-Cookie fields (hyper's default is 100);
+            // the head's size stays bounded by the read buffer.
+            .http1_max_headers(1000)
             .pool_idle_timeout(options.upstream_idle_timeout)
             .build(connector);
         Arc::new(Self {

@@ -80,6 +80,13 @@ async fn upstream_on(name: &'static str, ip: std::net::IpAddr) -> Upstream {
                                 .body(Full::new(Bytes::new()))
                                 .expect("response"));
                         }
+                        if path == "/many-cookies" {
+                            let mut b = Response::builder();
+                            for i in 0..150 {
+                                b = b.header("set-cookie", format!("c{i}=1; Domain=localhost"));
+                            }
+                            return Ok(b.body(Full::new(Bytes::new())).expect("response"));
+                        }
                         if path == "/cookies" {
                             return Ok(Response::builder()
                                 .header("set-cookie", "sid=1; Domain=localhost; Path=/; HttpOnly")
@@ -1027,6 +1034,11 @@ async fn cookies_for_localhost_are_kept_home_unless_the_repository_says_not_to()
         ],
         "{resp}"
     );
+    // An app that sets many cookies at once gets them all through.
+    let resp = get(port, &format!("feat-a.localhost:{port}"), "/many-cookies").await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert_eq!(resp.matches("set-cookie: c").count(), 150, "{resp}");
+    assert!(!resp.contains("Domain=localhost"), "{resp}");
     let mut as_sent = table(&[("feat-a", a.port)], None);
     as_sent.host_only_cookies = false;
     proxy.set_table(as_sent);
