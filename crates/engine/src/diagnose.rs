@@ -431,6 +431,7 @@ impl Project {
                     && !bases.iter().any(|b| names.contains(b))
             })
             .collect();
+        out.extend(reset_copies(&leased, names));
         if !left.is_empty() {
             let list: Vec<&str> = left.iter().map(|s| s.as_str()).collect();
             out.push(Finding::warning(
@@ -688,6 +689,28 @@ fn duplicate_ports(state: &State) -> Vec<Finding> {
                 format!("port {port} is leased to {}", names.join(" and ")),
                 "`pwt rm` one of them and `pwt new` it again",
             )
+        })
+        .collect()
+}
+
+/// The copies interrupted `reset_database`s were making (named after a leased database):
+/// provably pwt's, even unmarked.
+fn reset_copies(leased: &[String], names: &[String]) -> Vec<Finding> {
+    leased
+        .iter()
+        .filter_map(|db| {
+            let copy = format!("pwt_reset_{:016x}", pwt_core::stable_hash(db.as_bytes()));
+            names.contains(&copy).then(|| {
+                Finding::warning(
+                    format!(
+                        "{copy:?} is the copy of an interrupted reset of the database {db:?} (its data is the main worktree's)"
+                    ),
+                    format!(
+                        "reset the worktree's database again to finish (pwt mcp's reset_database), or `DROP DATABASE {};`",
+                        pwt_provision::quote_ident(&copy)
+                    ),
+                )
+            })
         })
         .collect()
 }
