@@ -163,6 +163,11 @@ pub struct Lease {
     /// the same path since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir_id: Option<String>,
+    /// Its Compose project name (`COMPOSE_PROJECT_NAME`) when `<project>-<slug>` was
+    /// already another checkout's (two clones of one repository): that name with a suffix
+    /// of this repository's. `None`: `<project>-<slug>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<String>,
     /// Unix seconds.
     pub created_at: u64,
     /// Unix seconds.
@@ -170,6 +175,17 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// Its Compose project name as Compose labels its containers: `compose`, or
+    /// `<project>-<slug>`, lowercase, keeping what Compose v1 keeps (letters, digits, `-`,
+    /// `_`).
+    pub fn compose_project(&self) -> String {
+        let name = self
+            .compose
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", self.project, self.slug));
+        compose_name(&name)
+    }
+
     /// The marker of its resources.
     pub fn marker(&self) -> String {
         self.marker.clone().unwrap_or_else(|| {
@@ -245,4 +261,12 @@ pub struct Claim {
     pub resources: Resources,
     /// Who drops them.
     pub owner: Owner,
+}
+
+/// A name as Compose v1 labels a project with it: lowercase letters, digits, `-` and `_`.
+pub fn compose_name(name: &str) -> String {
+    name.to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
 }

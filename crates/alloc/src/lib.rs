@@ -33,7 +33,7 @@ pub use atomic::{
 };
 pub use claims::{Claimant, PortClaims};
 pub use error::AllocError;
-pub use lease::{Claim, Journal, Kept, Lease, LeaseState, Leftover, RecentPorts};
+pub use lease::{Claim, Journal, Kept, Lease, LeaseState, Leftover, RecentPorts, compose_name};
 pub use lock::{LockGuard, machine_dir, machine_lock};
 pub use owner::{Owner, process_alive, start_time};
 pub use ports::{PortRequest, allocate_ports, port_is_free};

@@ -361,6 +361,7 @@ mod tests {
             leftover: vec![],
             keep: Vec::new(),
             dir_id: None,
+            compose: None,
             created_at: 1,
             updated_at: 1,
         }

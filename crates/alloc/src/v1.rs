@@ -136,6 +136,7 @@ pub(crate) fn migrate(bytes: &[u8]) -> Result<State, String> {
             leftover: leftovers(&l.leftover),
             keep: Vec::new(),
             dir_id: None,
+            compose: None,
             repo: l.repo,
             slug: l.slug,
             marker: None,

@@ -14,13 +14,8 @@ impl Project {
     /// The Compose project name of a leased worktree: its `COMPOSE_PROJECT_NAME` as Compose
     /// labels its containers (lowercase; v1 drops what is not a letter, digit, `-` or `_`).
     pub(crate) fn compose_project(&self, lease: &Lease) -> Option<String> {
-        let name = self.lease_environment(lease).ok()?;
-        let name: String = name
-            .get("COMPOSE_PROJECT_NAME")?
-            .to_lowercase()
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-            .collect();
+        let env = self.lease_environment(lease).ok()?;
+        let name = pwt_alloc::compose_name(env.get("COMPOSE_PROJECT_NAME")?);
         (!name.is_empty()).then_some(name)
     }
 

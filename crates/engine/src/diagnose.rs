@@ -559,6 +559,7 @@ impl Project {
             .filter(|s| !slugs.contains(s.as_str()))
             .unwrap_or_else(|| Slug::derive(branch.as_str(), |s| slugs.contains(s)));
         slugs.insert(slug.to_string());
+        let slug_text = slug.to_string();
         let t = now();
         // The registry that wrote them is usually this one, lost: its marker.
         let marker =
@@ -581,6 +582,10 @@ impl Project {
             leftover: Vec::new(),
             keep: Vec::new(),
             dir_id: None,
+            compose: vars
+                .get("COMPOSE_PROJECT_NAME")
+                .filter(|n| **n != format!("{}-{slug_text}", self.project_name()))
+                .cloned(),
             created_at: t,
             updated_at: t,
         }))

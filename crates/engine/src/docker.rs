@@ -286,22 +286,24 @@ impl Docker {
 
     /// Takes down what `docker compose down` would, by Compose's labels: the containers of
     /// `project` that ran in `dir` (stopped, then removed), then the project's networks
-    /// once none of its containers is left, and with `volumes` the named volumes those
-    /// containers mounted (only those: another checkout with the same project name keeps
-    /// its own). Returns what went.
+    /// once none of its containers is left, and with `volumes` its named volumes: those the
+    /// containers mounted, and those Compose labelled as the project's (also when its
+    /// containers were removed by hand), unless a container of another checkout with the
+    /// same project name is there to own them. Returns what went.
     pub fn take_down(&self, project: &str, dir: &Path, volumes: bool) -> Result<Vec<String>> {
         let mine = self.project_containers(project, dir)?;
         let mut gone = self.remove(&mine)?;
         if volumes {
-            let mut names: Vec<&str> = mine
-                .iter()
-                .flat_map(|c| &c.volumes)
-                .map(String::as_str)
-                .collect();
+            let filter = format!("label={PROJECT_LABEL}={project}");
+            let shared = !self.containers(std::slice::from_ref(&filter))?.is_empty();
+            let mut names: Vec<String> = mine.iter().flat_map(|c| c.volumes.clone()).collect();
+            if !shared {
+                names.extend(self.names(&["volume", "ls", "--filter", &filter], "{{.Name}}")?);
+            }
             names.sort_unstable();
             names.dedup();
             for name in names {
-                if self.run(&["volume", "rm", name]).is_ok() {
+                if self.run(&["volume", "rm", &name]).is_ok() {
                     gone.push(format!("volume {name}"));
                 }
             }

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::docker::{ComposeCli, Container, Docker, PROJECT_LABEL};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Reporter, Step};
+use crate::project::Cancel;
 use pwt_alloc::write_atomic;
 
 /// A port a service publishes on 127.0.0.1, and the setting it comes from.
@@ -115,6 +116,7 @@ pub struct Infra {
     config: Config,
     state_dir: PathBuf,
     docker: Docker,
+    cancel: Cancel,
 }
 
 impl Infra {
@@ -128,7 +130,16 @@ impl Infra {
             config,
             state_dir: state_dir.to_owned(),
             docker: Docker::default(),
+            cancel: Cancel::default(),
         }
+    }
+
+    /// Stops `up` when `cancel` is set (a Ctrl-C): what the run started is taken down, as
+    /// when a service does not come up.
+    #[must_use]
+    pub fn cancellable(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     /// The Compose project's name.
@@ -480,11 +491,19 @@ impl Infra {
             .filter(|n| !before.contains(n))
             .collect();
         let result = self
-            .run_compose(&cli, &["up", "-d"])
+            .cancel
+            .check()
+            .and_then(|()| self.run_compose(&cli, &["up", "-d"]))
             .and_then(|()| self.wait(reporter));
         match result {
             Ok(s) => Ok(s),
             Err(e) => {
+                // Compose, killed by the same Ctrl-C, says only that it failed.
+                let e = if self.cancel.is_cancelled() && e.kind() != ErrorKind::Cancelled {
+                    Error::new(ErrorKind::Cancelled, "interrupted").caused_by(e)
+                } else {
+                    e
+                };
                 let undone = self.take_down_started(&started, made_network);
                 Err(e.context(format!(
                     "the shared services did not come up; {}",
@@ -546,6 +565,7 @@ impl Infra {
         let mut ready: Vec<&'static str> = Vec::new();
         let mut last: Vec<(&'static str, String)> = Vec::new();
         loop {
+            self.cancel.check()?;
             let containers = self.containers().unwrap_or_default();
             let health = |name: &str| {
                 containers

@@ -134,6 +134,9 @@ pub(crate) fn plan_lease(
             facts.registry_id,
         ));
     }
+    if existing.is_none() {
+        lease.compose = distinct_compose_name(state, facts.repo_key, &lease);
+    }
     if existing.is_none()
         && let Some(k) = kept.filter(|k| k.slug == lease.slug)
     {
@@ -145,6 +148,24 @@ pub(crate) fn plan_lease(
     Ok(LeasePlan {
         lease,
         fresh: existing.is_none(),
+    })
+}
+
+/// A new lease's Compose project name when `<project>-<slug>` is another checkout's
+/// already (a clone of the same repository, or another repository with the same project
+/// name): that name and a suffix of this repository's, so neither takes down, nor mounts the
+/// volumes of, the other's containers. `None` when it is free.
+fn distinct_compose_name(state: &State, repo_key: &str, lease: &Lease) -> Option<String> {
+    let wanted = lease.compose_project();
+    let taken = state
+        .leases
+        .iter()
+        .any(|l| l.repo != lease.repo && l.compose_project() == wanted);
+    taken.then(|| {
+        format!(
+            "{wanted}-{}",
+            &format!("{:016x}", pwt_core::stable_hash(repo_key.as_bytes()))[..6]
+        )
     })
 }
 
@@ -213,6 +234,7 @@ fn new_lease(
         leftover: Vec::new(),
         keep: Vec::new(),
         dir_id: None,
+        compose: None,
         created_at: facts.now,
         updated_at: facts.now,
     }

@@ -517,6 +517,9 @@ impl Project {
                 .to_string_lossy()
                 .into_owned(),
         ));
+        if let Some(name) = &lease.compose {
+            extra.push(("COMPOSE_PROJECT_NAME".into(), name.clone()));
+        }
         if self.config.docker.is_some() {
             // Containers carry it in their environment: how `pwt gc` knows a container of
             // a worktree that is gone for this worktree's.

@@ -40,8 +40,13 @@ impl World {
     /// The project, configured as the binary would (the repository's pwt.toml through the
     /// engine's own loading), with `approvals`.
     fn open(&self, approvals: Approvals) -> Project {
+        self.open_at(&self.repo, approvals)
+    }
+
+    /// Another repository of the same sandbox (the same registry), opened likewise.
+    fn open_at(&self, repo: &std::path::Path, approvals: Approvals) -> Project {
         let loaded = LoadedConfig::load(&ConfigSources {
-            roots: pwt::config_roots(&self.repo).expect("config roots"),
+            roots: pwt::config_roots(repo).expect("config roots"),
             ..ConfigSources::default()
         })
         .expect("configuration loads");
@@ -49,7 +54,7 @@ impl World {
         options.machine_dir = Some(self.sandbox.root().join("machine"));
         options.child_output = pwt::ChildOutput::Null;
         options.approvals = approvals;
-        Project::open(&self.repo, options).expect("project opens")
+        Project::open(repo, options).expect("project opens")
     }
 }
 
@@ -962,4 +967,47 @@ fn starts_at_once_start_one_set_of_processes() {
         }
     }
     p.remove(&remove("twice"), &mut Silent).expect("removed");
+}
+
+/// Two clones of one repository (one project name) on one machine: their worktrees of one
+/// branch get Compose projects of their own, so neither's `pwt rm` takes down, nor its app
+/// mounts the volumes of, the other's; the first keeps the plain name, and a registry
+/// rebuilt from the env files keeps both.
+#[test]
+fn two_clones_never_share_a_compose_project() {
+    let toml = "project = \"shop\"\n[ports]\nrange = [29700, 29799]\n[ports.services]\nweb = { env = \"WEB_PORT\", main = 8000 }\n";
+    let w = World::new(toml);
+    let other = w.sandbox.repo("clone", Some(toml));
+    let (a, b) = (
+        w.open(Approvals::Refuse),
+        w.open_at(&other, Approvals::Refuse),
+    );
+    let compose = |p: &Project, set_up: &SetUp| {
+        p.lease_environment(&set_up.lease)
+            .expect("environment")
+            .get("COMPOSE_PROJECT_NAME")
+            .expect("set")
+            .to_owned()
+    };
+    let first = a.create(&create("feat"), &mut Silent).expect("created");
+    let second = b.create(&create("feat"), &mut Silent).expect("created");
+    let (one, two) = (compose(&a, &first), compose(&b, &second));
+    assert_eq!(one, "shop-feat");
+    assert!(
+        two.starts_with("shop-feat-") && two.len() == "shop-feat-".len() + 6,
+        "{two}"
+    );
+    let written = std::fs::read_to_string(second.lease.path.join(".env.worktree")).expect("env");
+    assert!(written.contains(&two), "{written}");
+    // A lost registry, rebuilt from the env files: the same names.
+    std::fs::remove_file(w.sandbox.state_dir().join("registry.json")).expect("registry");
+    b.rebuild().expect("rebuilt");
+    let state = b.state().expect("registry reads");
+    let rebuilt: Vec<_> = state
+        .leases
+        .iter()
+        .filter(|l| l.branch.as_str() == "feat")
+        .collect();
+    assert_eq!(rebuilt.len(), 1, "{rebuilt:?}");
+    assert_eq!(rebuilt[0].compose.as_deref(), Some(two.as_str()));
 }

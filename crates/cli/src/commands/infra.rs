@@ -75,6 +75,7 @@ pub fn run(cwd: &Path, args: InfraArgs) -> Result<i32> {
         }
         InfraAction::Up { format } => {
             let json = format == Format::Json;
+            let infra = infra.cancellable(super::interruptible_flag());
             let rows = infra.up(&mut Terminal { quiet: json })?;
             if json {
                 print_json(&serde_json::to_value(pwt::InfraOut { services: rows })?);

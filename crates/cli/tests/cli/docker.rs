@@ -6,8 +6,10 @@
 //! Under CI a missing engine fails these tests (.ci/run starts one); elsewhere they skip.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -402,6 +404,77 @@ fn a_failed_infra_up_takes_down_what_it_started_and_names_the_one_still_starting
     );
     assert!(failed.stderr.contains("taken down"), "{}", failed.stderr);
     assert!(infra.containers().is_empty(), "{:?}", infra.containers());
+}
+
+/// Ctrl-C while `pwt infra up` waits, as a terminal sends it (to pwt and the Compose it
+/// runs): what the run started is taken down, and it exits 130.
+#[test]
+fn an_interrupted_infra_up_takes_down_what_it_started() {
+    if installed(engine()).is_none() {
+        return;
+    }
+    let t = TestEnv::new();
+    let infra = Infra::new("dkc");
+    let toml = infra
+        .toml(&pwt_tests::unique("dkc"), (28470, 28479))
+        .replace("[docker]\n", "");
+    let repo = t.repo("interrupted", Some(&toml));
+    let mut cmd = t.cmd(&repo, &["infra", "up"]);
+    cmd.process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().expect("pwt starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while infra.containers().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!infra.containers().is_empty(), "nothing started in 60 s");
+    Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", child.id())])
+        .status()
+        .expect("kill");
+    let out = child.wait_with_output().expect("pwt ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("taken down"), "{stderr}");
+    assert!(infra.containers().is_empty(), "{:?}", infra.containers());
+    let networks = docker(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(
+        !networks.lines().any(|n| n == infra.network),
+        "the network this run made is left"
+    );
+}
+
+/// A worktree's app with a named volume, its container removed by hand: `pwt rm --volumes`
+/// still finds the volume by Compose's label, so a later worktree of the same name starts
+/// empty.
+#[test]
+fn rm_volumes_finds_the_volumes_of_containers_removed_by_hand() {
+    if installed(engine()).is_none() {
+        return;
+    }
+    let t = TestEnv::new();
+    let project = pwt_tests::unique("dkv");
+    let toml = format!(
+        "project = \"{project}\"\n[ports]\nrange = [28480, 28489]\n[ports.services]\nweb = {{ env = \"WEB_PORT\", main = 8000 }}\n[docker]\n"
+    );
+    let repo = t.repo("vol", Some(&toml));
+    let app = "services:\n  web:\n    image: pwt-ci/debian:bookworm\n    command: [\"sleep\", \"600\"]\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {}\n";
+    std::fs::write(repo.join("compose.yaml"), app).expect("compose file");
+    t.git(&repo, &["add", "compose.yaml"]);
+    t.git(&repo, &["commit", "-q", "-m", "app"]);
+    let made = t.pwt(&repo, &["new", "v", "--format", "json"]).ok().json();
+    let dir = PathBuf::from(made["path"].as_str().expect("path"));
+    compose(&t, &dir, &["up", "-d"]).ok();
+    let label = format!("label=com.docker.compose.project={project}-v");
+    let volumes = || docker(&["volume", "ls", "--filter", &label, "--format", "{{.Name}}"]);
+    assert_eq!(volumes().trim(), format!("{project}-v_data"));
+    for id in docker(&["ps", "-aq", "--filter", &label]).lines() {
+        docker(&["rm", "-f", id]);
+    }
+    let rm = t.pwt(&repo, &["rm", "v", "--volumes"]).ok();
+    assert!(rm.stdout.contains("volume"), "{}", rm.stdout);
+    assert_eq!(volumes().trim(), "", "the volume outlived pwt rm --volumes");
 }
 
 /// `.env.docker` over the hostile corpus: `docker run --env-file` (the real engine) and
