@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use anstyle::AnsiColor;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::env_vars;
 
@@ -158,31 +158,17 @@ pub fn printable_lines(s: &str) -> String {
 /// removed.
 pub fn display_path(p: &Path, cwd: &Path) -> String {
     let abs = p.display().to_string();
-    let rel = pathdiff(p, cwd).map(|r| r.display().to_string());
+    let rel = pathdiff::diff_paths(p, cwd).map(|r| {
+        if r.as_os_str().is_empty() {
+            ".".to_owned()
+        } else {
+            r.display().to_string()
+        }
+    });
     match rel {
         Some(r) if r.len() < abs.len() => printable(&r),
         _ => printable(&abs),
     }
-}
-
-fn pathdiff(path: &Path, base: &Path) -> Option<PathBuf> {
-    let p: Vec<_> = path.components().collect();
-    let b: Vec<_> = base.components().collect();
-    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    if common == 0 {
-        return None;
-    }
-    let mut out = PathBuf::new();
-    for _ in common..b.len() {
-        out.push("..");
-    }
-    for c in &p[common..] {
-        out.push(c);
-    }
-    if out.as_os_str().is_empty() {
-        out.push(".");
-    }
-    Some(out)
 }
 
 /// The library's events on stderr: warnings always; steps and "still running" lines unless

@@ -7,7 +7,7 @@
 use pwt_alloc::Lease;
 
 use crate::docker::{Container, Docker};
-use crate::events::{Event, Reporter, Step};
+use crate::events::{Event, Released, Reporter, Step};
 use crate::project::Project;
 
 impl Project {
@@ -64,7 +64,7 @@ impl Project {
         lease: &Lease,
         volumes: bool,
         reporter: &mut dyn Reporter,
-    ) -> Vec<String> {
+    ) -> Vec<Released> {
         let docker = Docker::default();
         let Some(project) = self.compose_project(lease) else {
             return Vec::new();

@@ -228,7 +228,7 @@ impl Project {
                     )));
                 };
                 let root = w.root.clone();
-                self.update_lease(l.branch.as_str(), |lease| {
+                self.leases().update(l.branch.as_str(), |lease| {
                     lease.path = root;
                     Ok(())
                 })?;
@@ -293,7 +293,10 @@ impl Project {
     ) -> Result<(SetUp, bool)> {
         let services = Services::new(self)?;
         let redis = services.redis_plan(reporter)?;
-        let held = self.team_held(ask.branch.as_str())?;
+        let held = match self.team() {
+            Some(team) => team.held_by_others(ask.branch.as_str())?,
+            None => Vec::new(),
+        };
         let plan = self.record_lease(ask, redis, how.explicit, how.root, &held)?;
         self.options.faults.pause(FaultPoint::AfterLease);
         let checkout = match (plan.fresh && ask.new, how.root) {
@@ -325,7 +328,7 @@ impl Project {
         match run.forward(&checkout, &how, reporter) {
             Ok(done) => Ok((done, run.fresh)),
             Err(e) if e.kind() == ErrorKind::Hook && how.keep_on_failure => {
-                let lease = self.update_lease(ask.branch.as_str(), |l| {
+                let lease = self.leases().update(ask.branch.as_str(), |l| {
                     l.state = LeaseState::Ready;
                     l.owner = None;
                     l.journal = Default::default();
@@ -374,7 +377,7 @@ impl Project {
         };
         let new_branch = BranchName::parse(branch)?;
         let root = root.to_owned();
-        self.update_lease(old.branch.as_str(), |l| {
+        self.leases().update(old.branch.as_str(), |l| {
             l.path = root;
             l.branch = new_branch;
             Ok(())
@@ -414,12 +417,13 @@ impl Project {
             "taking over the interrupted set-up of {:?}",
             branch.as_str()
         )));
-        self.update_lease(branch.as_str(), |l| {
-            l.journal.worktree = false;
-            l.journal.branch = false;
-            Ok(())
-        })
-        .map(|_| ())
+        self.leases()
+            .update(branch.as_str(), |l| {
+                l.journal.worktree = false;
+                l.journal.branch = false;
+                Ok(())
+            })
+            .map(|_| ())
     }
 
     /// A set-up of `branch` that a pwt left when it stopped is undone first, as `pwt gc`
@@ -436,16 +440,18 @@ impl Project {
             "a set-up of {:?} was interrupted earlier; rolling it back first",
             branch.as_str()
         )));
-        let lease = self.mark_removing(branch.as_str(), Vec::new(), Vec::new(), |now| {
-            if now.state == LeaseState::Creating && now.interrupted() {
-                Ok(())
-            } else {
-                Err(Error::new(
-                    ErrorKind::Busy,
-                    format!("branch {:?} changed meanwhile", branch.as_str()),
-                ))
-            }
-        })?;
+        let lease =
+            self.leases()
+                .mark_removing(branch.as_str(), Vec::new(), Vec::new(), |now| {
+                    if now.state == LeaseState::Creating && now.interrupted() {
+                        Ok(())
+                    } else {
+                        Err(Error::new(
+                            ErrorKind::Busy,
+                            format!("branch {:?} changed meanwhile", branch.as_str()),
+                        ))
+                    }
+                })?;
         let report = self.teardown(&lease, &TeardownPlan::undo_interrupted(&lease), reporter)?;
         match report.stuck.is_empty() {
             true => Ok(()),
@@ -495,7 +501,7 @@ impl Run<'_> {
             reporter,
         )?;
         let branch = self.lease.branch.to_string();
-        self.lease = p.update_lease(&branch, |l| {
+        self.lease = p.leases().update(&branch, |l| {
             l.files = files;
             l.pending_files = false;
             Ok(())
@@ -517,7 +523,7 @@ impl Run<'_> {
         // The hooks stay pending when this run skipped them (`--no-hooks`) on a set-up
         // that was waiting for them; a new worktree made with `--no-hooks` has none due.
         let pending = !how.hooks && !self.fresh && self.lease.pending_hooks;
-        self.lease = p.update_lease(&branch, |l| {
+        self.lease = p.leases().update(&branch, |l| {
             l.state = LeaseState::Ready;
             l.owner = None;
             l.journal = Default::default();
@@ -585,7 +591,9 @@ impl Run<'_> {
             }
             if held.is_empty() {
                 if !absent.is_empty() {
-                    self.lease = p.record_creating(self.lease.branch.as_str(), &absent)?;
+                    self.lease = p
+                        .leases()
+                        .record_creating(self.lease.branch.as_str(), &absent)?;
                 }
                 return Ok(());
             }
@@ -626,11 +634,28 @@ impl Run<'_> {
     /// The names settled before anything is created: claimed in the team store, looked at
     /// on the servers (someone else's given up for the next), the absent ones journaled.
     fn settle_names(&mut self) -> Result<()> {
-        let p = self.project;
-        self.lease = p.team_claim(self.lease.clone(), self.redis, self.fresh, &mut self.avoid)?;
+        self.claim_names(self.fresh)?;
         self.journal_resources()?;
+        let p = self.project;
         p.options.faults.pause(FaultPoint::AfterJournal);
         p.options.cancel.check()
+    }
+
+    /// Claims the lease's names in the team store, when there is one: a name another holder
+    /// took meanwhile is given up for the next when `may_move`.
+    fn claim_names(&mut self, may_move: bool) -> Result<()> {
+        let p = self.project;
+        let Some(team) = p.team() else {
+            return Ok(());
+        };
+        let redis = self.redis;
+        self.lease = team.claim(
+            self.lease.clone(),
+            may_move,
+            &mut self.avoid,
+            &mut |branch, kinds, avoid| p.reassign(branch, kinds, avoid, redis),
+        )?;
+        Ok(())
     }
 
     /// `git worktree add` on a thread of its own and, at once on this one, the names
@@ -735,8 +760,10 @@ impl Run<'_> {
         let p = self.project;
         let before = self.lease.resources.only(kinds);
         self.lease = p.reassign(self.lease.branch.as_str(), kinds, &self.avoid, self.redis)?;
-        p.team_release(&self.lease, &before)?;
-        self.lease = p.team_claim(self.lease.clone(), self.redis, true, &mut self.avoid)?;
+        if let Some(team) = p.team() {
+            team.release(&self.lease, &before)?;
+        }
+        self.claim_names(true)?;
         Ok(())
     }
 
@@ -756,10 +783,13 @@ impl Run<'_> {
         if git.is_ok() {
             self.checked_out = true;
             let head = crate::git::head_of(&self.lease.path).unwrap_or_default();
-            self.lease = self.project.update_lease(self.lease.branch.as_str(), |l| {
-                l.journal.checked_out = Some(head);
-                Ok(())
-            })?;
+            self.lease = self
+                .project
+                .leases()
+                .update(self.lease.branch.as_str(), |l| {
+                    l.journal.checked_out = Some(head);
+                    Ok(())
+                })?;
         }
         Ok(())
     }
@@ -798,9 +828,10 @@ impl Run<'_> {
             narrow(&mut lease);
             Ok(lease.clone())
         } else {
-            p.mark_removing(&branch, Vec::new(), Vec::new(), |_| Ok(()))
+            p.leases()
+                .mark_removing(&branch, Vec::new(), Vec::new(), |_| Ok(()))
                 .and_then(|_| {
-                    p.update_lease(&branch, |l| {
+                    p.leases().update(&branch, |l| {
                         narrow(l);
                         Ok(())
                     })

@@ -3,6 +3,7 @@
 //! state directory, so `pwt list` shows them, `pwt stop` and `pwt rm` stop them (the whole
 //! group: a dev server's reloader and workers too), and a reused pid is never taken for one.
 
+use std::io::{BufRead as _, BufReader, Read};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +24,44 @@ use pwt_alloc::write_atomic;
 /// `$3…` are the `cgroup.procs` files of the worktree's groups (`[limits]`): the shell moves
 /// itself into each (writing `0`) before it runs the command, so all it starts is inside.
 const WRAPPER: &str = r#"c=$1; e=$2; shift 2; for f do printf 0 > "$f" || { echo "pwt: cannot join the cgroup of $f" >&2; exit 125; }; done; (eval "$c"); code=$?; printf '%s' "$code" > "$e"; exit "$code""#;
+
+/// What [`Project::supervise`] tells its caller.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Supervision<'a> {
+    /// A line the `index`th process (`name`) wrote, without its newline.
+    Line {
+        /// Its place among those started.
+        index: usize,
+        /// Its name in `[processes]`.
+        name: &'a str,
+        /// The line, as written.
+        line: &'a [u8],
+    },
+    /// One ended: its exit code, or `None` when a signal ended it.
+    Exited {
+        /// Which.
+        process: &'a DevProcess,
+        /// Its exit code.
+        code: Option<i32>,
+    },
+    /// Cancelled: all of them are being stopped.
+    Stopping,
+    /// One did not stop (another user's process by now?).
+    NotStopped {
+        /// Which.
+        process: &'a DevProcess,
+    },
+}
+
+/// What [`Project::stop`] stopped.
+#[derive(Clone, Debug, Default)]
+pub struct Stopped {
+    /// The containers (and networks, volumes) of the worktree's Compose project that went.
+    pub containers: Vec<crate::events::Released>,
+    /// Each process of `pwt dev` that ran, with whether it stopped.
+    pub processes: Vec<(DevProcess, bool)>,
+}
 
 /// One process `pwt dev` started.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,14 +123,17 @@ pub struct Spawned {
 }
 
 impl Project {
-    fn processes_dir(&self, slug: &str) -> PathBuf {
-        self.options
-            .state_dir
-            .join("processes")
-            .join(crate::env_files::content_hash(
-                self.repo.common_dir.to_string_lossy().as_bytes(),
-            ))
-            .join(slug)
+    /// The project's records of what `pwt dev` started, worktree by worktree.
+    pub(crate) fn records(&self) -> Records {
+        Records {
+            dir: self
+                .options
+                .state_dir
+                .join("processes")
+                .join(crate::env_files::content_hash(
+                    self.repo.common_dir.to_string_lossy().as_bytes(),
+                )),
+        }
     }
 
     /// Refuses to start more while the machine has less memory available than
@@ -152,23 +194,6 @@ impl Project {
         }))
     }
 
-    /// The worktree's turn to start its processes (a lock beside its records, held until
-    /// dropped).
-    fn start_turn(&self, slug: &str) -> Result<pwt_alloc::LockGuard> {
-        let dir = self.processes_dir(slug);
-        let lock = dir.with_file_name(format!(".{slug}.lock"));
-        if let Some(parent) = lock.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                Error::new(ErrorKind::Io, format!("cannot create {}", parent.display()))
-                    .caused_by(e)
-            })?;
-        }
-        Ok(pwt_alloc::LockGuard::acquire(
-            &lock,
-            Duration::from_secs(30),
-        )?)
-    }
-
     /// Where the worktree's processes go with `[limits]`; nowhere special (and a warning
     /// saying why) where this machine allows no group.
     fn placement_or_warn(
@@ -187,34 +212,9 @@ impl Project {
         }
     }
 
-    /// The slugs with `pwt dev` records in this repository.
-    pub(crate) fn recorded_slugs(&self) -> Vec<String> {
-        let Some(dir) = self.processes_dir("x").parent().map(Path::to_path_buf) else {
-            return Vec::new();
-        };
-        std::fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.path().is_dir())
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// The processes `pwt dev` started for the worktree of `slug`, with what each does now.
     pub fn dev_processes(&self, slug: &str) -> Vec<(DevProcess, ProcessState)> {
-        let file = self.processes_dir(slug).join("processes.json");
-        let Ok(text) = std::fs::read_to_string(file) else {
-            return Vec::new();
-        };
-        let list: Vec<DevProcess> = serde_json::from_str(&text).unwrap_or_default();
-        list.into_iter()
-            .map(|p| {
-                let s = p.state();
-                (p, s)
-            })
-            .collect()
+        self.records().of(slug)
     }
 
     /// Starts every process of `[processes]` in the worktree `target` names (the current
@@ -239,10 +239,11 @@ impl Project {
         }
         let (crate::project::Managed { root, slug, .. }, env) =
             self.worktree_environment(target)?;
+        let records = self.records();
         // One start at a time per worktree: two at once would both find nothing running.
-        let _turn = self.start_turn(&slug)?;
-        let running: Vec<String> = self
-            .running_processes(&slug)
+        let _turn = records.turn(&slug)?;
+        let running: Vec<String> = records
+            .running(&slug)
             .iter()
             .map(|p| format!("{} (pid {})", p.name, p.pid))
             .collect();
@@ -258,7 +259,7 @@ impl Project {
         }
         self.admit()?;
         let placement = self.placement_or_warn(&slug, reporter);
-        let dir = self.processes_dir(&slug);
+        let dir = records.dir(&slug);
         std::fs::create_dir_all(&dir).map_err(|e| {
             Error::new(ErrorKind::Io, format!("cannot create {}", dir.display())).caused_by(e)
         })?;
@@ -300,13 +301,89 @@ impl Project {
         Ok(out)
     }
 
+    /// Runs processes [`Project::start_processes`] started with piped output to their end:
+    /// each line they write (stdout and stderr, without its newline), each exit, and a stop
+    /// go to `on` (lines from threads of their own, so `on` is `Sync`). When the project's
+    /// cancel flag is set, all of them are stopped (SIGTERM to each group, SIGKILL after
+    /// 5 s). Returns the worst exit code (1 for one ended by a signal), or `None` when
+    /// cancelled.
+    pub fn supervise(
+        &self,
+        slug: &str,
+        spawned: Vec<Spawned>,
+        on: &(dyn Fn(Supervision<'_>) + Sync),
+    ) -> Option<i32> {
+        std::thread::scope(|scope| {
+            let mut children = Vec::new();
+            for (index, mut s) in spawned.into_iter().enumerate() {
+                let streams = [
+                    s.child
+                        .stdout
+                        .take()
+                        .map(|o| Box::new(o) as Box<dyn Read + Send>),
+                    s.child
+                        .stderr
+                        .take()
+                        .map(|e| Box::new(e) as Box<dyn Read + Send>),
+                ];
+                for stream in streams.into_iter().flatten() {
+                    let name = s.process.name.clone();
+                    scope.spawn(move || {
+                        for line in BufReader::new(stream).split(b'\n').map_while(|l| l.ok()) {
+                            on(Supervision::Line {
+                                index,
+                                name: &name,
+                                line: &line,
+                            });
+                        }
+                    });
+                }
+                children.push((s.process, s.child, false));
+            }
+            self.wait_all(slug, &mut children, on)
+        })
+    }
+
+    /// Waits for every child to end, stopping them all once the cancel flag is set.
+    fn wait_all(
+        &self,
+        slug: &str,
+        children: &mut [(DevProcess, Child, bool)],
+        on: &(dyn Fn(Supervision<'_>) + Sync),
+    ) -> Option<i32> {
+        let mut worst = 0;
+        let mut stopping = false;
+        while children.iter().any(|(_, _, done)| !done) {
+            if self.options.cancel.is_cancelled() && !stopping {
+                stopping = true;
+                on(Supervision::Stopping);
+                for (p, stopped) in self.stop_dev_processes(slug, Duration::from_secs(5)) {
+                    if !stopped {
+                        on(Supervision::NotStopped { process: &p });
+                    }
+                }
+            }
+            for (p, child, done) in children.iter_mut() {
+                if *done {
+                    continue;
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    *done = true;
+                    worst = worst.max(status.code().unwrap_or(1));
+                    on(Supervision::Exited {
+                        process: p,
+                        code: status.code(),
+                    });
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (!stopping).then_some(worst)
+    }
+
     /// Those of [`Project::dev_processes`] that run now.
     pub fn running_processes(&self, slug: &str) -> Vec<DevProcess> {
-        self.dev_processes(slug)
-            .into_iter()
-            .filter(|(_, s)| *s == ProcessState::Running)
-            .map(|(p, _)| p)
-            .collect()
+        self.records().running(slug)
     }
 
     /// Stops the processes `pwt dev` started for the worktree of `slug` (SIGTERM to each
@@ -317,11 +394,100 @@ impl Project {
         stopped
     }
 
+    /// `pwt stop`: what runs for the worktree `target` names (the current one for `None`)
+    /// stops: its Compose project's containers first (they hold its ports; their named
+    /// volumes go too with `volumes`), then what `pwt dev` started (SIGTERM to each group,
+    /// SIGKILL after `grace`).
+    pub fn stop(
+        &self,
+        target: Option<&str>,
+        grace: Duration,
+        volumes: bool,
+        reporter: &mut dyn crate::events::Reporter,
+    ) -> Result<Stopped> {
+        let m = self.managed(target)?;
+        let containers = match &m.target {
+            crate::project::Target::Leased(l) => self.stop_containers(l, volumes, reporter),
+            _ => Vec::new(),
+        };
+        Ok(Stopped {
+            containers,
+            processes: self.stop_dev_processes(&m.slug, grace),
+        })
+    }
+
     /// Forgets the worktree's process records (its logs go too): for `pwt rm`.
     pub(crate) fn forget_dev_processes(&self, slug: &str) {
         self.forget_limits(slug);
         let _ = std::fs::remove_dir_all(self.browser_profile(slug));
-        let _ = std::fs::remove_dir_all(self.processes_dir(slug));
+        let _ = std::fs::remove_dir_all(self.records().dir(slug));
+    }
+}
+
+/// Where a repository's process records are: a directory per worktree under the state
+/// directory, each with `processes.json`, the logs and exit codes, and a lock beside it
+/// for starting.
+pub(crate) struct Records {
+    dir: PathBuf,
+}
+
+impl Records {
+    /// The records of the worktree `slug`.
+    fn dir(&self, slug: &str) -> PathBuf {
+        self.dir.join(slug)
+    }
+
+    /// The worktree's turn to start its processes (a lock beside its records, held until
+    /// dropped).
+    fn turn(&self, slug: &str) -> Result<pwt_alloc::LockGuard> {
+        let dir = self.dir(slug);
+        let lock = dir.with_file_name(format!(".{slug}.lock"));
+        if let Some(parent) = lock.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::new(ErrorKind::Io, format!("cannot create {}", parent.display()))
+                    .caused_by(e)
+            })?;
+        }
+        Ok(pwt_alloc::LockGuard::acquire(
+            &lock,
+            Duration::from_secs(30),
+        )?)
+    }
+
+    /// The slugs with `pwt dev` records in this repository.
+    pub(crate) fn slugs(&self) -> Vec<String> {
+        std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// What `pwt dev` started for the worktree of `slug`, with what each does now.
+    pub(crate) fn of(&self, slug: &str) -> Vec<(DevProcess, ProcessState)> {
+        let file = self.dir(slug).join("processes.json");
+        let Ok(text) = std::fs::read_to_string(file) else {
+            return Vec::new();
+        };
+        let list: Vec<DevProcess> = serde_json::from_str(&text).unwrap_or_default();
+        list.into_iter()
+            .map(|p| {
+                let s = p.state();
+                (p, s)
+            })
+            .collect()
+    }
+
+    /// Those that run now.
+    pub(crate) fn running(&self, slug: &str) -> Vec<DevProcess> {
+        self.of(slug)
+            .into_iter()
+            .filter(|(_, s)| *s == ProcessState::Running)
+            .map(|(p, _)| p)
+            .collect()
     }
 }
 

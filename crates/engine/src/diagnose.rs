@@ -638,7 +638,7 @@ impl Project {
     /// Ports leased here that the machine's claims give to another registry (another
     /// user's pwt): both would use them.
     fn ports_claimed_by_others(&self, state: &State) -> Vec<Finding> {
-        let Some(claims) = self.port_claims() else {
+        let Some(claims) = self.leases().port_claims() else {
             return Vec::new();
         };
         let me = self.registry_id();

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{DockerObject, Released};
 
 /// The label Compose puts on a project's containers, networks and volumes.
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
@@ -224,7 +225,7 @@ impl Docker {
 
     /// Removes these containers (stopped first), and the networks of their projects that
     /// no container is left in. Returns what went.
-    pub fn remove(&self, containers: &[Container]) -> Result<Vec<String>> {
+    pub fn remove(&self, containers: &[Container]) -> Result<Vec<Released>> {
         if containers.is_empty() {
             return Ok(Vec::new());
         }
@@ -243,9 +244,9 @@ impl Docker {
         let mut args = vec!["rm", "-f", "-v"];
         args.extend(containers.iter().map(|c| c.id.as_str()));
         self.run(&args)?;
-        let mut gone: Vec<String> = containers
+        let mut gone: Vec<Released> = containers
             .iter()
-            .map(|c| format!("container {}", c.name))
+            .map(|c| released(DockerObject::Container, &c.name))
             .collect();
         let mut projects: Vec<&str> = containers
             .iter()
@@ -270,7 +271,7 @@ impl Docker {
     }
 
     /// The networks of project `project`, when none of its containers is left.
-    fn remove_empty_networks(&self, project: &str) -> Result<Vec<String>> {
+    fn remove_empty_networks(&self, project: &str) -> Result<Vec<Released>> {
         let filter = format!("label={PROJECT_LABEL}={project}");
         if !self.containers(std::slice::from_ref(&filter))?.is_empty() {
             return Ok(Vec::new());
@@ -278,7 +279,7 @@ impl Docker {
         let mut gone = Vec::new();
         for name in self.names(&["network", "ls", "--filter", &filter], "{{.Name}}")? {
             if self.run(&["network", "rm", &name]).is_ok() {
-                gone.push(format!("network {name}"));
+                gone.push(released(DockerObject::Network, name));
             }
         }
         Ok(gone)
@@ -290,7 +291,7 @@ impl Docker {
     /// containers mounted, and those Compose labelled as the project's (also when its
     /// containers were removed by hand), unless a container of another checkout with the
     /// same project name is there to own them. Returns what went.
-    pub fn take_down(&self, project: &str, dir: &Path, volumes: bool) -> Result<Vec<String>> {
+    pub fn take_down(&self, project: &str, dir: &Path, volumes: bool) -> Result<Vec<Released>> {
         let mine = self.project_containers(project, dir)?;
         let mut gone = self.remove(&mine)?;
         if volumes {
@@ -304,7 +305,7 @@ impl Docker {
             names.dedup();
             for name in names {
                 if self.run(&["volume", "rm", &name]).is_ok() {
-                    gone.push(format!("volume {name}"));
+                    gone.push(released(DockerObject::Volume, name));
                 }
             }
         }
@@ -338,6 +339,14 @@ impl Docker {
         }
         self.run(&["network", "create", "--label", "pwt.network=shared", name])?;
         Ok(true)
+    }
+}
+
+/// A Docker object that went.
+fn released(object: DockerObject, name: impl Into<String>) -> Released {
+    Released::Docker {
+        object,
+        name: name.into(),
     }
 }
 

@@ -125,24 +125,52 @@ impl std::fmt::Display for Step {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Released {
-    /// A database, vhost or Redis slot of the worktree, or one of its test databases.
+    /// A database, vhost or Redis slot of the worktree.
     Resource {
         /// Which service.
         kind: pwt_core::ResourceKind,
-        /// How it is named (`database "demo_x"`, `test database "test_demo_x"`).
-        what: String,
+        /// The one resource (only `kind` is set).
+        resource: pwt_core::Resources,
     },
-    /// A container or volume of the worktree's Compose project (`container demo-x_web_1`).
-    Docker(String),
+    /// One of its test databases (`test_<db>`, as `postgres.test_databases` says).
+    TestDatabase(pwt_core::DbName),
+    /// A container, network or volume of the worktree's Compose project.
+    Docker {
+        /// Which kind of object.
+        object: DockerObject,
+        /// Its name.
+        name: String,
+    },
     /// The worktree's directory (and git's record of it).
     Worktree,
+}
+
+/// The kinds of Docker object a teardown takes away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DockerObject {
+    /// A container.
+    Container,
+    /// A network.
+    Network,
+    /// A named volume.
+    Volume,
 }
 
 impl std::fmt::Display for Released {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Resource { what, .. } => f.write_str(what),
-            Self::Docker(what) => f.write_str(what),
+            Self::Resource { kind, resource } => {
+                f.write_str(&resource.describe(*kind).unwrap_or_default())
+            }
+            Self::TestDatabase(name) => write!(f, "test database {:?}", name.as_str()),
+            Self::Docker { object, name } => {
+                let object = match object {
+                    DockerObject::Container => "container",
+                    DockerObject::Network => "network",
+                    DockerObject::Volume => "volume",
+                };
+                write!(f, "{object} {name}")
+            }
             Self::Worktree => f.write_str("the worktree"),
         }
     }

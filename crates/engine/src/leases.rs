@@ -102,7 +102,7 @@ impl Project {
     /// Releases the machine's port claims of repositories that no longer exist (`pwt gc`;
     /// `pwt new` does it too). Returns how many went.
     pub fn release_gone_claims(&self) -> Result<usize> {
-        let Some(claims) = self.port_claims() else {
+        let Some(claims) = self.leases().port_claims() else {
             return Ok(0);
         };
         let _locked = self.registry.lock()?;
@@ -142,7 +142,8 @@ impl Project {
         // Asked before the lock, which is never held across a call to another program.
         let docker_ports = self.docker_ports();
         let mut locked = self.registry.lock()?;
-        let claiming = self.claims_to_make()?;
+        let leases = self.leases();
+        let claiming = leases.claims_to_make()?;
         let claims = claiming.as_ref().map(|(c, _)| c);
         locked.state.prune_claims();
         let declared = self.declared(root)?;
@@ -209,27 +210,6 @@ impl Project {
         self.ensure_excluded()?;
         locked.commit()?;
         Ok(plan)
-    }
-
-    /// The machine's port claims, to be planned and made under a lock every registry
-    /// shares (taken after this registry's, always in that order: two registries planning
-    /// the same block at once would otherwise each win half of it, again and again), those
-    /// of repositories and registries that are gone released first (repositories made and
-    /// deleted by the hundred, by agents, CI and scratch clones, would otherwise keep their
-    /// ports claimed for good).
-    fn claims_to_make(&self) -> Result<Option<(pwt_alloc::PortClaims, pwt_alloc::LockGuard)>> {
-        let (Some(claims), Some(dir)) = (self.port_claims(), &self.options.machine_dir) else {
-            return Ok(None);
-        };
-        let lock = pwt_alloc::machine_lock(dir, "port-claims", self.options.lock_timeout)?;
-        claims.release_gone(repo_is_gone);
-        Ok(Some((claims, lock)))
-    }
-
-    /// The machine's port claims, where there is a machine directory.
-    pub(crate) fn port_claims(&self) -> Option<pwt_alloc::PortClaims> {
-        let dir = self.options.machine_dir.as_ref()?;
-        pwt_alloc::PortClaims::open(dir).ok()
     }
 
     /// Gives the lease other resources of `kinds`, held by someone on the servers or in the
@@ -375,18 +355,67 @@ impl Project {
         }
         Ok(names)
     }
+}
+
+impl Project {
+    /// The project's leases part: changes to its leases in the registry, each under the
+    /// registry's lock, and the machine's port claims.
+    pub(crate) fn leases(&self) -> Leases {
+        Leases {
+            registry: self.registry.clone(),
+            repo: self.repo.common_dir.clone(),
+            registry_id: self.registry_id(),
+            machine_dir: self.options.machine_dir.clone(),
+            lock_timeout: self.options.lock_timeout,
+        }
+    }
+}
+
+/// The leases part of a project: the registry (this repository's leases in it, and any
+/// other's a reconcile finishes), and the machine's port claims every registry shares.
+pub(crate) struct Leases {
+    registry: pwt_alloc::Registry,
+    repo: PathBuf,
+    registry_id: String,
+    machine_dir: Option<PathBuf>,
+    lock_timeout: std::time::Duration,
+}
+
+impl Leases {
+    /// The machine's port claims, to be planned and made under a lock every registry
+    /// shares (taken after this registry's, always in that order: two registries planning
+    /// the same block at once would otherwise each win half of it, again and again), those
+    /// of repositories and registries that are gone released first (repositories made and
+    /// deleted by the hundred, by agents, CI and scratch clones, would otherwise keep their
+    /// ports claimed for good).
+    pub(crate) fn claims_to_make(
+        &self,
+    ) -> Result<Option<(pwt_alloc::PortClaims, pwt_alloc::LockGuard)>> {
+        let (Some(claims), Some(dir)) = (self.port_claims(), &self.machine_dir) else {
+            return Ok(None);
+        };
+        let lock = pwt_alloc::machine_lock(dir, "port-claims", self.lock_timeout)?;
+        claims.release_gone(repo_is_gone);
+        Ok(Some((claims, lock)))
+    }
+
+    /// The machine's port claims, where there is a machine directory.
+    pub(crate) fn port_claims(&self) -> Option<pwt_alloc::PortClaims> {
+        let dir = self.machine_dir.as_ref()?;
+        pwt_alloc::PortClaims::open(dir).ok()
+    }
 
     /// Changes the lease of `branch` under the lock; the closure may refuse.
-    pub(crate) fn update_lease(
+    pub(crate) fn update(
         &self,
         branch: &str,
         f: impl FnOnce(&mut Lease) -> Result<()>,
     ) -> Result<Lease> {
-        self.update_lease_in(&self.repo.common_dir, branch, f)
+        self.update_in(&self.repo, branch, f)
     }
 
-    /// [`Project::update_lease`] for a lease of any repository.
-    pub(crate) fn update_lease_in(
+    /// [`Leases::update`] for a lease of any repository.
+    pub(crate) fn update_in(
         &self,
         repo: &Path,
         branch: &str,
@@ -410,7 +439,7 @@ impl Project {
 
     /// Records, before creating them, the resources a set-up found absent.
     pub(crate) fn record_creating(&self, branch: &str, kinds: &[ResourceKind]) -> Result<Lease> {
-        self.update_lease(branch, |l| {
+        self.update(branch, |l| {
             for k in kinds {
                 if !l.journal.creating.contains(k) {
                     l.journal.creating.push(*k);
@@ -429,7 +458,7 @@ impl Project {
         keep: Vec<ResourceKind>,
         check: impl FnOnce(&Lease) -> Result<()>,
     ) -> Result<Lease> {
-        self.update_lease(branch, |l| {
+        self.update(branch, |l| {
             if let Some(owner) = l.busy() {
                 return Err(crate::plan::busy(l, owner));
             }
@@ -452,9 +481,9 @@ impl Project {
         if let Some(gone) = locked.state.release(repo, branch.as_str(), keep) {
             // Under the lock, as claims are made.
             if let Some(claims) = self.port_claims() {
-                let id = self.registry_id();
+                let id = &self.registry_id;
                 for p in gone.ports.values() {
-                    claims.release(*p, &id);
+                    claims.release(*p, id);
                 }
             }
             locked.commit()?;

@@ -41,6 +41,7 @@
 //!   [`Error`]s with an [`ErrorKind`], a hint and their whole cause chain.
 
 mod approvals;
+mod browser;
 mod config;
 mod containers;
 mod create;
@@ -59,6 +60,7 @@ mod info;
 mod infra;
 mod leases;
 mod limits;
+mod locations;
 mod output;
 mod paths;
 mod plan;
@@ -74,13 +76,14 @@ mod trust;
 pub mod usage;
 
 pub use approvals::{Approval, Approvals, Gate};
+pub use browser::{BrowserKind, BrowserLaunch};
 pub use config::{ConfigSources, LoadedConfig, PROJECT_FILE, STARTER, VAR_PREFIX};
 pub use create::{AdoptRequest, CreateRequest, SetUp, SetUpOutcome};
-pub use dev::{DevProcess, ProcessState, Spawned};
+pub use dev::{DevProcess, ProcessState, Spawned, Stopped, Supervision};
 pub use diagnose::{Finding, Level};
 pub use docker::{ComposeCli, Container};
 pub use error::{Error, ErrorKind, Result, Rollback};
-pub use events::{Collect, Event, Released, Reporter, Silent, Step};
+pub use events::{Collect, DockerObject, Event, Released, Reporter, Silent, Step};
 pub use faults::{FaultPoint, Faults};
 pub use include::{Brought, WORKTREE_INCLUDE};
 pub use info::{
@@ -88,6 +91,7 @@ pub use info::{
     main_redis_db, measure_usage,
 };
 pub use infra::{Infra, InfraService, Published, RunsIn, ServiceStatus};
+pub use locations::{Locations, vars};
 #[cfg(feature = "schema")]
 pub use output::schemas as output_schemas;
 pub use output::{
@@ -98,9 +102,9 @@ pub use output::{EnvVarOut, ServiceOut, StatusOut};
 pub use paths::shell_word;
 pub use plan::{Action, GcPlan, Orphan, Spared};
 pub use project::{
-    Cancel, ChildOutput, Managed, Options, Project, Target, config_roots, write_starter,
+    Cancel, ChildOutput, Managed, Options, Project, Selector, Target, config_roots, write_starter,
 };
-pub use reconcile::{ReconcileRequest, Reconciliation};
+pub use reconcile::{ReconcileRequest, Reconciled, Reconciliation};
 pub use remove::{Removal, RemoveRequest, Removed};
 pub use status::MAX_LOG_LINES;
 

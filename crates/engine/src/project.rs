@@ -162,6 +162,59 @@ pub enum Target {
     Unmanaged(WorktreeEntry),
 }
 
+/// Which worktree a request names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    /// A branch, a slug, or a path, as a person types it (`feature/login`, `feature-login`,
+    /// `../demo.feature-login`): tried in that order. Empty names nothing and is refused.
+    Name(String),
+    /// The worktree of a branch.
+    Branch(pwt_core::BranchName),
+    /// The worktree containing a directory (relative to the directory the project was
+    /// opened in); any bytes a file name may hold.
+    Path(PathBuf),
+}
+
+impl Default for Selector {
+    fn default() -> Self {
+        Self::Name(String::new())
+    }
+}
+
+impl From<&str> for Selector {
+    fn from(name: &str) -> Self {
+        Self::Name(name.to_owned())
+    }
+}
+
+impl From<String> for Selector {
+    fn from(name: String) -> Self {
+        Self::Name(name)
+    }
+}
+
+impl From<pwt_core::BranchName> for Selector {
+    fn from(branch: pwt_core::BranchName) -> Self {
+        Self::Branch(branch)
+    }
+}
+
+impl From<PathBuf> for Selector {
+    fn from(path: PathBuf) -> Self {
+        Self::Path(path)
+    }
+}
+
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Name(n) => write!(f, "{n:?}"),
+            Self::Branch(b) => write!(f, "branch {:?}", b.as_str()),
+            Self::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
 /// A worktree pwt manages: its target (a lease, or the main worktree), root and slug.
 #[derive(Clone, Debug)]
 pub struct Managed {
@@ -336,24 +389,34 @@ impl Project {
 
     /// What a branch, slug or path names (or, with `None`, the worktree pwt runs in).
     pub fn resolve(&self, arg: Option<&str>) -> Result<Target> {
+        match arg {
+            Some(name) => self.select(&Selector::from(name)),
+            None => {
+                let root = self.repo.current_root.clone().ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Invalid,
+                        "not inside a worktree (this is a bare repository)",
+                    )
+                    .hint("name a branch")
+                })?;
+                self.containing(&self.state()?, &root)
+            }
+        }
+    }
+
+    /// What a [`Selector`] names.
+    pub fn select(&self, selector: &Selector) -> Result<Target> {
         let state = self.state()?;
         let repo = &self.repo.common_dir;
         let worktrees = self.repo.worktrees()?;
-        let root = match arg {
-            None => self.repo.current_root.clone().ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Invalid,
-                    "not inside a worktree (this is a bare repository)",
-                )
-                .hint("name a branch")
-            })?,
-            Some("") => {
+        let root = match selector {
+            Selector::Name(name) if name.is_empty() => {
                 return Err(
                     Error::new(ErrorKind::Invalid, "an empty name names no worktree")
                         .hint("name a branch, slug or path"),
                 );
             }
-            Some(name) => {
+            Selector::Name(name) => {
                 if let Some(l) = state.find(repo, name) {
                     return Ok(Target::Leased(Box::new(l.clone())));
                 }
@@ -362,10 +425,39 @@ impl Project {
                 }
                 match worktrees.iter().find(|w| w.branch.as_deref() == Some(name)) {
                     Some(w) => w.root.clone(),
-                    None => self.existing_dir(name)?,
+                    None => self.existing_dir(Path::new(name))?,
                 }
             }
+            Selector::Branch(branch) => {
+                if let Some(l) = state.find(repo, branch.as_str()) {
+                    return Ok(Target::Leased(Box::new(l.clone())));
+                }
+                match worktrees
+                    .iter()
+                    .find(|w| w.branch.as_deref() == Some(branch.as_str()))
+                {
+                    Some(w) => w.root.clone(),
+                    None => {
+                        return Err(Error::new(
+                            ErrorKind::NotFound,
+                            format!(
+                                "no worktree of branch {:?} in this repository",
+                                branch.as_str()
+                            ),
+                        )
+                        .hint("`pwt list` shows them"));
+                    }
+                }
+            }
+            Selector::Path(path) => self.existing_dir(path)?,
         };
+        self.containing(&state, &root)
+    }
+
+    /// The worktree containing `root`: its lease, or the main or an unmanaged worktree.
+    fn containing(&self, state: &State, root: &Path) -> Result<Target> {
+        let repo = &self.repo.common_dir;
+        let worktrees = self.repo.worktrees()?;
         // The worktree containing `root`.
         let entry = worktrees
             .iter()
@@ -473,7 +565,7 @@ impl Project {
         Ok(format!("{}~{hex}", m.slug))
     }
 
-    fn existing_dir(&self, name: &str) -> Result<PathBuf> {
+    fn existing_dir(&self, name: &Path) -> Result<PathBuf> {
         match std::fs::canonicalize(self.cwd.join(name)) {
             Ok(p) if p.is_dir() => Ok(p),
             _ => Err(Error::new(
@@ -482,7 +574,7 @@ impl Project {
             )
             .hint(format!(
                 "`pwt list` shows them; `pwt new {}` makes one",
-                shell_word(name)
+                shell_word(&name.to_string_lossy())
             ))),
         }
     }

@@ -36,6 +36,18 @@ pub struct Reconciliation {
     pub problems: Vec<String>,
 }
 
+/// What [`Project::reconcile_due`] did: each item done (its branch, or what it was),
+/// skipped with why, or failed with the error.
+#[derive(Clone, Debug, Default)]
+pub struct Reconciled {
+    /// Done.
+    pub done: Vec<String>,
+    /// Skipped: another pwt works on it.
+    pub skipped: Vec<(String, String)>,
+    /// Failed.
+    pub failed: Vec<(String, String)>,
+}
+
 impl Action {
     /// One line for people.
     pub fn describe(&self) -> String {
@@ -154,11 +166,42 @@ impl Project {
             .extend(self.orphan_containers(&state, &worktrees));
         plan.actions.extend(self.stray_dev_processes(&state));
         let mut problems = problems;
-        match self.stale_team_holds(&state, &declared) {
+        let stale = self
+            .team()
+            .map_or(Ok(Vec::new()), |t| t.stale_holds(&state, &declared));
+        match stale {
             Ok(holds) => plan.actions.extend(holds.into_iter().map(Action::TeamHold)),
             Err(e) => problems.push(format!("cannot read the team store: {}", chain(&e))),
         }
         Ok(Reconciliation { plan, problems })
+    }
+
+    /// Does every item of `found` that `req` makes due ([`Action::is_due`]), one by one;
+    /// an item another pwt took over meanwhile is skipped (not a failure of this run),
+    /// and the port claims of repositories that no longer exist are released first.
+    pub fn reconcile_due(
+        &self,
+        found: &Reconciliation,
+        req: &ReconcileRequest,
+        reporter: &mut dyn Reporter,
+    ) -> Reconciled {
+        let mut out = Reconciled::default();
+        // No decision to make: nothing can use the ports of a repository that is gone.
+        let released = self.release_gone_claims().unwrap_or(0);
+        if released > 0 {
+            out.done.push(format!(
+                "released {released} port claim(s) of repositories that no longer exist"
+            ));
+        }
+        for a in found.plan.actions.iter().filter(|a| a.is_due(req)) {
+            let label = a.describe();
+            match self.reconcile(a, reporter) {
+                Ok(()) => out.done.push(a.branch().map_or(label, str::to_owned)),
+                Err(e) if e.kind() == ErrorKind::Busy => out.skipped.push((label, e.to_string())),
+                Err(e) => out.failed.push((label, e.report().replace('\n', " "))),
+            }
+        }
+        out
     }
 
     /// Does one item of a reconcile plan, after checking under the lock that it still holds.
@@ -200,15 +243,16 @@ impl Project {
             Action::Finish(l) => self.finish_interrupted_teardown(l, reporter),
             Action::Moved(l, to) => {
                 let to = to.clone();
-                self.update_lease_in(&l.repo, l.branch.as_str(), |now| {
-                    still(
-                        now.path == l.path && !now.path.exists(),
-                        now.branch.as_str(),
-                    )?;
-                    now.path = to;
-                    Ok(())
-                })
-                .map(|_| ())
+                self.leases()
+                    .update_in(&l.repo, l.branch.as_str(), |now| {
+                        still(
+                            now.path == l.path && !now.path.exists(),
+                            now.branch.as_str(),
+                        )?;
+                        now.path = to;
+                        Ok(())
+                    })
+                    .map(|_| ())
             }
             Action::RepoGone(l) => {
                 let lease = self.mark_removing_in(
@@ -231,11 +275,11 @@ impl Project {
     /// meanwhile accounts for it.
     fn release_stale_hold(&self, h: &pwt_provision::Hold) -> Result<()> {
         let state = self.state()?;
-        if self
-            .stale_team_holds(&state, &self.declared(None)?)?
-            .contains(h)
-        {
-            self.release_hold(h)
+        let Some(team) = self.team() else {
+            return Ok(());
+        };
+        if team.stale_holds(&state, &self.declared(None)?)?.contains(h) {
+            team.release_hold(h)
         } else {
             Err(Error::new(
                 ErrorKind::Busy,
@@ -246,7 +290,7 @@ impl Project {
 
     /// Drops data kept with `pwt rm --keep-data`, claimed first so no two runs drop it.
     fn drop_kept(&self, k: &pwt_alloc::Kept) -> Result<()> {
-        let taken = self.with_state(|state| {
+        let taken = self.leases().with_state(|state| {
             let Some(k) = state.take_kept(&k.repo, k.branch.as_str()) else {
                 return Ok(None);
             };
@@ -280,7 +324,7 @@ impl Project {
     ) -> Result<pwt_alloc::Lease> {
         let leftover = plan.leftover();
         let keep = plan.keep.kinds();
-        self.update_lease_in(repo, branch, |l| {
+        self.leases().update_in(repo, branch, |l| {
             if let Some(owner) = l.busy() {
                 return Err(Error::new(
                     ErrorKind::Busy,
@@ -306,7 +350,8 @@ impl Project {
             .of_repo(&self.repo.common_dir)
             .map(|l| l.slug.as_str())
             .collect();
-        self.recorded_slugs()
+        self.records()
+            .slugs()
             .into_iter()
             .filter(|s| s != pwt_core::MAIN_SLUG && !leased.contains(&s.as_str()))
             .filter_map(|slug| {
@@ -547,7 +592,7 @@ impl Project {
                 "a worktree declares it now; left alone",
             ));
         }
-        let claimed = self.with_state(|state| {
+        let claimed = self.leases().with_state(|state| {
             state.prune_claims();
             let held = state
                 .leases
@@ -580,7 +625,7 @@ impl Project {
             .block_on(services.drop(resources, marker, false, &[]))
             .unwrap_or_default();
         let me = Owner::current();
-        self.with_state(|state| {
+        self.leases().with_state(|state| {
             state
                 .claims
                 .retain(|c| !(c.owner == me && c.marker == marker && &c.resources == resources));

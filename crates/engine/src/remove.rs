@@ -17,15 +17,15 @@ use crate::faults::FaultPoint;
 use crate::git::{changes, changes_besides_removal};
 use crate::hooks::run_hooks;
 use crate::paths::shell_word;
-use crate::project::{Project, Target};
+use crate::project::{Project, Selector, Target};
 use crate::services::{Services, chain, lease_marker, with_progress};
 
 /// `pwt rm`.
 #[derive(Clone, Debug, Default)]
 pub struct RemoveRequest {
-    /// Branch, slug or path of the worktree (a relative path is relative to the directory
-    /// the project was opened in). Empty is refused: name what goes.
-    pub target: String,
+    /// The worktree (`"feature/login".into()`: a branch, slug or path as a person types
+    /// it). An empty name is refused: name what goes.
+    pub target: Selector,
     /// Remove even with uncommitted or untracked changes (they are lost).
     pub force: bool,
     /// Keep the database, vhost and Redis data: `pwt new` of the branch finds them again.
@@ -285,7 +285,7 @@ impl Project {
             p.resume = lease.state == LeaseState::Removing;
             p
         };
-        let lease = self.mark_removing(
+        let lease = self.leases().mark_removing(
             lease.branch.as_str(),
             plan.leftover(),
             plan.keep.kinds(),
@@ -296,9 +296,7 @@ impl Project {
         let containers = self.stop_containers(&lease, req.volumes, reporter);
         self.stop_processes(&lease, exists && !req.keep_worktree, reporter);
         let mut report = self.teardown(&lease, &plan, reporter)?;
-        report
-            .removed
-            .splice(0..0, containers.into_iter().map(Released::Docker));
+        report.removed.splice(0..0, containers);
         if !report.stuck.is_empty() {
             return Err(self.incomplete(&lease, &report));
         }
@@ -374,10 +372,10 @@ impl Project {
 
     /// The lease `pwt rm` may remove (or why there is nothing to do): never the main
     /// worktree, one pwt does not manage, or one another live pwt works on.
-    fn removable(&self, target: &str) -> Result<std::result::Result<Lease, String>> {
-        let lease = match self.resolve(Some(target)) {
+    fn removable(&self, target: &Selector) -> Result<std::result::Result<Lease, String>> {
+        let lease = match self.select(target) {
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Ok(Err(format!("no worktree or lease for {target:?}")));
+                return Ok(Err(format!("no worktree or lease for {target}")));
             }
             Err(e) => return Err(e),
             Ok(Target::Main(_)) => {
@@ -587,7 +585,7 @@ impl Project {
             }
             Some(InUse::Work(why)) => {
                 // Back to an interrupted set-up, which `pwt up` can take over.
-                self.update_lease_in(&lease.repo, branch, |l| {
+                self.leases().update_in(&lease.repo, branch, |l| {
                     l.state = LeaseState::Creating;
                     l.owner = None;
                     l.leftover.clear();
@@ -610,7 +608,7 @@ impl Project {
         self.worktree_step(lease, plan, reporter, &mut report, &mut left);
         self.options.faults.pause(FaultPoint::AfterWorktree);
         if !left.is_empty() {
-            self.update_lease_in(&lease.repo, branch, |l| {
+            self.leases().update_in(&lease.repo, branch, |l| {
                 l.state = LeaseState::Removing;
                 l.leftover = left;
                 Ok(())
@@ -651,14 +649,18 @@ impl Project {
                 .into_iter()
                 .filter(|k| !plan.keep.has(*k))
                 .collect();
-            if let Err(e) = self.team_release(lease, &lease.resources.only(&kinds)) {
+            let released = self
+                .team()
+                .map_or(Ok(()), |t| t.release(lease, &lease.resources.only(&kinds)));
+            if let Err(e) = released {
                 reporter.report(Event::Warning(format!(
                     "the team store still names them: {}",
                     chain(&e)
                 )));
             }
         }
-        self.release(&lease.repo, &lease.branch, &plan.keep)?;
+        self.leases()
+            .release(&lease.repo, &lease.branch, &plan.keep)?;
         self.mark_kept(lease, &plan.keep, reporter);
         Ok(())
     }
@@ -750,7 +752,7 @@ impl Project {
                 Ok(())
             }
             Err(e) => {
-                self.update_lease(lease.branch.as_str(), |l| {
+                self.leases().update(lease.branch.as_str(), |l| {
                     l.state = LeaseState::Ready;
                     l.owner = None;
                     l.leftover.clear();
@@ -818,7 +820,10 @@ impl Project {
                     .all(|s| s.result.is_ok())
             })
             .collect();
-        if let Err(e) = self.team_release(lease, &resources.only(&gone)) {
+        let released = self
+            .team()
+            .map_or(Ok(()), |t| t.release(lease, &resources.only(&gone)));
+        if let Err(e) = released {
             reporter.report(Event::Warning(format!(
                 "the team store still names them: {}",
                 chain(&e)
@@ -826,10 +831,7 @@ impl Project {
         }
         for s in steps {
             match s.result {
-                Ok(Outcome::Removed) => report.removed.push(Released::Resource {
-                    kind: s.kind,
-                    what: s.what,
-                }),
+                Ok(Outcome::Removed) => report.removed.extend(s.released),
                 Ok(_) => {}
                 Err(e @ ProvisionError::NotOurs { .. }) => {
                     reporter.report(Event::Warning(format!("left in place: {e}")));

@@ -10,7 +10,7 @@ use pwt_core::{DbName, RedisPrefix, RedisSlot, ResourceKind, Resources};
 use pwt_provision::{Marked, Outcome, Postgres, Presence, ProvisionError, RabbitMq, Redis};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{Event, Reporter};
+use crate::events::{Event, Released, Reporter};
 use crate::project::Project;
 
 /// Clients of the configured services.
@@ -46,6 +46,9 @@ pub(crate) struct Provisioned {
     pub kind: ResourceKind,
     /// The resource, for messages (`database "demo_x"`).
     pub what: String,
+    /// The resource as a teardown reports it gone; `None` for a step about none in
+    /// particular (listing the test databases).
+    pub released: Option<Released>,
     /// What happened.
     pub result: Result<Outcome, ProvisionError>,
 }
@@ -339,6 +342,7 @@ impl Services {
                 return vec![Provisioned {
                     kind: ResourceKind::Database,
                     what: "its test databases".into(),
+                    released: None,
                     result: Err(e),
                 }];
             }
@@ -351,6 +355,7 @@ impl Services {
             out.push(Provisioned {
                 kind: ResourceKind::Database,
                 what: format!("test database {name:?}"),
+                released: Some(Released::TestDatabase(test.clone())),
                 result: pg.drop_derived(&test).await,
             });
         }
@@ -391,6 +396,10 @@ fn step(
     Provisioned {
         kind,
         what: resources.describe(kind).unwrap_or_default(),
+        released: Some(Released::Resource {
+            kind,
+            resource: resources.only(&[kind]),
+        }),
         result,
     }
 }

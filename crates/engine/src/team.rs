@@ -4,49 +4,80 @@
 //! one; they are let go when the data goes; gc lets go only its own holder's.
 
 use pwt_alloc::Lease;
-use pwt_core::{DbName, RedisPrefix, RedisSlot, ResourceKind, Resources, Vhost};
+use pwt_core::{Config, DbName, RedisPrefix, RedisSlot, ResourceKind, Resources, Vhost};
 use pwt_provision::{Hold, Holder, TeamStore};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::leases::Avoid;
 use crate::project::Project;
-use crate::services::RedisPlan;
+
+/// Gives a lease (by branch) the next names of some kinds, keeping away from `Avoid`.
+pub(crate) type Reassign<'a> = dyn FnMut(&str, &[ResourceKind], &Avoid) -> Result<Lease> + 'a;
 
 /// One claimable name: (kind, server, name).
 type Item = (String, String, String);
 
 impl Project {
-    /// The team store, when configured.
-    fn team(&self) -> Option<TeamStore> {
-        self.config.team_url().map(|u| TeamStore::new(&u))
-    }
-
-    /// This pwt's holder for a branch.
-    pub(crate) fn holder(&self, branch: &str) -> Holder {
-        Holder {
+    /// The project's team part, when `[team]` is configured: what it claims and lets go in
+    /// the team store, as this pwt's holder.
+    pub(crate) fn team(&self) -> Option<Team> {
+        let url = self.config.team_url()?;
+        Some(Team {
+            store: TeamStore::new(&url),
             holder: self.options.holder.clone(),
             repo: self.repo.key(),
+            servers: ResourceKind::ALL.map(|k| server_of(&self.config, k)),
+        })
+    }
+
+    /// Everything the team store holds, for `pwt list --team`.
+    pub fn team_holds(&self) -> Result<Vec<Hold>> {
+        let Some(team) = self.team() else {
+            return Err(Error::new(ErrorKind::Config, "no team store is configured")
+                .hint("add a `[team]` section to pwt.toml (its url defaults to [postgres] url)"));
+        };
+        team.holds()
+    }
+}
+
+/// The server a kind of resource lives on: its URL's host and port.
+fn server_of(config: &Config, kind: ResourceKind) -> Option<String> {
+    let url = match kind {
+        ResourceKind::Database => config.postgres.as_ref().map(|p| p.url.clone()),
+        ResourceKind::Vhost => config.rabbitmq.as_ref().map(|m| m.management_url.clone()),
+        ResourceKind::Redis => config.redis.as_ref().map(|r| r.url.clone()),
+    }?;
+    let u = url::Url::parse(&url).ok()?;
+    Some(format!(
+        "{}:{}",
+        u.host_str()?,
+        u.port_or_known_default().unwrap_or(0)
+    ))
+}
+
+/// The team part of a project: the store, this pwt's holder, and the servers its resources
+/// live on (a hold names its server).
+pub(crate) struct Team {
+    store: TeamStore,
+    holder: String,
+    repo: String,
+    /// By [`ResourceKind::ALL`]'s order.
+    servers: [Option<String>; 3],
+}
+
+impl Team {
+    /// This pwt's holder for a branch.
+    fn holder(&self, branch: &str) -> Holder {
+        Holder {
+            holder: self.holder.clone(),
+            repo: self.repo.clone(),
             branch: branch.to_owned(),
         }
     }
 
-    /// The server a kind of resource lives on: its URL's host and port.
     fn server_of(&self, kind: ResourceKind) -> Option<String> {
-        let url = match kind {
-            ResourceKind::Database => self.config.postgres.as_ref().map(|p| p.url.clone()),
-            ResourceKind::Vhost => self
-                .config
-                .rabbitmq
-                .as_ref()
-                .map(|m| m.management_url.clone()),
-            ResourceKind::Redis => self.config.redis.as_ref().map(|r| r.url.clone()),
-        }?;
-        let u = url::Url::parse(&url).ok()?;
-        Some(format!(
-            "{}:{}",
-            u.host_str()?,
-            u.port_or_known_default().unwrap_or(0)
-        ))
+        let i = ResourceKind::ALL.iter().position(|k| *k == kind)?;
+        self.servers[i].clone()
     }
 
     fn items(&self, resources: &Resources) -> Vec<Item> {
@@ -71,14 +102,11 @@ impl Project {
     }
 
     /// What others hold in the team store on this project's servers, as resources for the
-    /// plan to keep away from. Empty without a store.
-    pub(crate) fn team_held(&self, branch: &str) -> Result<Vec<Resources>> {
-        let Some(team) = self.team() else {
-            return Ok(Vec::new());
-        };
+    /// plan to keep away from.
+    pub(crate) fn held_by_others(&self, branch: &str) -> Result<Vec<Resources>> {
         let me = self.holder(branch);
-        let holds = self.block_on_team(team.holds())?;
-        Ok(holds
+        Ok(self
+            .holds()?
             .into_iter()
             .filter(|h| h.who != me)
             .filter_map(|h| self.resource_of_hold(&h))
@@ -110,27 +138,24 @@ impl Project {
     }
 
     /// Claims the lease's names in the team store; a name someone else took meanwhile is
-    /// given up for the next one when `may_move` (a lease this run made, whose names hold no
-    /// data yet). A lease that had its names before keeps them: one held by another holder
-    /// is refused, since moving the worktree to new names would leave its data behind.
-    /// There is no fixed number of tries: each lost claim adds a name (or index) to
-    /// `avoid`, so it ends when a claim holds, or when no DB index is left. Returns the
-    /// lease as it ends up.
-    pub(crate) fn team_claim(
+    /// given up for the next one (`reassign` names them) when `may_move` (a lease this run
+    /// made, whose names hold no data yet). A lease that had its names before keeps them:
+    /// one held by another holder is refused, since moving the worktree to new names would
+    /// leave its data behind. There is no fixed number of tries: each lost claim adds a
+    /// name (or index) to `avoid`, so it ends when a claim holds, or when no DB index is
+    /// left. Returns the lease as it ends up.
+    pub(crate) fn claim(
         &self,
         lease: Lease,
-        redis: RedisPlan,
         may_move: bool,
         avoid: &mut Avoid,
+        reassign: &mut Reassign<'_>,
     ) -> Result<Lease> {
-        let Some(team) = self.team() else {
-            return Ok(lease);
-        };
         let who = self.holder(lease.branch.as_str());
         let mut lease = lease;
         loop {
             let items = self.items(&lease.resources);
-            let held = self.block_on_team(team.claim(&items, &who))?;
+            let held = block_on(self.store.claim(&items, &who))?;
             if held.is_empty() {
                 return Ok(lease);
             }
@@ -145,17 +170,14 @@ impl Project {
                 return Err(self.held_elsewhere(&lease, &held));
             }
             // What others hold now, so the next names avoid all of it at once.
-            avoid.held = self.team_held(lease.branch.as_str())?;
-            lease = self.reassign(lease.branch.as_str(), &kinds, avoid, redis)?;
+            avoid.held = self.held_by_others(lease.branch.as_str())?;
+            lease = reassign(lease.branch.as_str(), &kinds, avoid)?;
         }
     }
 
     /// The refusal of a lease whose own names the team store gives to another holder.
-    fn held_elsewhere(&self, lease: &Lease, held: &[(String, String, String)]) -> Error {
-        let holds = self
-            .team()
-            .and_then(|t| self.block_on_team(t.holds()).ok())
-            .unwrap_or_default();
+    fn held_elsewhere(&self, lease: &Lease, held: &[Item]) -> Error {
+        let holds = self.holds().unwrap_or_default();
         let lines: Vec<String> = held
             .iter()
             .map(|(kind, server, name)| {
@@ -178,48 +200,40 @@ impl Project {
         )
         .hint(format!(
             "this pwt holds as {:?}: if that holder is you under another name, run with PWT_HOLDER set to it; `pwt list --team` shows who holds what",
-            self.options.holder
+            self.holder
         ))
     }
 
     /// Lets go of what this pwt holds among `resources` (their data is gone).
-    pub(crate) fn team_release(&self, lease: &Lease, resources: &Resources) -> Result<()> {
-        let Some(team) = self.team() else {
-            return Ok(());
-        };
+    pub(crate) fn release(&self, lease: &Lease, resources: &Resources) -> Result<()> {
         let items = self.items(resources);
         if items.is_empty() {
             return Ok(());
         }
-        self.block_on_team(team.release(&items, &self.holder(lease.branch.as_str())))
+        block_on(
+            self.store
+                .release(&items, &self.holder(lease.branch.as_str())),
+        )
     }
 
-    /// Everything the team store holds, for `pwt list --team`.
-    pub fn team_holds(&self) -> Result<Vec<Hold>> {
-        let Some(team) = self.team() else {
-            return Err(Error::new(ErrorKind::Config, "no team store is configured")
-                .hint("add a `[team]` section to pwt.toml (its url defaults to [postgres] url)"));
-        };
-        self.block_on_team(team.holds())
+    /// Everything the team store holds.
+    pub(crate) fn holds(&self) -> Result<Vec<Hold>> {
+        block_on(self.store.holds())
     }
 
     /// This holder's holds for this repository that no lease or kept data of this
     /// registry accounts for and no worktree's env file declares (a pwt killed between its
     /// claim and its lease): gc lets them go. Never another holder's, and never one a
     /// worktree still uses (a lost registry leaves them all unaccounted).
-    pub(crate) fn stale_team_holds(
+    pub(crate) fn stale_holds(
         &self,
         state: &pwt_alloc::State,
         declared: &pwt_alloc::Declared,
     ) -> Result<Vec<Hold>> {
-        let Some(team) = self.team() else {
-            return Ok(Vec::new());
-        };
-        let repo = self.repo.key();
-        let holds = self.block_on_team(team.holds())?;
-        Ok(holds
+        Ok(self
+            .holds()?
             .into_iter()
-            .filter(|h| h.who.holder == self.options.holder && h.who.repo == repo)
+            .filter(|h| h.who.holder == self.holder && h.who.repo == self.repo)
             .filter(|h| {
                 let r = self.resource_of_hold(h);
                 let accounted = state
@@ -238,35 +252,32 @@ impl Project {
 
     /// Lets one stale hold go.
     pub(crate) fn release_hold(&self, h: &Hold) -> Result<()> {
-        let Some(team) = self.team() else {
-            return Ok(());
-        };
         let item = (h.kind.as_str().to_owned(), h.server.clone(), h.name.clone());
-        self.block_on_team(team.release(&[item], &h.who))
+        block_on(self.store.release(&[item], &h.who))
     }
+}
 
-    fn block_on_team<T>(
-        &self,
-        fut: impl std::future::Future<Output = Result<T, pwt_provision::ProvisionError>>,
-    ) -> Result<T> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a current-thread runtime always builds");
-        rt.block_on(fut).map_err(|e| {
-            let plain = matches!(
-                e,
-                pwt_provision::ProvisionError::Unreachable { .. }
-                    | pwt_provision::ProvisionError::Failed { .. }
-            );
-            let e = Error::from(e);
-            if !plain || e.hint_text().is_some() {
-                e
-            } else {
-                e.hint("the team store (`[team]` in pwt.toml) is a PostgreSQL every member reaches; is it up? `pwt doctor` checks it")
-            }
-        })
-    }
+/// Runs one call to the team store; an unreachable store's error says what it is.
+fn block_on<T>(
+    fut: impl std::future::Future<Output = Result<T, pwt_provision::ProvisionError>>,
+) -> Result<T> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime always builds");
+    rt.block_on(fut).map_err(|e| {
+        let plain = matches!(
+            e,
+            pwt_provision::ProvisionError::Unreachable { .. }
+                | pwt_provision::ProvisionError::Failed { .. }
+        );
+        let e = Error::from(e);
+        if !plain || e.hint_text().is_some() {
+            e
+        } else {
+            e.hint("the team store (`[team]` in pwt.toml) is a PostgreSQL every member reaches; is it up? `pwt doctor` checks it")
+        }
+    })
 }
 
 fn same_resource(a: &Resources, b: &Resources) -> bool {

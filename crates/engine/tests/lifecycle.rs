@@ -70,7 +70,7 @@ fn create(branch: &str) -> CreateRequest {
 
 fn remove(target: &str) -> RemoveRequest {
     RemoveRequest {
-        target: target.to_owned(),
+        target: target.into(),
         hooks: true,
         ..RemoveRequest::default()
     }

@@ -383,7 +383,7 @@ impl Server {
             .hint("run `pwt rm` yourself when the work is done"));
         }
         let req = RemoveRequest {
-            target: m.root.to_string_lossy().into_owned(),
+            target: pwt::Selector::Path(m.root.clone()),
             force: flag(args, "force")?,
             keep_data: flag(args, "keep_data")?,
             hooks: true,
@@ -554,4 +554,50 @@ pub fn approvals(trust: bool) -> Approvals {
     } else {
         Approvals::Refuse
     }
+}
+
+/// The groups of lifecycle tools to offer: those the repository's `[mcp] allow` names, when
+/// what its pwt.toml runs is approved already (they run its hooks and processes; the server
+/// cannot ask, its stdin is the protocol), and `extra` (the command line's `--allow`). When
+/// the pwt.toml's are not offered, the second value says why.
+pub fn offered(project: &Project, extra: &[McpTools]) -> (BTreeSet<McpTools>, Option<String>) {
+    let mut allow = BTreeSet::new();
+    let mut refused = None;
+    let from_config = &project.config().mcp.allow;
+    if !from_config.is_empty() {
+        let gate = pwt::Gate {
+            commands: true,
+            env: false,
+        };
+        match project.approve(gate) {
+            Ok(()) => allow.extend(from_config.iter().copied()),
+            Err(e) => {
+                refused = Some(format!(
+                    "[mcp] allow in pwt.toml is not offered: {}",
+                    e.report()
+                ));
+            }
+        }
+    }
+    allow.extend(extra.iter().copied());
+    (allow, refused)
+}
+
+/// How each MCP client is told to start this server (`exe ARGS`), as its configuration
+/// says it: Claude Code's command, `.mcp.json` and the files shaped like it, VS Code's,
+/// Codex CLI's.
+pub fn client_configs(exe: &str, args: &[String]) -> String {
+    let servers = json!({ "mcpServers": { "pwt": { "command": exe, "args": args } } });
+    let vscode = json!({ "servers": { "pwt": { "type": "stdio", "command": exe, "args": args } } });
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    format!(
+        "# Claude Code (run in the worktree):\nclaude mcp add pwt -- {exe} {}\n\n\
+         # .mcp.json (Claude Code, project scope), .cursor/mcp.json (Cursor), ~/.gemini/settings.json (Gemini CLI), Windsurf:\n{}\n\n\
+         # .vscode/mcp.json (VS Code):\n{}\n\n\
+         # ~/.codex/config.toml (Codex CLI):\n[mcp_servers.pwt]\ncommand = {exe:?}\nargs = {}\n",
+        args.join(" "),
+        pretty(&servers),
+        pretty(&vscode),
+        serde_json::to_string(args).unwrap_or_default()
+    )
 }

@@ -30,7 +30,7 @@ pub use route::{
     host_port, is_loopback_host, origin_of, query_values, state_prefix,
 };
 pub use server::{
-    Body, BoxError, LogLine, Proxy, ProxyError, ProxyOptions, bind_loopback, listening,
-    raise_open_file_limit, strip_hop_by_hop,
+    Body, BoxError, LogLine, Proxy, ProxyError, ProxyOptions, bind_loopback, listen_port,
+    listening, raise_open_file_limit, strip_hop_by_hop,
 };
 pub use tls::{CA_CERT, CA_NAME, LocalCa};

@@ -106,6 +106,38 @@ pub enum ProxyError {
     /// The local certificate authority or the TLS configuration.
     #[error("HTTPS: {0}")]
     Tls(String),
+    /// A listen address the proxy will not take: not `HOST:PORT`, or not loopback.
+    #[error("{0}")]
+    Listen(String),
+}
+
+/// The port of a listen address (`127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`; port
+/// 0 for any free one). Only loopback: the proxy serves this machine alone. And only the
+/// addresses it binds together (127.0.0.1 and ::1, which `localhost` and `*.localhost`
+/// resolve to): another 127.x address would be a promise it does not keep.
+pub fn listen_port(listen: &str) -> Result<u16, ProxyError> {
+    let (host, port) = listen.rsplit_once(':').ok_or_else(|| {
+        ProxyError::Listen(format!(
+            "invalid listen address {listen:?}: write HOST:PORT, e.g. 127.0.0.1:8080"
+        ))
+    })?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return Err(ProxyError::Listen(format!(
+            "refusing to listen on {host}: the proxy binds loopback only (127.0.0.1, ::1, localhost)"
+        )));
+    }
+    if !matches!(host, "localhost" | "127.0.0.1" | "::1") {
+        return Err(ProxyError::Listen(format!(
+            "cannot listen on {host} only: the proxy binds 127.0.0.1 and ::1 together, which `localhost` and `*.localhost` resolve to\n  hint: write 127.0.0.1:{port}"
+        )));
+    }
+    port.parse()
+        .map_err(|_| ProxyError::Listen(format!("invalid port in listen address {listen:?}")))
 }
 
 /// Binds `port` on 127.0.0.1 and ::1. Refuses, naming the address, when either is taken; a
@@ -1132,4 +1164,30 @@ fn misdirected() -> Response<Body> {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listen_port;
+
+    #[test]
+    fn only_the_loopback_addresses_the_proxy_binds_are_taken() {
+        for (listen, port) in [
+            ("127.0.0.1:8080", 8080),
+            ("[::1]:8081", 8081),
+            ("localhost:0", 0),
+        ] {
+            assert_eq!(listen_port(listen).expect(listen), port);
+        }
+        for (listen, says) in [
+            ("0.0.0.0:8080", "loopback only"),
+            ("192.168.1.2:80", "loopback only"),
+            ("127.0.0.2:8080", "127.0.0.1 and ::1 together"),
+            ("8080", "HOST:PORT"),
+            ("127.0.0.1:http", "invalid port"),
+        ] {
+            let e = listen_port(listen).expect_err(listen).to_string();
+            assert!(e.contains(says), "{listen}: {e}");
+        }
+    }
 }

@@ -73,7 +73,7 @@ fn run(
 
     let removed = project.remove(
         &RemoveRequest {
-            target: branch.to_owned(),
+            target: branch.into(),
             hooks: true,
             delete_branch: true,
             ..RemoveRequest::default()

@@ -1,11 +1,11 @@
 //! `pwt dev` and `pwt stop`
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
-use pwt::Target;
+use pwt::Supervision;
 
 use crate::exit_codes;
 use crate::output::{Style, Terminal, printable};
@@ -80,130 +80,66 @@ pub fn run(cwd: &Path, args: DevArgs) -> Result<i32> {
         }
         return Ok(exit_codes::OK);
     }
-    let slug = slug_of(project, args.target.as_deref())?;
+    let slug = project.managed(args.target.as_deref())?.slug;
     Ok(foreground(project, &slug, spawned))
 }
 
 /// Shows the processes' output line by line, each prefixed with its name, until all have
 /// ended (or Ctrl-C stops them); returns the worst exit code.
 fn foreground(project: &pwt::Project, slug: &str, spawned: Vec<pwt::Spawned>) -> i32 {
-    let err = Style::stderr();
-    let width = spawned
-        .iter()
-        .map(|s| s.process.name.len())
-        .max()
-        .unwrap_or(0);
-    let out = Style::stdout();
-    let mut children = Vec::new();
-    let mut readers = Vec::new();
-    for (i, mut s) in spawned.into_iter().enumerate() {
-        let prefix = out.nth(i, &format!("{:width$} |", s.process.name));
-        readers.extend(prefix_lines(&mut s.child, &prefix));
+    let (out, err) = (Style::stdout(), Style::stderr());
+    let width = spawned.iter().map(|s| s.process.name.len()).max();
+    for s in &spawned {
         eprintln!(
             "{} {} (pid {})",
             err.dim("started"),
             s.process.name,
             s.process.pid
         );
-        children.push((s.process, s.child));
     }
-    let mut done = vec![false; children.len()];
-    let mut worst = 0;
-    while done.iter().any(|d| !d) {
-        if project.cancel().is_cancelled() {
-            eprintln!("{}", err.dim("stopping ..."));
-            for (p, stopped) in project.stop_dev_processes(slug, Duration::from_secs(5)) {
-                if !stopped {
-                    eprintln!(
-                        "{} {} (pid {}) did not stop",
-                        err.yellow("warning:"),
-                        p.name,
-                        p.pid
-                    );
-                }
-            }
+    let worst = project.supervise(slug, spawned, &|event| match event {
+        Supervision::Line { index, name, line } => {
+            let prefix = out.nth(index, &format!("{name:0$} |", width.unwrap_or(0)));
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "{prefix} {}",
+                String::from_utf8_lossy(line)
+            );
         }
-        for ((p, child), done) in children.iter_mut().zip(done.iter_mut()) {
-            if *done {
-                continue;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                *done = true;
-                let code = status.code();
-                worst = worst.max(code.unwrap_or(1));
-                let how = code.map_or("was stopped".to_owned(), |c| {
-                    format!("exited with code {c}")
-                });
-                eprintln!("{} {how}", p.name);
-            }
+        Supervision::Exited { process, code } => {
+            let how = code.map_or("was stopped".to_owned(), |c| {
+                format!("exited with code {c}")
+            });
+            eprintln!("{} {how}", process.name);
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for r in readers {
-        let _ = r.join();
-    }
-    if project.cancel().is_cancelled() {
-        exit_codes::INTERRUPTED
-    } else {
-        worst
-    }
-}
-
-/// Threads that copy the child's stdout and stderr to ours, each line after `prefix`.
-fn prefix_lines(child: &mut std::process::Child, prefix: &str) -> Vec<std::thread::JoinHandle<()>> {
-    let streams = [
-        child
-            .stdout
-            .take()
-            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|e| Box::new(e) as Box<dyn std::io::Read + Send>),
-    ];
-    streams
-        .into_iter()
-        .flatten()
-        .map(|stream| {
-            let prefix = prefix.to_owned();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).split(b'\n').map_while(|l| l.ok()) {
-                    let mut o = std::io::stdout().lock();
-                    let _ = writeln!(o, "{prefix} {}", String::from_utf8_lossy(&line));
-                }
-            })
-        })
-        .collect()
-}
-
-fn slug_of(project: &pwt::Project, target: Option<&str>) -> Result<String> {
-    Ok(match project.resolve(target)? {
-        Target::Leased(l) => l.slug.to_string(),
-        _ => "main".to_owned(),
-    })
+        Supervision::Stopping => eprintln!("{}", err.dim("stopping ...")),
+        Supervision::NotStopped { process } => eprintln!(
+            "{} {} (pid {}) did not stop",
+            err.yellow("warning:"),
+            process.name,
+            process.pid
+        ),
+        _ => {}
+    });
+    worst.unwrap_or(exit_codes::INTERRUPTED)
 }
 
 pub fn stop(cwd: &Path, args: StopArgs) -> Result<i32> {
     let opened = super::open(cwd)?;
-    let project = &opened.project;
-    let slug = slug_of(project, args.target.as_deref())?;
-    // Its Compose project's containers too (they hold its ports).
-    let mut containers = Vec::new();
-    if let Target::Leased(l) = project.resolve(args.target.as_deref())? {
-        containers = project.stop_containers(&l, args.volumes, &mut Terminal { quiet: false });
-    }
-    for c in &containers {
+    let stopped = opened.project.stop(
+        args.target.as_deref(),
+        Duration::from_secs(args.grace),
+        args.volumes,
+        &mut Terminal { quiet: false },
+    )?;
+    for c in &stopped.containers {
         println!("removed {c}");
     }
-    let stopped = project.stop_dev_processes(&slug, Duration::from_secs(args.grace));
-    if stopped.is_empty() {
-        if containers.is_empty() {
-            println!("nothing of `pwt dev` runs there, and no container of its Compose project");
-        }
-        return Ok(exit_codes::OK);
+    if stopped.processes.is_empty() && stopped.containers.is_empty() {
+        println!("nothing of `pwt dev` runs there, and no container of its Compose project");
     }
     let mut code = exit_codes::OK;
-    for (p, stopped) in stopped {
+    for (p, stopped) in stopped.processes {
         if stopped {
             println!("stopped {} (pid {})", p.name, p.pid);
         } else {

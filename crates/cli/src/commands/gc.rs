@@ -56,49 +56,34 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
     }
     let todo = found.plan.actions.iter().filter(|a| a.is_due(&req)).count();
     let go = todo > 0 && !args.dry_run && (args.yes || ask(todo, json));
-    let mut outcome = Outcome::default();
-    if !args.dry_run {
-        // No decision to make: nothing can use the ports of a repository that is gone.
-        let released = project.release_gone_claims().unwrap_or(0);
-        if released > 0 {
-            outcome.done.push(format!(
-                "released {released} port claim(s) of repositories that no longer exist"
-            ));
+    let mut reporter = Terminal { quiet: json };
+    let done = match (go, args.dry_run) {
+        (true, _) => project.reconcile_due(&found, &req, &mut reporter),
+        (false, true) => pwt::Reconciled::default(),
+        // Nothing asked for: the port claims of repositories that no longer exist go anyway.
+        (false, false) => {
+            project.reconcile_due(&pwt::Reconciliation::default(), &req, &mut reporter)
         }
-    }
-    if go {
-        let mut reporter = Terminal { quiet: json };
-        for a in found.plan.actions.iter().filter(|a| a.is_due(&req)) {
-            let label = a.describe();
-            match project.reconcile(a, &mut reporter) {
-                Ok(()) => outcome.done.push(a.branch().map_or(label, str::to_owned)),
-                // Another pwt took it over meanwhile: not a failure of this gc.
-                Err(e) if e.kind() == pwt::ErrorKind::Busy => {
-                    outcome.skipped.push((label, e.to_string()))
-                }
-                Err(e) => outcome.failed.push((label, e.report().replace('\n', " "))),
-            }
-        }
-    }
-    let code = if outcome.failed.is_empty() {
+    };
+    let code = if done.failed.is_empty() {
         exit_codes::OK
     } else {
         exit_codes::FAILURE
     };
     if json {
-        print_json(&outcome.into_json(&found, &req));
+        let out = pwt::GcOut::new(
+            &found.plan,
+            &found.problems,
+            &req,
+            done.done,
+            done.skipped,
+            done.failed,
+        );
+        print_json(&serde_json::to_value(out)?);
     } else {
-        outcome.show();
+        show(&done);
     }
     Ok(code)
-}
-
-/// What gc did, item by item.
-#[derive(Default)]
-struct Outcome {
-    done: Vec<String>,
-    skipped: Vec<(String, String)>,
-    failed: Vec<(String, String)>,
 }
 
 fn show_found(found: &pwt::Reconciliation, req: &ReconcileRequest) {
@@ -118,30 +103,17 @@ fn show_found(found: &pwt::Reconciliation, req: &ReconcileRequest) {
     }
 }
 
-impl Outcome {
-    fn show(&self) {
-        let style = Style::stdout();
-        for d in &self.done {
-            println!("{} {}", style.green("✓"), printable(d));
-        }
-        for (b, why) in &self.skipped {
-            println!("{} {}: {}", style.dim("-"), printable(b), printable(why));
-        }
-        for (b, e) in &self.failed {
-            println!("{} {}: {}", style.red("✗"), printable(b), printable(e));
-        }
+/// What gc did: ✓ done, - skipped, ✗ failed.
+fn show(done: &pwt::Reconciled) {
+    let style = Style::stdout();
+    for d in &done.done {
+        println!("{} {}", style.green("✓"), printable(d));
     }
-
-    fn into_json(self, found: &pwt::Reconciliation, req: &ReconcileRequest) -> serde_json::Value {
-        let out = pwt::GcOut::new(
-            &found.plan,
-            &found.problems,
-            req,
-            self.done,
-            self.skipped,
-            self.failed,
-        );
-        serde_json::to_value(out).expect("gc's outcome serializes")
+    for (b, why) in &done.skipped {
+        println!("{} {}: {}", style.dim("-"), printable(b), printable(why));
+    }
+    for (b, e) in &done.failed {
+        println!("{} {}: {}", style.red("✗"), printable(b), printable(e));
     }
 }
 

@@ -86,7 +86,7 @@ pub fn run(cwd: &Path, args: HookArgs) -> Result<i32> {
                 bail!("the WorktreeRemove input has no `worktree_path`: {v}");
             };
             let req = RemoveRequest {
-                target: path.to_owned(),
+                target: pwt::Selector::Path(path.into()),
                 hooks: true,
                 ..RemoveRequest::default()
             };

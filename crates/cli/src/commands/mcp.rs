@@ -1,6 +1,5 @@
 //! `pwt mcp`
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -89,21 +88,10 @@ pub fn run(cwd: &Path, args: McpArgs) -> Result<i32> {
     };
     // Lifecycle tools the repository's pwt.toml turns on are that file's say, like its
     // hooks: offered only once approved (`pwt trust`) or trusted (--yes).
-    let mut allow: BTreeSet<McpTools> = BTreeSet::new();
-    let from_config = &project.config().mcp.allow;
-    if !from_config.is_empty() {
-        match project.approve(pwt::Gate {
-            commands: true,
-            env: false,
-        }) {
-            Ok(()) => allow.extend(from_config.iter().copied()),
-            Err(e) => crate::output::warn(&format!(
-                "[mcp] allow in pwt.toml is not offered: {}",
-                e.report()
-            )),
-        }
+    let (allow, refused) = pwt_mcp::offered(&project, &args.allow);
+    if let Some(why) = refused {
+        crate::output::warn(&why);
     }
-    allow.extend(args.allow);
     let team = project.config().team.is_some();
     let home = project.managed(None).ok().map(|m| m.root);
     drop(project);
@@ -123,10 +111,9 @@ pub fn run(cwd: &Path, args: McpArgs) -> Result<i32> {
     Ok(exit_codes::OK)
 }
 
-/// The snippets for the agent tools people use, with this binary's path.
+/// Prints what registers this server with each client.
 fn print_config(args: &McpArgs) -> Result<()> {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("pwt"));
-    let exe = exe.to_string_lossy();
     let mut argv = vec!["mcp".to_owned()];
     if args.repository {
         argv.push("--repository".into());
@@ -134,23 +121,6 @@ fn print_config(args: &McpArgs) -> Result<()> {
     for g in &args.allow {
         argv.push(format!("--allow={}", g.as_str()));
     }
-    let json_args = serde_json::to_string(&argv)?;
-    let servers = serde_json::json!({ "mcpServers": { "pwt": { "command": exe, "args": argv } } });
-    let vscode = serde_json::json!({ "servers": { "pwt": { "type": "stdio", "command": exe, "args": argv } } });
-    println!(
-        "# Claude Code (run in the worktree):\nclaude mcp add pwt -- {exe} {}\n",
-        argv.join(" ")
-    );
-    println!(
-        "# .mcp.json (Claude Code, project scope), .cursor/mcp.json (Cursor), ~/.gemini/settings.json (Gemini CLI), Windsurf:\n{}\n",
-        serde_json::to_string_pretty(&servers)?
-    );
-    println!(
-        "# .vscode/mcp.json (VS Code):\n{}\n",
-        serde_json::to_string_pretty(&vscode)?
-    );
-    println!(
-        "# ~/.codex/config.toml (Codex CLI):\n[mcp_servers.pwt]\ncommand = {exe:?}\nargs = {json_args}"
-    );
+    print!("{}", pwt_mcp::client_configs(&exe.to_string_lossy(), &argv));
     Ok(())
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result};
 use clap::Subcommand;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
@@ -137,17 +137,15 @@ pub fn interruptible_flag() -> Cancel {
 
 fn open_with(cwd: &Path, cancel: Cancel) -> Result<Opened> {
     let settings = LoadedConfig::load(&config_sources(pwt::config_roots(cwd)?))?;
-    let mut options = Options::loaded(state_dir()?, settings.clone());
+    let at = locations()?;
+    let mut options = Options::loaded(at.state_dir, settings.clone());
     options.faults = faults()?;
     // Hooks and git write to stderr: stdout carries pwt's own summary or JSON, which
     // scripts read.
     options.child_output = ChildOutput::Stderr;
     options.cancel = cancel;
-    options.machine_dir = Some(
-        env_vars::get(env_vars::PWT_MACHINE_DIR)
-            .map_or_else(|| PathBuf::from("/var/tmp/pwt"), PathBuf::from),
-    );
-    options.holder = holder();
+    options.machine_dir = Some(at.machine_dir);
+    options.holder = at.holder;
     options.approvals = approvals();
     let project = Project::open(cwd, options)?;
     Ok(Opened { project, settings })
@@ -158,7 +156,7 @@ fn open_with(cwd: &Path, cancel: Cancel) -> Result<Opened> {
 pub fn config_sources(roots: Vec<PathBuf>) -> ConfigSources {
     ConfigSources {
         roots,
-        user_file: user_config_path(),
+        user_file: locations().ok().and_then(|l| l.user_config),
         vars: std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .filter(|(k, _)| k.starts_with(pwt::VAR_PREFIX))
@@ -187,19 +185,6 @@ fn approvals() -> Approvals {
     }))
 }
 
-/// The user configuration path: `$PWT_CONFIG`, else `$XDG_CONFIG_HOME/pwt/config.toml`,
-/// else `~/.config/pwt/config.toml`.
-pub fn user_config_path() -> Option<PathBuf> {
-    if let Some(p) = env_vars::get(env_vars::PWT_CONFIG) {
-        return Some(p.into());
-    }
-    let base = env_vars::get(env_vars::XDG_CONFIG_HOME)
-        .map(PathBuf::from)
-        .or_else(|| env_vars::get(env_vars::HOME).map(|h| Path::new(&h).join(".config")))?;
-    Some(base.join("pwt").join("config.toml"))
-}
-
-/// `$PWT_HOLDER`, else `user@host`: who holds leases in the team store.
 /// For the long-running commands that write to sockets (the proxy): a peer that goes away
 /// mid-write is an error on that connection, never the end of the process. (`main` sets
 /// SIGPIPE back to its default, for output piped into `head`.)
@@ -207,27 +192,14 @@ pub fn ignore_sigpipe() {
     pwt::proc::on_broken_pipe(true);
 }
 
-fn holder() -> String {
-    if let Some(h) = env_vars::get(env_vars::PWT_HOLDER) {
-        return h;
-    }
-    let user = env_vars::get(env_vars::USER).unwrap_or_else(|| "someone".into());
-    format!("{user}@{}", pwt::proc::hostname())
+/// Where pwt keeps things, from this process's environment.
+pub fn locations() -> Result<pwt::Locations> {
+    Ok(pwt::Locations::from_vars(env_vars::get)?)
 }
 
-/// The state directory: `$PWT_STATE_DIR`, else `$XDG_STATE_HOME/pwt`, else
-/// `~/.local/state/pwt`.
+/// The state directory (see [`pwt::vars::PWT_STATE_DIR`]).
 pub fn state_dir() -> Result<PathBuf> {
-    if let Some(d) = env_vars::get(env_vars::PWT_STATE_DIR) {
-        return Ok(d.into());
-    }
-    if let Some(d) = env_vars::get(env_vars::XDG_STATE_HOME) {
-        return Ok(Path::new(&d).join("pwt"));
-    }
-    let home = env_vars::get(env_vars::HOME).ok_or_else(|| {
-        anyhow!("cannot find the state directory: set PWT_STATE_DIR, XDG_STATE_HOME or HOME")
-    })?;
-    Ok(Path::new(&home).join(".local/state/pwt"))
+    Ok(locations()?.state_dir)
 }
 
 /// `PWT_FAULT=<point>:<ms>`, for pwt's own crash tests.

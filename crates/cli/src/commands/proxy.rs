@@ -1,12 +1,13 @@
 //! `pwt proxy`
 
 use std::io::Write as _;
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context as _, Result, bail};
-use pwt_proxy::{LogLine, Proxy, ProxyOptions, bind_loopback, caddyfile, raise_open_file_limit};
+use anyhow::{Context as _, Result};
+use pwt_proxy::{
+    LogLine, Proxy, ProxyOptions, bind_loopback, caddyfile, listen_port, raise_open_file_limit,
+};
 
 use crate::exit_codes;
 use crate::output::{Style, Terminal, note, printable};
@@ -71,29 +72,6 @@ pub enum ProxyAction {
     },
 }
 
-/// Parses `HOST:PORT`, allowing loopback hosts only.
-fn parse_listen(listen: &str) -> Result<u16> {
-    let (host, port) = listen.rsplit_once(':').with_context(|| {
-        format!("invalid listen address {listen:?}: write HOST:PORT, e.g. 127.0.0.1:8080")
-    })?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        bail!(
-            "refusing to listen on {host}: the proxy binds loopback only (127.0.0.1, ::1, localhost)"
-        );
-    }
-    // It always binds both 127.0.0.1 and ::1 (the names `localhost` resolves to); another
-    // 127.x address would be a promise it does not keep.
-    if !matches!(host, "localhost" | "127.0.0.1" | "::1") {
-        bail!(
-            "cannot listen on {host} only: the proxy binds 127.0.0.1 and ::1 together, which `localhost` and `*.localhost` resolve to\n  hint: write 127.0.0.1:{port}"
-        );
-    }
-    port.parse()
-        .with_context(|| format!("invalid port in listen address {listen:?}"))
-}
-
 pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
     let opened = super::open(cwd)?;
     let project = &opened.project;
@@ -101,7 +79,7 @@ pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
         .listen
         .clone()
         .unwrap_or_else(|| project.config().proxy.listen.clone());
-    let port = parse_listen(&listen)?;
+    let port = listen_port(&listen)?;
     let table = project.routes(&project.state()?);
     match args.action {
         Some(ProxyAction::Caddyfile { port: p }) => {

@@ -57,7 +57,7 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
     let json = args.format == Format::Json;
     let opened = super::open_interruptible(cwd, args.yes)?;
     let req = RemoveRequest {
-        target: args.target.clone(),
+        target: args.target.as_str().into(),
         force: args.force,
         keep_data: args.keep_data,
         keep_worktree: args.keep_worktree,
