@@ -31,15 +31,27 @@ impl std::fmt::Debug for Approvals {
     }
 }
 
-/// What a command is about to use of the repository's pwt.toml.
+/// What a command is about to use of the repository's pwt.toml. One approval covers the
+/// whole file; a command needs it only when it uses something of the file that needs it.
 #[derive(Clone, Copy, Debug)]
 pub struct Gate {
-    /// It runs its hooks or processes.
-    pub commands: bool,
+    /// It runs its `[hooks]`.
+    pub hooks: bool,
+    /// It starts its `[processes]`, or acts on its `[mcp] allow`.
+    pub processes: bool,
     /// It writes or hands out the environment: an `[env]` counts even without commands,
     /// since direnv and mise load the env files into every shell of the worktree, where
     /// `GIT_CONFIG_*` or `BASH_ENV` run code.
     pub env: bool,
+}
+
+impl Gate {
+    /// All the file says: to show it and approve it as a whole (`pwt trust`).
+    pub const ALL: Self = Self {
+        hooks: true,
+        processes: true,
+        env: true,
+    };
 }
 
 impl Approval {

@@ -104,7 +104,8 @@ impl Project {
     /// everything this run made is rolled back, and the error says what was undone.
     pub fn create(&self, req: &CreateRequest, reporter: &mut dyn Reporter) -> Result<SetUp> {
         self.require_approval(Gate {
-            commands: req.hooks,
+            hooks: req.hooks && !self.config.hooks.post_create.is_empty(),
+            processes: false,
             env: true,
         })?;
         let branch = req.branch.as_str();
@@ -175,7 +176,8 @@ impl Project {
     /// any that went missing) and re-renders the env files; hooks run the first time only.
     pub fn adopt(&self, req: &AdoptRequest, reporter: &mut dyn Reporter) -> Result<SetUp> {
         self.require_approval(Gate {
-            commands: req.hooks,
+            hooks: req.hooks && !self.config.hooks.post_create.is_empty(),
+            processes: false,
             env: true,
         })?;
         let (root, branch, moved_from) = self.adoption_target(req.target.as_deref())?;

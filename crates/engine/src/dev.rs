@@ -116,6 +116,8 @@ impl DevProcess {
 /// detached).
 #[derive(Debug)]
 pub struct Spawned {
+    /// The slug of the worktree it runs for.
+    pub slug: String,
     /// What was recorded.
     pub process: DevProcess,
     /// The child.
@@ -230,7 +232,8 @@ impl Project {
         reporter: &mut dyn crate::events::Reporter,
     ) -> Result<Vec<Spawned>> {
         self.require_approval(crate::approvals::Gate {
-            commands: true,
+            hooks: false,
+            processes: true,
             env: true,
         })?;
         if self.config.processes.is_empty() {
@@ -280,6 +283,7 @@ impl Project {
             };
             let pid = child.id();
             out.push(Spawned {
+                slug: slug.clone(),
                 process: DevProcess {
                     name: name.clone(),
                     command: command.clone(),
@@ -301,18 +305,22 @@ impl Project {
         Ok(out)
     }
 
-    /// Runs processes [`Project::start_processes`] started with piped output to their end:
-    /// each line they write (stdout and stderr, without its newline), each exit, and a stop
-    /// go to `on` (lines from threads of their own, so `on` is `Sync`). When the project's
-    /// cancel flag is set, all of them are stopped (SIGTERM to each group, SIGKILL after
-    /// 5 s). Returns the worst exit code (1 for one ended by a signal), or `None` when
-    /// cancelled.
+    /// Runs processes [`Project::start_processes`] started with piped output until they
+    /// end, blocking: each line they write (stdout and stderr, without its newline), each
+    /// exit, and a stop go to `on` (lines from threads of their own, so `on` is `Sync`).
+    /// Once `stop` is set (a flag of the caller's, e.g. [`Project::cancel`] for Ctrl-C, or
+    /// one of its own, which leaves the project usable), all of them are stopped (SIGTERM
+    /// to each group, SIGKILL after 5 s). Returns the worst exit code (1 for one ended by a
+    /// signal), or `None` when stopped.
     pub fn supervise(
         &self,
-        slug: &str,
         spawned: Vec<Spawned>,
+        stop: &crate::project::Cancel,
         on: &(dyn Fn(Supervision<'_>) + Sync),
     ) -> Option<i32> {
+        let Some(slug) = spawned.first().map(|s| s.slug.clone()) else {
+            return Some(0);
+        };
         std::thread::scope(|scope| {
             let mut children = Vec::new();
             for (index, mut s) in spawned.into_iter().enumerate() {
@@ -340,7 +348,7 @@ impl Project {
                 }
                 children.push((s.process, s.child, false));
             }
-            self.wait_all(slug, &mut children, on)
+            self.wait_all(&slug, &mut children, stop, on)
         })
     }
 
@@ -349,12 +357,13 @@ impl Project {
         &self,
         slug: &str,
         children: &mut [(DevProcess, Child, bool)],
+        stop: &crate::project::Cancel,
         on: &(dyn Fn(Supervision<'_>) + Sync),
     ) -> Option<i32> {
         let mut worst = 0;
         let mut stopping = false;
         while children.iter().any(|(_, _, done)| !done) {
-            if self.options.cancel.is_cancelled() && !stopping {
+            if stop.is_cancelled() && !stopping {
                 stopping = true;
                 on(Supervision::Stopping);
                 for (p, stopped) in self.stop_dev_processes(slug, Duration::from_secs(5)) {

@@ -17,7 +17,7 @@ use crate::project::Project;
 /// The file Claude Code, Worktrunk, gtr and ccmanager read for this.
 pub const WORKTREE_INCLUDE: &str = ".worktreeinclude";
 
-/// What [`Project::bring_files`] did.
+/// What a set-up brought from the main worktree (`files.copy`, `files.link`, `.worktreeinclude`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Brought {
     /// Copied (relative paths; a directory ends in `/`).

@@ -28,15 +28,28 @@
 //!
 //! - [`Project::open`] takes explicit inputs only ([`Options`]: the state directory, the
 //!   configuration, crash-test [`Faults`], a [`Cancel`] flag); the library reads no
-//!   environment variable, parses no arguments and prints nothing.
+//!   environment variable, parses no arguments and prints nothing. To share the worktrees
+//!   the `pwt` command made, open with [`Options::at`] and [`Locations::from_vars`] (where
+//!   the command keeps its registry, from the variables you pass, e.g. the process's).
+//!   Port claims are machine-wide ([`Options::machine_dir`]) whatever the state directory.
+//! - Approvals: what the repository's pwt.toml runs ([`Approvals`] in
+//!   [`Options::approvals`]: refused by default, asked through a callback, or trusted);
+//!   [`Project::pending_approval`], [`Project::set_approved`] record one as `pwt trust` does.
 //! - [`Project::create`] / [`Project::adopt`]: the one set-up ([`SetUp`]); each outside
 //!   effect is recorded in the lease before it happens, so a failure or a kill can be undone
 //!   exactly.
-//! - [`Project::remove`]: the one teardown ([`Removal`]).
+//! - [`Project::remove`]: the one teardown ([`Removal`] listing what was [`Released`]), of
+//!   the worktree a [`Selector`] names (a name as typed, a branch, or a path).
 //! - [`Project::reconcile_plan`] / [`Project::reconcile`]: `pwt gc`, one [`Action`] at a
 //!   time, each re-checked under the registry lock.
 //! - [`Project::diagnose`] / [`Project::rebuild`]: `pwt doctor` ([`Finding`]s).
-//! - [`Project::list`], [`Project::environment`], [`Project::routes`]: what there is.
+//! - [`Project::list`], [`Project::environment`], [`Project::status`], [`Project::routes`]:
+//!   what there is. [`Project::resolve`] and [`Project::managed`] find a worktree by the name
+//!   a person types (`None`: the one the project was opened in).
+//! - `[processes]`: [`Project::start_processes`] (detached, or piped for
+//!   [`Project::supervise`] to run in the foreground), [`Project::stop`] ([`Stopped`]).
+//! - The proxy: [`Project::bind_proxy`] then [`BoundProxy::serve`]; a browser with the
+//!   worktree's own profile: [`Project::browser_launch`].
 //! - Progress and warnings go to the [`Reporter`] the caller passes ([`Event`]); errors are
 //!   [`Error`]s with an [`ErrorKind`], a hint and their whole cause chain.
 
@@ -69,6 +82,7 @@ mod project;
 mod reconcile;
 mod remove;
 mod routes;
+pub use routes::{BoundProxy, LogFn};
 mod services;
 mod status;
 mod team;

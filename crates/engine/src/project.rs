@@ -29,7 +29,10 @@ pub struct Options {
     pub config: Config,
     /// Pauses at named moments, for crash tests. [`Faults::default`] has none.
     pub faults: Faults,
-    /// Set by the caller (on Ctrl-C) to stop a set-up at its next step and roll it back.
+    /// Set by the caller (on Ctrl-C) to stop a set-up at its next step and roll it back,
+    /// and `infra up`, `git worktree add` or `pwt dev`'s foreground run with it. Once set it
+    /// stays set: every later set-up of this project is refused as cancelled. To stop one
+    /// foreground run of processes and go on, give [`Project::supervise`] a flag of its own.
     pub cancel: Cancel,
     /// Where the stdout of hooks and git goes.
     pub child_output: ChildOutput,
@@ -79,9 +82,21 @@ impl Options {
         }
     }
 
+    /// Options as the `pwt` command makes them, to share its worktrees: `at`'s state
+    /// directory (the registry), machine directory and holder ([`crate::Locations`]), with
+    /// `loaded` as [`Options::loaded`] takes it.
+    pub fn at(at: &crate::Locations, loaded: crate::config::LoadedConfig) -> Self {
+        let mut o = Self::loaded(&at.state_dir, loaded);
+        o.machine_dir = Some(at.machine_dir.clone());
+        o.holder.clone_from(&at.holder);
+        o
+    }
+
     /// Options for a configuration loaded by the engine ([`crate::LoadedConfig::load`]):
     /// what the repository's pwt.toml would run needs approval ([`Options::approvals`],
     /// refused by default), and a `worktree.path` it sets stays beside the main worktree.
+    /// The rest as [`Options::new`] has it: port claims, shared with every user of the
+    /// machine, go to [`DEFAULT_MACHINE_DIR`] whatever the state directory.
     pub fn loaded(state_dir: impl Into<PathBuf>, loaded: crate::config::LoadedConfig) -> Self {
         let confine = loaded.set_by_project_file("worktree.path");
         let mut o = Self::new(state_dir, loaded.config);
@@ -121,7 +136,8 @@ pub enum ChildOutput {
 }
 
 /// A flag the caller sets to interrupt a set-up (on Ctrl-C, say): it stops at its next step
-/// and rolls back what it made, ending in [`ErrorKind::Cancelled`].
+/// and rolls back what it made, ending in [`ErrorKind::Cancelled`]. One-shot: it is never
+/// cleared (clones share it).
 #[derive(Clone, Debug, Default)]
 pub struct Cancel(Arc<AtomicBool>);
 
@@ -681,7 +697,8 @@ impl Project {
     /// that needs approval is refused until approved.
     pub fn environment(&self, target: &Target) -> Result<Option<Environment>> {
         self.require_approval(crate::approvals::Gate {
-            commands: false,
+            hooks: false,
+            processes: false,
             env: true,
         })?;
         match target {

@@ -256,7 +256,8 @@ impl Project {
     /// removes it. Never the main worktree.
     pub fn remove(&self, req: &RemoveRequest, reporter: &mut dyn Reporter) -> Result<Removal> {
         self.require_approval(crate::approvals::Gate {
-            commands: req.hooks && !self.config.hooks.pre_remove.is_empty(),
+            hooks: req.hooks && !self.config.hooks.pre_remove.is_empty(),
+            processes: false,
             env: false,
         })?;
         // A registry that cannot be read is an error, not "nothing to do".

@@ -6,7 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use pwt_alloc::{LeaseState, State};
 use pwt_core::MAIN_SLUG;
-use pwt_proxy::{Proxy, RouteTable, Target};
+use pwt_proxy::{LogLine, Proxy, ProxyError, ProxyOptions, RouteTable, Target};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Where the proxy sends a line per request.
+pub type LogFn = std::sync::Arc<dyn Fn(LogLine) + Send + Sync>;
 
 use crate::events::{Event, Reporter};
 use crate::project::Project;
@@ -100,5 +105,88 @@ impl Project {
                 Err(_) => {}
             }
         }
+    }
+}
+
+/// The proxy bound to its port, not serving yet ([`Project::bind_proxy`]): the caller can
+/// say where it listens before [`BoundProxy::serve`].
+pub struct BoundProxy {
+    listeners: Vec<std::net::TcpListener>,
+    proxy: std::sync::Arc<Proxy>,
+    /// The port it listens on (the one asked for, or the one port 0 found).
+    pub port: u16,
+    /// Each address it listens on, as a URL (`http://127.0.0.1:8080`, `https://[::1]:8080`).
+    pub urls: Vec<String>,
+}
+
+impl std::fmt::Debug for BoundProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundProxy")
+            .field("port", &self.port)
+            .field("urls", &self.urls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Project {
+    /// The project's proxy, bound: on `listen` (`proxy.listen` for `None`; loopback only,
+    /// [`pwt_proxy::listen_port`]), with the worktrees' routes as the registry has them,
+    /// HTTPS from the local authority under the state directory when `proxy.https` is on,
+    /// each request to `log`.
+    pub fn bind_proxy(&self, listen: Option<&str>, log: Option<LogFn>) -> Result<BoundProxy> {
+        let listen = listen.unwrap_or(&self.config.proxy.listen);
+        let port = pwt_proxy::listen_port(listen).map_err(|e| {
+            Error::new(ErrorKind::Invalid, e.to_string())
+                .hint("`--listen 127.0.0.1:PORT`, or `[proxy] listen` in pwt.toml")
+        })?;
+        let tls = if self.config.proxy.https {
+            let ca = std::sync::Arc::new(crate::https::local_ca(&self.options.state_dir)?);
+            let tls_error = |e: ProxyError| Error::new(ErrorKind::Config, e.to_string());
+            Some(ca.server_config().map_err(tls_error)?)
+        } else {
+            None
+        };
+        let listeners = pwt_proxy::bind_loopback(port).map_err(|e| {
+            Error::new(ErrorKind::Io, e.to_string()).hint(
+                "another proxy (or Caddy) may be running; stop it, or listen on 127.0.0.1:OTHER_PORT",
+            )
+        })?;
+        let port = listeners[0].local_addr().map_or(port, |a| a.port());
+        pwt_proxy::raise_open_file_limit();
+        let options = ProxyOptions {
+            public_port: port,
+            log,
+            tls,
+            redirect_http: self.config.proxy.redirect_http,
+            ..ProxyOptions::default()
+        };
+        let scheme = self.config.proxy.scheme();
+        let urls = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .map(|a| format!("{scheme}://{a}"))
+            .collect();
+        Ok(BoundProxy {
+            proxy: Proxy::new(self.routes(&self.state()?), options),
+            listeners,
+            port,
+            urls,
+        })
+    }
+}
+
+impl BoundProxy {
+    /// Serves until `stop` completes, its routes following `project`'s registry
+    /// ([`Project::follow_routes`]). Call on a multi-threaded Tokio runtime.
+    pub async fn serve(
+        self,
+        project: &Project,
+        stop: impl Future<Output = ()>,
+        reporter: &mut (dyn Reporter + Send),
+    ) {
+        for l in self.listeners {
+            tokio::spawn(self.proxy.clone().serve(l));
+        }
+        project.follow_routes(&self.proxy, stop, reporter).await;
     }
 }

@@ -12,6 +12,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::project::Project;
 use pwt_alloc::write_atomic;
 
+/// What to do about an unapproved pwt.toml, for a program on the engine (the `pwt` command
+/// says it in its own words).
+const UNAPPROVED_HINT: &str = "read them, then approve them: `Options::approvals` as `Approvals::Ask` (the user answers) or `Approvals::Trust` (automation), or `Project::set_approved` with `Project::pending_approval`'s approval (the `pwt trust` command records the same approval); it is asked again when they or their [env] change";
+
 impl Project {
     /// What of `file` (the repository's pwt.toml, parsed) `gate` needs approved, or `None`.
     /// The key covers this repository and all three sections, whatever `gate` uses.
@@ -27,17 +31,18 @@ impl Project {
         // (a caller's own configuration may leave them out, or replace them).
         let effective = serde_json::to_value(&self.config).unwrap_or_default();
         let runs = |pointer: String, value: &Value| effective.pointer(&pointer) == Some(value);
-        let mut cmds = String::new();
+        let mut hooks = String::new();
         for (stage, list) in table("hooks") {
             let ours = effective
                 .pointer(&format!("/hooks/{stage}"))
                 .and_then(Value::as_array);
             for c in list.as_array().into_iter().flatten() {
                 if ours.is_some_and(|o| o.contains(c)) {
-                    cmds.push_str(&format!("  [hooks] {stage}: {}\n", text(c)));
+                    hooks.push_str(&format!("  [hooks] {stage}: {}\n", text(c)));
                 }
             }
         }
+        let mut cmds = String::new();
         for (name, cmd) in table("processes") {
             if runs(format!("/processes/{name}"), &cmd) {
                 cmds.push_str(&format!("  [processes] {name}: {}\n", text(&cmd)));
@@ -65,7 +70,10 @@ impl Project {
                 env.push_str(&format!("  [env] {name} = {}\n", text(&v)));
             }
         }
-        let needed = (gate.commands && !cmds.is_empty()) || (gate.env && !env.is_empty());
+        let needed = (gate.hooks && !hooks.is_empty())
+            || (gate.processes && !cmds.is_empty())
+            || (gate.env && !env.is_empty());
+        let cmds = hooks + &cmds;
         if !needed {
             return None;
         }
@@ -172,7 +180,7 @@ impl Project {
                 a.shown.trim_end()
             ),
         )
-        .hint("read them, then `pwt trust` approves them (asked again when they or their [env] change); `--yes` or PWT_TRUST_HOOKS=1 goes ahead without asking, for automation; --no-hooks skips the hooks"))
+        .hint(UNAPPROVED_HINT))
     }
 
     fn approvals(&self) -> std::path::PathBuf {

@@ -422,6 +422,50 @@ fn diagnose_reports_a_database_dropped_by_hand() {
     p.remove(&remove("doc"), &mut Silent).expect("removed");
 }
 
+/// Processes are approved before they start, not before a set-up that never runs them; a
+/// cancelled foreground run through a flag of its own leaves the project usable.
+#[test]
+fn processes_need_approval_to_start_only_and_a_run_stops_on_its_own_flag() {
+    let w = World::new(
+        "[ports]\nrange = [29800, 29849]\n[ports.services]\nweb = { env = \"WEB_PORT\", main = 8000 }\n[processes]\nweb = \"echo up; exec sleep 600\"\n",
+    );
+    let p = w.open(Approvals::default());
+    let set_up = p
+        .create(&create("quiet"), &mut Silent)
+        .expect("nothing of the file runs");
+    let e = p
+        .start_processes(Some("quiet"), false, &mut Silent)
+        .expect_err("the processes need approval");
+    assert_eq!(e.kind(), ErrorKind::Unapproved, "{}", e.report());
+    let p = w.open(Approvals::Trust);
+    let spawned = p
+        .start_processes(Some("quiet"), false, &mut Silent)
+        .expect("started");
+    assert_eq!(spawned[0].slug, set_up.lease.slug.as_str());
+    let stop = pwt::Cancel::default();
+    let lines: Mutex<Vec<String>> = Mutex::default();
+    let code = std::thread::scope(|scope| {
+        let flag = stop.clone();
+        scope.spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            flag.cancel();
+        });
+        p.supervise(spawned, &stop, &|event| {
+            if let pwt::Supervision::Line { line, .. } = event {
+                lines
+                    .lock()
+                    .expect("lock")
+                    .push(String::from_utf8_lossy(line).into_owned());
+            }
+        })
+    });
+    assert_eq!(code, None, "stopped");
+    assert_eq!(lines.lock().expect("lock").as_slice(), ["up"]);
+    assert!(p.running_processes(set_up.lease.slug.as_str()).is_empty());
+    p.create(&create("after"), &mut Silent)
+        .expect("the project goes on");
+}
+
 /// A repository whose committed pwt.toml runs a post-create hook.
 fn hooked() -> World {
     World::new("[hooks]\npost-create = [\"touch hook-ran\"]\n")

@@ -251,6 +251,10 @@ impl Server {
             .map_err(|e| ErrorData::internal_error(format!("the call failed: {e}"), None))?;
         Ok(match result {
             Ok(value) => CallToolResult::structured(value),
+            // The engine's hint speaks to programs; the agent needs a person to act.
+            Err(e) if e.kind() == pwt::ErrorKind::Unapproved => tool_error(&e.hint(
+                "ask the user to read them and run `pwt trust` in the worktree (this server cannot ask: its stdin is the protocol), or to start it with `pwt mcp --yes`",
+            )),
             Err(e) => tool_error(&e),
         })
     }
@@ -507,10 +511,11 @@ fn tool(spec: &Spec) -> Tool {
 /// A failed call as the agent sees it: the CLI's message (with its causes) and hint.
 fn tool_error(e: &pwt::Error) -> CallToolResult {
     let kind = format!("{:?}", e.kind()).to_lowercase();
+    let hint = e.hint_text();
     let mut r = CallToolResult::structured_error(json!({
         "error": e.to_string(),
         "kind": kind,
-        "hint": e.hint_text(),
+        "hint": hint,
         "report": e.report(),
     }));
     r.content = vec![ContentBlock::text(format!("error: {}", e.report()))];
@@ -566,15 +571,15 @@ pub fn offered(project: &Project, extra: &[McpTools]) -> (BTreeSet<McpTools>, Op
     let from_config = &project.config().mcp.allow;
     if !from_config.is_empty() {
         let gate = pwt::Gate {
-            commands: true,
+            hooks: false,
+            processes: true,
             env: false,
         };
         match project.approve(gate) {
             Ok(()) => allow.extend(from_config.iter().copied()),
             Err(e) => {
                 refused = Some(format!(
-                    "[mcp] allow in pwt.toml is not offered: {}",
-                    e.report()
+                    "[mcp] allow in pwt.toml is not offered: {e}\n  hint: read them, then `pwt trust` approves them, or start the server with --yes"
                 ));
             }
         }

@@ -133,7 +133,7 @@ pub fn listen_port(listen: &str) -> Result<u16, ProxyError> {
     }
     if !matches!(host, "localhost" | "127.0.0.1" | "::1") {
         return Err(ProxyError::Listen(format!(
-            "cannot listen on {host} only: the proxy binds 127.0.0.1 and ::1 together, which `localhost` and `*.localhost` resolve to\n  hint: write 127.0.0.1:{port}"
+            "cannot listen on {host} only: the proxy binds 127.0.0.1 and ::1 together, which `localhost` and `*.localhost` resolve to (write 127.0.0.1:{port})"
         )));
     }
     port.parse()

@@ -80,13 +80,12 @@ pub fn run(cwd: &Path, args: DevArgs) -> Result<i32> {
         }
         return Ok(exit_codes::OK);
     }
-    let slug = project.managed(args.target.as_deref())?.slug;
-    Ok(foreground(project, &slug, spawned))
+    Ok(foreground(project, spawned))
 }
 
 /// Shows the processes' output line by line, each prefixed with its name, until all have
 /// ended (or Ctrl-C stops them); returns the worst exit code.
-fn foreground(project: &pwt::Project, slug: &str, spawned: Vec<pwt::Spawned>) -> i32 {
+fn foreground(project: &pwt::Project, spawned: Vec<pwt::Spawned>) -> i32 {
     let (out, err) = (Style::stdout(), Style::stderr());
     let width = spawned.iter().map(|s| s.process.name.len()).max();
     for s in &spawned {
@@ -97,7 +96,7 @@ fn foreground(project: &pwt::Project, slug: &str, spawned: Vec<pwt::Spawned>) ->
             s.process.pid
         );
     }
-    let worst = project.supervise(slug, spawned, &|event| match event {
+    let worst = project.supervise(spawned, project.cancel(), &|event| match event {
         Supervision::Line { index, name, line } => {
             let prefix = out.nth(index, &format!("{name:0$} |", width.unwrap_or(0)));
             let _ = writeln!(

@@ -137,15 +137,12 @@ pub fn interruptible_flag() -> Cancel {
 
 fn open_with(cwd: &Path, cancel: Cancel) -> Result<Opened> {
     let settings = LoadedConfig::load(&config_sources(pwt::config_roots(cwd)?))?;
-    let at = locations()?;
-    let mut options = Options::loaded(at.state_dir, settings.clone());
+    let mut options = Options::at(&locations()?, settings.clone());
     options.faults = faults()?;
     // Hooks and git write to stderr: stdout carries pwt's own summary or JSON, which
     // scripts read.
     options.child_output = ChildOutput::Stderr;
     options.cancel = cancel;
-    options.machine_dir = Some(at.machine_dir);
-    options.holder = at.holder;
     options.approvals = approvals();
     let project = Project::open(cwd, options)?;
     Ok(Opened { project, settings })
@@ -255,7 +252,14 @@ pub fn report_error(e: &anyhow::Error) -> i32 {
             eprintln!("{line}");
         }
     }
-    if let Some(h) = lib.and_then(pwt::Error::hint_text) {
+    let hint = match lib.map(pwt::Error::kind) {
+        // The engine's hint speaks to programs; a person at the command line has commands.
+        Some(pwt::ErrorKind::Unapproved) => Some(
+            "read them, then `pwt trust` approves them (asked again when they or their [env] change); `--yes` or PWT_TRUST_HOOKS=1 goes ahead without asking, for automation; --no-hooks skips the hooks",
+        ),
+        _ => lib.and_then(pwt::Error::hint_text),
+    };
+    if let Some(h) = hint {
         eprintln!("  {}", style.dim(&format!("hint: {h}")));
     }
     lib.map_or(exit_codes::FAILURE, |l| exit_codes::of(l.kind()))

@@ -5,9 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use pwt_proxy::{
-    LogLine, Proxy, ProxyOptions, bind_loopback, caddyfile, listen_port, raise_open_file_limit,
-};
+use pwt_proxy::{LogLine, caddyfile, listen_port};
 
 use crate::exit_codes;
 use crate::output::{Style, Terminal, note, printable};
@@ -75,15 +73,13 @@ pub enum ProxyAction {
 pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
     let opened = super::open(cwd)?;
     let project = &opened.project;
-    let listen = args
-        .listen
-        .clone()
-        .unwrap_or_else(|| project.config().proxy.listen.clone());
-    let port = listen_port(&listen)?;
-    let table = project.routes(&project.state()?);
     match args.action {
-        Some(ProxyAction::Caddyfile { port: p }) => {
-            print!("{}", caddyfile(&table, p.unwrap_or(port)));
+        Some(ProxyAction::Caddyfile { port }) => {
+            let port = match port {
+                Some(p) => p,
+                None => listen_port(&project.config().proxy.listen)?,
+            };
+            print!("{}", caddyfile(&project.routes(&project.state()?), port));
             return Ok(exit_codes::OK);
         }
         Some(ProxyAction::Trust {
@@ -93,39 +89,16 @@ pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
         }) => return trust(uninstall, &stores, format),
         None => {}
     }
-    let https = project.config().proxy.https;
-    let tls = if https {
-        let ca = std::sync::Arc::new(pwt::https::local_ca(&super::state_dir()?)?);
-        Some(ca.server_config()?)
-    } else {
-        None
-    };
-    let listeners = bind_loopback(port).map_err(|e| {
-        anyhow::anyhow!("{e}\n  hint: another proxy (or Caddy) may be running; stop it, or pass --listen 127.0.0.1:OTHER_PORT")
-    })?;
-    let port = listeners[0].local_addr().map(|a| a.port()).unwrap_or(port);
+    let bound = project.bind_proxy(args.listen.as_deref(), (!args.quiet).then(access_log))?;
+    let port = bound.port;
     warn_if_not_configured(project.config(), port);
-    raise_open_file_limit();
-    let options = ProxyOptions {
-        public_port: port,
-        log: (!args.quiet).then(access_log),
-        tls,
-        redirect_http: project.config().proxy.redirect_http,
-        ..ProxyOptions::default()
-    };
     super::ignore_sigpipe();
-    let proxy = Proxy::new(table, options);
     let scheme = project.config().proxy.scheme();
-    let addrs: Vec<String> = listeners
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .map(|a| format!("{scheme}://{a}"))
-        .collect();
     note(&format!(
         "pwt proxy listening on {} — worktrees at {scheme}://<slug>.localhost:{port}, status page {scheme}://localhost:{port}/_pwt, OAuth redirect URI {scheme}://localhost:{port}{}{}",
-        addrs.join(" and "),
+        bound.urls.join(" and "),
         project.config().proxy.callback,
-        if https {
+        if project.config().proxy.https {
             " (HTTP on the same port too; `pwt proxy trust` makes browsers trust its certificates)"
         } else {
             ""
@@ -137,14 +110,7 @@ pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(async {
-        for l in listeners {
-            tokio::spawn(proxy.clone().serve(l));
-        }
-        project
-            .follow_routes(&proxy, shutdown(), &mut Terminal { quiet: true })
-            .await;
-    });
+    runtime.block_on(bound.serve(project, shutdown(), &mut Terminal { quiet: true }));
     note("pwt proxy stopped");
     Ok(exit_codes::OK)
 }

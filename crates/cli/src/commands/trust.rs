@@ -35,10 +35,7 @@ pub struct TrustArgs {
 
 pub fn run(cwd: &Path, args: TrustArgs) -> Result<i32> {
     let opened = super::open(cwd)?;
-    let all = Gate {
-        commands: true,
-        env: true,
-    };
+    let all = Gate::ALL;
     let project = &opened.project;
     let (Some(file), Some(c)) = (&opened.settings.project_file, project.pending_approval(all))
     else {

@@ -231,6 +231,22 @@ fn a_set_up_killed_before_its_files_and_hooks_is_finished_by_up() {
     }
 }
 
+/// The lease of `branch` records its env files: the set-up is at its pause after them (a
+/// kill before the record would leave files no lease accounts for, which gc rightly spares).
+fn env_files_recorded(t: &TestEnv, branch: &str) -> bool {
+    std::fs::read_to_string(t.state_dir().join("registry.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|reg| {
+            reg["leases"]
+                .as_array()?
+                .iter()
+                .find(|l| l["branch"] == branch)
+                .map(|l| l["files"].get(".env.worktree").is_some())
+        })
+        .unwrap_or(false)
+}
+
 #[test]
 fn an_interrupted_set_up_with_a_temporary_file_of_pwt_is_rolled_back_by_one_gc() {
     let t = TestEnv::new();
@@ -242,7 +258,7 @@ fn an_interrupted_set_up_with_a_temporary_file_of_pwt_is_rolled_back_by_one_gc()
         .stderr(Stdio::null());
     let mut child = child.spawn().expect("spawn");
     let root = repo.parent().expect("parent").join("demo.tmp");
-    wait_until("the env file", || root.join(".env.worktree").exists());
+    wait_until("the env files, recorded", || env_files_recorded(&t, "tmp"));
     let _ = child.kill();
     let _ = child.wait();
     // What a pwt killed between writing and renaming leaves.
@@ -267,7 +283,7 @@ fn an_interrupted_set_up_with_a_temporary_file_of_pwt_is_rolled_back_by_one_gc()
         .stderr(Stdio::null());
     let mut child = child.spawn().expect("spawn");
     let root = repo.parent().expect("parent").join("demo.work");
-    wait_until("the env file", || root.join(".env.worktree").exists());
+    wait_until("the env files, recorded", || env_files_recorded(&t, "work"));
     let _ = child.kill();
     let _ = child.wait();
     std::fs::write(root.join("notes.txt"), "mine\n").expect("work");

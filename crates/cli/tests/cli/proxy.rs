@@ -305,13 +305,13 @@ fn proxy_refuses_non_loopback_and_taken_ports() {
     let repo = t.repo("demo", None);
     let err = t
         .pwt(&repo, &["proxy", "--listen", "0.0.0.0:8080"])
-        .fails(1)
+        .fails(2)
         .stderr;
     assert!(err.contains("loopback only"), "{err}");
     // It binds 127.0.0.1 and ::1 together; another 127.x would be a silent lie.
     let err = t
         .pwt(&repo, &["proxy", "--listen", "127.0.0.2:8080"])
-        .fails(1)
+        .fails(2)
         .stderr;
     assert!(err.contains("127.0.0.1 and ::1 together"), "{err}");
     let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
