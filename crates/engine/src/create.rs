@@ -109,6 +109,7 @@ impl Project {
             env: true,
         })?;
         let branch = req.branch.as_str();
+        let _turn = crate::inflight::Turn::take(&self.repo.common_dir, branch, "setting up")?;
         // A set-up of this branch that a killed pwt left is rolled back first (then git no
         // longer lists its half-made worktree).
         self.clear_interrupted(&req.branch, reporter)?;
@@ -182,6 +183,8 @@ impl Project {
         })?;
         let (root, branch, moved_from) = self.adoption_target(req.target.as_deref())?;
         let branch = BranchName::parse(&branch)?;
+        let _turn =
+            crate::inflight::Turn::take(&self.repo.common_dir, branch.as_str(), "adopting")?;
         self.take_over_interrupted(&branch, reporter)?;
         let ask = LeaseAsk {
             branch: &branch,

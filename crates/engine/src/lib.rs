@@ -69,6 +69,7 @@ mod git;
 mod hooks;
 pub mod https;
 mod include;
+mod inflight;
 mod info;
 mod infra;
 mod leases;

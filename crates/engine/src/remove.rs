@@ -266,6 +266,7 @@ impl Project {
             Ok(l) => l,
             Err(why) => return Ok(Removal::Nothing(why)),
         };
+        let _turn = crate::inflight::Turn::take(&lease.repo, lease.branch.as_str(), "removing")?;
         let exists = lease.path.exists();
         if exists && !req.keep_worktree {
             // Not even with --force: the other worktree's work is not this one's to discard.

@@ -466,6 +466,59 @@ fn processes_need_approval_to_start_only_and_a_run_stops_on_its_own_flag() {
         .expect("the project goes on");
 }
 
+/// Two calls of one process (threads of an embedder, an MCP server's calls) setting up one
+/// branch at once: one sets it up, the other is refused (busy, or it exists by then),
+/// never a second set-up over the first.
+#[test]
+fn two_threads_of_one_process_never_set_up_one_branch_twice() {
+    let w = World::new(
+        "[ports]\nrange = [29850, 29899]\n[ports.services]\nweb = { env = \"WEB_PORT\", main = 8000 }\n[hooks]\npost-create = [\"sleep 1\"]\n",
+    );
+    for round in 0..3 {
+        let branch = format!("twice-{round}");
+        let results: Vec<pwt::Result<SetUp>> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..2)
+                .map(|_| {
+                    let (w, branch) = (&w, &branch);
+                    scope.spawn(move || {
+                        w.open(Approvals::Trust)
+                            .create(&create(branch), &mut Silent)
+                    })
+                })
+                .collect();
+            runs.into_iter()
+                .map(|r| r.join().expect("no panic"))
+                .collect()
+        });
+        let made: Vec<&SetUp> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(made.len(), 1, "{results:?}");
+        for e in results.iter().filter_map(|r| r.as_ref().err()) {
+            assert!(
+                matches!(e.kind(), ErrorKind::Busy | ErrorKind::Exists),
+                "{}",
+                e.report()
+            );
+            // Said as it is: no "interrupted" set-up to roll back, no other pwt.
+            if e.kind() == ErrorKind::Busy {
+                assert!(
+                    e.to_string().contains("another call in this process"),
+                    "{}",
+                    e.report()
+                );
+            }
+        }
+        let p = w.open(Approvals::Trust);
+        let state = p.state().expect("registry");
+        let lease = state
+            .leases
+            .iter()
+            .find(|l| l.branch.as_str() == branch)
+            .expect("one lease");
+        assert_eq!(lease.state, LeaseState::Ready);
+        assert_eq!(lease.path, made[0].lease.path);
+    }
+}
+
 /// A repository whose committed pwt.toml runs a post-create hook.
 fn hooked() -> World {
     World::new("[hooks]\npost-create = [\"touch hook-ran\"]\n")
