@@ -2,7 +2,6 @@
 //! lost leases from the env files pwt wrote.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::process::Command;
 
 use pwt_alloc::{Journal, Lease, LeaseState, State, now};
 use pwt_core::config::RedisMode;
@@ -623,11 +622,9 @@ impl Project {
 }
 
 fn git_version() -> Finding {
-    match Command::new("git").arg("--version").output() {
-        Ok(o) if o.status.success() => {
-            Finding::ok(String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        }
-        _ => Finding::error(
+    match crate::git::version() {
+        Some(v) => Finding::ok(v),
+        None => Finding::error(
             "git is not on PATH",
             "install git; pwt runs it to add and remove worktrees",
         ),

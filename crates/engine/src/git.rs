@@ -242,15 +242,15 @@ pub(crate) fn git(dir: &Path, args: &[&OsStr], output: ChildOutput, cancel: &Can
 
 /// The commit HEAD is at in the worktree at `root`.
 pub(crate) fn head_of(root: &Path) -> Option<String> {
-    let out = Command::new("git")
-        .current_dir(root)
-        .args(["rev-parse", "--verify", "-q", "HEAD"])
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let args = ["rev-parse", "--verify", "-q", "HEAD"].map(OsStr::new);
+    let out = git_output(root, &args).ok()?;
+    Some(String::from_utf8_lossy(&out).trim().to_owned())
+}
+
+/// `git --version`'s answer; `None` when git does not run.
+pub(crate) fn version() -> Option<String> {
+    let out = git_output(Path::new("/"), &[OsStr::new("--version")]).ok()?;
+    Some(String::from_utf8_lossy(&out).trim().to_owned())
 }
 
 /// The stdout of `git ARGS` run in `root`; a failure names the command and git's words.

@@ -910,11 +910,7 @@ impl Drop for Child {
 
 fn gone(pid: u32) -> bool {
     // A zombie (dead, not reaped by its parent) is gone too.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
-        s.rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z'))
-    })
+    !pwt::proc::running(pid)
 }
 
 fn wait_gone(pid: u32) -> bool {

@@ -10,11 +10,7 @@ use std::time::{Duration, Instant};
 use crate::common::{TestEnv, seed_toml};
 
 fn pid_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit(')')
-            .next()
-            .is_some_and(|r| !r.trim_start().starts_with('Z'))
-    })
+    pwt::proc::running(pid)
 }
 
 /// A process working in `dir` (`sleep`), for pwt to find or to spare.
