@@ -97,11 +97,22 @@ impl Project {
     /// Host ports any container publishes (or is set to, stopped): Docker holds them
     /// whether or not anything listens, so they are never leased. Asked only with
     /// `[docker]` (it costs a call to the engine).
-    pub(crate) fn docker_ports(&self) -> Vec<u16> {
-        self.docker()
-            .and_then(|d| d.published_ports().ok())
-            .map(|p| p.into_iter().map(|(port, _)| port).collect())
-            .unwrap_or_default()
+    /// `None` when `[docker]` is configured and the engine does not answer: the ports of
+    /// its containers cannot be known.
+    pub(crate) fn docker_ports(&self) -> Option<Vec<u16>> {
+        if self.config.docker.is_none() {
+            return Some(Vec::new());
+        }
+        let docker = Docker::default();
+        if !docker.reachable() {
+            return None;
+        }
+        Some(
+            docker
+                .published_ports()
+                .map(|p| p.into_iter().map(|(port, _)| port).collect())
+                .unwrap_or_default(),
+        )
     }
 }
 

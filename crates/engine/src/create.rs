@@ -302,7 +302,14 @@ impl Project {
             Some(team) => team.held_by_others(ask.branch.as_str())?,
             None => Vec::new(),
         };
-        let plan = self.record_lease(ask, redis, how.explicit, how.root, &held)?;
+        // Asked before the registry's lock, which is never held across another program.
+        let docker_ports = self.docker_ports().unwrap_or_else(|| {
+            reporter.report(Event::Warning(
+                "the Docker engine does not answer: ports its containers publish (stopped ones too) cannot be kept out of this lease; start Docker and `pwt up` checks again".into(),
+            ));
+            Vec::new()
+        });
+        let plan = self.record_lease(ask, redis, (how.explicit, how.root), &held, docker_ports)?;
         self.options.faults.pause(FaultPoint::AfterLease);
         let checkout = match (plan.fresh && ask.new, how.root) {
             (true, _) => Checkout::Add(add_args(

@@ -131,16 +131,15 @@ impl Project {
 
     /// Plans the lease of `branch` and records it (see [`plan_lease`]). `root` is the
     /// worktree of an adoption; a new worktree's path comes from `explicit` or the template.
+    /// `docker_ports` (what containers publish) are never leased.
     pub(crate) fn record_lease(
         &self,
         ask: &LeaseAsk<'_>,
         redis: RedisPlan,
-        explicit: Option<&Path>,
-        root: Option<&Path>,
+        (explicit, root): (Option<&Path>, Option<&Path>),
         held: &[Resources],
+        docker_ports: Vec<u16>,
     ) -> Result<LeasePlan> {
-        // Asked before the lock, which is never held across a call to another program.
-        let docker_ports = self.docker_ports();
         let mut locked = self.registry.lock()?;
         let leases = self.leases();
         let claiming = leases.claims_to_make()?;

@@ -599,8 +599,15 @@ fn a_docker_engine_that_never_answers_never_hangs_pwt() {
         }
     });
     let repo = t.repo("demo", Some("[ports]\nrange = [27780, 27799]\n[docker]\n"));
-    // Setting up and listing work without the engine (no containers to see).
-    within_a_minute(&t, &repo, &socket, &["new", "feat"]).ok();
+    // Setting up and listing work without the engine (no containers to see), saying that
+    // the ports its containers publish could not be kept out.
+    let made = within_a_minute(&t, &repo, &socket, &["new", "feat"]).ok();
+    assert!(
+        made.stderr
+            .contains("the Docker engine does not answer: ports"),
+        "{}",
+        made.stderr
+    );
     within_a_minute(&t, &repo, &socket, &["list"]).ok();
     // Removing refuses, naming Docker, and touches nothing.
     let rm = within_a_minute(&t, &repo, &socket, &["rm", "feat"]).fails(1);
