@@ -314,7 +314,12 @@ pub fn docker_literal(value: &str) -> Result<String, &'static str> {
     if value.contains('\\') {
         return Err("Compose v1 may unescape its backslash");
     }
-    if value.contains(" #") || value.contains("\t#") {
+    // Python's `\s` (python-dotenv, Compose v1's reader) is any Unicode blank: a no-break
+    // or em space before `#` starts a comment too.
+    let comment = value
+        .char_indices()
+        .any(|(i, c)| c.is_whitespace() && value[i + c.len_utf8()..].starts_with('#'));
+    if comment {
         return Err("Compose would read ` #…` as a comment");
     }
     Ok(value.to_owned())
@@ -517,6 +522,16 @@ mod tests {
         assert_eq!(env.get("FEATURE"), Some("main"));
         assert_eq!(env.get("PWT_URL"), Some("http://localhost:8080"));
         assert_eq!(env.get("COMPOSE_PROJECT_NAME"), Some("demo"));
+    }
+
+    #[test]
+    fn any_blank_before_a_hash_is_a_comment_to_compose() {
+        for v in ["a #b", "a\t#b", "a\u{a0}#b", "a\u{2003}#b", "a\u{3000}#b"] {
+            assert!(docker_literal(v).is_err(), "{v:?}");
+        }
+        for v in ["a#b", "#lead", "a\u{a0}b", "\u{200b}#x"] {
+            assert_eq!(docker_literal(v).as_deref(), Ok(v), "{v:?}");
+        }
     }
 
     #[test]

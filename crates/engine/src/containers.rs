@@ -55,69 +55,83 @@ impl Project {
             .unwrap_or_default()
     }
 
-    /// Takes the worktree's Compose project down (its containers; the project's networks
-    /// when no other checkout's containers are left; its volumes with `volumes`), asking
-    /// any engine that answers, `[docker]` or not: Docker keeps a container's ports until
-    /// it goes, whatever listens. Returns what went.
+    /// Takes the worktree's Compose project down (its containers, and those started with
+    /// its env file; the project's networks when no other checkout's containers are left;
+    /// its volumes with `volumes`), asking any engine that answers, `[docker]` or not:
+    /// Docker keeps a container's ports until it goes, whatever listens. Returns what
+    /// went; an engine that stops answering half-way is an error (what is left is named).
+    /// With `[docker]` and no engine answering, a warning says nothing could be asked.
     pub fn stop_containers(
         &self,
         lease: &Lease,
         volumes: bool,
         reporter: &mut dyn Reporter,
-    ) -> Vec<Released> {
+    ) -> crate::error::Result<Vec<Released>> {
         let docker = Docker::default();
         let Some(project) = self.compose_project(lease) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         if !docker.reachable() {
-            return Vec::new();
+            if self.config.docker.is_some() {
+                reporter.report(Event::Warning(format!(
+                    "the Docker engine does not answer: the containers of Compose project {project:?}, if any, were not taken down"
+                )));
+            }
+            return Ok(Vec::new());
         }
-        let mine = docker
-            .project_containers(&project, &lease.path)
-            .unwrap_or_default();
+        let mut mine = docker.project_containers(&project, &lease.path)?;
+        if self.config.docker.is_some() {
+            for c in docker.owned_by(&lease.marker())? {
+                if !mine.iter().any(|m| m.id == c.id) {
+                    mine.push(c);
+                }
+            }
+        }
         if mine.is_empty() && !volumes {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         reporter.report(Event::Step(Step::TakeDown {
             project: project.clone(),
             containers: mine.len(),
         }));
-        match docker.take_down(&project, &lease.path, volumes) {
-            Ok(gone) => gone,
-            Err(e) => {
-                reporter.report(Event::Warning(format!(
-                    "could not take down Compose project {project:?}: {}",
-                    crate::services::chain(&e)
-                )));
-                Vec::new()
-            }
-        }
+        docker
+            .take_down(&project, &mine, volumes)
+            .map_err(|e| e.context(format!("could not take down Compose project {project:?}")))
     }
 
-    /// Host ports any container publishes (or is set to, stopped): Docker holds them
-    /// whether or not anything listens, so they are never leased. Asked only with
-    /// `[docker]` (it costs a call to the engine).
-    /// `None` when `[docker]` is configured and the engine does not answer: the ports of
-    /// its containers cannot be known.
-    pub(crate) fn docker_ports(&self) -> Option<Vec<u16>> {
+    /// What the engine says a new lease must keep away from: the host ports containers
+    /// publish (or, stopped, are set to: Docker holds them whether or not anything
+    /// listens) and the Compose project names it knows (some checkout's). Asked only with
+    /// `[docker]` (it costs calls to the engine); `None` when the engine does not answer.
+    pub(crate) fn docker_facts(&self) -> Option<DockerFacts> {
         if self.config.docker.is_none() {
-            return Some(Vec::new());
+            return Some(DockerFacts::default());
         }
         let docker = Docker::default();
         if !docker.reachable() {
             return None;
         }
-        Some(
-            docker
+        Some(DockerFacts {
+            ports: docker
                 .published_ports()
                 .map(|p| p.into_iter().map(|(port, _)| port).collect())
                 .unwrap_or_default(),
-        )
+            projects: docker.compose_projects().unwrap_or_default(),
+        })
     }
 }
 
 /// A container publishing one of `ports`, when the process listening there is Docker's
 /// port proxy: never stopped as a worktree's process (Docker would keep the port anyway).
+/// What the engine says a new lease must keep away from.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DockerFacts {
+    /// Host ports containers publish.
+    pub ports: Vec<u16>,
+    /// Compose project names some checkout uses.
+    pub projects: std::collections::HashSet<String>,
+}
+
 pub(crate) fn is_docker_proxy(name: &str) -> bool {
     name == "docker-proxy"
 }

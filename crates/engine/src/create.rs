@@ -303,13 +303,13 @@ impl Project {
             None => Vec::new(),
         };
         // Asked before the registry's lock, which is never held across another program.
-        let docker_ports = self.docker_ports().unwrap_or_else(|| {
+        let docker = self.docker_facts().unwrap_or_else(|| {
             reporter.report(Event::Warning(
-                "the Docker engine does not answer: ports its containers publish (stopped ones too) cannot be kept out of this lease; start Docker and `pwt up` checks again".into(),
+                "the Docker engine does not answer: ports its containers publish (stopped ones too), and the Compose project names it knows, cannot be kept out of this lease; start Docker and `pwt up` checks the ports again".into(),
             ));
-            Vec::new()
+            crate::containers::DockerFacts::default()
         });
-        let plan = self.record_lease(ask, redis, (how.explicit, how.root), &held, docker_ports)?;
+        let plan = self.record_lease(ask, redis, (how.explicit, how.root), &held, docker)?;
         self.options.faults.pause(FaultPoint::AfterLease);
         let checkout = match (plan.fresh && ask.new, how.root) {
             (true, _) => Checkout::Add(add_args(

@@ -416,7 +416,7 @@ impl Project {
     ) -> Result<Stopped> {
         let m = self.managed(target)?;
         let containers = match &m.target {
-            crate::project::Target::Leased(l) => self.stop_containers(l, volumes, reporter),
+            crate::project::Target::Leased(l) => self.stop_containers(l, volumes, reporter)?,
             _ => Vec::new(),
         };
         Ok(Stopped {

@@ -265,6 +265,26 @@ impl Docker {
         self.run(&["rm", "-f", "-v", &c.id]).map(|_| ())
     }
 
+    /// Stops one container (its stop signal, ten seconds, then SIGKILL).
+    pub fn stop_only(&self, c: &Container) -> Result<()> {
+        self.run_within(
+            &["stop", "-t", "10", &c.id],
+            DOCKER_TIMEOUT + Duration::from_secs(10),
+        )
+        .map(|_| ())
+    }
+
+    /// Removes the named volume `name`.
+    pub fn remove_volume(&self, name: &str) -> Result<()> {
+        self.run(&["volume", "rm", name]).map(|_| ())
+    }
+
+    /// The named volumes Compose made for `project` (by its label).
+    pub fn volumes_of(&self, project: &str) -> Result<Vec<String>> {
+        let filter = format!("label={PROJECT_LABEL}={project}");
+        self.names(&["volume", "ls", "--filter", &filter], "{{.Name}}")
+    }
+
     /// Removes the network `name`.
     pub fn remove_network(&self, name: &str) -> Result<()> {
         self.run(&["network", "rm", name]).map(|_| ())
@@ -285,31 +305,55 @@ impl Docker {
         Ok(gone)
     }
 
-    /// Takes down what `docker compose down` would, by Compose's labels: the containers of
-    /// `project` that ran in `dir` (stopped, then removed), then the project's networks
-    /// once none of its containers is left, and with `volumes` its named volumes: those the
-    /// containers mounted, and those Compose labelled as the project's (also when its
-    /// containers were removed by hand), unless a container of another checkout with the
-    /// same project name is there to own them. Returns what went.
-    pub fn take_down(&self, project: &str, dir: &Path, volumes: bool) -> Result<Vec<Released>> {
-        let mine = self.project_containers(project, dir)?;
-        let mut gone = self.remove(&mine)?;
+    /// Takes down what `docker compose down` would, by Compose's labels: `mine` (the
+    /// containers of `project` that ran in the worktree, and those started with its env
+    /// file), stopped, then removed; then the project's networks once none of its
+    /// containers is left, and with `volumes` its named volumes: those Compose made for the
+    /// project (labelled so; never an external one a container only mounted), unless a
+    /// container of another checkout with the same project name is there, when only those
+    /// `mine` mounted. Returns what went.
+    pub fn take_down(
+        &self,
+        project: &str,
+        mine: &[Container],
+        volumes: bool,
+    ) -> Result<Vec<Released>> {
+        let mut gone = self.remove(mine)?;
         if volumes {
             let filter = format!("label={PROJECT_LABEL}={project}");
             let shared = !self.containers(std::slice::from_ref(&filter))?.is_empty();
-            let mut names: Vec<String> = mine.iter().flat_map(|c| c.volumes.clone()).collect();
-            if !shared {
-                names.extend(self.names(&["volume", "ls", "--filter", &filter], "{{.Name}}")?);
-            }
-            names.sort_unstable();
-            names.dedup();
-            for name in names {
-                if self.run(&["volume", "rm", &name]).is_ok() {
+            let mounted: Vec<&String> = mine.iter().flat_map(|c| &c.volumes).collect();
+            for name in self.volumes_of(project)? {
+                if shared && !mounted.contains(&&name) {
+                    continue;
+                }
+                if self.remove_volume(&name).is_ok() {
                     gone.push(released(DockerObject::Volume, name));
                 }
             }
         }
         Ok(gone)
+    }
+
+    /// The Compose project names the engine knows, from the labels of its containers
+    /// (running or not), volumes and networks: a name among them is some checkout's.
+    pub fn compose_projects(&self) -> Result<std::collections::HashSet<String>> {
+        let format = format!("{{{{.Label \"{PROJECT_LABEL}\"}}}}");
+        let mut out = std::collections::HashSet::new();
+        for args in [&["ps", "-a"][..], &["volume", "ls"], &["network", "ls"]] {
+            out.extend(self.names(args, &format)?);
+        }
+        Ok(out)
+    }
+
+    /// The containers started with a worktree's env file (`PWT_OWNER` = `marker` in their
+    /// environment: Compose or `docker run --env-file`).
+    pub fn owned_by(&self, marker: &str) -> Result<Vec<Container>> {
+        Ok(self
+            .containers(&[])?
+            .into_iter()
+            .filter(|c| c.owner.as_deref() == Some(marker))
+            .collect())
     }
 
     /// The names `docker network ls` / `volume ls` lists with `args`.

@@ -109,6 +109,14 @@ pub struct ServiceStatus {
     pub hint: Option<&'static str>,
 }
 
+/// What this project had before an `up`, for its undo.
+struct Before {
+    /// Services with a container, running or not.
+    existed: Vec<String>,
+    /// Its named volumes.
+    volumes: Vec<String>,
+}
+
 /// The shared services of a configuration (its service sections, or the defaults for those
 /// it has not: the services are the machine's, not one repository's).
 #[derive(Clone, Debug)]
@@ -468,17 +476,39 @@ impl Infra {
     /// port something else holds is refused before anything starts; a service still
     /// starting at the timeout is named, and what this run started is taken down again.
     pub fn up(&self, reporter: &mut dyn Reporter) -> Result<Vec<ServiceStatus>> {
+        self.start(reporter).map_err(|e| self.interrupted(e))
+    }
+
+    /// `e` as the interruption it is when the cancel flag is set: Compose and docker,
+    /// killed by the same Ctrl-C, say only that they failed (Compose with a traceback).
+    fn interrupted(&self, e: Error) -> Error {
+        if self.cancel.is_cancelled() && e.kind() != ErrorKind::Cancelled {
+            let mut out = Error::new(ErrorKind::Cancelled, "interrupted");
+            if let Some(r) = e.rollback() {
+                out = out.with_rollback(r.clone());
+            }
+            out
+        } else {
+            e
+        }
+    }
+
+    fn start(&self, reporter: &mut dyn Reporter) -> Result<Vec<ServiceStatus>> {
         let cli = self.compose()?;
         // One `pwt infra up` or `down` at a time: two would take down each other's.
         let _turn = self.turn()?;
         let ours = self.containers()?;
         self.refuse_foreign(&ours)?;
         self.refuse_taken_ports(&ours)?;
-        let before: Vec<&str> = ours
+        let before_running: Vec<&str> = ours
             .iter()
             .filter(|c| c.state == "running")
             .filter_map(|c| c.service.as_deref())
             .collect();
+        let before = Before {
+            existed: ours.iter().filter_map(|c| c.service.clone()).collect(),
+            volumes: self.volumes()?,
+        };
         let made_network = self.docker.ensure_network(self.network())?;
         reporter.report(Event::Step(Step::StartInfra {
             project: self.project().to_owned(),
@@ -488,7 +518,7 @@ impl Infra {
             .services()
             .iter()
             .map(|s| s.name)
-            .filter(|n| !before.contains(n))
+            .filter(|n| !before_running.contains(n))
             .collect();
         let result = self
             .cancel
@@ -498,13 +528,8 @@ impl Infra {
         match result {
             Ok(s) => Ok(s),
             Err(e) => {
-                // Compose, killed by the same Ctrl-C, says only that it failed.
-                let e = if self.cancel.is_cancelled() && e.kind() != ErrorKind::Cancelled {
-                    Error::new(ErrorKind::Cancelled, "interrupted").caused_by(e)
-                } else {
-                    e
-                };
-                let undone = self.take_down_started(&started, made_network);
+                let e = self.interrupted(e);
+                let undone = self.take_down_started(&started, &before, made_network);
                 Err(e.context(format!(
                     "the shared services did not come up; {}",
                     if undone.is_empty() {
@@ -649,21 +674,43 @@ impl Infra {
         })
     }
 
-    /// Removes the containers of `started` (services this run started), and the network
-    /// when this run made it. Returns what went.
-    fn take_down_started(&self, started: &[&str], made_network: bool) -> Vec<String> {
+    /// Undoes what this run did for `started` (the services it started): a container it
+    /// made goes, one that was there stopped is stopped again; the volumes it made go (a
+    /// half-initialised database would keep every later `up` from coming up), and the
+    /// network when this run made it. Returns what it undid.
+    fn take_down_started(
+        &self,
+        started: &[&str],
+        before: &Before,
+        made_network: bool,
+    ) -> Vec<String> {
         let mut gone = Vec::new();
         for c in self.containers().unwrap_or_default() {
-            if c.service.as_deref().is_some_and(|s| started.contains(&s))
-                && self.docker.remove_only(&c).is_ok()
-            {
+            let Some(service) = c.service.as_deref().filter(|s| started.contains(s)) else {
+                continue;
+            };
+            if before.existed.iter().any(|e| e == service) {
+                if self.docker.stop_only(&c).is_ok() {
+                    gone.push(format!("{} (stopped again)", c.name));
+                }
+            } else if self.docker.remove_only(&c).is_ok() {
                 gone.push(c.name);
+            }
+        }
+        for v in self.volumes().unwrap_or_default() {
+            if !before.volumes.contains(&v) && self.docker.remove_volume(&v).is_ok() {
+                gone.push(format!("volume {v}"));
             }
         }
         if made_network && self.docker.remove_network(self.network()).is_ok() {
             gone.push(format!("network {}", self.network()));
         }
         gone
+    }
+
+    /// The named volumes of this project (by Compose's label).
+    fn volumes(&self) -> Result<Vec<String>> {
+        self.docker.volumes_of(self.project())
     }
 
     /// Stops the services; their data volumes go too with `volumes`.

@@ -131,14 +131,15 @@ impl Project {
 
     /// Plans the lease of `branch` and records it (see [`plan_lease`]). `root` is the
     /// worktree of an adoption; a new worktree's path comes from `explicit` or the template.
-    /// `docker_ports` (what containers publish) are never leased.
+    /// What `docker` says containers publish is never leased, nor a Compose project name
+    /// the engine knows given to a new lease.
     pub(crate) fn record_lease(
         &self,
         ask: &LeaseAsk<'_>,
         redis: RedisPlan,
         (explicit, root): (Option<&Path>, Option<&Path>),
         held: &[Resources],
-        docker_ports: Vec<u16>,
+        docker: crate::containers::DockerFacts,
     ) -> Result<LeasePlan> {
         let mut locked = self.registry.lock()?;
         let leases = self.leases();
@@ -168,8 +169,9 @@ impl Project {
                 .map(|c| c.others(&registry_id))
                 .unwrap_or_default()
                 .into_iter()
-                .chain(docker_ports)
+                .chain(docker.ports)
                 .collect(),
+            compose_projects: &docker.projects,
             main_redis_db: self
                 .config
                 .redis

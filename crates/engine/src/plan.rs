@@ -52,6 +52,8 @@ pub(crate) struct LeaseFacts<'a> {
     pub main_redis_db: u16,
     /// What others hold in the team store.
     pub held: &'a [Resources],
+    /// The Compose project names the Docker engine knows (some checkout's).
+    pub compose_projects: &'a HashSet<String>,
 }
 
 /// What is asked for.
@@ -135,7 +137,7 @@ pub(crate) fn plan_lease(
         ));
     }
     if existing.is_none() {
-        lease.compose = distinct_compose_name(state, facts.repo_key, &lease);
+        lease.compose = distinct_compose_name(state, facts, &lease);
     }
     if existing.is_none()
         && let Some(k) = kept.filter(|k| k.slug == lease.slug)
@@ -152,21 +154,30 @@ pub(crate) fn plan_lease(
 }
 
 /// A new lease's Compose project name when `<project>-<slug>` is another checkout's
-/// already (a clone of the same repository, or another repository with the same project
-/// name): that name and a suffix of this repository's, so neither takes down, nor mounts the
-/// volumes of, the other's containers. `None` when it is free.
-fn distinct_compose_name(state: &State, repo_key: &str, lease: &Lease) -> Option<String> {
+/// already (a clone of the same repository, another repository with the same project name,
+/// a Compose project the engine knows: containers, volumes or networks under that name,
+/// left by an earlier worktree or run from elsewhere): that name and a suffix of this
+/// repository's and branch's, so neither takes down, mounts or deletes the volumes of the
+/// other's. `None` when it is free.
+fn distinct_compose_name(state: &State, facts: &LeaseFacts<'_>, lease: &Lease) -> Option<String> {
     let wanted = lease.compose_project();
-    let taken = state
-        .leases
-        .iter()
-        .any(|l| l.repo != lease.repo && l.compose_project() == wanted);
-    taken.then(|| {
-        format!(
-            "{wanted}-{}",
-            &format!("{:016x}", pwt_core::stable_hash(repo_key.as_bytes()))[..6]
-        )
-    })
+    let taken = |name: &str| {
+        facts.compose_projects.contains(name)
+            || state.leases.iter().any(|l| {
+                !(l.repo == lease.repo && l.branch == lease.branch) && l.compose_project() == name
+            })
+    };
+    if !taken(&wanted) {
+        return None;
+    }
+    let key = format!("{}\0{}", facts.repo_key, lease.branch.as_str());
+    let hash = format!("{:016x}", pwt_core::stable_hash(key.as_bytes()));
+    // Longer suffixes, then numbers: one is free, there being only so many names taken.
+    (6..=16)
+        .step_by(2)
+        .map(|n| format!("{wanted}-{}", &hash[..n]))
+        .chain((2..).map(|n| format!("{wanted}-{}-{n}", &hash[..6])))
+        .find(|name| !taken(&pwt_alloc::compose_name(name)))
 }
 
 /// A new branch's slug: the one its kept data is marked after when free (a branch keeps its
@@ -831,7 +842,44 @@ mod tests {
             claimed: HashSet::new(),
             main_redis_db: 0,
             held: &[],
+            compose_projects: Box::leak(Box::default()),
         }
+    }
+
+    #[test]
+    fn a_compose_project_name_the_engine_knows_is_never_given_out_again() {
+        let (d, s) = (Declared::default(), vec!["app".to_owned()]);
+        let known: &HashSet<String> = Box::leak(Box::new(HashSet::from(["r-feat".to_owned()])));
+        let f = LeaseFacts {
+            compose_projects: known,
+            ..facts(&d, &s, RedisPlan::AsConfigured)
+        };
+        let lease = |branch: &str| Lease {
+            compose: None,
+            ..new_lease(
+                &f,
+                &LeaseAsk {
+                    branch: &BranchName::parse(branch).expect("branch"),
+                    new: true,
+                    creates_branch: true,
+                },
+                pwt_core::Slug::parse(branch).expect("slug"),
+                PathBuf::from("/r.x"),
+                BTreeMap::new(),
+            )
+        };
+        let state = State::default();
+        assert_eq!(distinct_compose_name(&state, &f, &lease("other")), None);
+        let name = distinct_compose_name(&state, &f, &lease("feat")).expect("suffixed");
+        assert!(
+            name.starts_with("r-feat-") && name.len() == "r-feat-".len() + 6,
+            "{name}"
+        );
+        // Stable for the branch, so its env files say the same every time.
+        assert_eq!(
+            distinct_compose_name(&state, &f, &lease("feat")),
+            Some(name)
+        );
     }
 
     fn names(slug: &str, _: &BTreeMap<String, u16>) -> Result<Resources> {

@@ -211,7 +211,7 @@ impl Project {
                 // Its containers first (Compose ran them in the directory that is gone), and
                 // what provably runs for it: its `pwt dev` groups, processes still working
                 // in its deleted directory.
-                self.stop_containers(l, false, reporter);
+                self.stop_containers(l, false, reporter)?;
                 self.stop_what_ran_in_gone(l, reporter);
                 let lease = self.mark_removing_in(
                     &l.repo,

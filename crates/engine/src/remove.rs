@@ -295,7 +295,20 @@ impl Project {
         )?;
         self.options.faults.pause(FaultPoint::AfterMarkRemoving);
         // Its containers first: Docker holds their ports until they go, whatever listens.
-        let containers = self.stop_containers(&lease, req.volumes, reporter);
+        let containers = self
+            .stop_containers(&lease, req.volumes, reporter)
+            .map_err(|e| {
+                // Nothing else went: the lease stays `removing`, for `pwt rm` to finish.
+                e.context(format!(
+                    "nothing of {:?} was removed while its containers run",
+                    lease.branch.as_str()
+                ))
+                .hint(format!(
+                    "once Docker answers (`docker info`), `pwt rm {}{}` finishes the removal",
+                    shell_word(lease.branch.as_str()),
+                    if req.volumes { " --volumes" } else { "" }
+                ))
+            })?;
         self.stop_processes(&lease, exists && !req.keep_worktree, reporter);
         let mut report = self.teardown(&lease, &plan, reporter)?;
         report.removed.splice(0..0, containers);

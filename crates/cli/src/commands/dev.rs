@@ -135,7 +135,9 @@ pub fn stop(cwd: &Path, args: StopArgs) -> Result<i32> {
         println!("removed {c}");
     }
     if stopped.processes.is_empty() && stopped.containers.is_empty() {
-        println!("nothing of `pwt dev` runs there, and no container of its Compose project");
+        println!(
+            "nothing of `pwt dev` runs there, and no container of its Compose project was taken down"
+        );
     }
     let mut code = exit_codes::OK;
     for (p, stopped) in stopped.processes {

@@ -316,21 +316,41 @@ fn infra_beside_native_services_and_a_worktrees_app_in_compose() {
         "the app's container outlived pwt rm"
     );
     assert_eq!(docker_proxies(), proxies, "a docker-proxy was stopped");
-    // A container pwt cannot take down with the worktree (started by hand with its env
-    // file): gc finds it by the worktree's marker once the worktree is gone.
+    // A container started by hand with a worktree's env file is the worktree's: `pwt rm`
+    // takes it down too (by the marker in its environment).
+    let run_with = |env_file: &Path| {
+        docker(&[
+            "run",
+            "-d",
+            "--env-file",
+            &env_file.display().to_string(),
+            "pwt-ci/debian:bookworm",
+            "sleep",
+            "600",
+        ])
+        .trim()
+        .to_owned()
+    };
+    let exists = |id: &str| {
+        Command::new("docker")
+            .args(["inspect", id])
+            .output()
+            .expect("docker")
+            .status
+            .success()
+    };
     let made = t.pwt(&repo, &["new", "b", "--format", "json"]).ok().json();
     let dir = PathBuf::from(made["path"].as_str().expect("path"));
-    let stray = docker(&[
-        "run",
-        "-d",
-        "--env-file",
-        &dir.join(".env.docker").display().to_string(),
-        "pwt-ci/debian:bookworm",
-        "sleep",
-        "600",
-    ]);
-    let stray = stray.trim();
+    let by_hand = run_with(&dir.join(".env.docker"));
     t.pwt(&repo, &["rm", "b"]).ok();
+    assert!(!exists(&by_hand), "pwt rm left the worktree's container");
+    // One started with the env file of a worktree that is gone (no lease): gc finds it.
+    let made = t.pwt(&repo, &["new", "c", "--format", "json"]).ok().json();
+    let dir = PathBuf::from(made["path"].as_str().expect("path"));
+    let saved = t.root().join("c.env.docker");
+    std::fs::copy(dir.join(".env.docker"), &saved).expect("copy");
+    t.pwt(&repo, &["rm", "c"]).ok();
+    let stray = run_with(&saved);
     let found = t.pwt(&repo, &["gc", "--dry-run"]).ok();
     assert!(
         found.stdout.contains("of a worktree that is gone"),
@@ -338,11 +358,15 @@ fn infra_beside_native_services_and_a_worktrees_app_in_compose() {
         found.stdout
     );
     t.pwt(&repo, &["gc", "--yes"]).ok();
-    let left = Command::new("docker")
-        .args(["inspect", stray])
-        .output()
-        .expect("docker");
-    assert!(!left.status.success(), "gc left the stray container");
+    assert!(!exists(&stray), "gc left the stray container");
+    // A worktree deleted by hand while such a container runs: one gc takes both.
+    let made = t.pwt(&repo, &["new", "d", "--format", "json"]).ok().json();
+    let dir = PathBuf::from(made["path"].as_str().expect("path"));
+    let orphan = run_with(&dir.join(".env.docker"));
+    std::fs::remove_dir_all(&dir).expect("rm -rf");
+    t.git(&repo, &["worktree", "prune"]);
+    t.pwt(&repo, &["gc", "--yes"]).ok();
+    assert!(!exists(&orphan), "the first gc left the container");
     // A port a container publishes is never leased, even while it does not run.
     let small = t.repo(
         "small",
@@ -438,6 +462,15 @@ fn an_interrupted_infra_up_takes_down_what_it_started() {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("taken down"), "{stderr}");
     assert!(infra.containers().is_empty(), "{:?}", infra.containers());
+    let volumes = docker(&[
+        "volume",
+        "ls",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", infra.project),
+        "--format",
+        "{{.Name}}",
+    ]);
+    assert_eq!(volumes.trim(), "", "the volumes this run made are left");
     let networks = docker(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(
         !networks.lines().any(|n| n == infra.network),
@@ -445,11 +478,13 @@ fn an_interrupted_infra_up_takes_down_what_it_started() {
     );
 }
 
-/// A worktree's app with a named volume, its container removed by hand: `pwt rm --volumes`
-/// still finds the volume by Compose's label, so a later worktree of the same name starts
-/// empty.
+/// A worktree's app with a named volume of its own and an external one it only mounts, its
+/// container removed by hand: `pwt rm --volumes` still finds its own volume by Compose's
+/// label, and never deletes the external one. A Compose project name the engine knows
+/// already (a project run from elsewhere) is never given to a new worktree, so its volumes
+/// are never that worktree's to delete.
 #[test]
-fn rm_volumes_finds_the_volumes_of_containers_removed_by_hand() {
+fn rm_volumes_deletes_the_worktrees_own_volumes_and_no_other() {
     if installed(engine()).is_none() {
         return;
     }
@@ -459,10 +494,28 @@ fn rm_volumes_finds_the_volumes_of_containers_removed_by_hand() {
         "project = \"{project}\"\n[ports]\nrange = [28480, 28489]\n[ports.services]\nweb = {{ env = \"WEB_PORT\", main = 8000 }}\n[docker]\n"
     );
     let repo = t.repo("vol", Some(&toml));
-    let app = "services:\n  web:\n    image: pwt-ci/debian:bookworm\n    command: [\"sleep\", \"600\"]\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {}\n";
+    let shared = format!("{project}-shared");
+    let app = format!(
+        "services:\n  web:\n    image: pwt-ci/debian:bookworm\n    command: [\"sleep\", \"600\"]\n    volumes: [\"data:/data\", \"shared:/shared\"]\nvolumes:\n  data: {{}}\n  shared:\n    external: true\n    name: {shared}\n"
+    );
     std::fs::write(repo.join("compose.yaml"), app).expect("compose file");
     t.git(&repo, &["add", "compose.yaml"]);
     t.git(&repo, &["commit", "-q", "-m", "app"]);
+    docker(&["volume", "create", &shared]);
+    // Another directory's Compose project under the name the next worktree would get.
+    let foreign = format!("{project}-w_data");
+    docker(&[
+        "volume",
+        "create",
+        "--label",
+        &format!("com.docker.compose.project={project}-w"),
+        &foreign,
+    ]);
+    let volume_exists = |name: &str| {
+        docker(&["volume", "ls", "--format", "{{.Name}}"])
+            .lines()
+            .any(|n| n == name)
+    };
     let made = t.pwt(&repo, &["new", "v", "--format", "json"]).ok().json();
     let dir = PathBuf::from(made["path"].as_str().expect("path"));
     compose(&t, &dir, &["up", "-d"]).ok();
@@ -475,6 +528,25 @@ fn rm_volumes_finds_the_volumes_of_containers_removed_by_hand() {
     let rm = t.pwt(&repo, &["rm", "v", "--volumes"]).ok();
     assert!(rm.stdout.contains("volume"), "{}", rm.stdout);
     assert_eq!(volumes().trim(), "", "the volume outlived pwt rm --volumes");
+    assert!(
+        volume_exists(&shared),
+        "pwt rm --volumes deleted an external volume"
+    );
+    // The name the engine knows is not given out again.
+    let env = t.pwt(&repo, &["new", "w", "--format", "json"]).ok().json();
+    let named = t.pwt(&repo, &["env", "w", "--format", "json"]).ok().json()["COMPOSE_PROJECT_NAME"]
+        .as_str()
+        .expect("set")
+        .to_owned();
+    assert_ne!(named, format!("{project}-w"), "{env}");
+    t.pwt(&repo, &["rm", "w", "--volumes"]).ok();
+    assert!(
+        volume_exists(&foreign),
+        "pwt rm --volumes deleted another project's volume"
+    );
+    for v in [&shared, &foreign] {
+        docker(&["volume", "rm", v]);
+    }
 }
 
 /// `.env.docker` over the hostile corpus: `docker run --env-file` (the real engine) and
