@@ -274,6 +274,28 @@ impl Docker {
         .map(|_| ())
     }
 
+    /// The last `lines` lines a container wrote (stdout and stderr), indented; `None`
+    /// when there are none or Docker cannot say.
+    pub fn log_tail(&self, id: &str, lines: usize) -> Option<String> {
+        let n = lines.to_string();
+        let mut cmd = Command::new(&self.program);
+        cmd.args(["logs", "--tail", &n, id]);
+        let out = pwt_alloc::proc::output_within(&mut cmd, DOCKER_TIMEOUT).ok()??;
+        let text = [out.stdout, out.stderr].concat();
+        let text = String::from_utf8_lossy(&text);
+        let tail: Vec<String> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                format!(
+                    "  {}",
+                    l.chars().filter(|c| !c.is_control()).collect::<String>()
+                )
+            })
+            .collect();
+        (!tail.is_empty()).then(|| tail.join("\n"))
+    }
+
     /// Removes the named volume `name`.
     pub fn remove_volume(&self, name: &str) -> Result<()> {
         self.run(&["volume", "rm", name]).map(|_| ())

@@ -639,17 +639,27 @@ impl Infra {
             if Instant::now() > deadline {
                 let still: Vec<String> =
                     last.iter().map(|(n, why)| format!("{n} ({why})")).collect();
+                // Their last words, read now: what this run started is taken down next.
+                let words: Vec<String> = last
+                    .iter()
+                    .filter_map(|(n, _)| {
+                        let c = containers
+                            .iter()
+                            .find(|c| c.service.as_deref() == Some(*n))?;
+                        let tail = self.docker.log_tail(&c.id, 5)?;
+                        Some(format!("\n{n} said last:\n{tail}"))
+                    })
+                    .collect();
                 return Err(Error::new(
                     ErrorKind::Service,
                     format!(
-                        "still starting after {} s: {}",
+                        "still starting after {} s: {}{}",
                         self.config.infra.timeout,
-                        still.join(", ")
+                        still.join(", "),
+                        words.concat()
                     ),
                 )
-                .hint(
-                    "`docker logs <container>` says why; raise `infra.timeout` for a slow machine",
-                ));
+                .hint("raise `infra.timeout` for a slow machine; a service that keeps failing may have data an earlier run left (`pwt infra down --volumes` starts afresh, deleting it)"));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
