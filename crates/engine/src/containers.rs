@@ -95,7 +95,7 @@ impl Project {
             containers: mine.len(),
         }));
         docker
-            .take_down(&project, &mine, volumes)
+            .take_down(&project, &mine, volumes, lease.created_at)
             .map_err(|e| e.context(format!("could not take down Compose project {project:?}")))
     }
 

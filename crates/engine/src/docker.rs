@@ -301,6 +301,23 @@ impl Docker {
         self.run(&["volume", "rm", name]).map(|_| ())
     }
 
+    /// When each of these volumes was made (Unix seconds), as the engine says.
+    fn volumes_made(&self, names: &[String]) -> Result<BTreeMap<String, u64>> {
+        if names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut args = vec!["volume", "inspect", "--format", "{{.Name}} {{.CreatedAt}}"];
+        args.extend(names.iter().map(String::as_str));
+        Ok(self
+            .run(&args)?
+            .lines()
+            .filter_map(|l| {
+                let (name, at) = l.trim().split_once(' ')?;
+                Some((name.to_owned(), unix_seconds(at)?))
+            })
+            .collect())
+    }
+
     /// The named volumes Compose made for `project` (by its label).
     pub fn volumes_of(&self, project: &str) -> Result<Vec<String>> {
         let filter = format!("label={PROJECT_LABEL}={project}");
@@ -333,20 +350,26 @@ impl Docker {
     /// containers is left, and with `volumes` its named volumes: those Compose made for the
     /// project (labelled so; never an external one a container only mounted), unless a
     /// container of another checkout with the same project name is there, when only those
-    /// `mine` mounted. Returns what went.
+    /// `mine` mounted; and only those made at or after `since` (Unix seconds: when the
+    /// worktree was leased), never an older one of a project of the same name. Returns what
+    /// went.
     pub fn take_down(
         &self,
         project: &str,
         mine: &[Container],
         volumes: bool,
+        since: u64,
     ) -> Result<Vec<Released>> {
         let mut gone = self.remove(mine)?;
         if volumes {
             let filter = format!("label={PROJECT_LABEL}={project}");
             let shared = !self.containers(std::slice::from_ref(&filter))?.is_empty();
             let mounted: Vec<&String> = mine.iter().flat_map(|c| &c.volumes).collect();
-            for name in self.volumes_of(project)? {
-                if shared && !mounted.contains(&&name) {
+            let names = self.volumes_of(project)?;
+            let made = self.volumes_made(&names)?;
+            for name in names {
+                let young = made.get(&name).is_some_and(|t| *t >= since);
+                if !young || (shared && !mounted.contains(&&name)) {
                     continue;
                 }
                 if self.remove_volume(&name).is_ok() {
@@ -406,6 +429,34 @@ impl Docker {
         self.run(&["network", "create", "--label", "pwt.network=shared", name])?;
         Ok(true)
     }
+}
+
+/// Unix seconds of an RFC 3339 time as Docker writes it (`2026-12-06T10:21:33Z`,
+/// `2026-12-06T11:21:33.5+01:00`).
+fn unix_seconds(at: &str) -> Option<u64> {
+    let (date, rest) = at.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let time = rest.get(..8)?;
+    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, min, s) = (t.next()??, t.next()??, t.next()??);
+    let zone = rest[8..].trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let offset = match zone {
+        "Z" | "" => 0,
+        z => {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let (zh, zm) = z.get(1..)?.split_once(':')?;
+            sign * (zh.parse::<i64>().ok()? * 3600 + zm.parse::<i64>().ok()? * 60)
+        }
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + min * 60 + s - offset).ok()
 }
 
 /// A Docker object that went.
@@ -484,6 +535,18 @@ fn container_of(v: &serde_json::Value) -> Container {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_times_read_as_unix_seconds() {
+        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(unix_seconds("2026-12-06T10:21:33Z"), Some(1_796_552_493));
+        assert_eq!(
+            unix_seconds("2026-12-06T11:21:33.25+01:00"),
+            Some(1_796_552_493)
+        );
+        assert_eq!(unix_seconds("2000-02-29T00:00:00-00:30"), Some(951_784_200));
+        assert_eq!(unix_seconds("yesterday"), None);
+    }
 
     #[test]
     fn a_container_is_read_from_docker_inspect() {

@@ -633,12 +633,17 @@ impl Project {
             // a worktree that is gone for this worktree's.
             extra.push(("PWT_OWNER".into(), lease.marker()));
         }
-        Ok(build_environment(
-            &self.config,
-            &facts,
-            &extra,
-            &self.templates,
-        )?)
+        let mut env = build_environment(&self.config, &facts, &extra, &self.templates)?;
+        // An `[env]` that says again what pwt sets (`COMPOSE_PROJECT_NAME = "{{ project }}-
+        // {{ slug }}"`, as the seed workflow writes it) means pwt's name: the distinct one
+        // this worktree was given, never one the engine knows as another checkout's.
+        if let Some(name) = &lease.compose
+            && env.get("COMPOSE_PROJECT_NAME")
+                == Some(&format!("{}-{}", facts.ctx.project, lease.slug))
+        {
+            env.set("COMPOSE_PROJECT_NAME", name.clone())?;
+        }
+        Ok(env)
     }
 
     /// The browser profile of the worktree `slug` (`pwt open`, `PWT_BROWSER_PROFILE`): its

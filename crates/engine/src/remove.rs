@@ -249,6 +249,26 @@ impl TeardownPlan {
     }
 }
 
+/// The `pwt rm` that finishes a removal: the branch and every flag this one was given, so
+/// the second run does what the first was asked.
+fn rm_again(lease: &Lease, req: &RemoveRequest) -> String {
+    let mut out = format!("pwt rm {}", shell_word(lease.branch.as_str()));
+    for (on, flag) in [
+        (req.force, "--force"),
+        (req.keep_data, "--keep-data"),
+        (req.keep_worktree, "--keep-worktree"),
+        (req.delete_branch, "--delete-branch"),
+        (req.volumes, "--volumes"),
+        (!req.hooks, "--no-hooks"),
+    ] {
+        if on {
+            out.push(' ');
+            out.push_str(flag);
+        }
+    }
+    out
+}
+
 impl Project {
     /// Tears a worktree down: pre-remove hooks, its data (each only with its marker), the
     /// worktree, the lease. Refuses (nothing touched) when the worktree has uncommitted or
@@ -283,8 +303,15 @@ impl Project {
             p.force = req.force;
             p
         } else {
+            // A removal resumed keeps what the first run kept (`--keep-data`), asked again
+            // or not: its data is not this run's to drop.
+            let resumed = lease.state == LeaseState::Removing;
+            let req = &RemoveRequest {
+                keep_data: req.keep_data || (resumed && !lease.keep.is_empty()),
+                ..req.clone()
+            };
             let mut p = TeardownPlan::rm(&lease, req, exists);
-            p.resume = lease.state == LeaseState::Removing;
+            p.resume = resumed;
             p
         };
         let lease = self.leases().mark_removing(
@@ -304,16 +331,15 @@ impl Project {
                     lease.branch.as_str()
                 ))
                 .hint(format!(
-                    "once Docker answers (`docker info`), `pwt rm {}{}` finishes the removal",
-                    shell_word(lease.branch.as_str()),
-                    if req.volumes { " --volumes" } else { "" }
+                    "once Docker answers (`docker info`), `{}` finishes the removal",
+                    rm_again(&lease, req)
                 ))
             })?;
         self.stop_processes(&lease, exists && !req.keep_worktree, reporter);
         let mut report = self.teardown(&lease, &plan, reporter)?;
         report.removed.splice(0..0, containers);
         if !report.stuck.is_empty() {
-            return Err(self.incomplete(&lease, &report));
+            return Err(self.incomplete(&lease, &report, req));
         }
         self.forget_dev_processes(lease.slug.as_str());
         Ok(Removal::Removed(Removed {
@@ -422,7 +448,7 @@ impl Project {
 
     /// The error of a teardown that left something: what is left, what went, and how to
     /// finish.
-    fn incomplete(&self, lease: &Lease, report: &TeardownReport) -> Error {
+    fn incomplete(&self, lease: &Lease, report: &TeardownReport, req: &RemoveRequest) -> Error {
         let left: Vec<&str> = self
             .state()
             .ok()
@@ -442,8 +468,8 @@ impl Project {
             msg.push_str(&format!("\n  removed: {}", joined(&report.removed)));
         }
         Error::new(ErrorKind::Incomplete, msg).hint(format!(
-            "fix the cause and run `pwt rm {}` again to finish",
-            shell_word(lease.branch.as_str())
+            "fix the cause and run `{}` again to finish",
+            rm_again(lease, req)
         ))
     }
 

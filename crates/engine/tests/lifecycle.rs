@@ -241,6 +241,64 @@ fn a_service_down_rolls_back_everything_the_set_up_made() {
     );
 }
 
+/// A removal asked with `--keep-data` that stopped half-way (Docker went away, a kill): the
+/// `pwt rm` that finishes it keeps the data too, asked again or not.
+#[test]
+fn a_resumed_removal_keeps_what_the_first_run_kept() {
+    let Some((w, project)) = World::services("rk") else {
+        return;
+    };
+    let p = w.open(Approvals::Trust);
+    let set_up = p.create(&create("kept"), &mut Silent).expect("created");
+    let db = database(&set_up);
+    // What `pwt rm kept --keep-data` leaves when it stops right after marking the lease.
+    let file = w.sandbox.state_dir().join("registry.json");
+    let mut reg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("registry")).expect("json");
+    let lease = reg["leases"]
+        .as_array_mut()
+        .expect("leases")
+        .iter_mut()
+        .find(|l| l["branch"] == "kept")
+        .expect("lease");
+    lease["state"] = "removing".into();
+    lease["keep"] = serde_json::json!(["database", "vhost", "redis"]);
+    lease["leftover"] = serde_json::json!(["worktree"]);
+    std::fs::write(&file, reg.to_string()).expect("write");
+    let removal = p.remove(&remove("kept"), &mut Silent).expect("finished");
+    assert!(matches!(removal, Removal::Removed(_)), "{removal:?}");
+    assert!(
+        db_exists(&db),
+        "the resumed removal dropped the kept database {db}"
+    );
+    let state = p.state().expect("registry");
+    assert!(
+        state.kept.iter().any(|k| k
+            .resources
+            .database
+            .as_ref()
+            .is_some_and(|d| d.as_str() == db)),
+        "{:?}",
+        state.kept
+    );
+    // Cleaned up by this test: the kept data goes with gc --kept.
+    let plan = p
+        .reconcile_plan(&ReconcileRequest {
+            kept: true,
+            all_repos: false,
+        })
+        .expect("plan");
+    for a in plan.plan.actions.iter().filter(|a| {
+        a.is_due(&ReconcileRequest {
+            kept: true,
+            all_repos: false,
+        })
+    }) {
+        p.reconcile(a, &mut Silent).expect("kept data goes");
+    }
+    assert!(!db_exists(&db), "{project}");
+}
+
 #[test]
 fn a_failing_hook_rolls_back_each_resource_and_says_which() {
     let Some((_, project)) = World::services("hk") else {
@@ -1068,7 +1126,8 @@ fn starts_at_once_start_one_set_of_processes() {
 /// rebuilt from the env files keeps both.
 #[test]
 fn two_clones_never_share_a_compose_project() {
-    let toml = "project = \"shop\"\n[ports]\nrange = [29700, 29799]\n[ports.services]\nweb = { env = \"WEB_PORT\", main = 8000 }\n";
+    // The seed workflow's `[env]` line says again what pwt sets: it means the distinct name.
+    let toml = "project = \"shop\"\n[ports]\nrange = [29700, 29799]\n[ports.services]\nweb = { env = \"WEB_PORT\", main = 8000 }\n[env]\nCOMPOSE_PROJECT_NAME = \"{{ project }}-{{ slug }}\"\n";
     let w = World::new(toml);
     let other = w.sandbox.repo("clone", Some(toml));
     let (a, b) = (

@@ -544,7 +544,26 @@ fn rm_volumes_deletes_the_worktrees_own_volumes_and_no_other() {
         volume_exists(&foreign),
         "pwt rm --volumes deleted another project's volume"
     );
-    for v in [&shared, &foreign] {
+    // A worktree made while the engine did not answer gets the plain name, which another
+    // project's older volume carries: its `rm --volumes` leaves that volume alone.
+    let older = format!("{project}-x_data");
+    docker(&[
+        "volume",
+        "create",
+        "--label",
+        &format!("com.docker.compose.project={project}-x"),
+        &older,
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let socket = t.root().join("down.sock");
+    let made = within_a_minute(&t, &repo, &socket, &["new", "x"]).ok();
+    assert!(made.stderr.contains("does not answer"), "{}", made.stderr);
+    t.pwt(&repo, &["rm", "x", "--volumes"]).ok();
+    assert!(
+        volume_exists(&older),
+        "pwt rm --volumes deleted an older project's volume"
+    );
+    for v in [&shared, &foreign, &older] {
         docker(&["volume", "rm", v]);
     }
 }
