@@ -637,32 +637,36 @@ impl Infra {
                 return Ok(self.status());
             }
             if Instant::now() > deadline {
-                let still: Vec<String> =
-                    last.iter().map(|(n, why)| format!("{n} ({why})")).collect();
-                // Their last words, read now: what this run started is taken down next.
-                let words: Vec<String> = last
-                    .iter()
-                    .filter_map(|(n, _)| {
-                        let c = containers
-                            .iter()
-                            .find(|c| c.service.as_deref() == Some(*n))?;
-                        let tail = self.docker.log_tail(&c.id, 5)?;
-                        Some(format!("\n{n} said last:\n{tail}"))
-                    })
-                    .collect();
-                return Err(Error::new(
-                    ErrorKind::Service,
-                    format!(
-                        "still starting after {} s: {}{}",
-                        self.config.infra.timeout,
-                        still.join(", "),
-                        words.concat()
-                    ),
-                )
-                .hint("raise `infra.timeout` for a slow machine; a service that keeps failing may have data an earlier run left (`pwt infra down --volumes` starts afresh, deleting it)"));
+                return Err(self.still_starting(&last, &containers));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The timeout's error: each service still starting, why, and its last log lines (read
+    /// now: what this run started is taken down next).
+    fn still_starting(&self, last: &[(&'static str, String)], containers: &[Container]) -> Error {
+        let still: Vec<String> = last.iter().map(|(n, why)| format!("{n} ({why})")).collect();
+        let words: Vec<String> = last
+            .iter()
+            .filter_map(|(n, _)| {
+                let c = containers
+                    .iter()
+                    .find(|c| c.service.as_deref() == Some(*n))?;
+                let tail = self.docker.log_tail(&c.id, 5)?;
+                Some(format!("\n{n} said last:\n{tail}"))
+            })
+            .collect();
+        Error::new(
+            ErrorKind::Service,
+            format!(
+                "still starting after {} s: {}{}",
+                self.config.infra.timeout,
+                still.join(", "),
+                words.concat()
+            ),
+        )
+        .hint("raise `infra.timeout` for a slow machine; a service that keeps failing may have data an earlier run left (`pwt infra down --volumes` starts afresh, deleting it)")
     }
 
     /// Whether each of `due` answers its own protocol, all at once.

@@ -16,51 +16,64 @@ use pwt_alloc::write_atomic;
 /// says it in its own words).
 const UNAPPROVED_HINT: &str = "read them, then approve them: `Options::approvals` as `Approvals::Ask` (the user answers) or `Approvals::Trust` (automation), or `Project::set_approved` with `Project::pending_approval`'s approval (the `pwt trust` command records the same approval); it is asked again when they or their [env] change";
 
+/// The table `name` of `file` (empty when there is none).
+fn table(file: &Value, name: &str) -> serde_json::Map<String, Value> {
+    file.get(name)
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
+}
+
+/// The commands of `file` that the configuration in `effective` would run, a line each: its
+/// hooks, then its processes and `[mcp] allow` (tools an agent may use to change things).
+fn commands_in(file: &Value, effective: &Value) -> (String, String) {
+    let runs = |pointer: String, value: &Value| effective.pointer(&pointer) == Some(value);
+    let mut hooks = String::new();
+    for (stage, list) in table(file, "hooks") {
+        let ours = effective
+            .pointer(&format!("/hooks/{stage}"))
+            .and_then(Value::as_array);
+        for c in list.as_array().into_iter().flatten() {
+            if ours.is_some_and(|o| o.contains(c)) {
+                hooks.push_str(&format!("  [hooks] {stage}: {}\n", text(c)));
+            }
+        }
+    }
+    let mut cmds = String::new();
+    for (name, cmd) in table(file, "processes") {
+        if runs(format!("/processes/{name}"), &cmd) {
+            cmds.push_str(&format!("  [processes] {name}: {}\n", text(&cmd)));
+        }
+    }
+    if let Some(allow) = file
+        .pointer("/mcp/allow")
+        .filter(|a| runs("/mcp/allow".into(), a))
+    {
+        let groups: Vec<String> = allow.as_array().into_iter().flatten().map(text).collect();
+        if !groups.is_empty() {
+            cmds.push_str(&format!(
+                "  [mcp] allow (tools an agent may use): {}\n",
+                groups.join(", ")
+            ));
+        }
+    }
+    (hooks, cmds)
+}
+
 impl Project {
     /// What of `file` (the repository's pwt.toml, parsed) `gate` needs approved, or `None`.
     /// The key covers this repository and all three sections, whatever `gate` uses.
     pub(crate) fn approval(&self, file: &Value, gate: Gate) -> Option<Approval> {
-        let table = |name: &str| {
-            file.get(name)
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default()
-        };
-        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let table = |name: &str| table(file, name);
         // Only what the configuration in effect would run: the file's entries that are in it
         // (a caller's own configuration may leave them out, or replace them).
         let effective = serde_json::to_value(&self.config).unwrap_or_default();
         let runs = |pointer: String, value: &Value| effective.pointer(&pointer) == Some(value);
-        let mut hooks = String::new();
-        for (stage, list) in table("hooks") {
-            let ours = effective
-                .pointer(&format!("/hooks/{stage}"))
-                .and_then(Value::as_array);
-            for c in list.as_array().into_iter().flatten() {
-                if ours.is_some_and(|o| o.contains(c)) {
-                    hooks.push_str(&format!("  [hooks] {stage}: {}\n", text(c)));
-                }
-            }
-        }
-        let mut cmds = String::new();
-        for (name, cmd) in table("processes") {
-            if runs(format!("/processes/{name}"), &cmd) {
-                cmds.push_str(&format!("  [processes] {name}: {}\n", text(&cmd)));
-            }
-        }
-        // Tools an agent may use to change things (`pwt mcp`): the file's say too.
-        if let Some(allow) = file
-            .pointer("/mcp/allow")
-            .filter(|a| runs("/mcp/allow".into(), a))
-        {
-            let groups: Vec<String> = allow.as_array().into_iter().flatten().map(text).collect();
-            if !groups.is_empty() {
-                cmds.push_str(&format!(
-                    "  [mcp] allow (tools an agent may use): {}\n",
-                    groups.join(", ")
-                ));
-            }
-        }
+        let (hooks, cmds) = commands_in(file, &effective);
         let mut env = String::new();
         // An entry that only says again what pwt sets itself (`FEATURE = "{{ slug }}"`, as
         // the seed workflow writes it) changes nothing, so it is written without asking;
