@@ -179,6 +179,11 @@ impl Docker {
             .filter(|l| !l.is_empty())
             .map(str::to_owned)
             .collect();
+        self.inspect(&ids)
+    }
+
+    /// These containers as `docker inspect` has them now; one removed meanwhile is left out.
+    pub fn inspect(&self, ids: &[String]) -> Result<Vec<Container>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -415,19 +420,29 @@ impl Docker {
     }
 
     /// Makes the network `name` (a bridge, labelled as pwt's) unless it exists.
+    /// A `create` that fails (interrupted, say) after the engine made it takes it away
+    /// again: nothing of a failed call is left.
     pub fn ensure_network(&self, name: &str) -> Result<bool> {
-        let exists = self
+        if self.network_exists(name)? {
+            return Ok(false);
+        }
+        if let Err(e) = self.run(&["network", "create", "--label", "pwt.network=shared", name]) {
+            if self.network_exists(name).unwrap_or(false) {
+                let _ = self.remove_network(name);
+            }
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    fn network_exists(&self, name: &str) -> Result<bool> {
+        Ok(self
             .names(
                 &["network", "ls", "--filter", &format!("name=^{name}$")],
                 "{{.Name}}",
             )?
             .iter()
-            .any(|n| n == name);
-        if exists {
-            return Ok(false);
-        }
-        self.run(&["network", "create", "--label", "pwt.network=shared", name])?;
-        Ok(true)
+            .any(|n| n == name))
     }
 }
 

@@ -587,59 +587,108 @@ impl Infra {
         let start = Instant::now();
         let deadline = start + Duration::from_secs(self.config.infra.timeout);
         let services = self.services();
-        let mut ready: Vec<&'static str> = Vec::new();
+        let (mut answered, mut ready): (Vec<&'static str>, Vec<&'static str>) = Default::default();
         let mut last: Vec<(&'static str, String)> = Vec::new();
+        // Once every service has its container, one `docker inspect` of them a round.
+        let mut ids: Vec<String> = Vec::new();
         loop {
             self.cancel.check()?;
-            let containers = self.containers().unwrap_or_default();
-            let health = |name: &str| {
+            let containers = if ids.is_empty() {
+                self.containers().unwrap_or_default()
+            } else {
+                self.docker.inspect(&ids).unwrap_or_default()
+            };
+            if ids.is_empty() && containers.len() >= services.len() {
+                ids = containers.iter().map(|c| c.id.clone()).collect();
+            }
+            let of = |name: &str| {
                 containers
                     .iter()
                     .find(|c| c.service.as_deref() == Some(name))
-                    .map(|c| c.health.clone().unwrap_or_else(|| c.state.clone()))
             };
-            let due: Vec<&InfraService> = services
+            let health =
+                |name: &str| of(name).map(|c| c.health.clone().unwrap_or_else(|| c.state.clone()));
+            // Each running service is asked until it answers, healthy or still starting: one
+            // that answers before Docker's healthcheck says so is up the moment it does.
+            let probe: Vec<&InfraService> = services
                 .iter()
-                .filter(|s| !ready.contains(&s.name))
-                .filter(|s| matches!(health(s.name).as_deref(), Some("healthy" | "running")))
+                .filter(|s| !answered.contains(&s.name))
+                .filter(|s| of(s.name).is_some_and(|c| c.state == "running"))
                 .collect();
             last.clear();
-            for (s, answer) in self.check_all(&due) {
+            for (s, answer) in self.check_all(&probe) {
                 match answer {
-                    Ok(()) => {
-                        ready.push(s.name);
-                        reporter.report(Event::Step(Step::ServiceReady {
-                            service: s.name,
-                            addresses: s
-                                .ports
-                                .iter()
-                                .map(|p| format!("127.0.0.1:{}", p.host))
-                                .collect(),
-                            after: start.elapsed(),
-                        }));
-                    }
+                    Ok(()) => answered.push(s.name),
                     Err(e) => last.push((
                         s.name,
-                        format!("healthy, but {}", crate::services::chain(&e)),
+                        format!(
+                            "Docker says {}, but {}",
+                            health(s.name).unwrap_or_default(),
+                            crate::services::chain(&e)
+                        ),
                     )),
                 }
             }
-            let unhealthy: Vec<(&'static str, String)> = services
-                .iter()
-                .filter(|s| !ready.contains(&s.name) && !last.iter().any(|(n, _)| *n == s.name))
-                .map(|s| match health(s.name) {
-                    None => (s.name, "no container".to_owned()),
-                    Some(h) => (s.name, format!("Docker says {h}")),
-                })
-                .collect();
-            last.extend(unhealthy);
+            Self::settle(
+                &services,
+                &answered,
+                &mut ready,
+                &mut last,
+                &health,
+                &mut |s| {
+                    reporter.report(Event::Step(Step::ServiceReady {
+                        service: s.name,
+                        addresses: s
+                            .ports
+                            .iter()
+                            .map(|p| format!("127.0.0.1:{}", p.host))
+                            .collect(),
+                        after: start.elapsed(),
+                    }));
+                },
+            );
             if ready.len() == services.len() {
-                return Ok(self.status());
+                // Each answered (rabbitmq's check asks its management API too): said as
+                // `status` would, without asking again.
+                let published: Vec<(u16, Container)> = containers
+                    .iter()
+                    .flat_map(|c| c.ports.iter().map(move |p| (*p, c.clone())))
+                    .collect();
+                return Ok(self.statuses(&published, &|_| Ok(())));
             }
             if Instant::now() > deadline {
                 return Err(self.still_starting(&last, &containers));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Marks ready each service that answered and Docker calls healthy (`on_ready` tells
+    /// of it), and says why of each that is not.
+    fn settle<'a>(
+        services: &'a [InfraService],
+        answered: &[&'static str],
+        ready: &mut Vec<&'static str>,
+        last: &mut Vec<(&'static str, String)>,
+        health: &dyn Fn(&str) -> Option<String>,
+        on_ready: &mut dyn FnMut(&'a InfraService),
+    ) {
+        for s in services {
+            let healthy = matches!(health(s.name).as_deref(), Some("healthy" | "running"));
+            if answered.contains(&s.name) && healthy && !ready.contains(&s.name) {
+                ready.push(s.name);
+                on_ready(s);
+            }
+            if !ready.contains(&s.name) && !last.iter().any(|(n, _)| *n == s.name) {
+                let why = match health(s.name) {
+                    None => "no container".to_owned(),
+                    Some(h) if answered.contains(&s.name) => {
+                        format!("answers, but Docker says {h}")
+                    }
+                    Some(h) => format!("Docker says {h}"),
+                };
+                last.push((s.name, why));
+            }
         }
     }
 
@@ -782,6 +831,16 @@ impl Infra {
         } else {
             Vec::new()
         };
+        self.statuses(&published, &|service| self.answers(service))
+    }
+
+    /// Each service's status, by what `published` says holds its port and what `answer`
+    /// says of it.
+    fn statuses(
+        &self,
+        published: &[(u16, Container)],
+        answer: &dyn Fn(&str) -> Result<()>,
+    ) -> Vec<ServiceStatus> {
         let c = &self.config;
         let mut endpoints: Vec<(&'static str, String, u16)> = Vec::new();
         if let Some(pg) = &c.postgres {
@@ -821,7 +880,7 @@ impl Infra {
                     },
                     _ => RunsIn::Native { process: None },
                 };
-                let answer = self.answers(service);
+                let answer = answer(service);
                 ServiceStatus {
                     service,
                     url: pwt_provision::redact(&url),
