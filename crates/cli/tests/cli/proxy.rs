@@ -927,12 +927,16 @@ fn pwt_open_starts_a_browser_with_the_worktrees_own_profile_removed_with_it() {
         profile.starts_with(&t.state_dir().display().to_string()),
         "{profile}"
     );
-    // A stand-in Chromium that notes how it was started.
+    // A stand-in Chromium that notes how it was started (whole, then renamed: the test
+    // must never read the note half-written).
     let seen = t.root().join("seen");
     let fake = t.root().join("chromium");
     std::fs::write(
         &fake,
-        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > {}\n", seen.display()),
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > {0}.part && mv {0}.part {0}\n",
+            seen.display()
+        ),
     )
     .expect("write");
     use std::os::unix::fs::PermissionsExt as _;
