@@ -79,14 +79,24 @@ impl Project {
             }
             return Ok(Vec::new());
         }
-        let mut mine = docker.project_containers(&project, &lease.path)?;
-        if self.config.docker.is_some() {
-            for c in docker.owned_by(&lease.marker())? {
-                if !mine.iter().any(|m| m.id == c.id) {
-                    mine.push(c);
-                }
-            }
-        }
+        let mine = if self.config.docker.is_some() {
+            // One listing: the project's containers that ran in the worktree, and those
+            // started with its env file (its marker in their environment).
+            let marker = lease.marker();
+            docker
+                .containers(&[])?
+                .into_iter()
+                .filter(|c| {
+                    c.owner.as_deref() == Some(marker.as_str())
+                        || (c.project.as_deref() == Some(project.as_str())
+                            && c.working_dir
+                                .as_deref()
+                                .is_some_and(|w| w.starts_with(&lease.path)))
+                })
+                .collect()
+        } else {
+            docker.project_containers(&project, &lease.path)?
+        };
         if mine.is_empty() && !volumes {
             return Ok(Vec::new());
         }
@@ -111,12 +121,13 @@ impl Project {
         if !docker.reachable() {
             return None;
         }
+        // One listing of the containers for both: what they publish, and their projects.
+        let containers = docker.containers(&[]).unwrap_or_default();
+        let mut projects = docker.volume_and_network_projects().unwrap_or_default();
+        projects.extend(containers.iter().filter_map(|c| c.project.clone()));
         Some(DockerFacts {
-            ports: docker
-                .published_ports()
-                .map(|p| p.into_iter().map(|(port, _)| port).collect())
-                .unwrap_or_default(),
-            projects: docker.compose_projects().unwrap_or_default(),
+            ports: containers.iter().flat_map(|c| c.ports.clone()).collect(),
+            projects,
         })
     }
 }

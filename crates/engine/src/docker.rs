@@ -385,25 +385,15 @@ impl Docker {
         Ok(gone)
     }
 
-    /// The Compose project names the engine knows, from the labels of its containers
-    /// (running or not), volumes and networks: a name among them is some checkout's.
-    pub fn compose_projects(&self) -> Result<std::collections::HashSet<String>> {
+    /// The Compose project names of the engine's volumes and networks (with those of its
+    /// containers, what a name some checkout uses is).
+    pub fn volume_and_network_projects(&self) -> Result<std::collections::HashSet<String>> {
         let format = format!("{{{{.Label \"{PROJECT_LABEL}\"}}}}");
         let mut out = std::collections::HashSet::new();
-        for args in [&["ps", "-a"][..], &["volume", "ls"], &["network", "ls"]] {
+        for args in [&["volume", "ls"][..], &["network", "ls"]] {
             out.extend(self.names(args, &format)?);
         }
         Ok(out)
-    }
-
-    /// The containers started with a worktree's env file (`PWT_OWNER` = `marker` in their
-    /// environment: Compose or `docker run --env-file`).
-    pub fn owned_by(&self, marker: &str) -> Result<Vec<Container>> {
-        Ok(self
-            .containers(&[])?
-            .into_iter()
-            .filter(|c| c.owner.as_deref() == Some(marker))
-            .collect())
     }
 
     /// The names `docker network ls` / `volume ls` lists with `args`.

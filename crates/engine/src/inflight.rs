@@ -4,15 +4,15 @@
 //! pid, so they are told apart here: the second is refused as busy, never let take over
 //! what the first is doing.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::error::{Error, ErrorKind, Result};
 
-static UNDER_WAY: Mutex<Option<HashSet<(PathBuf, String)>>> = Mutex::new(None);
+static UNDER_WAY: Mutex<BTreeSet<(PathBuf, String)>> = Mutex::new(BTreeSet::new());
 
-fn under_way() -> MutexGuard<'static, Option<HashSet<(PathBuf, String)>>> {
+fn under_way() -> MutexGuard<'static, BTreeSet<(PathBuf, String)>> {
     // A panic elsewhere leaves the set as it was: still right.
     UNDER_WAY.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -29,8 +29,7 @@ impl Turn {
     /// message).
     pub(crate) fn take(repo: &Path, branch: &str, doing: &str) -> Result<Self> {
         let key = (repo.to_owned(), branch.to_owned());
-        let mut set = under_way();
-        if !set.get_or_insert_with(HashSet::new).insert(key.clone()) {
+        if !under_way().insert(key.clone()) {
             return Err(Error::new(
                 ErrorKind::Busy,
                 format!(
@@ -46,9 +45,7 @@ impl Turn {
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        if let Some(set) = under_way().as_mut() {
-            set.remove(&self.key);
-        }
+        under_way().remove(&self.key);
     }
 }
 
