@@ -11,7 +11,6 @@
 
 mod commands;
 mod env_vars;
-mod exit_codes;
 mod output;
 mod render;
 

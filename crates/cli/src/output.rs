@@ -123,11 +123,9 @@ fn strip_ansi(s: &str) -> String {
 }
 
 /// Prints `value` as pretty JSON on stdout.
-pub fn print_json(value: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("JSON values always serialize")
-    );
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
 /// A progress or status line on stderr (stdout stays clean for results and JSON).

@@ -3,78 +3,69 @@
 
 use std::path::Path;
 
-use pwt::WorktreeInfo;
-use serde_json::Value;
+use anyhow::Result;
+use pwt::{Lease, WorktreeInfo};
 
-use super::output::{Style, display_path, printable};
+use super::output::{Style, display_path, print_json, printable};
 
-/// How a worktree is shown.
-pub trait Show {
-    /// The JSON object.
-    fn to_json(&self) -> Value;
-    /// `db demo_x · vhost /x · redis x:` for tables.
-    fn data_cell(&self) -> String;
-    /// The multi-line summary of `new` / `up`.
-    fn print_summary(&self, style: Style, cwd: &Path, files: &[String], verb: &str);
+/// `db demo_x · vhost /x · redis x:` for tables.
+pub fn data_cell(w: &WorktreeInfo) -> String {
+    let mut parts = Vec::new();
+    if let Some(d) = &w.database {
+        parts.push(format!("db {d}"));
+    }
+    if let Some(v) = &w.vhost {
+        parts.push(format!("vhost {v}"));
+    }
+    if let Some(p) = w.redis_prefix.as_ref().filter(|p| !p.is_empty()) {
+        parts.push(format!("redis {p}"));
+    }
+    if let Some(n) = w.redis_db {
+        parts.push(format!("redis db {n}"));
+    }
+    printable(&parts.join(" · "))
 }
 
-impl Show for WorktreeInfo {
-    fn to_json(&self) -> Value {
-        serde_json::to_value(pwt::WorktreeOut::from(self)).expect("a worktree serializes")
+/// The worktree of `lease`, as `new` and `up` print it: its JSON object, or a summary that
+/// says it was `verb` (`created`, `adopted`).
+pub fn print_worktree(
+    project: &pwt::Project,
+    lease: &Lease,
+    json: bool,
+    cwd: &Path,
+    verb: &str,
+) -> Result<()> {
+    let w = pwt::lease_info(project.config(), lease, false);
+    if json {
+        return print_json(&pwt::WorktreeOut::from(&w));
     }
-
-    fn data_cell(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(d) = &self.database {
-            parts.push(format!("db {d}"));
-        }
-        if let Some(v) = &self.vhost {
-            parts.push(format!("vhost {v}"));
-        }
-        if let Some(p) = self.redis_prefix.as_ref().filter(|p| !p.is_empty()) {
-            parts.push(format!("redis {p}"));
-        }
-        if let Some(n) = self.redis_db {
-            parts.push(format!("redis db {n}"));
-        }
-        printable(&parts.join(" · "))
+    let style = Style::stdout();
+    println!(
+        "{} {} {}",
+        style.green("✓"),
+        style.bold(&printable(&w.branch)),
+        style.dim(&format!("{verb} (slug {})", w.slug))
+    );
+    let mut rows: Vec<(String, String)> = vec![("path".into(), display_path(&w.path, cwd))];
+    for p in &w.ports {
+        let url = format!("http://localhost:{}  {}", p.port, style.dim(&p.env));
+        rows.push((p.name.clone(), url));
     }
-
-    fn print_summary(&self, style: Style, cwd: &Path, files: &[String], verb: &str) {
-        println!(
-            "{} {} {}",
-            style.green("✓"),
-            style.bold(&printable(&self.branch)),
-            style.dim(&format!("{verb} (slug {})", self.slug))
-        );
-        let mut rows: Vec<(String, String)> = vec![("path".into(), display_path(&self.path, cwd))];
-        for p in &self.ports {
-            rows.push((
-                p.name.clone(),
-                format!("http://localhost:{}  {}", p.port, style.dim(&p.env)),
-            ));
-        }
-        if let Some(url) = &self.url {
-            rows.push(("proxy".into(), url.clone()));
-        }
-        if let Some(d) = &self.database {
-            rows.push(("database".into(), printable(d)));
-        }
-        if let Some(v) = &self.vhost {
-            rows.push(("vhost".into(), printable(v)));
-        }
-        if let Some(p) = self.redis_prefix.as_ref().filter(|p| !p.is_empty()) {
-            rows.push(("redis".into(), format!("key prefix {}", printable(p))));
-        }
-        if let Some(n) = self.redis_db {
-            rows.push(("redis".into(), format!("DB {n}")));
-        }
-        if !files.is_empty() {
-            rows.push(("env".into(), files.join(", ")));
-        }
-        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-        for (k, v) in rows {
-            println!("  {k:<width$}  {v}");
-        }
+    let mut add = |k: &str, v: Option<String>| rows.extend(v.map(|v| (k.to_owned(), v)));
+    add("proxy", w.url.clone());
+    add("database", w.database.as_deref().map(printable));
+    add("vhost", w.vhost.as_deref().map(printable));
+    let prefix = w.redis_prefix.as_deref().filter(|p| !p.is_empty());
+    add(
+        "redis",
+        prefix.map(|p| format!("key prefix {}", printable(p))),
+    );
+    add("redis", w.redis_db.map(|n| format!("DB {n}")));
+    let files: Vec<&str> = lease.files.keys().map(String::as_str).collect();
+    add("env", (!files.is_empty()).then(|| files.join(", ")));
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in rows {
+        println!("  {k:<width$}  {v}");
     }
+    Ok(())
 }

@@ -99,6 +99,21 @@ impl McpTools {
     }
 }
 
+impl std::str::FromStr for McpTools {
+    type Err = String;
+
+    /// By [`McpTools::as_str`]'s name; the error lists the groups.
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<&str> = Self::ALL.iter().map(|g| g.as_str()).collect();
+                format!("{s:?} is no group of tools; there are {}", all.join(", "))
+            })
+    }
+}
+
 /// `[limits]`: what each worktree's `[processes]` may use (through the kernel's cgroups,
 /// where this machine lets pwt make them), and a floor of free memory for `pwt dev`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ use crate::template::{TemplateContext, TemplateError, Templates};
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceKind {
     /// A PostgreSQL database.

@@ -86,7 +86,7 @@ impl Project {
     /// the worktree's profile ([`Project::browser_profile`]).
     pub fn browser_launch(
         &self,
-        target: Option<&str>,
+        target: Option<&crate::Selector>,
         service: Option<&str>,
         browser: Option<&str>,
         search_path: Option<&OsStr>,

@@ -54,8 +54,8 @@ impl CreateRequest {
 /// `pwt up`: an existing worktree adopted, or set up again.
 #[derive(Clone, Debug, Default)]
 pub struct AdoptRequest {
-    /// Branch, slug or path; `None`: the worktree pwt runs in.
-    pub target: Option<String>,
+    /// Which worktree; `None`: the one pwt runs in.
+    pub target: Option<crate::Selector>,
     /// Overwrite env files even if they were edited or not written by pwt.
     pub force: bool,
     /// Run the post-create hooks (the first time, or when they failed before).
@@ -181,7 +181,7 @@ impl Project {
             processes: false,
             env: true,
         })?;
-        let (root, branch, moved_from) = self.adoption_target(req.target.as_deref())?;
+        let (root, branch, moved_from) = self.adoption_target(req.target.as_ref())?;
         let branch = BranchName::parse(&branch)?;
         let _turn =
             crate::inflight::Turn::take(&self.repo.common_dir, branch.as_str(), "adopting")?;
@@ -209,7 +209,10 @@ impl Project {
     }
 
     /// The worktree `pwt up` sets up: its root, branch and (when git moved it) old path.
-    fn adoption_target(&self, target: Option<&str>) -> Result<(PathBuf, String, Option<PathBuf>)> {
+    fn adoption_target(
+        &self,
+        target: Option<&crate::Selector>,
+    ) -> Result<(PathBuf, String, Option<PathBuf>)> {
         match self.resolve(target)? {
             Target::Main(_) => Err(Error::new(
                 ErrorKind::Invalid,

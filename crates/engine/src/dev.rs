@@ -14,7 +14,7 @@ use pwt_alloc::start_time;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::project::Project;
+use crate::project::{Project, Selector};
 use pwt_alloc::write_atomic;
 
 /// Runs the command (in a subshell, so its own `exit` ends only that) and notes its exit
@@ -227,7 +227,7 @@ impl Project {
     /// not where this machine allows none); below `limits.min_free_memory` nothing starts.
     pub fn start_processes(
         &self,
-        target: Option<&str>,
+        target: Option<&Selector>,
         detach: bool,
         reporter: &mut dyn crate::events::Reporter,
     ) -> Result<Vec<Spawned>> {
@@ -409,7 +409,7 @@ impl Project {
     /// SIGKILL after `grace`).
     pub fn stop(
         &self,
-        target: Option<&str>,
+        target: Option<&Selector>,
         grace: Duration,
         volumes: bool,
         reporter: &mut dyn crate::events::Reporter,

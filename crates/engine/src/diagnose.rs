@@ -72,10 +72,17 @@ impl Finding {
 }
 
 impl Project {
-    /// Checks git, the registry, the leases and worktrees of this repository, ports leased
-    /// twice, each configured service (reachable, privileges, capacity) and orphaned data.
+    /// Checks the configuration, git, the registry, the leases and worktrees of this
+    /// repository, ports leased twice, each configured service (reachable, privileges,
+    /// capacity), orphaned data and, for an HTTPS proxy, the browsers' trust in it.
     pub fn diagnose(&self) -> Vec<Finding> {
-        let mut out = vec![git_version()];
+        let mut out = vec![
+            Finding::ok(match &self.project_file {
+                Some(p) => format!("configuration loads ({})", p.display()),
+                None => "configuration loads (no pwt.toml: defaults, one port PORT)".to_owned(),
+            }),
+            git_version(),
+        ];
         match self.state() {
             Ok(state) => {
                 out.push(Finding::ok(format!(
@@ -99,7 +106,51 @@ impl Project {
         if all_ok {
             out.extend(self.orphan_findings());
         }
+        out.extend(self.https_findings());
         out
+    }
+
+    /// With `[proxy] https = true` and a home directory ([`crate::Options::home`]): whether
+    /// the browsers there trust the proxy's authority.
+    fn https_findings(&self) -> Vec<Finding> {
+        let Some(home) = self
+            .options
+            .home
+            .as_deref()
+            .filter(|_| self.config.proxy.https)
+        else {
+            return Vec::new();
+        };
+        let ca = match crate::https::local_ca(&self.options.state_dir) {
+            Ok(ca) => ca,
+            Err(e) => {
+                return vec![Finding::error(
+                    format!("HTTPS: the local certificate authority: {e}"),
+                    "fix what it says; `pwt proxy` cannot serve HTTPS without it",
+                )];
+            }
+        };
+        let shown = |s: &crate::https::TrustStore| {
+            let what = format!(
+                "HTTPS: the proxy's authority in the {} store {}",
+                s.kind, s.location
+            );
+            match (s.trusted, s.kind.as_str()) {
+                (true, _) => Finding::ok(format!("{what} is trusted")),
+                (false, "system") => Finding::ok(format!(
+                    "{what} is not trusted (curl and other tools need --cacert {})",
+                    ca.cert_file().display()
+                )),
+                (false, _) => Finding::warning(
+                    format!("{what} is not trusted: that browser shows certificate errors"),
+                    "`pwt proxy trust` trusts it there",
+                ),
+            }
+        };
+        crate::https::trusted_where(&ca, home)
+            .iter()
+            .map(shown)
+            .collect()
     }
 
     fn lease_findings(&self, state: &State) -> Vec<Finding> {

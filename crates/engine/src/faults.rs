@@ -113,6 +113,14 @@ impl Faults {
         }
     }
 
+    /// From `<point>:<milliseconds>` (`PWT_FAULT` of the `pwt` command); a missing or
+    /// unreadable pause is none.
+    pub fn parse(spec: &str) -> Result<Self, Error> {
+        let (point, ms) = spec.split_once(':').unwrap_or((spec, "0"));
+        let pause = Duration::from_millis(ms.parse().unwrap_or(0));
+        Ok(Self::pause_at(point.parse()?, pause))
+    }
+
     /// Sleeps when `point` is the configured moment.
     pub(crate) fn pause(&self, point: FaultPoint) {
         if let Some((p, d)) = &self.at

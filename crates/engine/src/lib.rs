@@ -64,6 +64,7 @@ mod docker;
 mod env_files;
 mod error;
 mod events;
+pub mod exit_code;
 mod faults;
 mod git;
 mod hooks;
@@ -113,7 +114,7 @@ pub use output::{
     CheckOut, ConfigOut, ConfigValueOut, ContainerOut, DoctorOut, EnvOut, GcItemOut, GcOut,
     GcResultOut, HoldOut, InfraOut, PortOut, ProcessOut, RemoveOut, SparedOut, WorktreeOut,
 };
-pub use output::{EnvVarOut, ServiceOut, StatusOut};
+pub use output::{EnvVarOut, ResourceState, ServiceOut, StatusOut};
 pub use paths::shell_word;
 pub use plan::{Action, GcPlan, Orphan, Spared};
 pub use project::{

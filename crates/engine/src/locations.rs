@@ -42,6 +42,8 @@ pub struct Locations {
     pub machine_dir: PathBuf,
     /// The holder name in the team store.
     pub holder: String,
+    /// The user's home directory, where browsers keep their certificate stores (`HOME`).
+    pub home: Option<PathBuf>,
 }
 
 impl Locations {
@@ -67,7 +69,7 @@ impl Locations {
             Some(p) => Some(PathBuf::from(p)),
             None => get(vars::XDG_CONFIG_HOME)
                 .map(PathBuf::from)
-                .or_else(|| home.map(|h| h.join(".config")))
+                .or_else(|| home.as_ref().map(|h| h.join(".config")))
                 .map(|base| base.join("pwt").join("config.toml")),
         };
         let machine_dir = get(vars::PWT_MACHINE_DIR)
@@ -81,6 +83,7 @@ impl Locations {
             user_config,
             machine_dir,
             holder,
+            home,
         })
     }
 }

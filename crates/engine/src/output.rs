@@ -378,8 +378,8 @@ pub struct InfraOut {
 #[derive(Clone, Debug, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HoldOut {
-    /// `database`, `vhost` or `redis`.
-    pub kind: String,
+    /// Which service.
+    pub kind: pwt_core::ResourceKind,
     /// The name (or `db N`).
     pub name: String,
     /// The server, `host:port`.
@@ -397,7 +397,7 @@ pub struct HoldOut {
 impl From<&pwt_provision::Hold> for HoldOut {
     fn from(h: &pwt_provision::Hold) -> Self {
         Self {
-            kind: h.kind.to_string(),
+            kind: h.kind,
             name: h.name.clone(),
             server: h.server.clone(),
             holder: h.who.holder.clone(),
@@ -427,15 +427,44 @@ pub struct StatusOut {
 #[derive(Clone, Debug, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ServiceOut {
-    /// `database`, `vhost` or `redis`.
-    pub kind: String,
+    /// Which service.
+    pub kind: pwt_core::ResourceKind,
     /// The worktree's resource there (`demo_feat`, `/demo/feat`, `demo:feat:` or `db 3`).
     pub resource: String,
-    /// `ready` (there, this worktree's), `missing` (`pwt up` makes it again), `not ours`
-    /// (something else is at the name), `unreachable` (the server did not answer).
-    pub state: String,
+    /// What the service says of it.
+    pub state: ResourceState,
     /// What the server said, when it is not `ready`.
     pub detail: Option<String>,
+}
+
+/// What a service says of a worktree's resource (`pwt status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum ResourceState {
+    /// `ready`: there, and this worktree's.
+    #[serde(rename = "ready")]
+    Ready,
+    /// `missing`: not there (`pwt up` makes it again, empty).
+    #[serde(rename = "missing")]
+    Missing,
+    /// `not ours`: something else is at the name.
+    #[serde(rename = "not ours")]
+    NotOurs,
+    /// `unreachable`: the server did not answer.
+    #[serde(rename = "unreachable")]
+    Unreachable,
+}
+
+impl ResourceState {
+    /// Its name in the JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Missing => "missing",
+            Self::NotOurs => "not ours",
+            Self::Unreachable => "unreachable",
+        }
+    }
 }
 
 /// One variable of a worktree's environment (`pwt env --explain --format json`).

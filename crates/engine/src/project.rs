@@ -55,6 +55,9 @@ pub struct Options {
     /// state directory) or trusted ([`Approvals::Trust`](crate::Approvals::Trust), for this
     /// project only, remembered nowhere).
     pub approvals: crate::approvals::Approvals,
+    /// The user's home directory: where [`Project::diagnose`] looks for the browsers'
+    /// certificate stores when the proxy serves HTTPS. `None`: not looked at.
+    pub home: Option<PathBuf>,
 }
 
 impl Options {
@@ -79,6 +82,7 @@ impl Options {
             ),
             confine_worktrees: false,
             approvals: crate::approvals::Approvals::default(),
+            home: None,
         }
     }
 
@@ -89,6 +93,7 @@ impl Options {
         let mut o = Self::loaded(&at.state_dir, loaded);
         o.machine_dir = Some(at.machine_dir.clone());
         o.holder.clone_from(&at.holder);
+        o.home.clone_from(&at.home);
         o
     }
 
@@ -200,6 +205,16 @@ impl Default for Selector {
 impl From<&str> for Selector {
     fn from(name: &str) -> Self {
         Self::Name(name.to_owned())
+    }
+}
+
+/// A name when it is UTF-8, else a path (a command-line argument, say).
+impl From<std::ffi::OsString> for Selector {
+    fn from(arg: std::ffi::OsString) -> Self {
+        match arg.into_string() {
+            Ok(name) => Self::Name(name),
+            Err(path) => Self::Path(path.into()),
+        }
     }
 }
 
@@ -352,6 +367,11 @@ impl Project {
         &self.config
     }
 
+    /// The repository's pwt.toml, when it has one: what it would run needs approval.
+    pub fn project_file(&self) -> Option<&Path> {
+        self.project_file.as_deref()
+    }
+
     /// Changes what happens to what the repository's pwt.toml would run unapproved (a
     /// command's `--yes`, say).
     pub fn set_approvals(&mut self, approvals: crate::approvals::Approvals) {
@@ -404,9 +424,9 @@ impl Project {
     }
 
     /// What a branch, slug or path names (or, with `None`, the worktree pwt runs in).
-    pub fn resolve(&self, arg: Option<&str>) -> Result<Target> {
-        match arg {
-            Some(name) => self.select(&Selector::from(name)),
+    pub fn resolve(&self, which: Option<&Selector>) -> Result<Target> {
+        match which {
+            Some(selector) => self.select(selector),
             None => {
                 let root = self.repo.current_root.clone().ok_or_else(|| {
                     Error::new(
@@ -499,7 +519,7 @@ impl Project {
     /// A worktree pwt manages (a lease, or the main worktree), by branch, slug or path (or,
     /// with `None`, the one pwt runs in); one it does not manage is an error saying how to
     /// set it up.
-    pub fn managed(&self, arg: Option<&str>) -> Result<Managed> {
+    pub fn managed(&self, arg: Option<&Selector>) -> Result<Managed> {
         match self.resolve(arg)? {
             Target::Leased(l) => Ok(Managed {
                 root: l.path.clone(),
@@ -525,7 +545,7 @@ impl Project {
     /// The environment of a managed worktree, to hand out (to print, or to run a program
     /// with): an `[env]` of the repository's pwt.toml that needs approval is refused until
     /// approved.
-    pub fn worktree_environment(&self, arg: Option<&str>) -> Result<(Managed, Environment)> {
+    pub fn worktree_environment(&self, arg: Option<&Selector>) -> Result<(Managed, Environment)> {
         let m = self.managed(arg)?;
         let env = self
             .environment(&m.target)?
@@ -535,7 +555,12 @@ impl Project {
 
     /// The URL of a managed worktree's service (`proxy.route`'s by default), or its proxy
     /// URL (`PWT_URL`) with `proxy`.
-    pub fn url(&self, arg: Option<&str>, service: Option<&str>, proxy: bool) -> Result<String> {
+    pub fn url(
+        &self,
+        arg: Option<&Selector>,
+        service: Option<&str>,
+        proxy: bool,
+    ) -> Result<String> {
         let m = self.managed(arg)?;
         let env = match &m.target {
             Target::Leased(l) => self.lease_environment(l)?,
@@ -571,7 +596,7 @@ impl Project {
 
     /// A fresh OAuth state for a managed worktree: `<slug>~<128 random bits in hex>`, which
     /// the proxy routes to it.
-    pub fn oauth_state(&self, arg: Option<&str>) -> Result<String> {
+    pub fn oauth_state(&self, arg: Option<&Selector>) -> Result<String> {
         let m = self.managed(arg)?;
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).map_err(|e| {

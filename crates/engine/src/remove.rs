@@ -63,6 +63,18 @@ pub struct Removed {
     pub branch_deleted: bool,
 }
 
+impl Removed {
+    /// What went, for people: `database "demo_x", vhost "/demo/x", the worktree` (`its
+    /// lease` when nothing else went).
+    pub fn summary(&self) -> String {
+        if self.removed.is_empty() {
+            return "its lease".to_owned();
+        }
+        let each: Vec<String> = self.removed.iter().map(ToString::to_string).collect();
+        each.join(", ")
+    }
+}
+
 /// Why a half-made worktree is not removed.
 enum InUse {
     /// Another pwt set it up again.

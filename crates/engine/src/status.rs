@@ -10,8 +10,8 @@ use std::path::Path;
 use pwt_provision::Presence;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::output::{EnvVarOut, ServiceOut, StatusOut, WorktreeOut};
-use crate::project::{Project, Target};
+use crate::output::{EnvVarOut, ResourceState, ServiceOut, StatusOut, WorktreeOut};
+use crate::project::{Project, Selector, Target};
 
 /// At most this many lines of a log are shown.
 pub const MAX_LOG_LINES: usize = 500;
@@ -20,7 +20,7 @@ impl Project {
     /// The worktree of `arg` (branch, slug or path; `None`: the one pwt runs in) as it is
     /// now, with the last `log_lines` lines of each of its process logs (at most
     /// [`MAX_LOG_LINES`]).
-    pub fn status(&self, arg: Option<&str>, log_lines: usize) -> Result<StatusOut> {
+    pub fn status(&self, arg: Option<&Selector>, log_lines: usize) -> Result<StatusOut> {
         let m = self.managed(arg)?;
         let mut rows = self.list(true)?;
         let at = rows.iter().position(|r| r.path == m.root).ok_or_else(|| {
@@ -52,7 +52,7 @@ impl Project {
 
     /// Each variable of the worktree's environment with what it is. An `[env]` of the
     /// repository's pwt.toml that needs approval is refused until approved.
-    pub fn explained_environment(&self, arg: Option<&str>) -> Result<Vec<EnvVarOut>> {
+    pub fn explained_environment(&self, arg: Option<&Selector>) -> Result<Vec<EnvVarOut>> {
         let (_, env) = self.worktree_environment(arg)?;
         Ok(env
             .iter()
@@ -68,7 +68,7 @@ impl Project {
     /// worktree's (`CREATE DATABASE … TEMPLATE`), for a fresh start with the main data.
     /// Returns the database's name. Its clients are disconnected; nothing else of the
     /// worktree changes. The main worktree's database is never reset.
-    pub fn reset_database(&self, arg: Option<&str>) -> Result<String> {
+    pub fn reset_database(&self, arg: Option<&Selector>) -> Result<String> {
         let m = self.managed(arg)?;
         let Target::Leased(lease) = &m.target else {
             return Err(Error::new(
@@ -131,19 +131,23 @@ impl Project {
             .into_iter()
             .map(|(kind, found)| {
                 let (state, detail) = match found {
-                    Ok(Presence::Marked(m)) if m == marker => ("ready", None),
+                    Ok(Presence::Marked(m)) if m == marker => (ResourceState::Ready, None),
                     Ok(Presence::Absent) => (
-                        "missing",
+                        ResourceState::Missing,
                         Some(format!("`pwt up {}` makes it again (empty)", lease.slug)),
                     ),
-                    Ok(Presence::Marked(m)) => ("not ours", Some(format!("marked {m:?}"))),
-                    Ok(Presence::Unmarked) => ("not ours", Some("no pwt marker".to_owned())),
-                    Err(e) => ("unreachable", Some(crate::services::chain(&e))),
+                    Ok(Presence::Marked(m)) => {
+                        (ResourceState::NotOurs, Some(format!("marked {m:?}")))
+                    }
+                    Ok(Presence::Unmarked) => {
+                        (ResourceState::NotOurs, Some("no pwt marker".to_owned()))
+                    }
+                    Err(e) => (ResourceState::Unreachable, Some(crate::services::chain(&e))),
                 };
                 ServiceOut {
-                    kind: kind.as_str().to_owned(),
+                    kind,
                     resource: lease.resources.describe(kind).unwrap_or_default(),
-                    state: state.to_owned(),
+                    state,
                     detail,
                 }
             })

@@ -53,6 +53,36 @@ pub struct Usage {
     pub each: Vec<ProcessUse>,
 }
 
+/// `3 procs  212 MiB  4.2 s CPU`, as `pwt list` and `pwt status` show it.
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = if self.processes == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} proc{plural}  {}  {:.1} s CPU",
+            self.processes,
+            human_bytes(self.memory_bytes),
+            self.cpu_ms as f64 / 1000.0
+        )
+    }
+}
+
+/// `212 MiB`: `n` bytes in the largest binary unit up to GiB that keeps them at 1 or more.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.0} {}", UNITS[unit])
+    }
+}
+
 /// A process as `/proc` shows it.
 struct Seen {
     stat: proc::Stat,

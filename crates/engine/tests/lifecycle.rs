@@ -355,7 +355,7 @@ fn adopt_sets_up_a_worktree_git_made_and_again_keeps_its_names() {
         ],
     );
     let adopt = AdoptRequest {
-        target: Some(dir.display().to_string()),
+        target: Some(pwt::Selector::Path(dir.clone())),
         hooks: true,
         ..AdoptRequest::default()
     };
@@ -492,12 +492,12 @@ fn processes_need_approval_to_start_only_and_a_run_stops_on_its_own_flag() {
         .create(&create("quiet"), &mut Silent)
         .expect("nothing of the file runs");
     let e = p
-        .start_processes(Some("quiet"), false, &mut Silent)
+        .start_processes(Some(&"quiet".into()), false, &mut Silent)
         .expect_err("the processes need approval");
     assert_eq!(e.kind(), ErrorKind::Unapproved, "{}", e.report());
     let p = w.open(Approvals::Trust);
     let spawned = p
-        .start_processes(Some("quiet"), false, &mut Silent)
+        .start_processes(Some(&"quiet".into()), false, &mut Silent)
         .expect("started");
     assert_eq!(spawned[0].slug, set_up.lease.slug.as_str());
     let stop = pwt::Cancel::default();
@@ -877,7 +877,7 @@ fn limits_hold_a_worktrees_processes_in_a_cgroup_or_say_why_not() {
     let slug = set_up.lease.slug.to_string();
     let mut events = Collect::default();
     let started = p
-        .start_processes(Some(&slug), true, &mut events)
+        .start_processes(Some(&slug.as_str().into()), true, &mut events)
         .expect("started");
     let warned = events.0.iter().find_map(|e| match e {
         Event::Warning(w) if w.starts_with("[limits] not applied") => Some(w.clone()),
@@ -945,7 +945,7 @@ fn below_the_free_memory_floor_nothing_starts() {
     let p = w.open(Approvals::Trust);
     let set_up = p.create(&create("floor"), &mut Silent).expect("created");
     let e = p
-        .start_processes(Some(set_up.lease.slug.as_str()), true, &mut Silent)
+        .start_processes(Some(&set_up.lease.slug.as_str().into()), true, &mut Silent)
         .expect_err("refused");
     assert_eq!(e.kind(), ErrorKind::Exhausted, "{}", e.report());
     assert!(
@@ -989,7 +989,7 @@ fn gc_stops_what_runs_for_worktrees_that_are_gone_and_nothing_else() {
     // A worktree deleted by hand while its pwt dev process and a shell in it run.
     let a = p.create(&create("deleted"), &mut Silent).expect("created");
     let started = p
-        .start_processes(Some("deleted"), true, &mut Silent)
+        .start_processes(Some(&"deleted".into()), true, &mut Silent)
         .expect("started");
     let dev = started[0].process.pid;
     let mut shell = Child(
@@ -1012,7 +1012,7 @@ fn gc_stops_what_runs_for_worktrees_that_are_gone_and_nothing_else() {
     // Records of a worktree whose lease went while its processes ran on.
     let b = p.create(&create("stray"), &mut Silent).expect("created");
     let stray = p
-        .start_processes(Some("stray"), true, &mut Silent)
+        .start_processes(Some(&"stray".into()), true, &mut Silent)
         .expect("started");
     let stray_pid = stray[0].process.pid;
     let records = |slug: &str| {
@@ -1092,8 +1092,11 @@ fn starts_at_once_start_one_set_of_processes() {
         let runs: Vec<_> = (0..4)
             .map(|_| {
                 scope.spawn(move || {
-                    w.open(Approvals::Trust)
-                        .start_processes(Some(slug), true, &mut Silent)
+                    w.open(Approvals::Trust).start_processes(
+                        Some(&slug.as_str().into()),
+                        true,
+                        &mut Silent,
+                    )
                 })
             })
             .collect();

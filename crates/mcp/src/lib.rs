@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use pwt::{Approvals, BranchName, CreateRequest, Project, RemoveRequest, Silent};
+use pwt::{Approvals, BranchName, CreateRequest, Project, RemoveRequest, Selector, Silent};
 use pwt_core::McpTools;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
@@ -268,7 +268,7 @@ impl Server {
         } else {
             self.target(&project, named.as_deref())?
         };
-        let target = target.as_deref();
+        let target = target.as_ref();
         match name {
             "status" => {
                 let lines = match args.get("log_lines") {
@@ -309,7 +309,7 @@ impl Server {
         &self,
         project: &Project,
         name: &str,
-        target: Option<&str>,
+        target: Option<&Selector>,
         args: &JsonObject,
     ) -> pwt::Result<Value> {
         match name {
@@ -332,14 +332,14 @@ impl Server {
             }
             "up" => {
                 let req = pwt::AdoptRequest {
-                    target: target.map(str::to_owned),
+                    target: target.cloned(),
                     hooks: true,
                     ..pwt::AdoptRequest::default()
                 };
                 let done = project.adopt(&req, &mut Silent)?;
                 to_value(
                     &project
-                        .status(Some(&done.lease.path.to_string_lossy()), 0)?
+                        .status(Some(&pwt::Selector::Path(done.lease.path.clone())), 0)?
                         .worktree,
                 )
             }
@@ -356,7 +356,7 @@ impl Server {
                 let done = project.create(&req, &mut Silent)?;
                 to_value(
                     &project
-                        .status(Some(&done.lease.path.to_string_lossy()), 0)?
+                        .status(Some(&pwt::Selector::Path(done.lease.path.clone())), 0)?
                         .worktree,
                 )
             }
@@ -370,7 +370,7 @@ impl Server {
 
     fn remove(&self, project: &Project, args: &JsonObject) -> pwt::Result<Value> {
         let named = string(args, "worktree")?.unwrap_or_default();
-        let m = project.managed(Some(&named))?;
+        let m = project.managed(Some(&named.as_str().into()))?;
         let own = match &self.scope {
             Scope::Worktree(own) => Some(own),
             Scope::Repository => None,
@@ -399,14 +399,14 @@ impl Server {
 
     /// The worktree a call is for: the named one, which in worktree scope must be the
     /// server's own; else the server's own (the main worktree in repository scope).
-    fn target(&self, project: &Project, named: Option<&str>) -> pwt::Result<Option<String>> {
+    fn target(&self, project: &Project, named: Option<&str>) -> pwt::Result<Option<Selector>> {
         match (&self.scope, named) {
-            (Scope::Repository, named) => Ok(named.map(str::to_owned)),
-            (Scope::Worktree(own), None) => Ok(Some(own.to_string_lossy().into_owned())),
+            (Scope::Repository, named) => Ok(named.map(Selector::from)),
+            (Scope::Worktree(own), None) => Ok(Some(Selector::Path(own.clone()))),
             (Scope::Worktree(own), Some(n)) => {
-                let m = project.managed(Some(n))?;
+                let m = project.managed(Some(&n.into()))?;
                 if m.root == *own {
-                    Ok(Some(own.to_string_lossy().into_owned()))
+                    Ok(Some(Selector::Path(own.clone())))
                 } else {
                     Err(pwt::Error::new(
                         pwt::ErrorKind::Refused,

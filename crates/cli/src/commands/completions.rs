@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::CommandFactory as _;
 use clap_complete::Shell;
 
-use crate::exit_codes;
+use pwt::exit_code;
 
 /// Print shell completions
 ///
@@ -21,5 +21,5 @@ pub struct CompletionsArgs {
 pub fn run(args: CompletionsArgs) -> Result<i32> {
     let mut cmd = crate::Cli::command();
     clap_complete::generate(args.shell, &mut cmd, "pwt", &mut std::io::stdout());
-    Ok(exit_codes::OK)
+    Ok(exit_code::OK)
 }

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::exit_codes;
 use crate::output::{Format, Style, print_json};
+use pwt::exit_code;
 
 /// Show the configuration in effect, each value with the layer it came from.
 ///
@@ -18,35 +18,29 @@ pub struct ConfigArgs {
 }
 
 pub fn run(cwd: &Path, args: ConfigArgs) -> Result<i32> {
-    let session = super::open(cwd)?;
-    let values = session.settings.sourced_values();
+    let settings = super::settings(cwd)?;
+    let values = settings.sourced_values();
     if args.format == Format::Json {
         let out: pwt::ConfigOut = values
             .into_iter()
             .map(|(key, value, source)| (key, pwt::ConfigValueOut { value, source }))
             .collect();
-        print_json(&serde_json::to_value(out)?);
-        return Ok(exit_codes::OK);
+        print_json(&out)?;
+        return Ok(exit_code::OK);
     }
     let style = Style::stdout();
-    let file = |p: &Option<std::path::PathBuf>| {
-        p.as_ref()
-            .map_or("(none)".to_owned(), |p| p.display().to_string())
-    };
-    println!(
-        "{}",
-        style.dim(&format!(
-            "# project file: {}",
-            file(&session.settings.project_file)
-        ))
-    );
-    println!(
-        "{}",
-        style.dim(&format!(
-            "# user file:    {}",
-            file(&session.settings.user_file)
-        ))
-    );
+    for (name, file) in [
+        ("project", &settings.project_file),
+        ("user", &settings.user_file),
+    ] {
+        let file = file.as_ref().map(|p| p.display().to_string());
+        let line = format!(
+            "# {:<13} {}",
+            format!("{name} file:"),
+            file.as_deref().unwrap_or("(none)")
+        );
+        println!("{}", style.dim(&line));
+    }
     let width = values
         .iter()
         .map(|(k, v, _)| k.len() + v.to_string().len() + 3)
@@ -56,11 +50,11 @@ pub fn run(cwd: &Path, args: ConfigArgs) -> Result<i32> {
         let line = format!("{k} = {v}");
         println!("{line:<width$}  {}", style.dim(&format!("# {source}")));
     }
-    if session.project.config().ports.services.is_empty() {
+    if settings.config.ports.services.is_empty() {
         println!(
             "{}",
             style.dim("# no [ports.services]: one port `app` in PORT (main 3000)")
         );
     }
-    Ok(exit_codes::OK)
+    Ok(exit_code::OK)
 }

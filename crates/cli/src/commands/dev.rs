@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Result;
 use pwt::Supervision;
 
-use crate::exit_codes;
 use crate::output::{Style, Terminal, printable};
+use pwt::exit_code;
 
 /// Start the worktree's processes ([processes] in pwt.toml) with its environment
 ///
@@ -28,7 +28,8 @@ use crate::output::{Style, Terminal, printable};
 #[command(verbatim_doc_comment)]
 pub struct DevArgs {
     /// Branch, slug or path (default: the current worktree).
-    pub target: Option<String>,
+    #[arg(value_parser = super::selector())]
+    pub target: Option<pwt::Selector>,
     /// Leave them running in the background, output to log files.
     #[arg(long, short = 'd')]
     pub detach: bool,
@@ -50,7 +51,8 @@ pub struct DevArgs {
 #[command(verbatim_doc_comment)]
 pub struct StopArgs {
     /// Branch, slug or path (default: the current worktree).
-    pub target: Option<String>,
+    #[arg(value_parser = super::selector())]
+    pub target: Option<pwt::Selector>,
     /// Seconds between SIGTERM and SIGKILL.
     #[arg(long, default_value_t = 5)]
     pub grace: u64,
@@ -60,10 +62,9 @@ pub struct StopArgs {
 }
 
 pub fn run(cwd: &Path, args: DevArgs) -> Result<i32> {
-    let opened = super::open_interruptible(cwd, args.yes)?;
-    let project = &opened.project;
+    let project = super::open_interruptible(cwd, args.yes)?;
     let spawned = project.start_processes(
-        args.target.as_deref(),
+        args.target.as_ref(),
         args.detach,
         &mut Terminal { quiet: false },
     )?;
@@ -78,9 +79,9 @@ pub fn run(cwd: &Path, args: DevArgs) -> Result<i32> {
                 log.unwrap_or_default()
             );
         }
-        return Ok(exit_codes::OK);
+        return Ok(exit_code::OK);
     }
-    Ok(foreground(project, spawned))
+    Ok(foreground(&project, spawned))
 }
 
 /// Shows the processes' output line by line, each prefixed with its name, until all have
@@ -120,13 +121,13 @@ fn foreground(project: &pwt::Project, spawned: Vec<pwt::Spawned>) -> i32 {
         ),
         _ => {}
     });
-    worst.unwrap_or(exit_codes::INTERRUPTED)
+    worst.unwrap_or(exit_code::INTERRUPTED)
 }
 
 pub fn stop(cwd: &Path, args: StopArgs) -> Result<i32> {
-    let opened = super::open(cwd)?;
-    let stopped = opened.project.stop(
-        args.target.as_deref(),
+    let project = super::open(cwd)?;
+    let stopped = project.stop(
+        args.target.as_ref(),
         Duration::from_secs(args.grace),
         args.volumes,
         &mut Terminal { quiet: false },
@@ -139,13 +140,13 @@ pub fn stop(cwd: &Path, args: StopArgs) -> Result<i32> {
             "nothing of `pwt dev` runs there, and no container of its Compose project was taken down"
         );
     }
-    let mut code = exit_codes::OK;
+    let mut code = exit_code::OK;
     for (p, stopped) in stopped.processes {
         if stopped {
             println!("stopped {} (pid {})", p.name, p.pid);
         } else {
             eprintln!("could not stop {} (pid {}): another user's?", p.name, p.pid);
-            code = exit_codes::FAILURE;
+            code = exit_code::FAILURE;
         }
     }
     Ok(code)

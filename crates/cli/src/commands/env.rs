@@ -3,11 +3,10 @@
 use std::path::Path;
 
 use anyhow::Result;
-use pwt::{Environment, Project};
 use pwt_core::{render_dotenv, render_fish, render_sh};
 
-use crate::exit_codes;
 use crate::output::{Style, print_table, printable, warn};
+use pwt::exit_code;
 
 /// Print a worktree's environment as dotenv, sh, fish or JSON
 ///
@@ -21,7 +20,8 @@ use crate::output::{Style, print_table, printable, warn};
 #[command(verbatim_doc_comment)]
 pub struct EnvArgs {
     /// Branch, slug or path (default: the current worktree).
-    pub target: Option<String>,
+    #[arg(value_parser = super::selector())]
+    pub target: Option<pwt::Selector>,
     /// dotenv (KEY='value'), sh (export lines), fish (set -gx), or json (a flat object).
     #[arg(long, value_enum, default_value_t = EnvFormat::Dotenv)]
     pub format: EnvFormat,
@@ -44,23 +44,12 @@ pub enum EnvFormat {
     Json,
 }
 
-/// The environment of `target` (handed out: approved first), its root and slug.
-pub fn env_of(
-    project: &Project,
-    target: Option<&str>,
-) -> Result<(Environment, std::path::PathBuf, String)> {
-    let (m, env) = project.worktree_environment(target)?;
-    Ok((env, m.root, m.slug))
-}
-
 pub fn run(cwd: &Path, args: EnvArgs) -> Result<i32> {
-    let opened = super::open(cwd)?;
+    let project = super::open(cwd)?;
     if args.explain {
-        let vars = opened
-            .project
-            .explained_environment(args.target.as_deref())?;
+        let vars = project.explained_environment(args.target.as_ref())?;
         if args.format == EnvFormat::Json {
-            crate::output::print_json(&serde_json::to_value(vars)?);
+            crate::output::print_json(&vars)?;
         } else {
             let rows: Vec<Vec<String>> = vars
                 .iter()
@@ -68,12 +57,12 @@ pub fn run(cwd: &Path, args: EnvArgs) -> Result<i32> {
                 .collect();
             print_table(Style::stdout(), &["VARIABLE", "VALUE", "WHAT IT IS"], &rows);
         }
-        return Ok(exit_codes::OK);
+        return Ok(exit_code::OK);
     }
-    let (env, _, slug) = env_of(&opened.project, args.target.as_deref())?;
+    let (worktree, env) = project.worktree_environment(args.target.as_ref())?;
     match args.format {
         EnvFormat::Dotenv => {
-            let (text, skipped) = render_dotenv(&env, &slug, "");
+            let (text, skipped) = render_dotenv(&env, &worktree.slug, "");
             for (var, why) in skipped {
                 warn(&format!(
                     "{var} left out: {why}, so no dotenv quoting reads it the same everywhere; use --format json or sh"
@@ -83,7 +72,7 @@ pub fn run(cwd: &Path, args: EnvArgs) -> Result<i32> {
         }
         EnvFormat::Sh => print!("{}", render_sh(&env)),
         EnvFormat::Fish => print!("{}", render_fish(&env)),
-        EnvFormat::Json => println!("{}", serde_json::to_string_pretty(&env)?),
+        EnvFormat::Json => crate::output::print_json(&env)?,
     }
-    Ok(exit_codes::OK)
+    Ok(exit_code::OK)
 }

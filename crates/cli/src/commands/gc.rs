@@ -1,13 +1,13 @@
 //! `pwt gc`
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 use std::path::Path;
 
 use anyhow::Result;
 use pwt::ReconcileRequest;
 
-use crate::exit_codes;
 use crate::output::{Format, Style, Terminal, print_json, printable};
+use pwt::exit_code;
 
 /// Clean up what was left behind: leases of deleted worktrees, interrupted runs, orphans.
 ///
@@ -44,8 +44,7 @@ pub struct GcArgs {
 
 pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
     let json = args.format == Format::Json;
-    let opened = super::open_interruptible(cwd, false)?;
-    let project = &opened.project;
+    let project = super::open_interruptible(cwd, false)?;
     let req = ReconcileRequest {
         kept: args.kept,
         all_repos: args.all_repos,
@@ -65,11 +64,7 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
             project.reconcile_due(&pwt::Reconciliation::default(), &req, &mut reporter)
         }
     };
-    let code = if done.failed.is_empty() {
-        exit_codes::OK
-    } else {
-        exit_codes::FAILURE
-    };
+    let code = exit_code::ok_if(done.failed.is_empty());
     if json {
         let out = pwt::GcOut::new(
             &found.plan,
@@ -79,7 +74,7 @@ pub fn run(cwd: &Path, args: GcArgs) -> Result<i32> {
             done.skipped,
             done.failed,
         );
-        print_json(&serde_json::to_value(out)?);
+        print_json(&out)?;
     } else {
         show(&done);
     }
@@ -120,11 +115,7 @@ fn show(done: &pwt::Reconciled) {
 /// On a terminal, asks whether to go on; elsewhere says how to.
 fn ask(todo: usize, json: bool) -> bool {
     if std::io::stdin().is_terminal() && !json {
-        print!("clean up {todo} item(s)? [y/N] ");
-        let _ = std::io::stdout().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        matches!(answer.trim(), "y" | "Y" | "yes")
+        super::confirm(&format!("clean up {todo} item(s)?"))
     } else {
         if !json {
             println!("dry run: pass --yes to clean up");

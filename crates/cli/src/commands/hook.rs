@@ -7,8 +7,8 @@ use anyhow::{Context as _, Result, bail};
 use pwt::{BranchName, CreateRequest, Removal, RemoveRequest};
 use serde_json::Value;
 
-use crate::exit_codes;
 use crate::output::{Terminal, printable};
+use pwt::exit_code;
 
 /// Glue for tools that create and remove worktrees themselves (Claude Code)
 ///
@@ -63,7 +63,7 @@ pub fn run(cwd: &Path, args: HookArgs) -> Result<i32> {
     let v = payload()?;
     let dir = field(&v, &["cwd"]).map_or_else(|| cwd.to_owned(), PathBuf::from);
     // stdout is Claude Code's: only the path goes there; everything else to stderr.
-    let opened = super::open_interruptible(&dir, false)?;
+    let project = super::open_interruptible(&dir, false)?;
     let mut reporter = Terminal { quiet: false };
     match args.kind {
         HookKind::ClaudeCodeCreate => {
@@ -77,9 +77,9 @@ pub fn run(cwd: &Path, args: HookArgs) -> Result<i32> {
                 hooks: true,
                 keep_on_failure: false,
             };
-            let done = opened.project.create(&req, &mut reporter)?;
+            let done = project.create(&req, &mut reporter)?;
             println!("{}", done.lease.path.display());
-            Ok(exit_codes::OK)
+            Ok(exit_code::OK)
         }
         HookKind::ClaudeCodeRemove => {
             let Some(path) = field(&v, &["worktree_path"]) else {
@@ -90,19 +90,13 @@ pub fn run(cwd: &Path, args: HookArgs) -> Result<i32> {
                 hooks: true,
                 ..RemoveRequest::default()
             };
-            match opened.project.remove(&req, &mut reporter)? {
-                Removal::Removed(r) => eprintln!(
-                    "removed {} ({})",
-                    printable(r.branch.as_str()),
-                    r.removed
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+            match project.remove(&req, &mut reporter)? {
+                Removal::Removed(r) => {
+                    eprintln!("removed {} ({})", printable(r.branch.as_str()), r.summary());
+                }
                 Removal::Nothing(why) => eprintln!("nothing to do: {}", printable(&why)),
             }
-            Ok(exit_codes::OK)
+            Ok(exit_code::OK)
         }
     }
 }

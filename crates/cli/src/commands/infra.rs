@@ -5,8 +5,8 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::state_dir;
-use crate::exit_codes;
 use crate::output::{Format, Style, Terminal, print_json, print_table};
+use pwt::exit_code;
 
 /// Start, stop or check the shared PostgreSQL, RabbitMQ and Redis
 ///
@@ -59,9 +59,9 @@ pub enum InfraAction {
 
 /// The services of the repository pwt runs in (its service sections), or the defaults.
 fn infra(cwd: &Path) -> Result<pwt::Infra> {
-    let opened = super::open(cwd).ok();
+    let project = super::open(cwd).ok();
     Ok(pwt::Infra::new(
-        opened.as_ref().map(|o| o.project.config()),
+        project.as_ref().map(pwt::Project::config),
         &state_dir()?,
     ))
 }
@@ -71,14 +71,14 @@ pub fn run(cwd: &Path, args: InfraArgs) -> Result<i32> {
     match args.action {
         InfraAction::Compose => {
             print!("{}", infra.compose_file());
-            Ok(exit_codes::OK)
+            Ok(exit_code::OK)
         }
         InfraAction::Up { format } => {
             let json = format == Format::Json;
-            let infra = infra.cancellable(super::interruptible_flag());
+            let infra = infra.cancellable(super::interruptible());
             let rows = infra.up(&mut Terminal { quiet: json })?;
             if json {
-                print_json(&serde_json::to_value(pwt::InfraOut { services: rows })?);
+                print_json(&pwt::InfraOut { services: rows })?;
             } else {
                 println!(
                     "{} shared services are up on network {:?} (`pwt infra status` shows them)",
@@ -86,7 +86,7 @@ pub fn run(cwd: &Path, args: InfraArgs) -> Result<i32> {
                     infra.network()
                 );
             }
-            Ok(exit_codes::OK)
+            Ok(exit_code::OK)
         }
         InfraAction::Down { volumes } => {
             infra.down(volumes)?;
@@ -98,7 +98,7 @@ pub fn run(cwd: &Path, args: InfraArgs) -> Result<i32> {
                     "; data kept (--volumes deletes it)"
                 }
             );
-            Ok(exit_codes::OK)
+            Ok(exit_code::OK)
         }
         InfraAction::Status { format } => status(&infra, format),
     }
@@ -108,9 +108,9 @@ fn status(infra: &pwt::Infra, format: Format) -> Result<i32> {
     let rows = infra.status();
     let all_up = rows.iter().all(|r| r.answers);
     if format == Format::Json {
-        print_json(&serde_json::to_value(pwt::InfraOut {
+        print_json(&pwt::InfraOut {
             services: rows.clone(),
-        })?);
+        })?;
     } else {
         let style = Style::stdout();
         let table: Vec<Vec<String>> = rows
@@ -136,9 +136,5 @@ fn status(infra: &pwt::Infra, format: Format) -> Result<i32> {
             &table,
         );
     }
-    Ok(if all_up {
-        exit_codes::OK
-    } else {
-        exit_codes::FAILURE
-    })
+    Ok(exit_code::ok_if(all_up))
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::exit_codes;
+use pwt::exit_code;
 
 /// Write a commented starter pwt.toml at the root of the current worktree.
 #[derive(clap::Args, Debug)]
@@ -20,5 +20,5 @@ pub fn run(cwd: &Path, args: InitArgs) -> Result<i32> {
         "wrote {}: edit it, then commit it so every worktree shares it",
         path.display()
     );
-    Ok(exit_codes::OK)
+    Ok(exit_code::OK)
 }

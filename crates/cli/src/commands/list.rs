@@ -4,11 +4,10 @@ use std::path::Path;
 
 use anyhow::Result;
 use pwt::{WorktreeInfo, WorktreeState};
-use serde_json::Value;
 
-use crate::exit_codes;
 use crate::output::{Format, Style, display_path, print_json, print_table, printable};
-use crate::render::Show as _;
+use crate::render::data_cell;
+use pwt::exit_code;
 
 /// Show every worktree: ports (● listening, ○ not), URL, data and state.
 ///
@@ -40,8 +39,9 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
     };
     pwt::measure_usage(&mut rows);
     if args.format == Format::Json {
-        print_json(&Value::Array(rows.iter().map(|r| r.to_json()).collect()));
-        return Ok(exit_codes::OK);
+        let out: Vec<pwt::WorktreeOut> = rows.iter().map(pwt::WorktreeOut::from).collect();
+        print_json(&out)?;
+        return Ok(exit_code::OK);
     }
     let (headers, table) = table(&rows, cwd, args.all_repos);
     if table.is_empty() {
@@ -49,119 +49,84 @@ pub fn run(cwd: &Path, args: ListArgs) -> Result<i32> {
     } else {
         print_table(Style::stdout(), &headers, &table);
     }
-    Ok(exit_codes::OK)
+    Ok(exit_code::OK)
 }
 
-/// The table of `rows`: its headers and cells.
+/// The table of `rows`: its headers and cells. DATA, PROCESSES, USES and REPO only when a
+/// row has one.
 fn table(
     rows: &[WorktreeInfo],
     cwd: &Path,
     all_repos: bool,
 ) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let style = Style::stdout();
-    let with_data = rows.iter().any(|r| !r.data_cell().is_empty());
-    let with_processes = rows
+    let mut headers = vec![
+        "BRANCH",
+        "STATE",
+        "PORTS",
+        "URL",
+        "DATA",
+        "PROCESSES",
+        "USES",
+        "PATH",
+        "REPO",
+    ];
+    let mut table: Vec<Vec<String>> = rows
         .iter()
-        .any(|r| !r.processes.is_empty() || !r.containers.is_empty());
-    let with_usage = rows
-        .iter()
-        .any(|r| r.usage.as_ref().is_some_and(|u| u.processes > 0));
-    let mut table = Vec::new();
-    for r in rows {
-        let state = match r.state {
-            WorktreeState::Ready if r.hooks_pending => style.yellow("ready, hooks pending"),
-            WorktreeState::Ready | WorktreeState::Main => style.green(r.state.as_str()),
-            WorktreeState::Missing | WorktreeState::Removing | WorktreeState::Creating => {
-                style.yellow(r.state.as_str())
-            }
-            _ => style.dim(r.state.as_str()),
-        };
-        let ports = r
-            .ports
-            .iter()
-            .map(|p| {
-                let mark = match p.listening {
-                    Some(true) => style.green("●"),
-                    Some(false) => style.dim("○"),
-                    None => String::new(),
-                };
-                format!("{} {} {mark}", p.name, p.port)
-            })
-            .collect::<Vec<_>>()
-            .join("  ");
-        let mut row = vec![
-            style.bold(&printable(&r.branch)),
-            state,
-            ports,
-            r.url.clone().unwrap_or_default(),
-        ];
-        if with_data {
-            row.push(r.data_cell());
+        .map(|r| {
+            vec![
+                style.bold(&printable(&r.branch)),
+                state_cell(style, r),
+                ports_cell(style, r),
+                r.url.clone().unwrap_or_default(),
+                data_cell(r),
+                processes_cell(style, &r.processes, &r.containers),
+                usage_cell(r.usage.as_ref()),
+                display_path(&r.path, cwd),
+                if all_repos {
+                    display_path(&r.repo, cwd)
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    for column in [8, 6, 5, 4] {
+        if table.iter().all(|row| row[column].is_empty()) {
+            headers.remove(column);
+            table.iter_mut().for_each(|row| drop(row.remove(column)));
         }
-        if with_processes {
-            row.push(processes_cell(style, &r.processes, &r.containers));
-        }
-        if with_usage {
-            row.push(usage_cell(r.usage.as_ref(), None));
-        }
-        row.push(display_path(&r.path, cwd));
-        if all_repos {
-            row.push(display_path(&r.repo, cwd));
-        }
-        table.push(row);
-    }
-    let mut headers = vec!["BRANCH", "STATE", "PORTS", "URL"];
-    if with_data {
-        headers.push("DATA");
-    }
-    if with_processes {
-        headers.push("PROCESSES");
-    }
-    if with_usage {
-        headers.push("USES");
-    }
-    headers.push("PATH");
-    if all_repos {
-        headers.push("REPO");
     }
     (headers, table)
 }
 
-/// `3 procs  212 MiB  4.2 s CPU` (with a rate: `37% CPU`); empty for nothing.
-pub(super) fn usage_cell(usage: Option<&pwt::usage::Usage>, cpu_percent: Option<f64>) -> String {
-    let Some(u) = usage.filter(|u| u.processes > 0) else {
-        return String::new();
-    };
-    let cpu = match cpu_percent {
-        Some(p) => format!("{p:.0}% CPU"),
-        None => format!("{:.1} s CPU", u.cpu_ms as f64 / 1000.0),
-    };
-    format!(
-        "{} proc{}  {}  {cpu}",
-        u.processes,
-        if u.processes == 1 { "" } else { "s" },
-        human_bytes(u.memory_bytes)
-    )
+/// `ready`, `missing`, …, coloured by how well it is.
+fn state_cell(style: Style, r: &WorktreeInfo) -> String {
+    match r.state {
+        WorktreeState::Ready if r.hooks_pending => style.yellow("ready, hooks pending"),
+        WorktreeState::Ready | WorktreeState::Main => style.green(r.state.as_str()),
+        WorktreeState::Missing | WorktreeState::Removing | WorktreeState::Creating => {
+            style.yellow(r.state.as_str())
+        }
+        _ => style.dim(r.state.as_str()),
+    }
 }
 
-/// `212 MiB`.
-pub(super) fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.0} {}", UNITS[unit])
-    }
+/// `web 20010 ●  api 20011 ○`: each port, listening (●) or not (○).
+fn ports_cell(style: Style, r: &WorktreeInfo) -> String {
+    let each = r.ports.iter().map(|p| {
+        let mark = match p.listening {
+            Some(true) => style.green("●"),
+            Some(false) => style.dim("○"),
+            None => String::new(),
+        };
+        format!("{} {} {mark}", p.name, p.port)
+    });
+    each.collect::<Vec<_>>().join("  ")
 }
 
 pub(super) fn this_repo(cwd: &Path) -> Result<Vec<WorktreeInfo>> {
-    Ok(super::open(cwd)?.project.list(true)?)
+    Ok(super::open(cwd)?.list(true)?)
 }
 
 pub(super) fn all_repos() -> Result<Vec<WorktreeInfo>> {
@@ -173,15 +138,15 @@ pub(super) fn all_repos() -> Result<Vec<WorktreeInfo>> {
 }
 
 fn team(cwd: &Path, format: Format) -> Result<i32> {
-    let holds = super::open(cwd)?.project.team_holds()?;
+    let holds = super::open(cwd)?.team_holds()?;
     if format == Format::Json {
         let rows: Vec<pwt::HoldOut> = holds.iter().map(pwt::HoldOut::from).collect();
-        print_json(&serde_json::to_value(rows)?);
-        return Ok(exit_codes::OK);
+        print_json(&rows)?;
+        return Ok(exit_code::OK);
     }
     if holds.is_empty() {
         println!("nothing is held in the team store");
-        return Ok(exit_codes::OK);
+        return Ok(exit_code::OK);
     }
     let table: Vec<Vec<String>> = holds
         .iter()
@@ -206,7 +171,15 @@ fn team(cwd: &Path, format: Format) -> Result<i32> {
         ],
         &table,
     );
-    Ok(exit_codes::OK)
+    Ok(exit_code::OK)
+}
+
+/// What `usage` says, when something runs.
+pub(super) fn usage_cell(usage: Option<&pwt::usage::Usage>) -> String {
+    usage
+        .filter(|u| u.processes > 0)
+        .map(ToString::to_string)
+        .unwrap_or_default()
 }
 
 /// `web ●  worker exited 1`: what `pwt dev` started, for the table.

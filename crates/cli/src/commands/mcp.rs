@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use pwt_core::McpTools;
 
-use crate::exit_codes;
+use pwt::exit_code;
 
 /// Serve the worktree to an AI agent over MCP (Model Context Protocol, stdio)
 ///
@@ -31,13 +31,13 @@ use crate::exit_codes;
 #[command(verbatim_doc_comment)]
 pub struct McpArgs {
     /// Serve this worktree (branch, slug or path) instead of the one it starts in.
-    #[arg(long, conflicts_with = "repository")]
-    pub branch: Option<String>,
+    #[arg(long, conflicts_with = "repository", value_parser = super::selector())]
+    pub branch: Option<pwt::Selector>,
     /// Serve every worktree of the repository: calls name the worktree they ask about.
     #[arg(long)]
     pub repository: bool,
     /// Offer these groups of lifecycle tools too (processes, up, reset-database, worktrees).
-    #[arg(long, value_delimiter = ',', value_parser = group)]
+    #[arg(long, value_delimiter = ',', value_parser = str::parse::<McpTools>)]
     pub allow: Vec<McpTools>,
     /// Run what the repository's pwt.toml would run without its approval.
     #[arg(long, short = 'y')]
@@ -47,20 +47,10 @@ pub struct McpArgs {
     pub print_config: bool,
 }
 
-fn group(s: &str) -> std::result::Result<McpTools, String> {
-    McpTools::ALL
-        .into_iter()
-        .find(|g| g.as_str() == s)
-        .ok_or_else(|| {
-            let all: Vec<&str> = McpTools::ALL.iter().map(|g| g.as_str()).collect();
-            format!("{s:?} is no group of tools; there are {}", all.join(", "))
-        })
-}
-
 pub fn run(cwd: &Path, args: McpArgs) -> Result<i32> {
     if args.print_config {
         print_config(&args)?;
-        return Ok(exit_codes::OK);
+        return Ok(exit_code::OK);
     }
     // It cannot ask (stdin is the protocol): trusted with --yes or PWT_TRUST_HOOKS, else
     // refused unless approved.
@@ -68,23 +58,23 @@ pub fn run(cwd: &Path, args: McpArgs) -> Result<i32> {
         || crate::env_vars::get(crate::env_vars::PWT_TRUST_HOOKS).is_some_and(|v| v != "0");
     let dir = cwd.to_owned();
     // SIGTERM or Ctrl-C: a set-up under way rolls back, then the server ends.
-    let cancel = super::interruptible_flag();
+    let cancel = super::interruptible();
     let stop = cancel.flag();
     let open: pwt_mcp::Opener = Arc::new(move || {
-        let mut opened = super::open_cancellable(&dir, cancel.clone()).map_err(|e| match e
-            .downcast::<pwt::Error>(
-        ) {
-            Ok(e) => e,
-            Err(e) => pwt::Error::new(pwt::ErrorKind::Config, format!("{e:#}")),
+        let mut project = super::open_with(&dir, cancel.clone()).map_err(|e| {
+            match e.downcast::<pwt::Error>() {
+                Ok(e) => e,
+                Err(e) => pwt::Error::new(pwt::ErrorKind::Config, format!("{e:#}")),
+            }
         })?;
-        opened.project.set_approvals(pwt_mcp::approvals(trust));
-        Ok(opened.project)
+        project.set_approvals(pwt_mcp::approvals(trust));
+        Ok(project)
     });
     let project = open()?;
     let scope = if args.repository {
         pwt_mcp::Scope::Repository
     } else {
-        pwt_mcp::Scope::Worktree(project.managed(args.branch.as_deref())?.root)
+        pwt_mcp::Scope::Worktree(project.managed(args.branch.as_ref())?.root)
     };
     // Lifecycle tools the repository's pwt.toml turns on are that file's say, like its
     // hooks: offered only once approved (`pwt trust`) or trusted (--yes).
@@ -108,7 +98,7 @@ pub fn run(cwd: &Path, args: McpArgs) -> Result<i32> {
     // Stdin's reader blocks in a thread of its own: do not wait for it.
     rt.shutdown_background();
     served.map_err(|e| anyhow::anyhow!("the MCP connection failed: {e}"))?;
-    Ok(exit_codes::OK)
+    Ok(exit_code::OK)
 }
 
 /// Prints what registers this server with each client.

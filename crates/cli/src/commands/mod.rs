@@ -4,7 +4,6 @@
 //! codes.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
@@ -35,7 +34,8 @@ mod trust;
 mod up;
 mod url;
 
-use crate::{env_vars, exit_codes, output};
+use crate::{env_vars, output};
+use pwt::exit_code;
 
 /// The subcommands.
 #[derive(Subcommand, Debug)]
@@ -99,53 +99,44 @@ pub fn run(dir: Option<PathBuf>, command: Command) -> Result<i32> {
     }
 }
 
-/// A project opened the way the binary does: configuration from its layers (the files, the
-/// process's `PWT_*` variables), the state directory and crash-test faults from the
-/// environment, and approvals asked on a terminal.
-pub struct Opened {
-    /// The project.
-    pub project: Project,
-    /// Where each configuration value came from.
-    pub settings: LoadedConfig,
-}
-
-/// Opens the repository containing `cwd`, for a command that only reads.
-pub fn open(cwd: &Path) -> Result<Opened> {
+/// Opens the repository containing `cwd` the way the binary does, for a command that only
+/// reads: configuration from its layers ([`settings`]), the state directory and crash-test
+/// faults from the environment, approvals asked on a terminal.
+pub fn open(cwd: &Path) -> Result<Project> {
     open_with(cwd, Cancel::default())
 }
 
 /// Opens it for a command that changes things: the first Ctrl-C (or SIGTERM, SIGHUP) stops
 /// it at its next step and rolls back; a second ends pwt at once. With `yes`, what the
 /// repository's pwt.toml would run goes ahead unasked.
-pub fn open_interruptible(cwd: &Path, yes: bool) -> Result<Opened> {
-    let mut opened = open_with(cwd, interruptible())?;
+pub fn open_interruptible(cwd: &Path, yes: bool) -> Result<Project> {
+    let mut project = open_with(cwd, interruptible())?;
     if yes {
-        opened.project.set_approvals(Approvals::Trust);
+        project.set_approvals(Approvals::Trust);
     }
-    Ok(opened)
+    Ok(project)
 }
 
 /// Opens it with `cancel` (one flag for many projects: `pwt mcp`'s calls).
-pub fn open_cancellable(cwd: &Path, cancel: Cancel) -> Result<Opened> {
-    open_with(cwd, cancel)
-}
-
-/// [`interruptible`], for a command that opens many projects with one flag.
-pub fn interruptible_flag() -> Cancel {
-    interruptible()
-}
-
-fn open_with(cwd: &Path, cancel: Cancel) -> Result<Opened> {
-    let settings = LoadedConfig::load(&config_sources(pwt::config_roots(cwd)?))?;
-    let mut options = Options::at(&locations()?, settings.clone());
-    options.faults = faults()?;
+pub fn open_with(cwd: &Path, cancel: Cancel) -> Result<Project> {
+    let mut options = Options::at(&locations()?, settings(cwd)?);
+    if let Some(spec) = env_vars::get(env_vars::PWT_FAULT) {
+        options.faults = Faults::parse(&spec)?;
+    }
     // Hooks and git write to stderr: stdout carries pwt's own summary or JSON, which
     // scripts read.
     options.child_output = ChildOutput::Stderr;
     options.cancel = cancel;
     options.approvals = approvals();
-    let project = Project::open(cwd, options)?;
-    Ok(Opened { project, settings })
+    Ok(Project::open(cwd, options)?)
+}
+
+/// The configuration of the repository containing `cwd`, from its layers (the files, the
+/// process's `PWT_*` variables), and where each value came from.
+pub fn settings(cwd: &Path) -> Result<LoadedConfig> {
+    Ok(LoadedConfig::load(&config_sources(pwt::config_roots(
+        cwd,
+    )?))?)
 }
 
 /// Where the configuration comes from: `roots`, the user's file, the process's `PWT_*`
@@ -170,23 +161,27 @@ fn approvals() -> Approvals {
         return Approvals::Refuse;
     }
     Approvals::Ask(std::sync::Arc::new(|a: &pwt::Approval| {
-        eprint!(
-            "the repository's pwt.toml {} which you have not approved for this repository on this machine:\n{}Go ahead, now and from now on? [y/N] ",
+        confirm(&format!(
+            "the repository's pwt.toml {} which you have not approved for this repository on this machine:\n{}Go ahead, now and from now on?",
             a.what(),
             a.shown
-        );
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        matches!(answer.trim(), "y" | "Y" | "yes")
+        ))
     }))
 }
 
-/// For the long-running commands that write to sockets (the proxy): a peer that goes away
-/// mid-write is an error on that connection, never the end of the process. (`main` sets
-/// SIGPIPE back to its default, for output piped into `head`.)
-pub fn ignore_sigpipe() {
-    pwt::proc::on_broken_pipe(true);
+/// Asks `question` on stderr; true when the answer on stdin is yes.
+pub fn confirm(question: &str) -> bool {
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+/// Parses a worktree argument: a branch, slug or path; bytes that are not UTF-8 name a path.
+pub fn selector() -> impl clap::builder::TypedValueParser<Value = pwt::Selector> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::OsStringValueParser::new().map(pwt::Selector::from)
 }
 
 /// Where pwt keeps things, from this process's environment.
@@ -199,21 +194,8 @@ pub fn state_dir() -> Result<PathBuf> {
     Ok(locations()?.state_dir)
 }
 
-/// `PWT_FAULT=<point>:<ms>`, for pwt's own crash tests.
-fn faults() -> Result<Faults> {
-    let Some(spec) = env_vars::get(env_vars::PWT_FAULT) else {
-        return Ok(Faults::default());
-    };
-    let (point, ms) = spec.split_once(':').unwrap_or((&spec, "0"));
-    let point: pwt::FaultPoint = point.parse()?;
-    Ok(Faults::pause_at(
-        point,
-        Duration::from_millis(ms.parse().unwrap_or(0)),
-    ))
-}
-
 /// A cancel flag set by the first Ctrl-C (or SIGTERM, SIGHUP).
-fn interruptible() -> Cancel {
+pub fn interruptible() -> Cancel {
     let cancel = Cancel::default();
     for signal in [
         signal_hook::consts::SIGINT,
@@ -262,5 +244,5 @@ pub fn report_error(e: &anyhow::Error) -> i32 {
     if let Some(h) = hint {
         eprintln!("  {}", style.dim(&format!("hint: {h}")));
     }
-    lib.map_or(exit_codes::FAILURE, |l| exit_codes::of(l.kind()))
+    lib.map_or(exit_code::FAILURE, |l| exit_code::of(l.kind()))
 }

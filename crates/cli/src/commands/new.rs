@@ -4,11 +4,10 @@ use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use pwt::{BranchName, CreateRequest, lease_info};
+use pwt::{BranchName, CreateRequest};
 
-use crate::exit_codes;
-use crate::output::{Format, Style, Terminal, display_path, print_json, printable};
-use crate::render::Show as _;
+use crate::output::{Format, Style, Terminal, display_path, printable};
+use pwt::exit_code;
 
 /// Create a worktree with its own ports, env files and services
 ///
@@ -62,7 +61,7 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
         bail!("arguments after `--` need a program: pwt new BRANCH -x PROGRAM -- ARGS");
     }
     let json = args.format == Format::Json;
-    let opened = super::open_interruptible(cwd, args.yes)?;
+    let project = super::open_interruptible(cwd, args.yes)?;
     let req = CreateRequest {
         branch,
         base: args.base.clone(),
@@ -70,27 +69,18 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
         hooks: !args.no_hooks,
         keep_on_failure: args.keep_on_failure,
     };
-    let done = opened.project.create(&req, &mut Terminal { quiet: json })?;
+    let done = project.create(&req, &mut Terminal { quiet: json })?;
     let lease = &done.lease;
-    let info = lease_info(opened.project.config(), lease, false);
-    if json {
-        print_json(&info.to_json());
-    } else {
-        let style = Style::stdout();
-        let files: Vec<String> = lease.files.keys().cloned().collect();
-        info.print_summary(style, cwd, &files, "created");
-        if args.exec.is_none() {
-            println!(
-                "  {}",
-                style.dim(&format!(
-                    "next: cd {} · or `pwt run {b} -- <command>` · `pwt rm {b}` when done",
-                    pwt::shell_word(&display_path(&lease.path, cwd)),
-                    // The branch as one shell word: what people paste names this worktree
-                    // (a slug may be another branch's name) and never runs `$(…)`.
-                    b = pwt::shell_word(lease.branch.as_str())
-                ))
-            );
-        }
+    crate::render::print_worktree(&project, lease, json, cwd, "created")?;
+    if !json && args.exec.is_none() {
+        let next = format!(
+            "next: cd {} · or `pwt run {b} -- <command>` · `pwt rm {b}` when done",
+            pwt::shell_word(&display_path(&lease.path, cwd)),
+            // The branch as one shell word: what people paste names this worktree (a slug
+            // may be another branch's name) and never runs `$(…)`.
+            b = pwt::shell_word(lease.branch.as_str())
+        );
+        println!("  {}", Style::stdout().dim(&next));
     }
     if let Some(program) = args.exec {
         if std::io::stdout().is_terminal() {
@@ -99,7 +89,7 @@ pub fn run(cwd: &Path, args: NewArgs) -> Result<i32> {
         }
         return exec(&program, &args.args, &lease.path, &done.env);
     }
-    Ok(exit_codes::OK)
+    Ok(exit_code::OK)
 }
 
 /// Replaces pwt with `program` in `dir` with `env` added.

@@ -6,8 +6,8 @@ use anyhow::Result;
 use pwt::BrowserKind;
 
 use crate::env_vars;
-use crate::exit_codes;
 use crate::output::{note, warn};
+use pwt::exit_code;
 
 /// Open a worktree in a browser with a profile of its own
 ///
@@ -26,7 +26,8 @@ use crate::output::{note, warn};
 #[command(verbatim_doc_comment)]
 pub struct OpenArgs {
     /// Branch, slug or path (default: the current worktree).
-    pub target: Option<String>,
+    #[arg(value_parser = super::selector())]
+    pub target: Option<pwt::Selector>,
     /// Service (port name): open http://localhost:<its port> instead of the proxy URL.
     pub service: Option<String>,
     /// The browser to start (default: $PWT_BROWSER, else chromium, google-chrome, firefox).
@@ -38,10 +39,10 @@ pub struct OpenArgs {
 }
 
 pub fn run(cwd: &Path, args: OpenArgs) -> Result<i32> {
-    let opened = super::open(cwd)?;
+    let project = super::open(cwd)?;
     let path = std::env::var_os(env_vars::PATH);
-    let launch = opened.project.browser_launch(
-        args.target.as_deref(),
+    let launch = project.browser_launch(
+        args.target.as_ref(),
         args.service.as_deref(),
         args.browser
             .or_else(|| env_vars::get(env_vars::PWT_BROWSER))
@@ -57,7 +58,7 @@ pub fn run(cwd: &Path, args: OpenArgs) -> Result<i32> {
     }
     if args.print {
         println!("{}", launch.shell_line());
-        return Ok(exit_codes::OK);
+        return Ok(exit_code::OK);
     }
     launch.spawn()?;
     note(&format!(
@@ -65,5 +66,5 @@ pub fn run(cwd: &Path, args: OpenArgs) -> Result<i32> {
         launch.url,
         launch.profile.display()
     ));
-    Ok(exit_codes::OK)
+    Ok(exit_code::OK)
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use pwt_proxy::{LogLine, caddyfile, listen_port};
 
-use crate::exit_codes;
 use crate::output::{Style, Terminal, note, printable};
+use pwt::exit_code;
 
 /// Run the local reverse proxy: `<slug>.localhost`, one OAuth callback for all worktrees
 ///
@@ -71,16 +71,12 @@ pub enum ProxyAction {
 }
 
 pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
-    let opened = super::open(cwd)?;
-    let project = &opened.project;
+    let project = super::open(cwd)?;
     match args.action {
         Some(ProxyAction::Caddyfile { port }) => {
-            let port = match port {
-                Some(p) => p,
-                None => listen_port(&project.config().proxy.listen)?,
-            };
+            let port = port.map_or_else(|| listen_port(&project.config().proxy.listen), Ok)?;
             print!("{}", caddyfile(&project.routes(&project.state()?), port));
-            return Ok(exit_codes::OK);
+            return Ok(exit_code::OK);
         }
         Some(ProxyAction::Trust {
             uninstall,
@@ -92,7 +88,9 @@ pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
     let bound = project.bind_proxy(args.listen.as_deref(), (!args.quiet).then(access_log))?;
     let port = bound.port;
     warn_if_not_configured(project.config(), port);
-    super::ignore_sigpipe();
+    // A peer that goes away mid-write is an error on that connection, never the end of the
+    // proxy (`main` set SIGPIPE back to its default, for output piped into `head`).
+    pwt::proc::on_broken_pipe(true);
     let scheme = project.config().proxy.scheme();
     note(&format!(
         "pwt proxy listening on {} — worktrees at {scheme}://<slug>.localhost:{port}, status page {scheme}://localhost:{port}/_pwt, OAuth redirect URI {scheme}://localhost:{port}{}{}",
@@ -110,9 +108,9 @@ pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(bound.serve(project, shutdown(), &mut Terminal { quiet: true }));
+    runtime.block_on(bound.serve(&project, shutdown(), &mut Terminal { quiet: true }));
     note("pwt proxy stopped");
-    Ok(exit_codes::OK)
+    Ok(exit_code::OK)
 }
 
 /// `pwt proxy trust [--uninstall]`.
@@ -123,7 +121,7 @@ fn trust(uninstall: bool, stores: &[String], format: crate::output::Format) -> R
         .context("HOME is not set: it says where the browsers' certificate stores are")?;
     let stores = pwt::https::trust(&ca, &home, uninstall, stores);
     if format == crate::output::Format::Json {
-        crate::output::print_json(&serde_json::to_value(&stores)?);
+        crate::output::print_json(&stores)?;
     } else {
         let style = Style::stdout();
         println!(
@@ -143,14 +141,11 @@ fn trust(uninstall: bool, stores: &[String], format: crate::output::Format) -> R
             }
         }
     }
-    let failed = stores
-        .iter()
-        .any(|s| s.kind != "system" && s.trusted == uninstall);
-    Ok(if failed {
-        exit_codes::FAILURE
-    } else {
-        exit_codes::OK
-    })
+    Ok(exit_code::ok_if(
+        stores
+            .iter()
+            .all(|s| s.kind == "system" || s.trusted != uninstall),
+    ))
 }
 
 /// The worktrees' `PWT_URL` and `OAUTH_REDIRECT_URI` name `proxy.listen`'s port: say loudly
@@ -184,16 +179,11 @@ fn access_log() -> Arc<dyn Fn(LogLine) + Send + Sync> {
     })
 }
 
-/// Ctrl-C or SIGTERM.
+/// Ctrl-C or SIGTERM (Ctrl-C alone where SIGTERM cannot be watched).
 async fn shutdown() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = async {
-            match term.as_mut() {
-                Some(t) => { t.recv().await; }
-                None => std::future::pending().await,
-            }
-        } => {}
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} },
+        Err(_) => drop(tokio::signal::ctrl_c().await),
     }
 }

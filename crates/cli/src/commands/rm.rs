@@ -5,8 +5,8 @@ use std::path::Path;
 use anyhow::Result;
 use pwt::{Removal, RemoveRequest};
 
-use crate::exit_codes;
 use crate::output::{Format, Style, Terminal, print_json, printable};
+use pwt::exit_code;
 
 /// Tear a worktree down: hooks, data, worktree, lease; never losing uncommitted work.
 ///
@@ -55,7 +55,7 @@ pub struct RmArgs {
 
 pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
     let json = args.format == Format::Json;
-    let opened = super::open_interruptible(cwd, args.yes)?;
+    let project = super::open_interruptible(cwd, args.yes)?;
     let req = RemoveRequest {
         target: args.target.as_str().into(),
         force: args.force,
@@ -65,36 +65,24 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
         hooks: !args.no_hooks,
         volumes: args.volumes,
     };
-    let removal = opened.project.remove(&req, &mut Terminal { quiet: json })?;
+    let removal = project.remove(&req, &mut Terminal { quiet: json })?;
     if json {
-        print_json(&serde_json::to_value(pwt::RemoveOut::of(
-            &args.target,
-            &removal,
-        ))?);
-        return Ok(exit_codes::OK);
+        print_json(&pwt::RemoveOut::of(&args.target, &removal))?;
+        return Ok(exit_code::OK);
     }
     let done = match removal {
         Removal::Nothing(why) => {
             println!("nothing to do: {}", printable(&why));
-            return Ok(exit_codes::OK);
+            return Ok(exit_code::OK);
         }
         Removal::Removed(r) => r,
     };
     let style = Style::stdout();
-    let what = if done.removed.is_empty() {
-        "its lease".to_owned()
-    } else {
-        done.removed
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     println!(
         "{} removed {} {}",
         style.green("✓"),
         style.bold(&printable(done.branch.as_str())),
-        style.dim(&printable(&format!("({what})")))
+        style.dim(&printable(&format!("({})", done.summary())))
     );
     if done.data_kept {
         println!(
@@ -104,5 +92,5 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
             )
         );
     }
-    Ok(exit_codes::OK)
+    Ok(exit_code::OK)
 }

@@ -4,7 +4,6 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::env::env_of;
 use super::new::exec;
 
 /// Run a command in a worktree with its environment
@@ -20,20 +19,21 @@ use super::new::exec;
 #[command(verbatim_doc_comment)]
 pub struct RunArgs {
     /// Branch, slug or path (default: the current worktree).
-    pub target: Option<String>,
+    #[arg(value_parser = super::selector())]
+    pub target: Option<pwt::Selector>,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 
 pub fn run(cwd: &Path, args: RunArgs) -> Result<i32> {
-    let opened = super::open(cwd)?;
-    let (env, root, _) = env_of(&opened.project, args.target.as_deref())?;
+    let project = super::open(cwd)?;
+    let (worktree, env) = project.worktree_environment(args.target.as_ref())?;
     // Stay in the same subdirectory when already inside that worktree.
-    let dir = if cwd.starts_with(&root) {
+    let dir = if cwd.starts_with(&worktree.root) {
         cwd.to_owned()
     } else {
-        root
+        worktree.root
     };
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     exec(program, rest, &dir, &env)

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::exit_codes;
+use pwt::exit_code;
 
 /// Print a fresh OAuth state for a worktree: `<slug>~<128 random bits in hex>`.
 ///
@@ -14,11 +14,12 @@ use crate::exit_codes;
 #[derive(clap::Args, Debug)]
 pub struct StateArgs {
     /// Branch, slug or path (default: the current worktree).
-    pub target: Option<String>,
+    #[arg(value_parser = super::selector())]
+    pub target: Option<pwt::Selector>,
 }
 
 pub fn run(cwd: &Path, args: StateArgs) -> Result<i32> {
-    let opened = super::open(cwd)?;
-    println!("{}", opened.project.oauth_state(args.target.as_deref())?);
-    Ok(exit_codes::OK)
+    let project = super::open(cwd)?;
+    println!("{}", project.oauth_state(args.target.as_ref())?);
+    Ok(exit_code::OK)
 }

@@ -5,8 +5,8 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::list::usage_cell;
-use crate::exit_codes;
 use crate::output::{Format, Style, print_json, print_table, printable};
+use pwt::exit_code;
 
 /// One worktree as it is now: its ports (listening or not), its database, vhost and Redis
 /// slot (answering with this worktree's, or why not), what runs for it and what that uses,
@@ -17,7 +17,8 @@ use crate::output::{Format, Style, print_json, print_table, printable};
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
     /// Branch, slug or path (default: the current worktree).
-    pub target: Option<String>,
+    #[arg(value_parser = super::selector())]
+    pub target: Option<pwt::Selector>,
     /// Lines of each process log to show (at most 500).
     #[arg(long, short = 'n', default_value_t = 10)]
     pub lines: usize,
@@ -27,11 +28,11 @@ pub struct StatusArgs {
 }
 
 pub fn run(cwd: &Path, args: StatusArgs) -> Result<i32> {
-    let opened = super::open(cwd)?;
-    let status = opened.project.status(args.target.as_deref(), args.lines)?;
+    let project = super::open(cwd)?;
+    let status = project.status(args.target.as_ref(), args.lines)?;
     if args.format == Format::Json {
-        print_json(&serde_json::to_value(&status)?);
-        return Ok(exit_codes::OK);
+        print_json(&status)?;
+        return Ok(exit_code::OK);
     }
     let style = Style::stdout();
     let w = &status.worktree;
@@ -53,22 +54,21 @@ pub fn run(cwd: &Path, args: StatusArgs) -> Result<i32> {
         })
         .collect();
     rows.extend(status.services.iter().map(|s| {
-        let state = if s.state == "ready" {
-            style.green(&s.state)
-        } else {
-            style.yellow(&format!(
+        let state = match (s.state, &s.detail) {
+            (pwt::ResourceState::Ready, _) => style.green(s.state.as_str()),
+            (_, detail) => style.yellow(&format!(
                 "{}: {}",
-                s.state,
-                s.detail.as_deref().unwrap_or("")
-            ))
+                s.state.as_str(),
+                detail.as_deref().unwrap_or("")
+            )),
         };
-        vec![s.kind.clone(), printable(&s.resource), state]
+        vec![s.kind.to_string(), printable(&s.resource), state]
     }));
     if let Some(url) = &w.url {
         rows.push(vec!["url".into(), url.clone(), String::new()]);
     }
     print_table(style, &["WHAT", "WHERE", "STATE"], &rows);
-    let uses = usage_cell(w.usage.as_ref(), None);
+    let uses = usage_cell(w.usage.as_ref());
     if !uses.is_empty() {
         println!("\nruns: {uses}");
         for p in w.usage.iter().flat_map(|u| &u.each) {
@@ -85,5 +85,5 @@ pub fn run(cwd: &Path, args: StatusArgs) -> Result<i32> {
             println!("  {}", printable(l));
         }
     }
-    Ok(exit_codes::OK)
+    Ok(exit_code::OK)
 }

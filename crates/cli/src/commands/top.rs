@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::list::{all_repos, human_bytes, this_repo};
-use crate::exit_codes;
+use super::list::{all_repos, this_repo};
 use crate::output::{Format, Style, print_table, printable};
+use pwt::exit_code;
 
 /// What each worktree uses right now, refreshed: CPU and memory of everything that is its
 /// own (what `pwt dev` started, processes working in it, listeners on its ports, and their
@@ -54,7 +54,7 @@ pub fn run(cwd: &Path, args: TopArgs) -> Result<i32> {
         show(&rates.read(&rows), args.format)?;
         n += 1;
         if args.count.is_some_and(|c| n >= c) {
-            return Ok(exit_codes::OK);
+            return Ok(exit_code::OK);
         }
         std::thread::sleep(Duration::from_secs_f64(args.interval));
     }
@@ -87,7 +87,7 @@ fn show(top: &pwt::TopOut, format: Format) -> Result<()> {
                 style.bold(&printable(&r.branch)),
                 r.cpu_percent
                     .map_or_else(|| "…".to_owned(), |c| format!("{c:.0}%")),
-                human_bytes(r.usage.memory_bytes),
+                pwt::usage::human_bytes(r.usage.memory_bytes),
                 r.usage.processes.to_string(),
                 biggest,
             ]

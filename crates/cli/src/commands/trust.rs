@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::Result;
 use pwt::Gate;
 
-use crate::exit_codes;
 use crate::output::display_path;
+use pwt::exit_code;
 
 /// Approve what this repository's pwt.toml runs: its hooks, processes and [env]
 ///
@@ -34,15 +34,13 @@ pub struct TrustArgs {
 }
 
 pub fn run(cwd: &Path, args: TrustArgs) -> Result<i32> {
-    let opened = super::open(cwd)?;
-    let all = Gate::ALL;
-    let project = &opened.project;
-    let (Some(file), Some(c)) = (&opened.settings.project_file, project.pending_approval(all))
+    let project = super::open(cwd)?;
+    let (Some(file), Some(c)) = (project.project_file(), project.pending_approval(Gate::ALL))
     else {
         println!(
             "this repository's pwt.toml has no hooks or processes, and no [env] beyond what pwt sets itself: nothing to approve"
         );
-        return Ok(exit_codes::OK);
+        return Ok(exit_code::OK);
     };
     let shown = display_path(file, cwd);
     let was = project.is_approved(&c);
@@ -65,5 +63,5 @@ pub fn run(cwd: &Path, args: TrustArgs) -> Result<i32> {
             "approved: pwt runs these commands in this repository from now on, until they or their [env] change"
         );
     }
-    Ok(exit_codes::OK)
+    Ok(exit_code::OK)
 }

@@ -3,11 +3,10 @@
 use std::path::Path;
 
 use anyhow::Result;
-use pwt::{AdoptRequest, SetUpOutcome, lease_info};
+use pwt::{AdoptRequest, SetUpOutcome};
 
-use crate::exit_codes;
-use crate::output::{Format, Style, Terminal, note, print_json, printable};
-use crate::render::Show as _;
+use crate::output::{Format, Terminal, note, printable};
+use pwt::exit_code;
 
 /// Adopt an existing worktree and set up its environment (idempotent).
 ///
@@ -21,7 +20,8 @@ use crate::render::Show as _;
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
     /// Branch, slug or path of the worktree (default: the one you are in).
-    pub target: Option<String>,
+    #[arg(value_parser = super::selector())]
+    pub target: Option<pwt::Selector>,
     /// Overwrite env files even if they were edited or not written by pwt.
     #[arg(long)]
     pub force: bool,
@@ -43,7 +43,7 @@ pub struct UpArgs {
 
 pub fn run(cwd: &Path, args: UpArgs) -> Result<i32> {
     let json = args.format == Format::Json;
-    let opened = super::open_interruptible(cwd, args.yes)?;
+    let project = super::open_interruptible(cwd, args.yes)?;
     let req = AdoptRequest {
         target: args.target.clone(),
         force: args.force,
@@ -51,7 +51,7 @@ pub fn run(cwd: &Path, args: UpArgs) -> Result<i32> {
         keep_on_failure: args.keep_on_failure,
     };
     let mut reporter = Terminal { quiet: json };
-    let done = opened.project.adopt(&req, &mut reporter)?;
+    let done = project.adopt(&req, &mut reporter)?;
     if let Some(from) = &done.moved_from {
         note(&format!(
             "{} moved to {}",
@@ -59,16 +59,10 @@ pub fn run(cwd: &Path, args: UpArgs) -> Result<i32> {
             printable(&done.lease.path.display().to_string())
         ));
     }
-    let info = lease_info(opened.project.config(), &done.lease, false);
-    if json {
-        print_json(&info.to_json());
-    } else {
-        let files: Vec<String> = done.lease.files.keys().cloned().collect();
-        let verb = match done.outcome {
-            SetUpOutcome::UpToDate => "up to date",
-            _ => "adopted",
-        };
-        info.print_summary(Style::stdout(), cwd, &files, verb);
-    }
-    Ok(exit_codes::OK)
+    let verb = match done.outcome {
+        SetUpOutcome::UpToDate => "up to date",
+        _ => "adopted",
+    };
+    crate::render::print_worktree(&project, &done.lease, json, cwd, verb)?;
+    Ok(exit_code::OK)
 }

@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use anyhow::Result;
+use pwt::Selector;
 
-use crate::exit_codes;
+use pwt::exit_code;
 
 /// Print one URL of a worktree, for scripts and agents
 ///
@@ -16,7 +17,8 @@ use crate::exit_codes;
 pub struct UrlArgs {
     /// Branch, slug or path (default: the current worktree). A lone service name means that
     /// port of the current worktree.
-    pub target: Option<String>,
+    #[arg(value_parser = super::selector())]
+    pub target: Option<pwt::Selector>,
     /// Service (port name); default: `proxy.route`.
     pub port_name: Option<String>,
     /// Print the proxy URL (`http://<slug>.localhost:<port>`) instead.
@@ -25,16 +27,17 @@ pub struct UrlArgs {
 }
 
 pub fn run(cwd: &Path, args: UrlArgs) -> Result<i32> {
-    let opened = super::open(cwd)?;
-    let session = &opened.project;
+    let session = super::open(cwd)?;
     let services = session.config().services();
     let (target, port_name) = match (args.target, args.port_name) {
-        (Some(t), None) if services.contains_key(&t) && session.resolve(Some(&t)).is_err() => {
+        (Some(Selector::Name(t)), None)
+            if services.contains_key(&t) && session.resolve(Some(&t.as_str().into())).is_err() =>
+        {
             (None, Some(t))
         }
         (t, p) => (t, p),
     };
-    let url = session.url(target.as_deref(), port_name.as_deref(), args.proxy)?;
+    let url = session.url(target.as_ref(), port_name.as_deref(), args.proxy)?;
     println!("{url}");
-    Ok(exit_codes::OK)
+    Ok(exit_code::OK)
 }

@@ -1,5 +1,8 @@
-//! pwt's exit codes: one table, from the engine's error kinds. Scripts may rely on them;
-//! the README lists them and each is tested.
+//! pwt's exit codes: one table, from the error kinds. The `pwt` command exits with them and
+//! scripts may rely on them (the README lists them and each is tested); a tool that wraps
+//! the engine in a command of its own can exit with the same.
+
+use crate::error::ErrorKind;
 
 /// Everything worked.
 pub const OK: i32 = 0;
@@ -23,14 +26,19 @@ pub const BUSY: i32 = 5;
 /// Ctrl-C stops pwt at once; `pwt gc` then cleans up.
 pub const INTERRUPTED: i32 = 130;
 
-/// The exit code of an engine error.
-pub fn of(kind: pwt::ErrorKind) -> i32 {
+/// The exit code of an error of `kind`.
+pub fn of(kind: ErrorKind) -> i32 {
     match kind {
-        pwt::ErrorKind::Invalid => USAGE,
-        pwt::ErrorKind::Refused => REFUSED,
-        pwt::ErrorKind::Unapproved => UNAPPROVED,
-        pwt::ErrorKind::Busy => BUSY,
-        pwt::ErrorKind::Cancelled => INTERRUPTED,
+        ErrorKind::Invalid => USAGE,
+        ErrorKind::Refused => REFUSED,
+        ErrorKind::Unapproved => UNAPPROVED,
+        ErrorKind::Busy => BUSY,
+        ErrorKind::Cancelled => INTERRUPTED,
         _ => FAILURE,
     }
+}
+
+/// [`OK`] when everything `ok` says worked, else [`FAILURE`].
+pub fn ok_if(ok: bool) -> i32 {
+    if ok { OK } else { FAILURE }
 }
