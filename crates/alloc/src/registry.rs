@@ -298,8 +298,12 @@ impl Locked<'_> {
     pub fn commit(self) -> Result<(), AllocError> {
         let path = self.registry.file();
         remove_stale_temps(&path);
-        let mut bytes =
-            serde_json::to_vec_pretty(&self.state).expect("the registry always serializes");
+        // Fails only for a path that is not UTF-8 (JSON holds text): nothing is written.
+        let mut bytes = serde_json::to_vec_pretty(&self.state).map_err(|e| AllocError::Io {
+            action: "cannot write (a path in it is not UTF-8)",
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
         bytes.push(b'\n');
         let fault = self.registry.options.fault;
         write_atomic_with(&path, &bytes, || {

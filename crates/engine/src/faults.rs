@@ -163,4 +163,16 @@ mod tests {
         }
         assert!("after-everything".parse::<FaultPoint>().is_err());
     }
+
+    #[test]
+    fn a_spec_names_a_point_and_a_pause() {
+        let at = |spec: &str| Faults::parse(spec).expect("parses").at;
+        let point = FaultPoint::ALL[0];
+        let ms = |n| Some((point, Duration::from_millis(n)));
+        assert_eq!(at(&format!("{point}:250")), ms(250));
+        assert_eq!(at(point.as_str()), ms(0));
+        assert_eq!(at(&format!("{point}:soon")), ms(0));
+        let e = Faults::parse("nowhere:10").expect_err("no such point");
+        assert_eq!(e.kind(), ErrorKind::Invalid);
+    }
 }

@@ -180,9 +180,20 @@ impl Project {
             held,
         };
         let branch = ask.branch.as_str();
-        let path = |slug: &pwt_core::Slug| match root {
-            Some(r) => Ok(r.to_owned()),
-            None => self.worktree_path(explicit, branch, slug.as_str()),
+        let path = |slug: &pwt_core::Slug| {
+            let path = match root {
+                Some(r) => r.to_owned(),
+                None => self.worktree_path(explicit, branch, slug.as_str())?,
+            };
+            // The registry, the env files and the variables name it: they hold text.
+            match path.to_str() {
+                Some(_) => Ok(path),
+                None => Err(Error::new(
+                    ErrorKind::Invalid,
+                    format!("the worktree path {} is not UTF-8: pwt's registry and env files, and the programs that read them, need it as text", path.display()),
+                )
+                .hint("use a path of UTF-8 characters (`pwt new BRANCH --path DIR`, or `git worktree move`)")),
+            }
         };
         let names = |slug: &str, ports: &_| self.resource_names(branch, slug, ports, redis);
         let fx = Effects {

@@ -205,6 +205,27 @@ mod tests {
     use std::process::Command;
 
     #[test]
+    fn usage_reads_in_processes_binary_units_and_seconds() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1 KiB");
+        assert_eq!(human_bytes(212 * 1024 * 1024 + 1), "212 MiB");
+        assert_eq!(human_bytes(u64::MAX), "17179869184 GiB");
+        let one = Usage {
+            processes: 1,
+            cpu_ms: 4_250,
+            memory_bytes: 3 << 30,
+            each: Vec::new(),
+        };
+        assert_eq!(one.to_string(), "1 proc  3 GiB  4.2 s CPU");
+        let three = Usage {
+            processes: 3,
+            ..one
+        };
+        assert_eq!(three.to_string(), "3 procs  3 GiB  4.2 s CPU");
+    }
+
+    #[test]
     fn a_process_working_in_a_worktree_and_its_child_elsewhere_count_for_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = std::fs::canonicalize(dir.path()).expect("canonical");

@@ -202,3 +202,40 @@ fn hints_quote_hostile_branch_names() {
     let new = t.pwt(&repo, &["new", "feat/x"]).ok().stdout;
     assert!(new.contains("`pwt rm feat/x`"), "{new}");
 }
+
+/// A path need not be UTF-8. A directory inside a worktree with such a name names that
+/// worktree on the command line; a worktree at such a path is refused before anything is
+/// made (its registry entry and env files hold text), never a panic.
+#[test]
+fn paths_that_are_not_utf8_name_worktrees_and_are_refused_as_one() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt as _;
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let bad = t.root().join(OsStr::from_bytes(b"demo.lat\xe9"));
+    let mut cmd = t.cmd(&repo, &["new", "latin"]);
+    let out = cmd.arg("--path").arg(&bad).output().expect("pwt runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is not UTF-8"), "{stderr}");
+    assert!(!bad.exists(), "the worktree stayed");
+    assert!(t.git(&repo, &["branch", "--list", "latin"]).is_empty());
+    let v = t
+        .pwt(&repo, &["new", "feat", "--format", "json"])
+        .ok()
+        .json();
+    let root = std::path::PathBuf::from(v["path"].as_str().expect("path"));
+    let inside = root.join(OsStr::from_bytes(b"sub\xe9"));
+    std::fs::create_dir(&inside).expect("mkdir");
+    let out = t
+        .cmd(&repo, &["env"])
+        .arg(&inside)
+        .output()
+        .expect("pwt runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PWT_BRANCH='feat'"));
+}
