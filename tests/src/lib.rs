@@ -4,7 +4,10 @@
 //! A missing service skips a test locally (with the reason printed) and fails it when `CI`
 //! is set, so CI can never pass by skipping.
 
+mod plain;
 pub mod source;
+
+pub use plain::{Running, free_port};
 
 use std::net::TcpStream;
 use std::time::Duration;
@@ -126,30 +129,12 @@ impl Drop for RedisServer {
     }
 }
 
-/// A port nothing listens on right now (the kernel's choice for port 0).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// A current-thread Tokio runtime, for a test that talks to a service directly.
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a current-thread runtime builds")
-}
-
-/// A child process killed (and reaped) when dropped: a server a test started.
-pub struct Running(pub std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Parses `KEY='value'` lines (pwt's env files), comments left out.

@@ -210,7 +210,7 @@ fn bench_list(pwt: &Path, worktrees: usize, rounds: usize) -> Result<()> {
             .current_dir(&dir)
             .spawn()
             .context("sleep")?;
-        sleepers.push(crate::util::Running(child));
+        sleepers.push(crate::plain::Running(child));
     }
     let time = |f: &dyn Fn() -> Result<Duration>| -> Result<Stats> {
         f()?;

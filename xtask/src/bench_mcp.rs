@@ -24,7 +24,7 @@ pub(crate) fn run(pwt: &Path, rounds: usize) -> Result<()> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    let mut server = crate::util::Running(cmd.spawn().context("pwt mcp")?);
+    let mut server = crate::plain::Running(cmd.spawn().context("pwt mcp")?);
     let mut client = Client {
         stdin: server.0.stdin.take().context("stdin")?,
         lines: BufReader::new(server.0.stdout.take().context("stdout")?).lines(),

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use crate::util::scratch;
 use anyhow::{Context as _, Result, bail};
 
-use crate::util::Running;
+use crate::plain::Running;
 
-use crate::e2e::free_port;
+use crate::plain::free_port;
 
 fn wait_port(port: u16) -> Result<()> {
     let start = Instant::now();
@@ -97,7 +97,7 @@ fn wrk(url: &str, seconds: u32, connections: u32) -> Result<Load> {
 pub fn run(pwt: &Path) -> Result<()> {
     let dir = scratch("bench-proxy")?;
 
-    let up = free_port()?;
+    let up = free_port();
     let _upstream = caddy(
         &dir,
         "upstream.caddy",
@@ -109,7 +109,7 @@ pub fn run(pwt: &Path) -> Result<()> {
 
     let (pwt_proc, pwt_port) = start_pwt_proxy(pwt, &dir, up, false)?;
 
-    let caddy_port = free_port()?;
+    let caddy_port = free_port();
     let caddy_proc = caddy(
         &dir,
         "proxy.caddy",
@@ -138,7 +138,7 @@ pub fn run(pwt: &Path) -> Result<()> {
     // HTTPS: pwt's own authority against Caddy's internal one (`tls internal`, trusted
     // nowhere: wrk does not verify), the same upstream.
     let (pwt_proc, pwt_port) = start_pwt_proxy(pwt, &dir, up, true)?;
-    let caddy_port = free_port()?;
+    let caddy_port = free_port();
     let caddy_proc = caddy(
         &dir,
         "tls.caddy",
@@ -268,7 +268,7 @@ fn start_pwt_proxy(pwt: &Path, dir: &Path, up: u16, https: bool) -> Result<(Runn
     git(&["init", "-q"])?;
     git(&["add", "."])?;
     git(&["commit", "-q", "-m", "init"])?;
-    let pwt_port = free_port()?;
+    let pwt_port = free_port();
     let mut child = Command::new(pwt)
         .args([
             "proxy",

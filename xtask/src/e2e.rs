@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
 
+use crate::plain::free_port;
+
 use crate::util::{output, psql, scratch};
 
 const BRANCHES: [&str; 3] = [
@@ -95,12 +97,6 @@ pub(crate) fn json_field(body: &str, field: &str) -> Option<String> {
     } else {
         Some(v.split([',', '}']).next()?.trim().to_owned())
     }
-}
-
-pub(crate) fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
 }
 
 pub(crate) fn wait_port(port: u16, what: &str) -> Result<()> {
@@ -328,7 +324,7 @@ fn scenario_in(root: &Path, pwt: PathBuf, app: PathBuf, break_isolation: bool) -
     }
 
     let project = format!("e2e{}", std::process::id());
-    let (proxy_port, idp_port, main_port) = (free_port()?, free_port()?, free_port()?);
+    let (proxy_port, idp_port, main_port) = (free_port(), free_port(), free_port());
     let toml = format!(
         r#"project = "{project}"
 [ports]

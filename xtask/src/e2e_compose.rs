@@ -15,7 +15,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-use crate::e2e::{Ctx, build, free_port, http, json_field, ok, wait_port};
+use crate::e2e::{Ctx, build, http, json_field, ok, wait_port};
+use crate::plain::free_port;
 use crate::util::scratch;
 
 const BRANCHES: [&str; 3] = [
@@ -113,7 +114,7 @@ fn scenario(root: &Path, id: &str, pwt: PathBuf, app: PathBuf) -> Result<()> {
         pwt,
         app: app.clone(),
     };
-    let (pg, amqp, mgmt, redis) = (free_port()?, free_port()?, free_port()?, free_port()?);
+    let (pg, amqp, mgmt, redis) = (free_port(), free_port(), free_port(), free_port());
     write_repo(&ctx, id, &app, [pg, amqp, mgmt, redis])?;
 
     println!("`pwt infra up` beside the native services");

@@ -12,6 +12,9 @@ mod bench_proxy;
 mod e2e;
 mod e2e_compose;
 mod util;
+// pwt-tests' helpers on std alone: the same lines, not a copy.
+#[path = "../../tests/src/plain.rs"]
+mod plain;
 
 use anyhow::{Result, bail};
 

@@ -49,13 +49,3 @@ pub fn scratch(name: &str) -> Result<PathBuf> {
     )?;
     Ok(root)
 }
-
-/// A child process killed (and reaped) when dropped.
-pub(crate) struct Running(pub(crate) std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}

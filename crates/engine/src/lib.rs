@@ -44,14 +44,16 @@
 //!   time, each re-checked under the registry lock.
 //! - [`Project::diagnose`] / [`Project::rebuild`]: `pwt doctor` ([`Finding`]s).
 //! - [`Project::list`], [`Project::environment`], [`Project::status`], [`Project::routes`]:
-//!   what there is. [`Project::resolve`] and [`Project::managed`] find a worktree by the name
-//!   a person types (`None`: the one the project was opened in).
+//!   what there is. [`Project::resolve`] and [`Project::managed`] find the worktree a
+//!   [`Selector`] names; like every call about one worktree, they take an
+//!   `Option<&Selector>` (`None`: the one the project was opened in).
 //! - `[processes]`: [`Project::start_processes`] (detached, or piped for
 //!   [`Project::supervise`] to run in the foreground), [`Project::stop`] ([`Stopped`]).
 //! - The proxy: [`Project::bind_proxy`] then [`BoundProxy::serve`]; a browser with the
 //!   worktree's own profile: [`Project::browser_launch`].
 //! - Progress and warnings go to the [`Reporter`] the caller passes ([`Event`]); errors are
-//!   [`Error`]s with an [`ErrorKind`], a hint and their whole cause chain.
+//!   [`Error`]s with an [`ErrorKind`], a hint and their whole cause chain; [`exit_code`]
+//!   gives the code the `pwt` command exits with for each.
 
 mod approvals;
 mod browser;
