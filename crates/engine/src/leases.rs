@@ -153,6 +153,11 @@ impl Project {
         let project = self.project_name();
         let repo_key = self.repo.key();
         let registry_id = self.registry_id();
+        let main_redis_db = self
+            .config
+            .redis
+            .as_ref()
+            .map_or(0, |r| main_redis_db(&r.url));
         let mut facts = LeaseFacts {
             repo: &self.repo.common_dir,
             repo_key: &repo_key,
@@ -172,29 +177,11 @@ impl Project {
                 .chain(docker.ports)
                 .collect(),
             compose_projects: &docker.projects,
-            main_redis_db: self
-                .config
-                .redis
-                .as_ref()
-                .map_or(0, |r| main_redis_db(&r.url)),
+            main_redis_db,
             held,
         };
         let branch = ask.branch.as_str();
-        let path = |slug: &pwt_core::Slug| {
-            let path = match root {
-                Some(r) => r.to_owned(),
-                None => self.worktree_path(explicit, branch, slug.as_str())?,
-            };
-            // The registry, the env files and the variables name it: they hold text.
-            match path.to_str() {
-                Some(_) => Ok(path),
-                None => Err(Error::new(
-                    ErrorKind::Invalid,
-                    format!("the worktree path {} is not UTF-8: pwt's registry and env files, and the programs that read them, need it as text", path.display()),
-                )
-                .hint("use a path of UTF-8 characters (`pwt new BRANCH --path DIR`, or `git worktree move`)")),
-            }
-        };
+        let path = |slug: &pwt_core::Slug| self.lease_path((explicit, root), branch, slug);
         let names = |slug: &str, ports: &_| self.resource_names(branch, slug, ports, redis);
         let fx = Effects {
             path: &path,
@@ -222,6 +209,32 @@ impl Project {
         self.ensure_excluded()?;
         locked.commit()?;
         Ok(plan)
+    }
+
+    /// Where the lease of `branch` has its worktree: `root` (an adoption's), else `explicit`
+    /// or the template's path for `slug`; UTF-8 only (the registry, the env files and the
+    /// variables name it, and they hold text).
+    fn lease_path(
+        &self,
+        (explicit, root): (Option<&Path>, Option<&Path>),
+        branch: &str,
+        slug: &pwt_core::Slug,
+    ) -> Result<PathBuf> {
+        let path = match root {
+            Some(r) => r.to_owned(),
+            None => self.worktree_path(explicit, branch, slug.as_str())?,
+        };
+        if path.to_str().is_some() {
+            return Ok(path);
+        }
+        Err(Error::new(
+            ErrorKind::Invalid,
+            format!(
+                "the worktree path {} is not UTF-8: pwt's registry and env files, and the programs that read them, need it as text",
+                path.display()
+            ),
+        )
+        .hint("use a path of UTF-8 characters (`pwt new BRANCH --path DIR`, or `git worktree move`)"))
     }
 
     /// Gives the lease other resources of `kinds`, held by someone on the servers or in the
