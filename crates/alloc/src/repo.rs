@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::AllocError;
+use std::os::unix::ffi::OsStrExt as _;
+
+use crate::error::{AllocError, io};
 
 /// A repository as pwt sees it.
 pub struct Repo {
@@ -104,19 +106,29 @@ impl Repo {
                 exists: root.exists(),
             });
         }
-        let names = self.git.worktrees().map_err(|source| AllocError::Git {
-            path: self.common_dir.clone(),
-            source,
-        })?;
-        for name in names.iter().flatten() {
-            let Ok(wt) = self.git.find_worktree(name) else {
+        // Git's own record of each linked worktree (`<common dir>/worktrees/<name>/gitdir`,
+        // the path of its `.git` file), read as bytes: a path need not be UTF-8, and one
+        // that is not must still be seen (libgit2's list leaves such names out).
+        let admin = self.common_dir.join("worktrees");
+        let mut names: Vec<_> = match std::fs::read_dir(&admin) {
+            Ok(entries) => entries.flatten().map(|e| e.file_name()).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io("cannot read", &admin)(e)),
+        };
+        names.sort();
+        for name in names {
+            let Ok(gitdir) = std::fs::read(admin.join(&name).join("gitdir")) else {
                 continue;
             };
-            let root = trim_slash(wt.path());
+            // Absolute, or (`worktree.useRelativePaths`) relative to the record's directory.
+            let gitdir = admin
+                .join(&name)
+                .join(std::ffi::OsStr::from_bytes(gitdir.trim_ascii_end()));
+            let root = trim_slash(gitdir.parent().unwrap_or(&gitdir));
             let exists = root.exists();
             out.push(WorktreeEntry {
                 root: if exists { canonical(&root) } else { root },
-                branch: head_branch(&self.common_dir.join("worktrees").join(name).join("HEAD")),
+                branch: head_branch(&admin.join(&name).join("HEAD")),
                 is_main: false,
                 exists,
             });

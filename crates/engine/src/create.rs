@@ -134,10 +134,7 @@ impl Project {
                     w.root.display()
                 ),
             )
-            .hint(format!(
-                "`pwt up {}` sets up that worktree",
-                shell_word(&w.root.display().to_string())
-            )));
+            .hint(crate::paths::up_hint(&w.root, "sets up that worktree")));
         }
         let exists = self.repo.branch_exists(branch);
         // Like `git worktree add PATH BRANCH`: a branch that exists in exactly one remote is
@@ -236,6 +233,7 @@ impl Project {
                     )));
                 };
                 let root = w.root.clone();
+                crate::paths::text_root(&root, "worktree")?;
                 self.leases().update(l.branch.as_str(), |lease| {
                     lease.path = root;
                     Ok(())
@@ -448,6 +446,10 @@ impl Project {
         let Some(l) = state.find(&self.repo.common_dir, branch.as_str()) else {
             return Ok(());
         };
+        // Another pwt sets it up or removes it right now: busy, not "checked out already".
+        if let Some(owner) = l.busy() {
+            return Err(crate::plan::busy(l, owner));
+        }
         if l.state != LeaseState::Creating || !l.interrupted() {
             return Ok(());
         }

@@ -179,7 +179,10 @@ impl Project {
                             l.path.display(),
                             w.root.display()
                         ),
-                        format!("`pwt up {}` follows it", shell_word(name)),
+                        match w.root.to_str() {
+                            Some(_) => format!("`pwt up {}` follows it", shell_word(name)),
+                            None => crate::paths::up_hint(&w.root, ""),
+                        },
                     ),
                     None => Finding::warning(
                         format!("{name}: worktree {} is gone", l.path.display()),
@@ -230,10 +233,7 @@ impl Project {
         {
             out.push(Finding::warning(
                 format!("{} is a worktree pwt does not manage", w.root.display()),
-                format!(
-                    "`pwt up {}` adopts it",
-                    shell_word(&w.root.display().to_string())
-                ),
+                crate::paths::up_hint(&w.root, "adopts it"),
             ));
         }
         if state.of_repo(repo).next().is_some() {

@@ -141,6 +141,7 @@ impl Project {
         held: &[Resources],
         docker: crate::containers::DockerFacts,
     ) -> Result<LeasePlan> {
+        crate::paths::text_root(&self.repo.common_dir, "repository")?;
         let mut locked = self.registry.lock()?;
         let leases = self.leases();
         let claiming = leases.claims_to_make()?;
@@ -224,17 +225,8 @@ impl Project {
             Some(r) => r.to_owned(),
             None => self.worktree_path(explicit, branch, slug.as_str())?,
         };
-        if path.to_str().is_some() {
-            return Ok(path);
-        }
-        Err(Error::new(
-            ErrorKind::Invalid,
-            format!(
-                "the worktree path {} is not UTF-8: pwt's registry and env files, and the programs that read them, need it as text",
-                path.display()
-            ),
-        )
-        .hint("use a path of UTF-8 characters (`pwt new BRANCH --path DIR`, or `git worktree move`)"))
+        crate::paths::text_root(&path, "worktree")?;
+        Ok(path)
     }
 
     /// Gives the lease other resources of `kinds`, held by someone on the servers or in the

@@ -39,6 +39,33 @@ pub fn normalize(p: &Path) -> PathBuf {
 
 pub use pwt_core::shell_word;
 
+/// `path`, when it is UTF-8, as the root of a worktree (or a repository: `what`) must be:
+/// the registry, the env files and the variables name it, and they hold text.
+pub(crate) fn text_root<'a>(path: &'a Path, what: &str) -> crate::Result<&'a str> {
+    path.to_str().ok_or_else(|| {
+        crate::Error::new(
+            crate::ErrorKind::Invalid,
+            format!(
+                "the {what} path {} is not UTF-8: pwt's registry and env files, and the programs that read them, need it as text",
+                path.display()
+            ),
+        )
+        .hint(match what {
+            "worktree" => "use a path of UTF-8 characters (`pwt new BRANCH --path DIR`, or `git worktree move`)",
+            _ => "move it to a path of UTF-8 characters",
+        })
+    })
+}
+
+/// The hint that `pwt up` `does` for the worktree at `root` (`sets it up`), or, at a path
+/// that is not UTF-8, that it must move first.
+pub(crate) fn up_hint(root: &Path, does: &str) -> String {
+    match root.to_str() {
+        Some(r) => format!("`pwt up {}` {does}", shell_word(r)),
+        None => "its path is not UTF-8, which pwt cannot manage: `git worktree move` it to a path of UTF-8 characters, then `pwt up` there".to_owned(),
+    }
+}
+
 /// A directory's identity, `device:inode:birth`: another directory made at the same path
 /// later has another (a freed inode number is often handed out again at once, so the
 /// birth time counts too, where the filesystem keeps one).

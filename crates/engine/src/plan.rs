@@ -741,6 +741,8 @@ fn classify(lease: &Lease, facts: &GcFacts<'_>) -> Option<Action> {
         w.exists && w.branch.as_deref() == Some(lease.branch.as_str()) && w.root != lease.path
     });
     Some(match moved {
+        // Followed only to a path pwt can record (`pwt up` there says why not); never gone.
+        Some(w) if w.root.to_str().is_none() => return None,
         Some(w) => Action::Moved(lease.clone(), w.root.clone()),
         None => Action::Gone(lease.clone()),
     })

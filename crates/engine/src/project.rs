@@ -461,7 +461,7 @@ impl Project {
                 }
                 match worktrees.iter().find(|w| w.branch.as_deref() == Some(name)) {
                     Some(w) => w.root.clone(),
-                    None => self.existing_dir(Path::new(name))?,
+                    None => self.existing_dir(Path::new(name), &worktrees)?,
                 }
             }
             Selector::Branch(branch) => {
@@ -485,7 +485,7 @@ impl Project {
                     }
                 }
             }
-            Selector::Path(path) => self.existing_dir(path)?,
+            Selector::Path(path) => self.existing_dir(path, &worktrees)?,
         };
         self.containing(&state, &root)
     }
@@ -535,10 +535,7 @@ impl Project {
                 ErrorKind::NotFound,
                 format!("the worktree at {} is not managed by pwt", w.root.display()),
             )
-            .hint(format!(
-                "`pwt up {}` sets it up",
-                shell_word(&w.root.display().to_string())
-            ))),
+            .hint(crate::paths::up_hint(&w.root, "sets it up"))),
         }
     }
 
@@ -606,17 +603,35 @@ impl Project {
         Ok(format!("{}~{hex}", m.slug))
     }
 
-    fn existing_dir(&self, name: &Path) -> Result<PathBuf> {
+    /// A bare name (one component: `docs`) names a directory only when it is a worktree's
+    /// root, so a mistyped branch never means the worktree a directory of that name is in;
+    /// `./docs` does.
+    fn existing_dir(&self, name: &Path, worktrees: &[pwt_alloc::WorktreeEntry]) -> Result<PathBuf> {
+        let mut parts = name.components();
+        let bare = matches!(
+            (parts.next(), parts.next()),
+            (Some(std::path::Component::Normal(_)), None)
+        );
         match std::fs::canonicalize(self.cwd.join(name)) {
-            Ok(p) if p.is_dir() => Ok(p),
-            _ => Err(Error::new(
-                ErrorKind::NotFound,
-                format!("no worktree for {name:?} in this repository (not a branch, slug or path of one)"),
-            )
-            .hint(format!(
-                "`pwt list` shows them; `pwt new {}` makes one",
-                shell_word(&name.to_string_lossy())
-            ))),
+            Ok(p) if p.is_dir() && (!bare || worktrees.iter().any(|w| w.root == p)) => Ok(p),
+            _ => {
+                let e = Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "no worktree for {name:?} in this repository (not a branch, slug or path of one)"
+                    ),
+                );
+                // `pwt new NAME` only for what could be a branch of that very name.
+                Err(
+                    match name.to_str().filter(|n| bare && !n.starts_with('-')) {
+                        Some(n) if pwt_core::BranchName::parse(n).is_ok() => e.hint(format!(
+                            "`pwt list` shows them; `pwt new {}` makes one",
+                            shell_word(n)
+                        )),
+                        _ => e.hint("`pwt list` shows them"),
+                    },
+                )
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 //! is left, so running it again finishes).
 
 use std::ffi::OsStr;
+use std::path::Path;
 
 use pwt_alloc::{Lease, LeaseState, Leftover};
 use pwt_core::{BranchName, RedisPrefix, ResourceKind, Resources};
@@ -452,6 +453,31 @@ impl Project {
             }
             Ok(Target::Leased(l)) => l,
         };
+        // A whole worktree goes: a path must be its root, never a directory inside it.
+        let path = match target {
+            Selector::Path(p) => Some(p.as_path()),
+            Selector::Name(n) if n != lease.branch.as_str() && n != lease.slug.as_str() => {
+                Some(Path::new(n.as_str()))
+            }
+            _ => None,
+        };
+        if let Some(p) = path
+            && std::fs::canonicalize(self.cwd.join(p)).is_ok_and(|p| p != lease.path)
+        {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                format!(
+                    "{} is a directory inside the worktree of {:?} at {}, not that worktree: `pwt rm` removes a whole worktree, named by its branch, slug or root",
+                    p.display(),
+                    lease.branch.as_str(),
+                    lease.path.display()
+                ),
+            )
+            .hint(format!(
+                "`pwt rm {}` removes that worktree",
+                shell_word(lease.branch.as_str())
+            )));
+        }
         if let Some(owner) = lease.busy() {
             return Err(crate::plan::busy(&lease, owner));
         }

@@ -205,10 +205,13 @@ impl Services {
         let mq = async {
             let (mq, vhost) = self.rabbitmq.as_ref().zip(resources.vhost.as_ref())?;
             // The management API has no create-if-absent: pwt processes of this machine take
-            // turns on a name (across machines, the team store keeps names apart).
+            // turns on a name (across machines, the team store keeps names apart). Names
+            // share one of 64 lock files, so the files stay few: removing a lock file
+            // another process may hold would be a race.
             let _turn = self.machine.as_ref().and_then(|d| {
                 let name = format!("vhost {} {}", mq.display_url(), vhost.as_str());
-                pwt_alloc::machine_lock(d, &name, Duration::from_secs(30)).ok()
+                let turn = format!("vhosts {}", pwt_core::stable_hash(name.as_bytes()) % 64);
+                pwt_alloc::machine_lock(d, &turn, Duration::from_secs(30)).ok()
             });
             let mut result = mq.create(vhost, marker).await;
             if result.is_ok()

@@ -21,8 +21,9 @@ use pwt::exit_code;
 /// --force. With nothing left to remove, it says so and succeeds.
 #[derive(clap::Args, Debug)]
 pub struct RmArgs {
-    /// Branch, slug or path of the worktree.
-    pub target: String,
+    /// Branch, slug or path of the worktree (its root).
+    #[arg(value_parser = super::selector())]
+    pub target: pwt::Selector,
     /// Remove even with uncommitted or untracked changes (they are lost).
     #[arg(long, short)]
     pub force: bool,
@@ -57,7 +58,7 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
     let json = args.format == Format::Json;
     let project = super::open_interruptible(cwd, args.yes)?;
     let req = RemoveRequest {
-        target: args.target.as_str().into(),
+        target: args.target.clone(),
         force: args.force,
         keep_data: args.keep_data,
         keep_worktree: args.keep_worktree,
@@ -67,7 +68,7 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
     };
     let removal = project.remove(&req, &mut Terminal { quiet: json })?;
     if json {
-        print_json(&pwt::RemoveOut::of(&args.target, &removal))?;
+        print_json(&pwt::RemoveOut::of(&args.target.to_string(), &removal))?;
         return Ok(exit_code::OK);
     }
     let done = match removal {

@@ -122,6 +122,7 @@ fn every_exit_code_of_the_table() {
     // 5: another pwt is at work on it.
     let mut child = paused(&t, &repo, "b", "after-lease");
     t.pwt(&repo, &["rm", "b"]).fails(5);
+    t.pwt(&repo, &["new", "b"]).fails(5);
     // 130: interrupted, and rolled back.
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])

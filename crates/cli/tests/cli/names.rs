@@ -239,3 +239,73 @@ fn paths_that_are_not_utf8_name_worktrees_and_are_refused_as_one() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("PWT_BRANCH='feat'"));
 }
+
+/// `pwt rm NAME` where NAME is no branch or slug but a directory inside the worktree pwt runs
+/// in removes nothing (a mistyped branch must never mean "the worktree I stand in"); a path
+/// to a directory inside a worktree is refused as usage; the root itself, as `.`, goes.
+#[test]
+fn a_directory_inside_a_worktree_is_no_name_for_removing_it() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let v = t
+        .pwt(&repo, &["new", "busy", "--format", "json"])
+        .ok()
+        .json();
+    let root = std::path::PathBuf::from(v["path"].as_str().expect("path"));
+    std::fs::create_dir(root.join("docs")).expect("mkdir");
+    let out = t.pwt(&root, &["rm", "docs"]).ok();
+    assert!(out.stdout.contains("nothing to do"), "{}", out.stdout);
+    let out = t.pwt(&root, &["rm", "./docs"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("`pwt rm busy`"), "{}", out.stderr);
+    let out = t.pwt(&root.join("docs"), &["rm", "."]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    // A lone name that is a port's name means that port, whatever directory has its name.
+    let url = t.pwt(&root, &["url", "app"]).ok().stdout;
+    std::fs::create_dir(root.join("app")).expect("mkdir");
+    assert_eq!(t.pwt(&root, &["url", "app"]).ok().stdout, url);
+    assert!(root.exists(), "the worktree went");
+    t.pwt(&root, &["rm", "."]).ok();
+    assert!(!root.exists());
+}
+
+/// A worktree git made at a path that is not UTF-8 is seen (listed, named in doctor) and
+/// refused as one pwt cannot manage, before anything is made; a repository at such a path
+/// too, leaving no port claim.
+#[test]
+fn worktrees_and_repositories_at_paths_that_are_not_utf8_are_refused_before_anything_is_made() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt as _;
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let bad = t.root().join(OsStr::from_bytes(b"demo.x\xe9"));
+    let status = std::process::Command::new("git")
+        .current_dir(&repo)
+        .args(["worktree", "add", "-q", "-b", "b2"])
+        .arg(&bad)
+        .env("HOME", t.home())
+        .env("GIT_CONFIG_GLOBAL", t.home().join(".gitconfig"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .status()
+        .expect("git runs");
+    assert!(status.success());
+    let list = t.pwt(&repo, &["list"]).ok().stdout;
+    assert!(list.contains("b2") && list.contains("unmanaged"), "{list}");
+    for args in [&["up", "b2"][..], &["new", "b2"]] {
+        let out = t.pwt(&repo, args);
+        assert_ne!(out.code, 0, "{args:?}");
+        assert!(out.stderr.contains("not UTF-8"), "{args:?}: {}", out.stderr);
+    }
+    assert_eq!(t.pwt(&bad, &["up"]).code, 2);
+    let registry = std::fs::read_to_string(t.state_dir().join("registry.json")).unwrap_or_default();
+    assert!(!registry.contains("b2"), "{registry}");
+    let other = t.root().join(OsStr::from_bytes(b"r\xe9"));
+    std::fs::create_dir(&other).expect("mkdir");
+    t.git(&other, &["init", "-q"]);
+    t.git(&other, &["commit", "-q", "--allow-empty", "-m", "one"]);
+    let out = t.pwt(&other, &["new", "nx"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let claims = t.root().join("machine/ports");
+    let left = std::fs::read_dir(&claims).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "a port claim stayed in {}", claims.display());
+}
