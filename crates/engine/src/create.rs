@@ -134,7 +134,11 @@ impl Project {
                     w.root.display()
                 ),
             )
-            .hint(crate::paths::up_hint(&w.root, "sets up that worktree")));
+            .hint(if w.is_main {
+                "that is the main worktree, which needs no set-up (`pwt env` prints its environment); a new worktree needs a branch of its own".to_owned()
+            } else {
+                crate::paths::up_hint(&w.root, "sets up that worktree")
+            }));
         }
         let exists = self.repo.branch_exists(branch);
         // Like `git worktree add PATH BRANCH`: a branch that exists in exactly one remote is

@@ -121,12 +121,21 @@ impl Project {
         else {
             return Vec::new();
         };
+        let dir = crate::https::ca_dir(&self.options.state_dir);
+        if !dir.join(pwt_proxy::CA_CERT).exists() {
+            return vec![Finding::ok(
+                "HTTPS: no local certificate authority yet: the first `pwt proxy` makes one (`pwt proxy trust` then makes browsers trust it)",
+            )];
+        }
         let ca = match crate::https::local_ca(&self.options.state_dir) {
             Ok(ca) => ca,
             Err(e) => {
                 return vec![Finding::error(
-                    format!("HTTPS: the local certificate authority: {e}"),
-                    "fix what it says; `pwt proxy` cannot serve HTTPS without it",
+                    format!("the proxy's local certificate authority: {e}"),
+                    format!(
+                        "`pwt proxy` cannot serve HTTPS until it is fixed; to start afresh, remove {} (browsers must then trust the new one: `pwt proxy trust`)",
+                        dir.display()
+                    ),
                 )];
             }
         };
@@ -137,10 +146,15 @@ impl Project {
             );
             match (s.trusted, s.kind.as_str()) {
                 (true, _) => Finding::ok(format!("{what} is trusted")),
-                (false, "system") => Finding::ok(format!(
-                    "{what} is not trusted (curl and other tools need --cacert {})",
-                    ca.cert_file().display()
-                )),
+                (false, "system") => Finding::warning(
+                    format!(
+                        "{what} is not trusted: curl and other tools that read it show certificate errors"
+                    ),
+                    format!(
+                        "`pwt proxy trust` as root adds it there; else give them --cacert {}",
+                        ca.cert_file().display()
+                    ),
+                ),
                 (false, _) => Finding::warning(
                     format!("{what} is not trusted: that browser shows certificate errors"),
                     "`pwt proxy trust` trusts it there",

@@ -19,12 +19,22 @@ pub struct StatusArgs {
     /// Branch, slug or path (default: the current worktree).
     #[arg(value_parser = super::selector())]
     pub target: Option<pwt::Selector>,
-    /// Lines of each process log to show (at most 500).
-    #[arg(long, short = 'n', default_value_t = 10)]
+    /// Lines of each process log to show (at most 500; 0: none).
+    #[arg(long, short = 'n', default_value_t = 10, value_parser = lines)]
     pub lines: usize,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+fn lines(s: &str) -> std::result::Result<usize, String> {
+    match s.parse() {
+        Ok(n) if n <= pwt::MAX_LOG_LINES => Ok(n),
+        _ => Err(format!(
+            "{s:?}: give a number of lines from 0 to {}",
+            pwt::MAX_LOG_LINES
+        )),
+    }
 }
 
 pub fn run(cwd: &Path, args: StatusArgs) -> Result<i32> {
@@ -75,12 +85,12 @@ pub fn run(cwd: &Path, args: StatusArgs) -> Result<i32> {
             println!("  {} (pid {}): {}", printable(&p.name), p.pid, p.why);
         }
     }
-    for (name, lines) in &status.logs {
-        println!(
-            "\n{} (last {} lines):",
-            style.bold(&printable(name)),
-            lines.len()
-        );
+    for (name, lines) in status.logs.iter().filter(|(_, l)| !l.is_empty()) {
+        let last = match lines.len() {
+            1 => "last line".to_owned(),
+            n => format!("last {n} lines"),
+        };
+        println!("\n{} ({last}):", style.bold(&printable(name)));
         for l in lines {
             println!("  {}", printable(l));
         }

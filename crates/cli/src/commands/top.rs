@@ -25,7 +25,7 @@ pub struct TopArgs {
     #[arg(long, default_value_t = 1.0, value_parser = interval)]
     pub interval: f64,
     /// Stop after this many refreshes (default: until interrupted).
-    #[arg(long, short = 'n')]
+    #[arg(long, short = 'n', value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
