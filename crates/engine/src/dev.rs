@@ -127,15 +127,7 @@ pub struct Spawned {
 impl Project {
     /// The project's records of what `pwt dev` started, worktree by worktree.
     pub(crate) fn records(&self) -> Records {
-        Records {
-            dir: self
-                .options
-                .state_dir
-                .join("processes")
-                .join(crate::env_files::content_hash(
-                    self.repo.common_dir.to_string_lossy().as_bytes(),
-                )),
-        }
+        Records::at(&self.options.state_dir, &self.repo.common_dir)
     }
 
     /// Refuses to start more while the machine has less memory available than
@@ -441,6 +433,14 @@ pub(crate) struct Records {
 }
 
 impl Records {
+    /// The records of the repository `repo` (its common directory) under `state_dir`.
+    pub(crate) fn at(state_dir: &Path, repo: &Path) -> Self {
+        let key = crate::env_files::content_hash(repo.to_string_lossy().as_bytes());
+        Self {
+            dir: state_dir.join("processes").join(key),
+        }
+    }
+
     /// The records of the worktree `slug`.
     fn dir(&self, slug: &str) -> PathBuf {
         self.dir.join(slug)

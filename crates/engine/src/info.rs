@@ -248,7 +248,11 @@ pub fn list_all(
     }
     Ok(leases
         .into_iter()
-        .map(|l| lease_info(&configs[l.repo.as_path()], l, true))
+        .map(|l| {
+            let mut info = lease_info(&configs[l.repo.as_path()], l, true);
+            info.processes = crate::dev::Records::at(state_dir, &l.repo).of(l.slug.as_str());
+            info
+        })
         .collect())
 }
 
@@ -348,6 +352,8 @@ pub struct Reading {
     pub slug: String,
     /// Its root.
     pub path: String,
+    /// Its repository (git's common directory).
+    pub repo: String,
     /// Percent of one CPU since the previous reading (`null` on the first).
     pub cpu_percent: Option<f64>,
     /// What it uses now.
@@ -396,6 +402,7 @@ impl Rates {
                     branch: r.branch.clone(),
                     slug: r.slug.clone(),
                     path: r.path.to_string_lossy().into_owned(),
+                    repo: r.repo.to_string_lossy().into_owned(),
                     cpu_percent,
                     usage,
                 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::list::{all_repos, this_repo};
-use crate::output::{Format, Style, print_table, printable};
+use crate::output::{Format, Style, display_path, print_table, printable};
 use pwt::exit_code;
 
 /// What each worktree uses right now, refreshed: CPU and memory of everything that is its
@@ -51,7 +51,11 @@ pub fn run(cwd: &Path, args: TopArgs) -> Result<i32> {
             this_repo(cwd)?
         };
         pwt::measure_usage(&mut rows);
-        show(&rates.read(&rows), args.format)?;
+        show(
+            &rates.read(&rows),
+            args.format,
+            args.all_repos.then_some(cwd),
+        )?;
         n += 1;
         if args.count.is_some_and(|c| n >= c) {
             return Ok(exit_code::OK);
@@ -60,7 +64,8 @@ pub fn run(cwd: &Path, args: TopArgs) -> Result<i32> {
     }
 }
 
-fn show(top: &pwt::TopOut, format: Format) -> Result<()> {
+/// One refresh; `repos_from`: with a REPO column, relative to that directory.
+fn show(top: &pwt::TopOut, format: Format, repos_from: Option<&Path>) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     if format == Format::Json {
         writeln!(stdout, "{}", serde_json::to_string(top)?)?;
@@ -83,20 +88,20 @@ fn show(top: &pwt::TopOut, format: Format) -> Result<()> {
                 .first()
                 .map(|p| format!("{} ({}, pid {})", printable(&p.name), p.why, p.pid))
                 .unwrap_or_default();
-            vec![
+            let mut row = vec![
                 style.bold(&printable(&r.branch)),
                 r.cpu_percent
                     .map_or_else(|| "…".to_owned(), |c| format!("{c:.0}%")),
                 pwt::usage::human_bytes(r.usage.memory_bytes),
                 r.usage.processes.to_string(),
                 biggest,
-            ]
+            ];
+            row.extend(repos_from.map(|cwd| display_path(Path::new(&r.repo), cwd)));
+            row
         })
         .collect();
-    print_table(
-        style,
-        &["BRANCH", "CPU", "MEMORY", "PROCS", "BIGGEST"],
-        &table,
-    );
+    let headers = ["BRANCH", "CPU", "MEMORY", "PROCS", "BIGGEST", "REPO"];
+    let shown = if repos_from.is_some() { 6 } else { 5 };
+    print_table(style, &headers[..shown], &table);
     Ok(())
 }
