@@ -76,13 +76,7 @@ impl Project {
     /// repository, ports leased twice, each configured service (reachable, privileges,
     /// capacity), orphaned data and, for an HTTPS proxy, the browsers' trust in it.
     pub fn diagnose(&self) -> Vec<Finding> {
-        let mut out = vec![
-            Finding::ok(match &self.project_file {
-                Some(p) => format!("configuration loads ({})", p.display()),
-                None => "configuration loads (no pwt.toml: defaults, one port PORT)".to_owned(),
-            }),
-            git_version(),
-        ];
+        let mut out = vec![self.configuration_finding(), git_version()];
         match self.state() {
             Ok(state) => {
                 out.push(Finding::ok(format!(
@@ -108,6 +102,39 @@ impl Project {
         }
         out.extend(self.https_findings());
         out
+    }
+
+    /// Whether the configuration loads and renders what `pwt new` renders (a worktree's
+    /// path, its resource names, its `[env]`), tried on a sample branch.
+    fn configuration_finding(&self) -> Finding {
+        let file = match &self.project_file {
+            Some(p) => p.display().to_string(),
+            None => "no pwt.toml: defaults, one port PORT".to_owned(),
+        };
+        let (branch, slug) = ("pwt-doctor/sample", "pwt-doctor-sample");
+        let ports = (20000..).zip(self.config.services().into_keys());
+        let ports = ports.map(|(port, name)| (name, port)).collect();
+        let ctx = self.context(branch, slug, &ports);
+        let rendered = || -> Result<()> {
+            self.worktree_path(None, branch, slug)?;
+            let resources = pwt_core::resource_names(&self.config, &ctx, &self.templates)?;
+            let vars = self.service_vars(pwt_core::Worktree::Leased(&resources))?;
+            let facts = pwt_core::WorktreeFacts {
+                ctx: ctx.clone(),
+                is_main: false,
+            };
+            pwt_core::build_environment(&self.config, &facts, &vars, &self.templates)?;
+            Ok(())
+        };
+        match rendered() {
+            Ok(()) => Finding::ok(format!("configuration loads ({file})")),
+            Err(e) => Finding::error(
+                format!("configuration ({file}): `pwt new` would fail: {e}"),
+                e.hint_text().unwrap_or(
+                    "fix pwt.toml (`pwt config` shows each value and where it came from)",
+                ),
+            ),
+        }
     }
 
     /// With `[proxy] https = true` and a home directory ([`crate::Options::home`]): whether

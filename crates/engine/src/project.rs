@@ -728,7 +728,7 @@ impl Project {
             .collect()
     }
 
-    fn service_vars(&self, worktree: Worktree<'_>) -> Result<Vec<(String, String)>> {
+    pub(crate) fn service_vars(&self, worktree: Worktree<'_>) -> Result<Vec<(String, String)>> {
         let mut env = Environment::default();
         service_variables(&self.config, &self.project_name(), worktree, &mut env)?;
         Ok(env
