@@ -65,7 +65,7 @@ pub enum ProxyAction {
     /// Print the equivalent Caddyfile (for people who keep Caddy).
     Caddyfile {
         /// The port Caddy listens on (default: proxy.listen's).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         port: Option<u16>,
     },
 }
