@@ -152,6 +152,15 @@ pub fn printable_lines(s: &str) -> String {
         .collect()
 }
 
+/// A repository as people know it: the directory holding its `.git` (for a bare clone,
+/// git's directory itself).
+pub fn repo_dir(common_dir: &Path) -> &Path {
+    match common_dir.file_name() {
+        Some(n) if n == ".git" => common_dir.parent().unwrap_or(common_dir),
+        _ => common_dir,
+    }
+}
+
 /// A path shown to people: relative to `cwd` when that is shorter, control characters
 /// removed.
 pub fn display_path(p: &Path, cwd: &Path) -> String {

@@ -127,8 +127,15 @@ impl Project {
             .into_iter()
             .find(|w| w.branch.as_deref() == Some(branch))
         {
+            // The main worktree's branch is asking for what cannot be (usage); another
+            // worktree's exists already.
+            let kind = if w.is_main {
+                ErrorKind::Invalid
+            } else {
+                ErrorKind::Exists
+            };
             return Err(Error::new(
-                ErrorKind::Exists,
+                kind,
                 format!(
                     "branch {branch:?} is already checked out at {}",
                     w.root.display()
@@ -236,18 +243,16 @@ impl Project {
                         shell_word(l.branch.as_str())
                     )));
                 };
-                let root = w.root.clone();
-                crate::paths::text_root(&root, "worktree")?;
-                self.leases().update(l.branch.as_str(), |lease| {
-                    lease.path = root;
-                    Ok(())
-                })?;
+                self.follow_moved(l.branch.as_str(), &w.root)?;
                 Ok((w.root, l.branch.to_string(), Some(l.path)))
             }
             Target::Unmanaged(w) => match w.branch {
-                Some(b) => match self.follow_renamed(&w.root, &b)? {
+                Some(b) => match self.follow_moved(&b, &w.root)? {
                     Some(old) => Ok((w.root, b, Some(old))),
-                    None => Ok((w.root, b, None)),
+                    None => {
+                        let renamed = self.follow_renamed(&w.root, &b)?;
+                        Ok((w.root, b, renamed))
+                    }
                 },
                 None => Err(Error::new(
                     ErrorKind::Invalid,
@@ -369,6 +374,25 @@ impl Project {
     /// A worktree moved and its branch renamed keeps its lease: the env files pwt wrote name
     /// the slug, and the lease of that slug whose worktree is gone follows it (new path, new
     /// branch). Returns the old path.
+    /// The lease of `branch`, whose worktree was moved to `root` with `git worktree move`
+    /// (its own path is gone), follows it there: its old path. `root` must be UTF-8.
+    pub(crate) fn follow_moved(&self, branch: &str, root: &Path) -> Result<Option<PathBuf>> {
+        let state = self.state()?;
+        let Some(lease) = state.find(&self.repo.common_dir, branch) else {
+            return Ok(None);
+        };
+        if lease.path == root || lease.path.exists() || lease.busy().is_some() {
+            return Ok(None);
+        }
+        crate::paths::text_root(root, "worktree")?;
+        let root = root.to_owned();
+        self.leases().update(branch, |l| {
+            l.path = root;
+            Ok(())
+        })?;
+        Ok(Some(lease.path.clone()))
+    }
+
     fn follow_renamed(&self, root: &Path, branch: &str) -> Result<Option<PathBuf>> {
         let state = self.state()?;
         if state.find(&self.repo.common_dir, branch).is_some() {

@@ -599,6 +599,14 @@ impl Project {
             if w.is_main || !w.exists || locked.state.find(&repo, branch.as_str()).is_some() {
                 continue;
             }
+            if w.root.to_str().is_none() {
+                let hint = crate::paths::up_hint(&w.root, "");
+                out.push(Finding::warning(
+                    format!("{} is not rebuilt", w.root.display()),
+                    hint,
+                ));
+                continue;
+            }
             let Some(lease) = self.lease_from_files(&w.root, &branch, &mut slugs)? else {
                 continue;
             };

@@ -461,6 +461,14 @@ impl Project {
                 }
                 match worktrees.iter().find(|w| w.branch.as_deref() == Some(name)) {
                     Some(w) => w.root.clone(),
+                    // A branch of that name means that branch, never a directory's worktree.
+                    None if self.repo.branch_exists(name) => {
+                        return Err(Error::new(
+                            ErrorKind::NotFound,
+                            format!("branch {name:?} has no worktree"),
+                        )
+                        .hint(format!("`pwt new {}` makes one", shell_word(name))));
+                    }
                     None => self.existing_dir(Path::new(name), &worktrees)?,
                 }
             }

@@ -481,7 +481,20 @@ impl Project {
         if let Some(owner) = lease.busy() {
             return Err(crate::plan::busy(&lease, owner));
         }
-        Ok(Ok(*lease))
+        let mut lease = *lease;
+        // Moved with `git worktree move`: what is there now is checked and removed (never
+        // its data dropped and the worktree left behind).
+        if !lease.path.exists()
+            && let Some(w) = self
+                .repo
+                .worktrees()?
+                .into_iter()
+                .find(|w| w.exists && w.branch.as_deref() == Some(lease.branch.as_str()))
+            && self.follow_moved(lease.branch.as_str(), &w.root)?.is_some()
+        {
+            lease.path = w.root;
+        }
+        Ok(Ok(lease))
     }
 
     /// The error of a teardown that left something: what is left, what went, and how to

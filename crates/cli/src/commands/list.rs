@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 use pwt::{WorktreeInfo, WorktreeState};
 
-use crate::output::{Format, Style, display_path, print_json, print_table, printable};
+use crate::output::{Format, Style, display_path, print_json, print_table, printable, repo_dir};
 use crate::render::data_cell;
 use pwt::exit_code;
 
@@ -84,7 +84,7 @@ fn table(
                 usage_cell(r.usage.as_ref()),
                 display_path(&r.path, cwd),
                 if all_repos {
-                    display_path(&r.repo, cwd)
+                    display_path(repo_dir(&r.repo), cwd)
                 } else {
                     String::new()
                 },
@@ -133,7 +133,7 @@ pub(super) fn all_repos() -> Result<Vec<WorktreeInfo>> {
     // Each repository's own configuration (for its port variable names and proxy port).
     Ok(pwt::list_all(
         &super::state_dir()?,
-        &super::config_sources(Vec::new()),
+        &super::config_sources(Vec::new())?,
     )?)
 }
 

@@ -134,22 +134,18 @@ pub fn open_with(cwd: &Path, cancel: Cancel) -> Result<Project> {
 /// The configuration of the repository containing `cwd`, from its layers (the files, the
 /// process's `PWT_*` variables), and where each value came from.
 pub fn settings(cwd: &Path) -> Result<LoadedConfig> {
-    Ok(LoadedConfig::load(&config_sources(pwt::config_roots(
-        cwd,
-    )?))?)
+    let sources = config_sources(pwt::config_roots(cwd)?)?;
+    Ok(LoadedConfig::load(&sources)?)
 }
 
 /// Where the configuration comes from: `roots`, the user's file, the process's `PWT_*`
 /// variables.
-pub fn config_sources(roots: Vec<PathBuf>) -> ConfigSources {
-    ConfigSources {
+pub fn config_sources(roots: Vec<PathBuf>) -> Result<ConfigSources> {
+    Ok(ConfigSources {
         roots,
         user_file: locations().ok().and_then(|l| l.user_config),
-        vars: std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .filter(|(k, _)| k.starts_with(pwt::VAR_PREFIX))
-            .collect(),
-    }
+        vars: text_vars()?,
+    })
 }
 
 /// `PWT_TRUST_HOOKS` (anything but `0`): go ahead; on a terminal: ask; else refuse.
@@ -184,9 +180,53 @@ pub fn selector() -> impl clap::builder::TypedValueParser<Value = pwt::Selector>
     clap::builder::OsStringValueParser::new().map(pwt::Selector::from)
 }
 
+/// `pwt url NAME` / `pwt open NAME`: a lone service name that names no worktree is that
+/// port of the current worktree.
+fn target_or_port(
+    project: &Project,
+    target: Option<pwt::Selector>,
+    port: Option<String>,
+) -> (Option<pwt::Selector>, Option<String>) {
+    match (target, port) {
+        (Some(pwt::Selector::Name(t)), None)
+            if project.config().services().contains_key(&t)
+                && project.resolve(Some(&t.as_str().into())).is_err() =>
+        {
+            (None, Some(t))
+        }
+        (t, p) => (t, p),
+    }
+}
+
 /// Where pwt keeps things, from this process's environment.
 pub fn locations() -> Result<pwt::Locations> {
+    text_vars()?;
     Ok(pwt::Locations::from_vars(env_vars::get)?)
+}
+
+/// The process's `PWT_*` variables. One that is set but not text (or `HOME`, `XDG_…`) is
+/// an error, never a silent fall back to another registry or setting.
+fn text_vars() -> Result<Vec<(String, String)>> {
+    let read = [
+        pwt::vars::HOME,
+        pwt::vars::XDG_STATE_HOME,
+        pwt::vars::XDG_CONFIG_HOME,
+    ];
+    let mut out = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if !(name.starts_with(pwt::VAR_PREFIX) || read.contains(&name.as_str())) {
+            continue;
+        }
+        let Ok(value) = value.into_string() else {
+            let e = format!("{name} is not UTF-8: pwt reads its variables as text");
+            return Err(pwt::Error::new(pwt::ErrorKind::Invalid, e).into());
+        };
+        if name.starts_with(pwt::VAR_PREFIX) {
+            out.push((name, value));
+        }
+    }
+    Ok(out)
 }
 
 /// The state directory (see [`pwt::vars::PWT_STATE_DIR`]).

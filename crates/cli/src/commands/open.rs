@@ -25,7 +25,8 @@ use pwt::exit_code;
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct OpenArgs {
-    /// Branch, slug or path (default: the current worktree).
+    /// Branch, slug or path (default: the current worktree). A lone service name that names
+    /// no worktree means that port of the current worktree.
     #[arg(value_parser = super::selector())]
     pub target: Option<pwt::Selector>,
     /// Service (port name): open http://localhost:<its port> instead of the proxy URL.
@@ -41,9 +42,10 @@ pub struct OpenArgs {
 pub fn run(cwd: &Path, args: OpenArgs) -> Result<i32> {
     let project = super::open(cwd)?;
     let path = std::env::var_os(env_vars::PATH);
+    let (target, service) = super::target_or_port(&project, args.target, args.service);
     let launch = project.browser_launch(
-        args.target.as_ref(),
-        args.service.as_deref(),
+        target.as_ref(),
+        service.as_deref(),
         args.browser
             .or_else(|| env_vars::get(env_vars::PWT_BROWSER))
             .as_deref(),

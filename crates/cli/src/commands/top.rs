@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::list::{all_repos, this_repo};
-use crate::output::{Format, Style, display_path, print_table, printable};
+use crate::output::{Format, Style, display_path, print_table, printable, repo_dir};
 use pwt::exit_code;
 
 /// What each worktree uses right now, refreshed: CPU and memory of everything that is its
@@ -96,7 +96,7 @@ fn show(top: &pwt::TopOut, format: Format, repos_from: Option<&Path>) -> Result<
                 r.usage.processes.to_string(),
                 biggest,
             ];
-            row.extend(repos_from.map(|cwd| display_path(Path::new(&r.repo), cwd)));
+            row.extend(repos_from.map(|cwd| display_path(repo_dir(Path::new(&r.repo)), cwd)));
             row
         })
         .collect();

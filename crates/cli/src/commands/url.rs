@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use anyhow::Result;
-use pwt::Selector;
 
 use pwt::exit_code;
 
@@ -15,8 +14,8 @@ use pwt::exit_code;
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct UrlArgs {
-    /// Branch, slug or path (default: the current worktree). A lone service name means that
-    /// port of the current worktree.
+    /// Branch, slug or path (default: the current worktree). A lone service name that names
+    /// no worktree means that port of the current worktree.
     #[arg(value_parser = super::selector())]
     pub target: Option<pwt::Selector>,
     /// Service (port name); default: `proxy.route`.
@@ -27,17 +26,9 @@ pub struct UrlArgs {
 }
 
 pub fn run(cwd: &Path, args: UrlArgs) -> Result<i32> {
-    let session = super::open(cwd)?;
-    let services = session.config().services();
-    let (target, port_name) = match (args.target, args.port_name) {
-        (Some(Selector::Name(t)), None)
-            if services.contains_key(&t) && session.resolve(Some(&t.as_str().into())).is_err() =>
-        {
-            (None, Some(t))
-        }
-        (t, p) => (t, p),
-    };
-    let url = session.url(target.as_ref(), port_name.as_deref(), args.proxy)?;
+    let project = super::open(cwd)?;
+    let (target, port_name) = super::target_or_port(&project, args.target, args.port_name);
+    let url = project.url(target.as_ref(), port_name.as_deref(), args.proxy)?;
     println!("{url}");
     Ok(exit_code::OK)
 }

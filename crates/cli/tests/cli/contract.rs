@@ -2,6 +2,7 @@
 //! JSON Schema (`schemas/`, checked by a real validator, Python's `jsonschema`), and every
 //! exit code of the README's table is what the binary returns.
 
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -109,6 +110,10 @@ fn every_exit_code_of_the_table() {
     t.pwt(&repo, &["frobnicate"]).fails(2);
     t.pwt(&repo, &["new", "bad..name"]).fails(2);
     t.pwt(&repo, &["rm", "main"]).fails(2);
+    let mut cmd = t.cmd(&repo, &["list"]);
+    cmd.env("PWT_STATE_DIR", std::ffi::OsStr::from_bytes(b"/tmp/st\xe9"));
+    let not_text: Run = cmd.output().expect("pwt").into();
+    not_text.fails(2);
     // 3: refused to lose work.
     let root = repo.parent().expect("parent").join("demo.a");
     std::fs::write(root.join("work.txt"), "mine\n").expect("work");

@@ -309,3 +309,41 @@ fn worktrees_and_repositories_at_paths_that_are_not_utf8_are_refused_before_anyt
     let left = std::fs::read_dir(&claims).map_or(0, |d| d.count());
     assert_eq!(left, 0, "a port claim stayed in {}", claims.display());
 }
+
+/// A worktree moved with `git worktree move` is followed when named by its new path (or
+/// when pwt runs in it): its env files go there, never to the old path; `pwt rm` of its
+/// branch checks the moved worktree for work before anything goes (it used to drop the
+/// data and leave the worktree). A name that is a branch without a worktree names that
+/// branch, never the worktree a directory of that name is.
+#[test]
+fn moved_worktrees_are_followed_and_branch_names_win_over_directories() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let parent = repo.parent().expect("parent").to_owned();
+    t.pwt(&repo, &["new", "moved"]).ok();
+    let to = parent.join("moved-here");
+    t.git(
+        &repo,
+        &["worktree", "move", "../demo.moved", "../moved-here"],
+    );
+    let v = t.pwt(&to, &["up", "--format", "json"]).ok().json();
+    assert_eq!(v["path"].as_str(), to.to_str());
+    assert!(to.join(".env.worktree").is_file());
+    assert!(
+        !parent.join("demo.moved").exists(),
+        "the old path came back"
+    );
+    t.pwt(&repo, &["new", "gone"]).ok();
+    let to = parent.join("gone-here");
+    t.git(&repo, &["worktree", "move", "../demo.gone", "../gone-here"]);
+    std::fs::write(to.join("important.txt"), "mine\n").expect("write");
+    assert_eq!(t.pwt(&repo, &["rm", "gone"]).code, 3);
+    assert!(to.join("important.txt").is_file());
+    t.pwt(&repo, &["rm", "gone", "--force"]).ok();
+    assert!(!to.exists());
+    t.git(&repo, &["branch", "bar"]);
+    t.pwt(&repo, &["new", "foo", "--path", "bar"]).ok();
+    let out = t.pwt(&repo, &["rm", "bar"]).ok();
+    assert!(out.stdout.contains("nothing to do"), "{}", out.stdout);
+    assert!(repo.join("bar").is_dir(), "foo's worktree went");
+}
