@@ -116,6 +116,7 @@ impl Project {
         let ports = ports.map(|(port, name)| (name, port)).collect();
         let ctx = self.context(branch, slug, &ports);
         let rendered = || -> Result<()> {
+            self.env_files()?;
             self.worktree_path(None, branch, slug)?;
             let resources = pwt_core::resource_names(&self.config, &ctx, &self.templates)?;
             let vars = self.service_vars(pwt_core::Worktree::Leased(&resources))?;

@@ -21,10 +21,11 @@ impl Project {
             .map(|(kind, name)| {
                 let p = Path::new(name);
                 let inside = p.components().all(|c| matches!(c, Component::Normal(_)));
-                if !inside || name.is_empty() {
+                let in_git = p.components().next().is_some_and(|c| c.as_os_str() == ".git");
+                if !inside || name.is_empty() || in_git {
                     return Err(Error::new(
                         ErrorKind::Config,
-                        format!("invalid value for `files`: {name:?} must be a relative path inside the worktree (no '..', no leading '/')"),
+                        format!("invalid value for `files`: {name:?} must be a relative path inside the worktree (no '..', no leading '/', not in .git)"),
                     ));
                 }
                 Ok((kind, name.to_owned()))
