@@ -11,8 +11,6 @@ pub const PWT_FAULT: &str = "PWT_FAULT";
 /// Set (to anything but `0`): a repository's hooks, processes and `[env]` need no approval
 /// (`pwt trust`), for automation and CI.
 pub const PWT_TRUST_HOOKS: &str = "PWT_TRUST_HOOKS";
-/// The user's home directory, the base of the XDG defaults.
-pub const HOME: &str = pwt::vars::HOME;
 /// The browser `pwt open` starts (a path or a name on PATH). Default: the first of
 /// chromium, google-chrome, firefox found.
 pub const PWT_BROWSER: &str = "PWT_BROWSER";

@@ -588,10 +588,13 @@ pub fn offered(project: &Project, extra: &[McpTools]) -> (BTreeSet<McpTools>, Op
     (allow, refused)
 }
 
-/// How each MCP client is told to start this server (`exe ARGS`), as its configuration
-/// says it: Claude Code's command, `.mcp.json` and the files shaped like it, VS Code's,
-/// Codex CLI's.
-pub fn client_configs(exe: &str, args: &[String]) -> String {
+/// How each MCP client is told to start this server (`exe mcp [--repository]
+/// [--allow=GROUP]…`), as its configuration says it: Claude Code's command, `.mcp.json` and
+/// the files shaped like it, VS Code's, Codex CLI's.
+pub fn client_configs(exe: &str, repository: bool, allow: &[McpTools]) -> String {
+    let mut args = vec!["mcp".to_owned()];
+    args.extend(repository.then(|| "--repository".to_owned()));
+    args.extend(allow.iter().map(|g| format!("--allow={}", g.as_str())));
     let servers = json!({ "mcpServers": { "pwt": { "command": exe, "args": args } } });
     let vscode = json!({ "servers": { "pwt": { "type": "stdio", "command": exe, "args": args } } });
     let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
@@ -603,6 +606,6 @@ pub fn client_configs(exe: &str, args: &[String]) -> String {
         args.join(" "),
         pretty(&servers),
         pretty(&vscode),
-        serde_json::to_string(args).unwrap_or_default()
+        serde_json::to_string(&args).unwrap_or_default()
     )
 }

@@ -57,17 +57,10 @@ pub enum InfraAction {
     Compose,
 }
 
-/// The services of the repository pwt runs in (its service sections), or the defaults.
-fn infra(cwd: &Path) -> Result<pwt::Infra> {
-    let project = super::open(cwd).ok();
-    Ok(pwt::Infra::new(
-        project.as_ref().map(pwt::Project::config),
-        &state_dir()?,
-    ))
-}
-
 pub fn run(cwd: &Path, args: InfraArgs) -> Result<i32> {
-    let infra = infra(cwd)?;
+    // The services of the repository pwt runs in (its service sections), or the defaults.
+    let project = super::open(cwd).ok();
+    let infra = pwt::Infra::new(project.as_ref().map(pwt::Project::config), &state_dir()?);
     match args.action {
         InfraAction::Compose => {
             print!("{}", infra.compose_file());

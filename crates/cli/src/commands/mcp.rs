@@ -104,13 +104,10 @@ pub fn run(cwd: &Path, args: McpArgs) -> Result<i32> {
 /// Prints what registers this server with each client.
 fn print_config(args: &McpArgs) -> Result<()> {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("pwt"));
-    let mut argv = vec!["mcp".to_owned()];
-    if args.repository {
-        argv.push("--repository".into());
-    }
-    for g in &args.allow {
-        argv.push(format!("--allow={}", g.as_str()));
-    }
-    print!("{}", pwt_mcp::client_configs(&exe.to_string_lossy(), &argv));
+    let exe = exe.to_string_lossy();
+    print!(
+        "{}",
+        pwt_mcp::client_configs(&exe, args.repository, &args.allow)
+    );
     Ok(())
 }

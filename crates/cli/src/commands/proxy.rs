@@ -115,9 +115,10 @@ pub fn run(cwd: &Path, args: ProxyArgs) -> Result<i32> {
 
 /// `pwt proxy trust [--uninstall]`.
 fn trust(uninstall: bool, stores: &[String], format: crate::output::Format) -> Result<i32> {
-    let ca = pwt::https::local_ca(&super::state_dir()?)?;
-    let home = crate::env_vars::get(crate::env_vars::HOME)
-        .map(std::path::PathBuf::from)
+    let at = super::locations()?;
+    let ca = pwt::https::local_ca(&at.state_dir)?;
+    let home = at
+        .home
         .context("HOME is not set: it says where the browsers' certificate stores are")?;
     let stores = pwt::https::trust(&ca, &home, uninstall, stores);
     if format == crate::output::Format::Json {

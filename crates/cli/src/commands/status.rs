@@ -20,26 +20,16 @@ pub struct StatusArgs {
     #[arg(value_parser = super::selector())]
     pub target: Option<pwt::Selector>,
     /// Lines of each process log to show (at most 500; 0: none).
-    #[arg(long, short = 'n', default_value_t = 10, value_parser = lines)]
-    pub lines: usize,
+    #[arg(long, short = 'n', default_value_t = 10, value_parser = clap::value_parser!(u16).range(0..=500))]
+    pub lines: u16,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }
 
-fn lines(s: &str) -> std::result::Result<usize, String> {
-    match s.parse() {
-        Ok(n) if n <= pwt::MAX_LOG_LINES => Ok(n),
-        _ => Err(format!(
-            "{s:?}: give a number of lines from 0 to {}",
-            pwt::MAX_LOG_LINES
-        )),
-    }
-}
-
 pub fn run(cwd: &Path, args: StatusArgs) -> Result<i32> {
     let project = super::open(cwd)?;
-    let status = project.status(args.target.as_ref(), args.lines)?;
+    let status = project.status(args.target.as_ref(), args.lines.into())?;
     if args.format == Format::Json {
         print_json(&status)?;
         return Ok(exit_code::OK);
