@@ -227,7 +227,10 @@ impl Project {
                 "this is the main worktree: it uses the defaults (`main` ports, main database) and needs no set-up",
             )
             .hint("`pwt env` prints them; `pwt new BRANCH` makes a worktree")),
-            Target::Leased(l) if l.path.exists() => Ok((l.path.clone(), l.branch.to_string(), None)),
+            Target::Leased(l) if l.path.exists() => {
+                let old = self.follow_moved(l.branch.as_str(), &l.path)?;
+                Ok((l.path.clone(), l.branch.to_string(), old))
+            }
             Target::Leased(l) => {
                 // Moved with `git worktree move`: git knows where the branch is now.
                 let moved = self.repo.worktrees()?.into_iter().find(|w| {
@@ -374,14 +377,18 @@ impl Project {
     /// A worktree moved and its branch renamed keeps its lease: the env files pwt wrote name
     /// the slug, and the lease of that slug whose worktree is gone follows it (new path, new
     /// branch). Returns the old path.
-    /// The lease of `branch`, whose worktree was moved to `root` with `git worktree move`
-    /// (its own path is gone), follows it there: its old path. `root` must be UTF-8.
+    /// The lease of `branch`, whose worktree git shows at `root` (moved with `git worktree
+    /// move`, or swapped with another), follows it there: its old path. `root` must be
+    /// UTF-8.
     pub(crate) fn follow_moved(&self, branch: &str, root: &Path) -> Result<Option<PathBuf>> {
         let state = self.state()?;
         let Some(lease) = state.find(&self.repo.common_dir, branch) else {
             return Ok(None);
         };
-        if lease.path == root || lease.path.exists() || lease.busy().is_some() {
+        let shown =
+            |w: &pwt_alloc::WorktreeEntry| w.root == root && w.branch.as_deref() == Some(branch);
+        if lease.path == root || lease.busy().is_some() || !self.repo.worktrees()?.iter().any(shown)
+        {
             return Ok(None);
         }
         crate::paths::text_root(root, "worktree")?;

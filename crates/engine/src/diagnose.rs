@@ -210,20 +210,18 @@ impl Project {
         let [lo, hi] = self.config.ports.range;
         for l in state.of_repo(repo) {
             let name = l.branch.as_str();
-            if !l.path.exists() {
-                let moved = worktrees
-                    .iter()
-                    .find(|w| w.exists && w.branch.as_deref() == Some(name));
+            let moved = crate::project::moved_to(l, &worktrees);
+            if moved.is_some() || !l.path.exists() {
                 out.push(match moved {
                     Some(w) => Finding::warning(
                         format!(
                             "{name}: worktree moved from {} to {}",
                             l.path.display(),
-                            w.root.display()
+                            w.display()
                         ),
-                        match w.root.to_str() {
+                        match w.to_str() {
                             Some(_) => format!("`pwt up {}` follows it", shell_word(name)),
-                            None => crate::paths::up_hint(&w.root, ""),
+                            None => crate::paths::up_hint(w, ""),
                         },
                     ),
                     None => Finding::warning(

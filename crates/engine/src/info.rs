@@ -113,7 +113,11 @@ impl Project {
         if let Some(main) = worktrees.iter().find(|w| w.is_main) {
             rows.push(self.main_info(main.branch.clone(), main.root.clone(), probe));
         }
-        let mut leases: Vec<_> = state.of_repo(repo).collect();
+        // Each where git shows its branch (a worktree moved and not yet followed).
+        let mut leases: Vec<_> = state
+            .of_repo(repo)
+            .map(|l| crate::project::located(l, &worktrees))
+            .collect();
         leases.sort_by(|a, b| a.branch.cmp(&b.branch));
         // One call to the engine for every worktree's containers.
         let containers = self

@@ -707,7 +707,7 @@ fn reset_copy(state: &State, kind: ResourceKind, name: &str, marker: &str) -> Op
 }
 
 /// True when a worktree git lists declares the lease's slug or one of its resources.
-fn declares(d: &Declared, l: &Lease) -> bool {
+pub(crate) fn declares(d: &Declared, l: &Lease) -> bool {
     d.slugs.contains(l.slug.as_str()) || declares_resources(d, &l.resources)
 }
 
@@ -733,19 +733,18 @@ fn classify(lease: &Lease, facts: &GcFacts<'_>) -> Option<Action> {
         LeaseState::Removing => return Some(Action::Finish(lease.clone())),
         LeaseState::Ready => {}
     }
-    if (facts.path_exists)(&lease.path) {
-        return None;
-    }
-    // Moved with `git worktree move`, not deleted: follow it, never drop its data.
+    // Moved with `git worktree move` (another worktree may stand at the old path now, or
+    // two swapped), not deleted: follow it, never drop its data. Only to a path pwt can
+    // record (`pwt up` there says why not).
     let moved = facts.worktrees.iter().find(|w| {
         w.exists && w.branch.as_deref() == Some(lease.branch.as_str()) && w.root != lease.path
     });
-    Some(match moved {
-        // Followed only to a path pwt can record (`pwt up` there says why not); never gone.
-        Some(w) if w.root.to_str().is_none() => return None,
-        Some(w) => Action::Moved(lease.clone(), w.root.clone()),
-        None => Action::Gone(lease.clone()),
-    })
+    match moved {
+        Some(w) if w.root.to_str().is_none() => None,
+        Some(w) => Some(Action::Moved(lease.clone(), w.root.clone())),
+        None if (facts.path_exists)(&lease.path) => None,
+        None => Some(Action::Gone(lease.clone())),
+    }
 }
 
 /// `Some` when something owns the resource: `Some(None)` for a lease, kept data or a live

@@ -236,6 +236,17 @@ impl From<PathBuf> for Selector {
     }
 }
 
+impl Selector {
+    /// As typed: the name, the branch, or the path (lossily, when it is not UTF-8).
+    pub fn as_typed(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Self::Name(n) => n.as_str().into(),
+            Self::Branch(b) => b.as_str().into(),
+            Self::Path(p) => p.to_string_lossy(),
+        }
+    }
+}
+
 impl std::fmt::Display for Selector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -285,6 +296,28 @@ impl std::fmt::Debug for Project {
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
+}
+
+/// Where git shows `lease`'s branch checked out, when that is not the path the lease
+/// records: its worktree was moved (`git worktree move`, or two swapped).
+pub(crate) fn moved_to<'a>(
+    lease: &Lease,
+    worktrees: &'a [pwt_alloc::WorktreeEntry],
+) -> Option<&'a Path> {
+    let w = worktrees
+        .iter()
+        .find(|w| w.exists && w.branch.as_deref() == Some(lease.branch.as_str()))?;
+    (w.root != lease.path).then_some(w.root.as_path())
+}
+
+/// `lease` where its worktree is: where git shows its branch (not yet recorded, when it
+/// moved: `pwt up` records it).
+pub(crate) fn located(lease: &Lease, worktrees: &[pwt_alloc::WorktreeEntry]) -> Lease {
+    let mut l = lease.clone();
+    if let Some(root) = moved_to(lease, worktrees) {
+        l.path = root.to_owned();
+    }
+    l
 }
 
 /// The worktree roots in which `pwt.toml` is looked for, the current one first, then the main
@@ -453,11 +486,9 @@ impl Project {
                 );
             }
             Selector::Name(name) => {
-                if let Some(l) = state.find(repo, name) {
-                    return Ok(Target::Leased(Box::new(l.clone())));
-                }
-                if let Some(l) = state.of_repo(repo).find(|l| l.slug.as_str() == name) {
-                    return Ok(Target::Leased(Box::new(l.clone())));
+                let by_slug = || state.of_repo(repo).find(|l| l.slug.as_str() == name);
+                if let Some(l) = state.find(repo, name).or_else(by_slug) {
+                    return Ok(Target::Leased(Box::new(located(l, &worktrees))));
                 }
                 match worktrees.iter().find(|w| w.branch.as_deref() == Some(name)) {
                     Some(w) => w.root.clone(),
@@ -474,7 +505,7 @@ impl Project {
             }
             Selector::Branch(branch) => {
                 if let Some(l) = state.find(repo, branch.as_str()) {
-                    return Ok(Target::Leased(Box::new(l.clone())));
+                    return Ok(Target::Leased(Box::new(located(l, &worktrees))));
                 }
                 match worktrees
                     .iter()
@@ -514,8 +545,18 @@ impl Project {
                     format!("{} is not a worktree of this repository", root.display()),
                 )
             })?;
-        if let Some(l) = state.of_repo(repo).find(|l| l.path == entry.root) {
-            return Ok(Target::Leased(Box::new(l.clone())));
+        // The lease of the branch git shows there; else the lease recorded there, unless git
+        // shows that lease's branch elsewhere (then it moved, and this is another worktree).
+        let of_branch = entry.branch.as_deref().and_then(|b| state.find(repo, b));
+        let recorded = || {
+            state
+                .of_repo(repo)
+                .find(|l| l.path == entry.root && moved_to(l, &worktrees).is_none())
+        };
+        if let Some(l) = of_branch.or_else(recorded) {
+            let mut l = l.clone();
+            l.path.clone_from(&entry.root);
+            return Ok(Target::Leased(Box::new(l)));
         }
         Ok(if entry.is_main {
             Target::Main(entry)

@@ -242,13 +242,15 @@ impl Project {
             }
             Action::Finish(l) => self.finish_interrupted_teardown(l, reporter),
             Action::Moved(l, to) => {
+                let shown = self
+                    .repo
+                    .worktrees()?
+                    .into_iter()
+                    .any(|w| w.root == *to && w.branch.as_deref() == Some(l.branch.as_str()));
                 let to = to.clone();
                 self.leases()
                     .update_in(&l.repo, l.branch.as_str(), |now| {
-                        still(
-                            now.path == l.path && !now.path.exists(),
-                            now.branch.as_str(),
-                        )?;
+                        still(now.path == l.path && shown, now.branch.as_str())?;
                         now.path = to;
                         Ok(())
                     })

@@ -300,6 +300,7 @@ impl Project {
             Err(why) => return Ok(Removal::Nothing(why)),
         };
         let _turn = crate::inflight::Turn::take(&lease.repo, lease.branch.as_str(), "removing")?;
+        self.refuse_not_its_own(&lease, req)?;
         let exists = lease.path.exists();
         if exists && !req.keep_worktree {
             // Not even with --force: the other worktree's work is not this one's to discard.
@@ -481,20 +482,46 @@ impl Project {
         if let Some(owner) = lease.busy() {
             return Err(crate::plan::busy(&lease, owner));
         }
-        let mut lease = *lease;
-        // Moved with `git worktree move`: what is there now is checked and removed (never
-        // its data dropped and the worktree left behind).
-        if !lease.path.exists()
-            && let Some(w) = self
-                .repo
-                .worktrees()?
-                .into_iter()
-                .find(|w| w.exists && w.branch.as_deref() == Some(lease.branch.as_str()))
-            && self.follow_moved(lease.branch.as_str(), &w.root)?.is_some()
-        {
-            lease.path = w.root;
+        // Where git shows its branch (moved): recorded there before anything goes, so what
+        // is there is checked and removed, never another worktree at the old path.
+        self.follow_moved(lease.branch.as_str(), &lease.path)?;
+        Ok(Ok(*lease))
+    }
+
+    /// Refuses to remove what is not the lease's worktree by git's word: the recorded path
+    /// now holds another branch's worktree (renamed, or another took the place), unless
+    /// `keep_worktree`; its worktree is gone but one git lists declares its data in its env
+    /// files (moved and renamed), unless `force`.
+    fn refuse_not_its_own(&self, lease: &Lease, req: &RemoveRequest) -> Result<()> {
+        let branch = lease.branch.as_str();
+        let worktrees = self.repo.worktrees()?;
+        let there = worktrees.iter().find(|w| w.exists && w.root == lease.path);
+        match there {
+            Some(w) if w.branch.as_deref() == Some(branch) => Ok(()),
+            Some(_) if req.keep_worktree => Ok(()),
+            Some(w) => Err(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "{} is now the worktree of {}, not of {branch:?}: renamed, or another worktree took its place; nothing was removed",
+                    lease.path.display(),
+                    w.branch.as_deref().map_or("a detached HEAD".to_owned(), |b| format!("{b:?}"))
+                ),
+            )
+            .hint(format!(
+                "`pwt rm {} --keep-worktree` drops its data and lease and leaves that worktree alone",
+                shell_word(branch)
+            ))),
+            None if lease.path.exists() || req.force => Ok(()),
+            None if crate::plan::declares(&self.declared(None)?, lease) => Err(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "the worktree of {branch:?} at {} is gone, but a worktree git lists names its data in its env files (moved and renamed?); nothing was removed",
+                    lease.path.display()
+                ),
+            )
+            .hint("`pwt up` in that worktree takes it back; --force drops the data anyway")),
+            None => Ok(()),
         }
-        Ok(Ok(lease))
     }
 
     /// The error of a teardown that left something: what is left, what went, and how to

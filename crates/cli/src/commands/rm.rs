@@ -68,7 +68,7 @@ pub fn run(cwd: &Path, args: RmArgs) -> Result<i32> {
     };
     let removal = project.remove(&req, &mut Terminal { quiet: json })?;
     if json {
-        print_json(&pwt::RemoveOut::of(&args.target.to_string(), &removal))?;
+        print_json(&pwt::RemoveOut::of(&args.target.as_typed(), &removal))?;
         return Ok(exit_code::OK);
     }
     let done = match removal {

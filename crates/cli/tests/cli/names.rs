@@ -347,3 +347,36 @@ fn moved_worktrees_are_followed_and_branch_names_win_over_directories() {
     assert!(out.stdout.contains("nothing to do"), "{}", out.stdout);
     assert!(repo.join("bar").is_dir(), "foo's worktree went");
 }
+
+/// Git's word on where a branch is checked out wins over the path a lease records: when a
+/// leased worktree moved and another took its old path (or two swapped), `pwt rm` of the
+/// moved one checks and removes the moved one, never the worktree now at the old path,
+/// and what is named by the old path is the branch git shows there.
+#[test]
+fn a_worktree_at_a_leases_old_path_is_never_taken_for_the_lease() {
+    let t = TestEnv::new();
+    let repo = t.repo("demo", None);
+    let parent = repo.parent().expect("parent").to_owned();
+    t.pwt(&repo, &["new", "a"]).ok();
+    t.git(&repo, &["worktree", "move", "../demo.a", "../moved-a"]);
+    t.git(&repo, &["worktree", "add", "-q", "-b", "other", "../demo.a"]);
+    let precious = parent.join("demo.a/precious.txt");
+    std::fs::write(&precious, "mine\n").expect("write");
+    let env = t.pwt(&parent.join("moved-a"), &["env"]).ok().stdout;
+    assert!(env.contains("PWT_BRANCH='a'"), "{env}");
+    t.pwt(&repo, &["rm", "a", "--force"]).ok();
+    assert!(precious.is_file(), "the other worktree's work went");
+    assert!(!parent.join("moved-a").exists(), "the moved worktree stayed");
+    // Two leased worktrees swapped: each is found where git shows its branch.
+    t.pwt(&repo, &["new", "x"]).ok();
+    t.pwt(&repo, &["new", "y"]).ok();
+    t.git(&repo, &["worktree", "move", "../demo.x", "../swap"]);
+    t.git(&repo, &["worktree", "move", "../demo.y", "../demo.x"]);
+    t.git(&repo, &["worktree", "move", "../swap", "../demo.y"]);
+    let v = t.pwt(&parent.join("demo.x"), &["status", "--format", "json"]).ok().json();
+    assert_eq!(v["worktree"]["branch"], "y");
+    std::fs::write(parent.join("demo.x/work.txt"), "y's\n").expect("write");
+    t.pwt(&repo, &["rm", "x"]).ok();
+    assert!(parent.join("demo.x/work.txt").is_file(), "y's worktree went");
+    assert!(!parent.join("demo.y").exists());
+}
