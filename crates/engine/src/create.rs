@@ -113,6 +113,7 @@ impl Project {
         // A set-up of this branch that a killed pwt left is rolled back first (then git no
         // longer lists its half-made worktree).
         self.clear_interrupted(&req.branch, reporter)?;
+        self.follow_moves()?;
         if let Some(base) = &req.base
             && base.starts_with('-')
         {
@@ -189,6 +190,7 @@ impl Project {
             processes: false,
             env: true,
         })?;
+        self.follow_moves()?;
         let (root, branch, moved_from) = self.adoption_target(req.target.as_ref())?;
         let branch = BranchName::parse(&branch)?;
         let _turn =
@@ -385,10 +387,8 @@ impl Project {
         let Some(lease) = state.find(&self.repo.common_dir, branch) else {
             return Ok(None);
         };
-        let shown =
-            |w: &pwt_alloc::WorktreeEntry| w.root == root && w.branch.as_deref() == Some(branch);
-        if lease.path == root || lease.busy().is_some() || !self.repo.worktrees()?.iter().any(shown)
-        {
+        let worktrees = self.repo.worktrees()?;
+        if lease.busy().is_some() || self.moved_to(lease, &worktrees) != Some(root) {
             return Ok(None);
         }
         crate::paths::text_root(root, "worktree")?;
@@ -400,22 +400,29 @@ impl Project {
         Ok(Some(lease.path.clone()))
     }
 
+    /// Every lease of this repository whose worktree moved is recorded where git shows it:
+    /// its old path is free for a new worktree, or the one now there.
+    fn follow_moves(&self) -> Result<()> {
+        let worktrees = self.repo.worktrees()?;
+        for l in self.state()?.of_repo(&self.repo.common_dir) {
+            if let Some(to) = self
+                .moved_to(l, &worktrees)
+                .filter(|t| t.to_str().is_some())
+            {
+                self.follow_moved(l.branch.as_str(), to)?;
+            }
+        }
+        Ok(())
+    }
+
     fn follow_renamed(&self, root: &Path, branch: &str) -> Result<Option<PathBuf>> {
         let state = self.state()?;
         if state.find(&self.repo.common_dir, branch).is_some() {
             return Ok(None);
         }
-        let slug = self
-            .env_files()?
-            .iter()
-            .filter_map(|(_, name)| std::fs::read_to_string(root.join(name)).ok())
-            .filter(|t| {
-                t.lines()
-                    .next()
-                    .is_some_and(|l| l.contains(pwt_core::FILE_MARK))
-            })
-            .find_map(|t| pwt_core::parse_assignments(&t).remove("PWT_SLUG"));
-        let Some(slug) = slug else { return Ok(None) };
+        let Some(slug) = self.slug_at(root) else {
+            return Ok(None);
+        };
         let Some(old) = state
             .of_repo(&self.repo.common_dir)
             .find(|l| l.slug.as_str() == slug && !l.path.exists() && l.busy().is_none())

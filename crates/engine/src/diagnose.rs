@@ -210,7 +210,7 @@ impl Project {
         let [lo, hi] = self.config.ports.range;
         for l in state.of_repo(repo) {
             let name = l.branch.as_str();
-            let moved = crate::project::moved_to(l, &worktrees);
+            let moved = self.moved_to(l, &worktrees);
             if moved.is_some() || !l.path.exists() {
                 out.push(match moved {
                     Some(w) => Finding::warning(

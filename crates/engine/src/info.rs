@@ -116,7 +116,7 @@ impl Project {
         // Each where git shows its branch (a worktree moved and not yet followed).
         let mut leases: Vec<_> = state
             .of_repo(repo)
-            .map(|l| crate::project::located(l, &worktrees))
+            .map(|l| self.located(l, &worktrees))
             .collect();
         leases.sort_by(|a, b| a.branch.cmp(&b.branch));
         // One call to the engine for every worktree's containers.

@@ -298,28 +298,6 @@ impl std::fmt::Debug for Project {
     }
 }
 
-/// Where git shows `lease`'s branch checked out, when that is not the path the lease
-/// records: its worktree was moved (`git worktree move`, or two swapped).
-pub(crate) fn moved_to<'a>(
-    lease: &Lease,
-    worktrees: &'a [pwt_alloc::WorktreeEntry],
-) -> Option<&'a Path> {
-    let w = worktrees
-        .iter()
-        .find(|w| w.exists && w.branch.as_deref() == Some(lease.branch.as_str()))?;
-    (w.root != lease.path).then_some(w.root.as_path())
-}
-
-/// `lease` where its worktree is: where git shows its branch (not yet recorded, when it
-/// moved: `pwt up` records it).
-pub(crate) fn located(lease: &Lease, worktrees: &[pwt_alloc::WorktreeEntry]) -> Lease {
-    let mut l = lease.clone();
-    if let Some(root) = moved_to(lease, worktrees) {
-        l.path = root.to_owned();
-    }
-    l
-}
-
 /// The worktree roots in which `pwt.toml` is looked for, the current one first, then the main
 /// one: what a caller needs to load the configuration before [`Project::open`].
 pub fn config_roots(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -393,6 +371,46 @@ impl Project {
     /// The repository.
     pub fn repo(&self) -> &Repo {
         &self.repo
+    }
+
+    /// Where git shows `lease`'s branch checked out, when its worktree moved there from the
+    /// path the lease records (`git worktree move`, or two swapped). Not while the worktree
+    /// at the recorded path still names the lease's slug in its env files: a branch renamed
+    /// there (and another worktree made for the old name) is no move.
+    pub(crate) fn moved_to<'a>(
+        &self,
+        lease: &Lease,
+        worktrees: &'a [WorktreeEntry],
+    ) -> Option<&'a Path> {
+        let w = worktrees
+            .iter()
+            .find(|w| w.exists && w.branch.as_deref() == Some(lease.branch.as_str()))?;
+        let stays = self.slug_at(&lease.path).as_deref() == Some(lease.slug.as_str());
+        (w.root != lease.path && !stays).then_some(w.root.as_path())
+    }
+
+    /// `lease` where its worktree is: where git shows its branch (not yet recorded, when it
+    /// moved: `pwt up` records it).
+    pub(crate) fn located(&self, lease: &Lease, worktrees: &[WorktreeEntry]) -> Lease {
+        let mut l = lease.clone();
+        if let Some(root) = self.moved_to(lease, worktrees) {
+            l.path = root.to_owned();
+        }
+        l
+    }
+
+    /// The slug the env files pwt wrote at `root` name (`PWT_SLUG`).
+    pub(crate) fn slug_at(&self, root: &Path) -> Option<String> {
+        self.env_files()
+            .ok()?
+            .iter()
+            .filter_map(|(_, name)| std::fs::read_to_string(root.join(name)).ok())
+            .filter(|t| {
+                t.lines()
+                    .next()
+                    .is_some_and(|l| l.contains(pwt_core::FILE_MARK))
+            })
+            .find_map(|t| pwt_core::parse_assignments(&t).remove("PWT_SLUG"))
     }
 
     /// The configuration.
@@ -488,7 +506,7 @@ impl Project {
             Selector::Name(name) => {
                 let by_slug = || state.of_repo(repo).find(|l| l.slug.as_str() == name);
                 if let Some(l) = state.find(repo, name).or_else(by_slug) {
-                    return Ok(Target::Leased(Box::new(located(l, &worktrees))));
+                    return Ok(Target::Leased(Box::new(self.located(l, &worktrees))));
                 }
                 match worktrees.iter().find(|w| w.branch.as_deref() == Some(name)) {
                     Some(w) => w.root.clone(),
@@ -505,7 +523,7 @@ impl Project {
             }
             Selector::Branch(branch) => {
                 if let Some(l) = state.find(repo, branch.as_str()) {
-                    return Ok(Target::Leased(Box::new(located(l, &worktrees))));
+                    return Ok(Target::Leased(Box::new(self.located(l, &worktrees))));
                 }
                 match worktrees
                     .iter()
@@ -547,11 +565,15 @@ impl Project {
             })?;
         // The lease of the branch git shows there; else the lease recorded there, unless git
         // shows that lease's branch elsewhere (then it moved, and this is another worktree).
-        let of_branch = entry.branch.as_deref().and_then(|b| state.find(repo, b));
+        let of_branch = entry
+            .branch
+            .as_deref()
+            .and_then(|b| state.find(repo, b))
+            .filter(|l| l.path == entry.root || self.moved_to(l, &worktrees).is_some());
         let recorded = || {
             state
                 .of_repo(repo)
-                .find(|l| l.path == entry.root && moved_to(l, &worktrees).is_none())
+                .find(|l| l.path == entry.root && self.moved_to(l, &worktrees).is_none())
         };
         if let Some(l) = of_branch.or_else(recorded) {
             let mut l = l.clone();

@@ -159,6 +159,7 @@ impl Project {
             all_repos: req.all_repos,
             repo_exists: &|p: &Path| p.exists(),
             path_exists: &|p: &Path| p.exists(),
+            stays: &|l| self.slug_at(&l.path).as_deref() == Some(l.slug.as_str()),
         };
         let mut plan = plan_gc(&state, &facts);
         self.spare_interrupted_work(&mut plan);
@@ -242,11 +243,7 @@ impl Project {
             }
             Action::Finish(l) => self.finish_interrupted_teardown(l, reporter),
             Action::Moved(l, to) => {
-                let shown = self
-                    .repo
-                    .worktrees()?
-                    .into_iter()
-                    .any(|w| w.root == *to && w.branch.as_deref() == Some(l.branch.as_str()));
+                let shown = self.moved_to(l, &self.repo.worktrees()?) == Some(to.as_path());
                 let to = to.clone();
                 self.leases()
                     .update_in(&l.repo, l.branch.as_str(), |now| {

@@ -300,7 +300,11 @@ impl Project {
             Err(why) => return Ok(Removal::Nothing(why)),
         };
         let _turn = crate::inflight::Turn::take(&lease.repo, lease.branch.as_str(), "removing")?;
-        self.refuse_not_its_own(&lease, req)?;
+        // Another branch's worktree at the recorded path is never removed.
+        let req = &RemoveRequest {
+            keep_worktree: req.keep_worktree || self.not_its_own(&lease, req)?,
+            ..req.clone()
+        };
         let exists = lease.path.exists();
         if exists && !req.keep_worktree {
             // Not even with --force: the other worktree's work is not this one's to discard.
@@ -488,40 +492,35 @@ impl Project {
         Ok(Ok(*lease))
     }
 
-    /// Refuses to remove what is not the lease's worktree by git's word: the recorded path
-    /// now holds another branch's worktree (renamed, or another took the place), unless
-    /// `keep_worktree`; its worktree is gone but one git lists declares its data in its env
-    /// files (moved and renamed), unless `force`.
-    fn refuse_not_its_own(&self, lease: &Lease, req: &RemoveRequest) -> Result<()> {
+    /// What is the lease's worktree by git's word. Refused: data a worktree git lists still
+    /// names in its env files when the lease's own worktree is not where it was recorded
+    /// (renamed there, or moved and renamed), unless `force`. True: the recorded path holds
+    /// another branch's worktree, which is never removed (only the data and lease go).
+    fn not_its_own(&self, lease: &Lease, req: &RemoveRequest) -> Result<bool> {
         let branch = lease.branch.as_str();
         let worktrees = self.repo.worktrees()?;
         let there = worktrees.iter().find(|w| w.exists && w.root == lease.path);
-        match there {
-            Some(w) if w.branch.as_deref() == Some(branch) => Ok(()),
-            Some(_) if req.keep_worktree => Ok(()),
-            Some(w) => Err(Error::new(
-                ErrorKind::Refused,
-                format!(
-                    "{} is now the worktree of {}, not of {branch:?}: renamed, or another worktree took its place; nothing was removed",
-                    lease.path.display(),
-                    w.branch.as_deref().map_or("a detached HEAD".to_owned(), |b| format!("{b:?}"))
-                ),
-            )
-            .hint(format!(
-                "`pwt rm {} --keep-worktree` drops its data and lease and leaves that worktree alone",
-                shell_word(branch)
-            ))),
-            None if lease.path.exists() || req.force => Ok(()),
-            None if crate::plan::declares(&self.declared(None)?, lease) => Err(Error::new(
-                ErrorKind::Refused,
-                format!(
-                    "the worktree of {branch:?} at {} is gone, but a worktree git lists names its data in its env files (moved and renamed?); nothing was removed",
-                    lease.path.display()
-                ),
-            )
-            .hint("`pwt up` in that worktree takes it back; --force drops the data anyway")),
-            None => Ok(()),
+        if there.is_some_and(|w| w.branch.as_deref() == Some(branch)) {
+            return Ok(false);
         }
+        if !req.force && crate::plan::declares(&self.declared(None)?, lease) {
+            let at = match there {
+                Some(w) => format!(
+                    "{} is now the worktree of {}",
+                    lease.path.display(),
+                    w.branch
+                        .as_deref()
+                        .map_or("a detached HEAD".to_owned(), |b| format!("{b:?}"))
+                ),
+                None => format!("{} is gone", lease.path.display()),
+            };
+            return Err(Error::new(
+                ErrorKind::Refused,
+                format!("{at}, but a worktree git lists names the data of {branch:?} in its env files (its branch renamed, or moved and renamed?); nothing was removed"),
+            )
+            .hint("`pwt up` in that worktree takes it back; --force drops the data anyway"));
+        }
+        Ok(there.is_some())
     }
 
     /// The error of a teardown that left something: what is left, what went, and how to

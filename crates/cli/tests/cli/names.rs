@@ -359,24 +359,55 @@ fn a_worktree_at_a_leases_old_path_is_never_taken_for_the_lease() {
     let parent = repo.parent().expect("parent").to_owned();
     t.pwt(&repo, &["new", "a"]).ok();
     t.git(&repo, &["worktree", "move", "../demo.a", "../moved-a"]);
-    t.git(&repo, &["worktree", "add", "-q", "-b", "other", "../demo.a"]);
+    t.git(
+        &repo,
+        &["worktree", "add", "-q", "-b", "other", "../demo.a"],
+    );
     let precious = parent.join("demo.a/precious.txt");
     std::fs::write(&precious, "mine\n").expect("write");
     let env = t.pwt(&parent.join("moved-a"), &["env"]).ok().stdout;
     assert!(env.contains("PWT_BRANCH='a'"), "{env}");
     t.pwt(&repo, &["rm", "a", "--force"]).ok();
     assert!(precious.is_file(), "the other worktree's work went");
-    assert!(!parent.join("moved-a").exists(), "the moved worktree stayed");
+    assert!(
+        !parent.join("moved-a").exists(),
+        "the moved worktree stayed"
+    );
     // Two leased worktrees swapped: each is found where git shows its branch.
     t.pwt(&repo, &["new", "x"]).ok();
     t.pwt(&repo, &["new", "y"]).ok();
     t.git(&repo, &["worktree", "move", "../demo.x", "../swap"]);
     t.git(&repo, &["worktree", "move", "../demo.y", "../demo.x"]);
     t.git(&repo, &["worktree", "move", "../swap", "../demo.y"]);
-    let v = t.pwt(&parent.join("demo.x"), &["status", "--format", "json"]).ok().json();
+    let v = t
+        .pwt(&parent.join("demo.x"), &["status", "--format", "json"])
+        .ok()
+        .json();
     assert_eq!(v["worktree"]["branch"], "y");
     std::fs::write(parent.join("demo.x/work.txt"), "y's\n").expect("write");
     t.pwt(&repo, &["rm", "x"]).ok();
-    assert!(parent.join("demo.x/work.txt").is_file(), "y's worktree went");
+    assert!(
+        parent.join("demo.x/work.txt").is_file(),
+        "y's worktree went"
+    );
     assert!(!parent.join("demo.y").exists());
+    // A worktree made at a moved worktree's old path is set up as itself.
+    t.pwt(&repo, &["new", "m"]).ok();
+    t.git(&repo, &["worktree", "move", "../demo.m", "../m-moved"]);
+    t.git(&repo, &["worktree", "add", "-q", "-b", "d", "../demo.m"]);
+    let v = t
+        .pwt(&parent.join("demo.m"), &["up", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(v["branch"], "d");
+    // A branch renamed in place, and a new worktree for the old name: no move. The data
+    // the renamed worktree still names is never dropped unasked.
+    t.pwt(&repo, &["new", "z"]).ok();
+    let z = parent.join("demo.z");
+    t.git(&z, &["branch", "-m", "z", "zr"]);
+    t.git(&repo, &["worktree", "add", "-q", "-b", "z", "../z-new"]);
+    let gc = t.pwt(&repo, &["gc", "--dry-run"]).ok().stdout;
+    assert!(!gc.contains("follow it"), "{gc}");
+    assert_eq!(t.pwt(&repo, &["rm", "z"]).code, 3);
+    assert!(z.join(".env.worktree").is_file() && parent.join("z-new").is_dir());
 }
