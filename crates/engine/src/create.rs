@@ -230,8 +230,19 @@ impl Project {
             )
             .hint("`pwt env` prints them; `pwt new BRANCH` makes a worktree")),
             Target::Leased(l) if l.path.exists() => {
-                let old = self.follow_moved(l.branch.as_str(), &l.path)?;
-                Ok((l.path.clone(), l.branch.to_string(), old))
+                let worktrees = self.repo.worktrees()?;
+                let here = worktrees.iter().find(|w| w.root == l.path);
+                match here.and_then(|w| w.branch.clone()) {
+                    // Its branch renamed in place: the lease takes the new name.
+                    Some(b) if b != l.branch.as_str() => {
+                        let renamed = self.follow_renamed(&l.path, &b)?;
+                        Ok((l.path.clone(), b, renamed.filter(|old| *old != l.path)))
+                    }
+                    _ => {
+                        let old = self.follow_moved(l.branch.as_str(), &l.path)?;
+                        Ok((l.path.clone(), l.branch.to_string(), old))
+                    }
+                }
             }
             Target::Leased(l) => {
                 // Moved with `git worktree move`: git knows where the branch is now.
@@ -255,6 +266,7 @@ impl Project {
                 Some(b) => match self.follow_moved(&b, &w.root)? {
                     Some(old) => Ok((w.root, b, Some(old))),
                     None => {
+                        self.refuse_leased_elsewhere(&b, &w.root)?;
                         let renamed = self.follow_renamed(&w.root, &b)?;
                         Ok((w.root, b, renamed))
                     }
@@ -415,6 +427,31 @@ impl Project {
         Ok(())
     }
 
+    /// Refuses to set up the worktree at `root` under `branch` while that branch's lease is
+    /// another worktree's (one renamed in place keeps it until `pwt up` there).
+    fn refuse_leased_elsewhere(&self, branch: &str, root: &Path) -> Result<()> {
+        let state = self.state()?;
+        let Some(l) = state
+            .find(&self.repo.common_dir, branch)
+            .filter(|l| l.path != root)
+        else {
+            return Ok(());
+        };
+        Err(Error::new(
+            ErrorKind::Exists,
+            format!(
+                "the lease of {branch:?} belongs to the worktree at {} (its branch renamed there?), not to {}",
+                l.path.display(),
+                root.display()
+            ),
+        )
+        .hint(format!(
+            "`pwt up` in {} gives that lease its new branch, then `pwt up` here; or `pwt rm {} --force` releases it",
+            shell_word(&l.path.display().to_string()),
+            shell_word(branch)
+        )))
+    }
+
     fn follow_renamed(&self, root: &Path, branch: &str) -> Result<Option<PathBuf>> {
         let state = self.state()?;
         if state.find(&self.repo.common_dir, branch).is_some() {
@@ -425,7 +462,11 @@ impl Project {
         };
         let Some(old) = state
             .of_repo(&self.repo.common_dir)
-            .find(|l| l.slug.as_str() == slug && !l.path.exists() && l.busy().is_none())
+            .find(|l| {
+                l.slug.as_str() == slug
+                    && (!l.path.exists() || l.path == root)
+                    && l.busy().is_none()
+            })
             .cloned()
         else {
             return Ok(None);

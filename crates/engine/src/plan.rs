@@ -610,9 +610,8 @@ pub(crate) struct GcFacts<'a> {
     pub repo_exists: &'a dyn Fn(&Path) -> bool,
     /// Whether a lease's worktree directory exists.
     pub path_exists: &'a dyn Fn(&Path) -> bool,
-    /// Whether the worktree at a lease's recorded path still names its slug: then git
-    /// showing its branch elsewhere is a rename there, not a move.
-    pub stays: &'a dyn Fn(&Lease) -> bool,
+    /// Whether a lease follows its branch to where git shows it (`Project::moved_to`).
+    pub follows: &'a dyn Fn(&Lease) -> bool,
 }
 
 /// What a reconcile should do. Ownership comes from git's worktree list, the worktrees'
@@ -742,7 +741,7 @@ fn classify(lease: &Lease, facts: &GcFacts<'_>) -> Option<Action> {
     let moved = facts.worktrees.iter().find(|w| {
         w.exists && w.branch.as_deref() == Some(lease.branch.as_str()) && w.root != lease.path
     });
-    let moved = moved.filter(|_| !(facts.stays)(lease));
+    let moved = moved.filter(|_| (facts.follows)(lease));
     match moved {
         Some(w) if w.root.to_str().is_none() => None,
         Some(w) => Some(Action::Moved(lease.clone(), w.root.clone())),
@@ -1078,7 +1077,7 @@ mod tests {
             all_repos: false,
             repo_exists: &|_| true,
             path_exists: &|p| p == Path::new("/r.live"),
-            stays: &|_| false,
+            follows: &|_| true,
         }
     }
 

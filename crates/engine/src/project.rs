@@ -374,9 +374,10 @@ impl Project {
     }
 
     /// Where git shows `lease`'s branch checked out, when its worktree moved there from the
-    /// path the lease records (`git worktree move`, or two swapped). Not while the worktree
-    /// at the recorded path still names the lease's slug in its env files: a branch renamed
-    /// there (and another worktree made for the old name) is no move.
+    /// path the lease records (`git worktree move`, or two swapped): the recorded path is
+    /// gone, or the worktree there names the lease's slug in its env files (they moved with
+    /// it). Not while the worktree at the recorded path still names it: a branch renamed
+    /// there, and another worktree made for the old name, is no move.
     pub(crate) fn moved_to<'a>(
         &self,
         lease: &Lease,
@@ -385,8 +386,13 @@ impl Project {
         let w = worktrees
             .iter()
             .find(|w| w.exists && w.branch.as_deref() == Some(lease.branch.as_str()))?;
-        let stays = self.slug_at(&lease.path).as_deref() == Some(lease.slug.as_str());
-        (w.root != lease.path && !stays).then_some(w.root.as_path())
+        if w.root == lease.path {
+            return None;
+        }
+        let slug = Some(lease.slug.as_str());
+        let stays = self.slug_at(&lease.path).as_deref() == slug;
+        let carried = !lease.path.exists() || self.slug_at(&w.root).as_deref() == slug;
+        (!stays && carried).then_some(w.root.as_path())
     }
 
     /// `lease` where its worktree is: where git shows its branch (not yet recorded, when it

@@ -159,7 +159,7 @@ impl Project {
             all_repos: req.all_repos,
             repo_exists: &|p: &Path| p.exists(),
             path_exists: &|p: &Path| p.exists(),
-            stays: &|l| self.slug_at(&l.path).as_deref() == Some(l.slug.as_str()),
+            follows: &|l| self.moved_to(l, &worktrees).is_some(),
         };
         let mut plan = plan_gc(&state, &facts);
         self.spare_interrupted_work(&mut plan);

@@ -492,35 +492,35 @@ impl Project {
         Ok(Ok(*lease))
     }
 
-    /// What is the lease's worktree by git's word. Refused: data a worktree git lists still
-    /// names in its env files when the lease's own worktree is not where it was recorded
-    /// (renamed there, or moved and renamed), unless `force`. True: the recorded path holds
-    /// another branch's worktree, which is never removed (only the data and lease go).
+    /// What is the lease's worktree by git's word. Refused unless `force`: the recorded
+    /// path holds another branch's worktree (renamed there, or another took the place: its
+    /// data may be in use there), or the worktree is gone and one git lists names its data
+    /// in its env files (moved and renamed). True: another branch's worktree is at the
+    /// recorded path, and is never removed (with `force`, only the data and lease go).
     fn not_its_own(&self, lease: &Lease, req: &RemoveRequest) -> Result<bool> {
         let branch = lease.branch.as_str();
         let worktrees = self.repo.worktrees()?;
         let there = worktrees.iter().find(|w| w.exists && w.root == lease.path);
-        if there.is_some_and(|w| w.branch.as_deref() == Some(branch)) {
-            return Ok(false);
+        if there.is_some_and(|w| w.branch.as_deref() == Some(branch)) || req.force {
+            return Ok(there.is_some_and(|w| w.branch.as_deref() != Some(branch)));
         }
-        if !req.force && crate::plan::declares(&self.declared(None)?, lease) {
-            let at = match there {
-                Some(w) => format!(
-                    "{} is now the worktree of {}",
-                    lease.path.display(),
-                    w.branch
-                        .as_deref()
-                        .map_or("a detached HEAD".to_owned(), |b| format!("{b:?}"))
-                ),
-                None => format!("{} is gone", lease.path.display()),
-            };
-            return Err(Error::new(
-                ErrorKind::Refused,
-                format!("{at}, but a worktree git lists names the data of {branch:?} in its env files (its branch renamed, or moved and renamed?); nothing was removed"),
-            )
-            .hint("`pwt up` in that worktree takes it back; --force drops the data anyway"));
-        }
-        Ok(there.is_some())
+        let why = match there {
+            Some(w) => format!(
+                "{} is now the worktree of {}, not of {branch:?} (its branch renamed, or another worktree took its place), and may use its data",
+                lease.path.display(),
+                w.branch
+                    .as_deref()
+                    .map_or("a detached HEAD".to_owned(), |b| format!("{b:?}"))
+            ),
+            None if crate::plan::declares(&self.declared(None)?, lease) => format!(
+                "the worktree of {branch:?} at {} is gone, but a worktree git lists names its data in its env files (moved and renamed?)",
+                lease.path.display()
+            ),
+            None => return Ok(false),
+        };
+        Err(Error::new(ErrorKind::Refused, format!("{why}; nothing was removed")).hint(
+            "`pwt up` in that worktree takes the lease over; --force drops the data and lease (never that worktree)",
+        ))
     }
 
     /// The error of a teardown that left something: what is left, what went, and how to

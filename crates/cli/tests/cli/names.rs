@@ -410,4 +410,17 @@ fn a_worktree_at_a_leases_old_path_is_never_taken_for_the_lease() {
     assert!(!gc.contains("follow it"), "{gc}");
     assert_eq!(t.pwt(&repo, &["rm", "z"]).code, 3);
     assert!(z.join(".env.worktree").is_file() && parent.join("z-new").is_dir());
+    // The new worktree cannot take the lease; the renamed one takes it under its new name.
+    assert_eq!(t.pwt(&parent.join("z-new"), &["up"]).code, 1);
+    std::fs::remove_file(z.join(".env.worktree")).expect("rm");
+    assert_eq!(
+        t.pwt(&repo, &["rm", "z"]).code,
+        3,
+        "its env files gone, its data may be in use"
+    );
+    t.pwt(&z, &["up"]).ok();
+    let v = t.pwt(&z, &["status", "--format", "json"]).ok().json();
+    assert_eq!(v["worktree"]["branch"], "zr");
+    t.pwt(&repo, &["rm", "zr"]).ok();
+    assert!(!z.exists() && parent.join("z-new").is_dir());
 }
