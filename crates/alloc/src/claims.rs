@@ -149,10 +149,19 @@ impl PortClaims {
                 let held = std::fs::read_to_string(&path)
                     .ok()
                     .and_then(|t| Claimant::parse(&t));
-                // Its own (an older pwt's claim names no state directory).
-                Ok(held.is_some_and(|h| {
-                    h.registry == who.registry && h.repo == who.repo && h.branch == who.branch
-                }))
+                // Its own (an older pwt's claim names no state directory). One of its own
+                // registry and repository for another branch is a renamed branch's (the
+                // registry, whose lock the caller holds, leases the port to no one else):
+                // it becomes this branch's.
+                match held {
+                    Some(h) if h.registry == who.registry && h.repo == who.repo => {
+                        if h.branch != who.branch {
+                            std::fs::write(&path, who.line()).map_err(io("cannot write", &path))?;
+                        }
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
             }
             Err(e) => Err(io("cannot claim the port in", &path)(e)),
         }

@@ -235,8 +235,8 @@ impl Project {
                 match here.and_then(|w| w.branch.clone()) {
                     // Its branch renamed in place: the lease takes the new name.
                     Some(b) if b != l.branch.as_str() => {
-                        let renamed = self.follow_renamed(&l.path, &b)?;
-                        Ok((l.path.clone(), b, renamed.filter(|old| *old != l.path)))
+                        self.rename_lease(&l, &b)?;
+                        Ok((l.path.clone(), b, None))
                     }
                     _ => {
                         let old = self.follow_moved(l.branch.as_str(), &l.path)?;
@@ -447,9 +447,32 @@ impl Project {
         )
         .hint(format!(
             "`pwt up` in {} gives that lease its new branch, then `pwt up` here; or `pwt rm {} --force` releases it",
-            shell_word(&l.path.display().to_string()),
+            if l.path.exists() {
+                shell_word(&l.path.display().to_string())
+            } else {
+                "the worktree that names its data in its env files".to_owned()
+            },
             shell_word(branch)
         )))
+    }
+
+    /// The lease `l`, whose worktree git now shows on branch `to` at its recorded path
+    /// (renamed in place), takes that name, unless `to` has a lease of its own.
+    fn rename_lease(&self, l: &Lease, to: &str) -> Result<()> {
+        let state = self.state()?;
+        if state.find(&self.repo.common_dir, to).is_some() || l.busy().is_some() {
+            return Ok(());
+        }
+        let to = BranchName::parse(to)?;
+        let path = l.path.clone();
+        self.leases().update(l.branch.as_str(), |now| {
+            if now.path != path {
+                return Err(Error::new(ErrorKind::Busy, "the lease changed meanwhile"));
+            }
+            now.branch = to;
+            Ok(())
+        })?;
+        Ok(())
     }
 
     fn follow_renamed(&self, root: &Path, branch: &str) -> Result<Option<PathBuf>> {

@@ -390,9 +390,18 @@ impl Project {
             return None;
         }
         let slug = Some(lease.slug.as_str());
-        let stays = self.slug_at(&lease.path).as_deref() == slug;
-        let carried = !lease.path.exists() || self.slug_at(&w.root).as_deref() == slug;
-        (!stays && carried).then_some(w.root.as_path())
+        let names = |root: &Path| self.slug_at(root).as_deref() == slug;
+        if names(&lease.path) {
+            return None;
+        }
+        // The recorded path gone and no other worktree git lists naming the slug (one that
+        // does was moved and renamed: the lease is its).
+        let carried = names(&w.root)
+            || (!lease.path.exists()
+                && !worktrees
+                    .iter()
+                    .any(|o| o.exists && o.root != w.root && names(&o.root)));
+        carried.then_some(w.root.as_path())
     }
 
     /// `lease` where its worktree is: where git shows its branch (not yet recorded, when it

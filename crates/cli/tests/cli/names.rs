@@ -403,6 +403,7 @@ fn a_worktree_at_a_leases_old_path_is_never_taken_for_the_lease() {
     // A branch renamed in place, and a new worktree for the old name: no move. The data
     // the renamed worktree still names is never dropped unasked.
     t.pwt(&repo, &["new", "z"]).ok();
+    let port = t.pwt(&repo, &["url", "z"]).ok().stdout;
     let z = parent.join("demo.z");
     t.git(&z, &["branch", "-m", "z", "zr"]);
     t.git(&repo, &["worktree", "add", "-q", "-b", "z", "../z-new"]);
@@ -421,6 +422,11 @@ fn a_worktree_at_a_leases_old_path_is_never_taken_for_the_lease() {
     t.pwt(&z, &["up"]).ok();
     let v = t.pwt(&z, &["status", "--format", "json"]).ok().json();
     assert_eq!(v["worktree"]["branch"], "zr");
+    assert_eq!(
+        t.pwt(&repo, &["url", "zr"]).ok().stdout,
+        port,
+        "its port moved"
+    );
     t.pwt(&repo, &["rm", "zr"]).ok();
     assert!(!z.exists() && parent.join("z-new").is_dir());
 }
