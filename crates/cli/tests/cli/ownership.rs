@@ -227,6 +227,10 @@ fn another_registrys_gc_leaves_a_worktree_set_up_again_here_alone() {
     assert!(root.join("README").exists(), "B's gc removed A's worktree");
     assert!(db_exists(&db), "B's gc dropped A's database");
     t.pwt(&repo, &["rm", "feat/two", "--force"]).ok();
+    // With the worktree gone, B's gc undoes its interrupted set-up: nothing is left on the
+    // shared server.
+    other(&t, &repo, &["gc", "--yes"]);
+    assert!(!db_exists(&db), "{db} was left on the server");
 }
 
 #[test]
