@@ -244,33 +244,23 @@ impl Project {
                     }
                 }
             }
-            Target::Leased(l) => {
-                // Moved with `git worktree move`: git knows where the branch is now.
-                let moved = self.repo.worktrees()?.into_iter().find(|w| {
-                    w.exists && w.branch.as_deref() == Some(l.branch.as_str())
-                });
-                let Some(w) = moved else {
-                    return Err(Error::new(
-                        ErrorKind::NotFound,
-                        format!("the worktree of {:?} at {} is gone", l.branch.as_str(), l.path.display()),
-                    )
-                    .hint(format!(
-                        "`pwt gc` cleans up after it; `pwt new {}` makes a new one",
-                        shell_word(l.branch.as_str())
-                    )));
-                };
-                self.follow_moved(l.branch.as_str(), &w.root)?;
-                Ok((w.root, l.branch.to_string(), Some(l.path)))
-            }
+            // The lookup already followed a move (`Project::moved_to`): git shows its branch
+            // nowhere this lease can follow.
+            Target::Leased(l) => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("the worktree of {:?} at {} is gone", l.branch.as_str(), l.path.display()),
+            )
+            .hint(format!(
+                "`pwt gc` cleans up after it; `pwt new {}` makes a new one",
+                shell_word(l.branch.as_str())
+            ))),
+            // The lookup gave a lease that moved here already; this one is not such.
             Target::Unmanaged(w) => match w.branch {
-                Some(b) => match self.follow_moved(&b, &w.root)? {
-                    Some(old) => Ok((w.root, b, Some(old))),
-                    None => {
-                        self.refuse_leased_elsewhere(&b, &w.root)?;
-                        let renamed = self.follow_renamed(&w.root, &b)?;
-                        Ok((w.root, b, renamed))
-                    }
-                },
+                Some(b) => {
+                    self.refuse_leased_elsewhere(&b, &w.root)?;
+                    let renamed = self.follow_renamed(&w.root, &b)?;
+                    Ok((w.root, b, renamed))
+                }
                 None => Err(Error::new(
                     ErrorKind::Invalid,
                     format!("the worktree at {} has a detached HEAD; pwt keys worktrees by branch", w.root.display()),
@@ -388,9 +378,6 @@ impl Project {
         }
     }
 
-    /// A worktree moved and its branch renamed keeps its lease: the env files pwt wrote name
-    /// the slug, and the lease of that slug whose worktree is gone follows it (new path, new
-    /// branch). Returns the old path.
     /// The lease of `branch`, whose worktree git shows at `root` (moved with `git worktree
     /// move`, or swapped with another), follows it there: its old path. `root` must be
     /// UTF-8.
@@ -475,6 +462,9 @@ impl Project {
         Ok(())
     }
 
+    /// A worktree moved and its branch renamed keeps its lease: the env files pwt wrote name
+    /// the slug, and the lease of that slug whose worktree is gone (or is this one) follows
+    /// it (new path, new branch). Returns the old path.
     fn follow_renamed(&self, root: &Path, branch: &str) -> Result<Option<PathBuf>> {
         let state = self.state()?;
         if state.find(&self.repo.common_dir, branch).is_some() {

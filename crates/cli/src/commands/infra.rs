@@ -4,7 +4,6 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::state_dir;
 use crate::output::{Format, Style, Terminal, print_json, print_table};
 use pwt::exit_code;
 
@@ -60,7 +59,10 @@ pub enum InfraAction {
 pub fn run(cwd: &Path, args: InfraArgs) -> Result<i32> {
     // The services of the repository pwt runs in (its service sections), or the defaults.
     let project = super::open(cwd).ok();
-    let infra = pwt::Infra::new(project.as_ref().map(pwt::Project::config), &state_dir()?);
+    let infra = pwt::Infra::new(
+        project.as_ref().map(pwt::Project::config),
+        &super::locations()?.state_dir,
+    );
     match args.action {
         InfraAction::Compose => {
             print!("{}", infra.compose_file());

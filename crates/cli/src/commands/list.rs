@@ -131,9 +131,10 @@ pub(super) fn this_repo(cwd: &Path) -> Result<Vec<WorktreeInfo>> {
 
 pub(super) fn all_repos() -> Result<Vec<WorktreeInfo>> {
     // Each repository's own configuration (for its port variable names and proxy port).
+    let at = super::locations()?;
     Ok(pwt::list_all(
-        &super::state_dir()?,
-        &super::config_sources(Vec::new())?,
+        &at.state_dir,
+        &super::config_sources(Vec::new(), at.user_config.clone())?,
     )?)
 }
 

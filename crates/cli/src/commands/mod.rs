@@ -119,7 +119,10 @@ pub fn open_interruptible(cwd: &Path, yes: bool) -> Result<Project> {
 
 /// Opens it with `cancel` (one flag for many projects: `pwt mcp`'s calls).
 pub fn open_with(cwd: &Path, cancel: Cancel) -> Result<Project> {
-    let mut options = Options::at(&locations()?, settings(cwd)?);
+    let at = locations()?;
+    let sources = config_sources(pwt::config_roots(cwd)?, at.user_config.clone())?;
+    let settings = LoadedConfig::load(&sources)?;
+    let mut options = Options::at(&at, settings);
     if let Some(spec) = env_vars::get(env_vars::PWT_FAULT) {
         options.faults = Faults::parse(&spec)?;
     }
@@ -134,16 +137,17 @@ pub fn open_with(cwd: &Path, cancel: Cancel) -> Result<Project> {
 /// The configuration of the repository containing `cwd`, from its layers (the files, the
 /// process's `PWT_*` variables), and where each value came from.
 pub fn settings(cwd: &Path) -> Result<LoadedConfig> {
-    let sources = config_sources(pwt::config_roots(cwd)?)?;
+    let user_file = locations().ok().and_then(|l| l.user_config);
+    let sources = config_sources(pwt::config_roots(cwd)?, user_file)?;
     Ok(LoadedConfig::load(&sources)?)
 }
 
 /// Where the configuration comes from: `roots`, the user's file, the process's `PWT_*`
 /// variables.
-pub fn config_sources(roots: Vec<PathBuf>) -> Result<ConfigSources> {
+pub fn config_sources(roots: Vec<PathBuf>, user_file: Option<PathBuf>) -> Result<ConfigSources> {
     Ok(ConfigSources {
         roots,
-        user_file: locations().ok().and_then(|l| l.user_config),
+        user_file,
         vars: text_vars()?,
     })
 }
@@ -227,11 +231,6 @@ fn text_vars() -> Result<Vec<(String, String)>> {
         }
     }
     Ok(out)
-}
-
-/// The state directory (see [`pwt::vars::PWT_STATE_DIR`]).
-pub fn state_dir() -> Result<PathBuf> {
-    Ok(locations()?.state_dir)
 }
 
 /// A cancel flag set by the first Ctrl-C (or SIGTERM, SIGHUP).

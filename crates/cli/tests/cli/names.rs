@@ -279,13 +279,12 @@ fn worktrees_and_repositories_at_paths_that_are_not_utf8_are_refused_before_anyt
     let t = TestEnv::new();
     let repo = t.repo("demo", None);
     let bad = t.root().join(OsStr::from_bytes(b"demo.x\xe9"));
-    let status = std::process::Command::new("git")
+    let mut git = std::process::Command::new("git");
+    t.sandbox.git_env(&mut git);
+    let status = git
         .current_dir(&repo)
         .args(["worktree", "add", "-q", "-b", "b2"])
         .arg(&bad)
-        .env("HOME", t.home())
-        .env("GIT_CONFIG_GLOBAL", t.home().join(".gitconfig"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
         .status()
         .expect("git runs");
     assert!(status.success());
@@ -429,4 +428,13 @@ fn a_worktree_at_a_leases_old_path_is_never_taken_for_the_lease() {
     );
     t.pwt(&repo, &["rm", "zr"]).ok();
     assert!(!z.exists() && parent.join("z-new").is_dir());
+    // Moved and renamed, then a new worktree for the old name: `pwt up OLDNAME` does not
+    // hand it the lease.
+    t.pwt(&repo, &["new", "mr"]).ok();
+    t.git(&repo, &["worktree", "move", "../demo.mr", "../mr-moved"]);
+    t.git(&parent.join("mr-moved"), &["branch", "-m", "mr", "mr2"]);
+    t.git(&repo, &["worktree", "add", "-q", "-b", "mr", "../mr-new"]);
+    assert_eq!(t.pwt(&repo, &["up", "mr"]).code, 1);
+    assert!(!parent.join("mr-new/.env.worktree").exists());
+    assert!(!parent.join("demo.mr").exists(), "the old path came back");
 }
